@@ -1,0 +1,290 @@
+// Package room is the room registry: one anchor owns exactly one room (R1),
+// each room has a stream key for publishing, and a lifecycle (idle → live →
+// ended) driven by the media ingest. Records live in the SQL store; hot
+// lookups (does this room exist, whose is it) are served from a small cache.
+package room
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"roomcast/internal/auth"
+	"roomcast/internal/errs"
+	"roomcast/internal/store"
+)
+
+// Status values.
+const (
+	StatusIdle  = "idle"
+	StatusLive  = "live"
+	StatusEnded = "ended"
+)
+
+// Room is a room as the API shows it.
+type Room struct {
+	ID            string     `json:"id"`
+	Title         string     `json:"title"`
+	AnchorID      string     `json:"anchor_id"`
+	StreamKey     string     `json:"stream_key,omitempty"`
+	CreatedAt     time.Time  `json:"created_at"`
+	Status        string     `json:"status"`
+	Live          bool       `json:"live"`
+	LiveStartedAt *time.Time `json:"live_started_at,omitempty"`
+	LiveEndedAt   *time.Time `json:"live_ended_at,omitempty"`
+}
+
+// Lifecycle receives room lifecycle events (the app turns them into
+// must-deliver system messages).
+type Lifecycle func(ctx context.Context, roomID, event string)
+
+// Registry manages rooms.
+type Registry struct {
+	st        *store.Store
+	log       *slog.Logger
+	lifecycle Lifecycle
+
+	mu    sync.RWMutex
+	cache map[string]cached // by id; guarded by mu
+}
+
+type cached struct {
+	r  store.Room
+	at time.Time
+}
+
+// cacheTTL bounds how stale a cached record may be (other nodes may change it).
+const cacheTTL = 2 * time.Second
+
+// New returns a Registry on st. lifecycle may be nil.
+func New(st *store.Store, log *slog.Logger, lifecycle Lifecycle) *Registry {
+	if lifecycle == nil {
+		lifecycle = func(context.Context, string, string) {}
+	}
+	return &Registry{st: st, log: log, lifecycle: lifecycle, cache: map[string]cached{}}
+}
+
+var idRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
+
+// ValidID reports whether id is an acceptable room id (slug).
+func ValidID(id string) bool { return idRe.MatchString(id) }
+
+func view(r store.Room, withKey bool) Room {
+	v := Room{ID: r.ID, Title: r.Title, AnchorID: r.AnchorID, CreatedAt: r.CreatedAt.UTC(), Status: r.Status, Live: r.Status == StatusLive}
+	if withKey {
+		v.StreamKey = r.StreamKey
+	}
+	if !r.LiveStartedAt.IsZero() {
+		t := r.LiveStartedAt.UTC()
+		v.LiveStartedAt = &t
+	}
+	if !r.LiveEndedAt.IsZero() {
+		t := r.LiveEndedAt.UTC()
+		v.LiveEndedAt = &t
+	}
+	return v
+}
+
+// NewStreamKey returns a fresh random stream key.
+func NewStreamKey() string { return "rk_" + auth.RandomHex(16) }
+
+// Create creates anchor's room, or returns the one it already has with
+// created=false. id may be empty (generated).
+func (g *Registry) Create(ctx context.Context, anchor, title, id string) (Room, bool, error) {
+	if r, err := g.st.RoomByAnchor(ctx, anchor); err == nil {
+		return view(r, true), false, nil
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return Room{}, false, err
+	}
+	title = strings.TrimSpace(title)
+	if title == "" {
+		return Room{}, false, errs.New(errs.BadRequest, "title is required")
+	}
+	if len([]rune(title)) > 100 {
+		return Room{}, false, errs.New(errs.BadRequest, "title is longer than 100 characters")
+	}
+	if id == "" {
+		id = "r" + auth.RandomHex(5)
+	} else if !ValidID(id) {
+		return Room{}, false, errs.New(errs.BadRequest, "id must be 1–64 letters, digits, - or _")
+	}
+	r := store.Room{ID: id, Title: title, AnchorID: anchor, StreamKey: NewStreamKey(), CreatedAt: time.Now(), Status: StatusIdle}
+	if err := g.st.CreateRoom(ctx, r); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			// Either the id is taken, or the same anchor raced us.
+			if r2, err2 := g.st.RoomByAnchor(ctx, anchor); err2 == nil {
+				return view(r2, true), false, nil
+			}
+			return Room{}, false, errs.New(errs.Conflict, "room id "+id+" is taken")
+		}
+		return Room{}, false, err
+	}
+	g.put(r)
+	return view(r, true), true, nil
+}
+
+// Ensure returns the room named id, creating it (livego-style, the anchor is
+// "livego:"+id) if needed.
+func (g *Registry) Ensure(ctx context.Context, id string) (Room, error) {
+	if !ValidID(id) {
+		return Room{}, errs.New(errs.BadRequest, "room name must be 1–64 letters, digits, - or _")
+	}
+	if r, err := g.st.Room(ctx, id); err == nil {
+		return view(r, true), nil
+	}
+	r := store.Room{ID: id, Title: id, AnchorID: "livego:" + id, StreamKey: NewStreamKey(), CreatedAt: time.Now(), Status: StatusIdle}
+	if err := g.st.CreateRoom(ctx, r); err != nil && !errors.Is(err, store.ErrConflict) {
+		return Room{}, err
+	}
+	r2, err := g.st.Room(ctx, id)
+	if err != nil {
+		return Room{}, err
+	}
+	g.put(r2)
+	return view(r2, true), nil
+}
+
+// Get returns a room (without its key unless withKey).
+func (g *Registry) Get(ctx context.Context, id string, withKey bool) (Room, error) {
+	r, err := g.get(ctx, id)
+	if err != nil {
+		return Room{}, err
+	}
+	return view(r, withKey), nil
+}
+
+// Exists reports whether room id exists, from the cache when fresh.
+func (g *Registry) Exists(ctx context.Context, id string) (bool, error) {
+	_, err := g.get(ctx, id)
+	if errors.Is(err, errNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+var errNotFound = errs.New(errs.RoomNotFound, "no such room")
+
+func (g *Registry) get(ctx context.Context, id string) (store.Room, error) {
+	g.mu.RLock()
+	c, ok := g.cache[id]
+	g.mu.RUnlock()
+	if ok && time.Since(c.at) < cacheTTL {
+		return c.r, nil
+	}
+	if !ValidID(id) {
+		return store.Room{}, errNotFound
+	}
+	r, err := g.st.Room(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		g.mu.Lock()
+		delete(g.cache, id)
+		g.mu.Unlock()
+		return store.Room{}, errNotFound
+	}
+	if err != nil {
+		return store.Room{}, err
+	}
+	g.put(r)
+	return r, nil
+}
+
+func (g *Registry) put(r store.Room) {
+	g.mu.Lock()
+	if len(g.cache) > 100000 {
+		g.cache = map[string]cached{}
+	}
+	g.cache[r.ID] = cached{r: r, at: time.Now()}
+	g.mu.Unlock()
+}
+
+func (g *Registry) forget(id string) {
+	g.mu.Lock()
+	delete(g.cache, id)
+	g.mu.Unlock()
+}
+
+// List returns every room, newest first, without keys.
+func (g *Registry) List(ctx context.Context) ([]Room, error) {
+	rs, err := g.st.Rooms(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Room, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, view(r, false))
+	}
+	return out, nil
+}
+
+// IDs returns every room id (for broadcasts).
+func (g *Registry) IDs(ctx context.Context) ([]string, error) {
+	rs, err := g.st.Rooms(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(rs))
+	for i, r := range rs {
+		ids[i] = r.ID
+	}
+	return ids, nil
+}
+
+// ResetKey gives room id a new stream key and returns it.
+func (g *Registry) ResetKey(ctx context.Context, id string) (string, error) {
+	key := NewStreamKey()
+	if err := g.st.SetStreamKey(ctx, id, key); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return "", errNotFound
+		}
+		return "", err
+	}
+	g.forget(id)
+	return key, nil
+}
+
+// Delete removes room id.
+func (g *Registry) Delete(ctx context.Context, id string) error {
+	if err := g.st.DeleteRoom(ctx, id); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return errNotFound
+		}
+		return err
+	}
+	g.forget(id)
+	return nil
+}
+
+// ByStreamKey returns the id of the room whose key is key.
+func (g *Registry) ByStreamKey(ctx context.Context, key string) (string, error) {
+	if key == "" || len(key) > 128 {
+		return "", errs.New(errs.Forbidden, "bad stream key")
+	}
+	r, err := g.st.RoomByKey(ctx, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", errs.New(errs.Forbidden, "unknown stream key")
+	}
+	if err != nil {
+		return "", err
+	}
+	return r.ID, nil
+}
+
+// SetLive records the start (live=true) or end of a room's live stream and
+// announces it with a lifecycle event ("live_start" / "live_end").
+func (g *Registry) SetLive(ctx context.Context, id string, live bool) error {
+	if err := g.st.SetLive(ctx, id, live, time.Now()); err != nil {
+		return fmt.Errorf("room %s: set live=%v: %w", id, live, err)
+	}
+	g.forget(id)
+	ev := "live_end"
+	if live {
+		ev = "live_start"
+	}
+	g.lifecycle(ctx, id, ev)
+	return nil
+}
