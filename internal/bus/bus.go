@@ -14,14 +14,14 @@ import (
 // Topic names a stream of events.
 type Topic string
 
-// Topic constructors.
+// RoomTopic is the topic of one room's appended messages. Nodes subscribe
+// to it only while they have viewers of the room.
 func RoomTopic(room string) Topic { return Topic("room:" + room) }
-func UserTopic(user string) Topic { return Topic("user:" + user) }
 
-// Topics shared by every node.
+// Topics every node subscribes to.
 const (
-	Broadcast Topic = "broadcast" // broadcast-scope notices (informational)
-	Control   Topic = "control"   // kicks, settings changes
+	Users   Topic = "users"   // user-scoped messages; each node delivers to its local connections of Event.User
+	Control Topic = "control" // kicks, settings changes
 )
 
 // Event is one thing published on a topic.
@@ -48,8 +48,9 @@ const (
 	EvLikes    EventType = "likes"    // Room's like total changed (Data holds it)
 )
 
-// Handler receives events. It is called from the bus's own goroutine(s) and
-// must not block for long; per topic, events arrive in publish order.
+// Handler receives events. It may be called from the publisher's goroutine
+// (memory bus) or the bus's own (Redis); it must not block for long. Per
+// topic, events arrive in publish order.
 type Handler func(Event)
 
 // Bus publishes and subscribes to topics.

@@ -1,6 +1,7 @@
 package message
 
 import (
+	"encoding/json"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -21,14 +22,14 @@ const (
 
 // Request is what a client asks to send, before validation.
 type Request struct {
-	ID    string `json:"id,omitempty"` // client id, echoed in WebSocket acks
-	Kind  Kind   `json:"kind"`
-	Text  string `json:"text,omitempty"`
-	Gift  *Gift  `json:"gift,omitempty"`
-	Scope Scope  `json:"scope,omitempty"`
-	To    string `json:"to,omitempty"`
-	Ref   string `json:"ref,omitempty"`
-	Data  []byte `json:"-"`
+	ID    string          `json:"id,omitempty"` // client id, echoed in WebSocket acks
+	Kind  Kind            `json:"kind"`
+	Text  string          `json:"text,omitempty"`
+	Gift  *Gift           `json:"gift,omitempty"`
+	Scope Scope           `json:"scope,omitempty"`
+	To    string          `json:"to,omitempty"`
+	Ref   string          `json:"ref,omitempty"`
+	Data  json.RawMessage `json:"data,omitempty"` // function kinds only (admin)
 }
 
 // Limits bound what a client may send.
@@ -130,7 +131,10 @@ func Build(req *Request, s Sender, room string, cat *Catalogue, lim Limits) (*Me
 		}
 		m.Gift = &Gift{ID: def.ID, Name: def.Name, ValueCents: def.ValueCents, Count: count}
 	}
-	if len(req.Data) > 0 {
+	if len(req.Data) > 0 && privileged {
+		if len(req.Data) > 8<<10 {
+			return nil, errs.New(errs.BadRequest, "data larger than 8 KiB")
+		}
 		m.Data = req.Data
 	}
 	m.Priority = ComputePriority(m)

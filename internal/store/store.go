@@ -196,7 +196,9 @@ func (s *Store) roomWhere(ctx context.Context, where string, arg any) (Room, err
 }
 
 // Room returns the room with id.
-func (s *Store) Room(ctx context.Context, id string) (Room, error) { return s.roomWhere(ctx, `id = ?`, id) }
+func (s *Store) Room(ctx context.Context, id string) (Room, error) {
+	return s.roomWhere(ctx, `id = ?`, id)
+}
 
 // RoomByAnchor returns the room of anchor.
 func (s *Store) RoomByAnchor(ctx context.Context, anchor string) (Room, error) {

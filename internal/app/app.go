@@ -1,0 +1,204 @@
+// Package app is roomcast's composition root: the one place that turns a
+// Config into stores, seams (timeline, bus, presence), the fan-out node, the
+// logic layer and the servers, and shuts them down in order.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"roomcast/internal/auth"
+	"roomcast/internal/bus"
+	"roomcast/internal/config"
+	"roomcast/internal/fanout"
+	"roomcast/internal/gateway"
+	"roomcast/internal/likes"
+	"roomcast/internal/message"
+	"roomcast/internal/metrics"
+	"roomcast/internal/moderation"
+	"roomcast/internal/presence"
+	"roomcast/internal/room"
+	"roomcast/internal/route"
+	"roomcast/internal/service"
+	"roomcast/internal/store"
+	"roomcast/internal/timeline"
+	"roomcast/internal/ws"
+)
+
+// App is a running roomcast node.
+type App struct {
+	Cfg      *config.Config
+	Log      *slog.Logger
+	Store    *store.Store
+	Signer   *auth.Signer
+	AdminKey string
+	Rooms    *room.Registry
+	Service  *service.Service
+	Node     *fanout.Node
+	Metrics  *metrics.Metrics
+
+	tl       timeline.Timeline
+	bus      bus.Bus
+	presence presence.Presence
+	likes    likes.Counter
+	mod      moderation.State
+	gw       *gateway.Gateway
+	ws       *ws.Server
+	http     *http.Server
+	httpLn   net.Listener
+	closers  []func(context.Context) error // in reverse order of start
+}
+
+// Secrets loads (or generates and keeps) the token secret and admin key of
+// the data dir, unless configured.
+func Secrets(ctx context.Context, st *store.Store, cfg *config.Config) (secret, adminKey string, err error) {
+	secret, adminKey = cfg.Secret, cfg.AdminKey
+	if secret == "" {
+		if secret, err = st.SettingOrCreate(ctx, "secret", func() string { return auth.RandomHex(32) }); err != nil {
+			return "", "", err
+		}
+	}
+	if adminKey == "" {
+		if adminKey, err = st.SettingOrCreate(ctx, "admin_key", func() string { return "ak_" + auth.RandomHex(20) }); err != nil {
+			return "", "", err
+		}
+	}
+	return secret, adminKey, nil
+}
+
+// OpenStore opens the durable store the config names.
+func OpenStore(cfg *config.Config) (*store.Store, error) {
+	if cfg.DB != "" {
+		return nil, errors.New("--db: only the embedded SQLite store is available in this build")
+	}
+	return store.OpenSQLite(cfg.Data)
+}
+
+// New builds a node from cfg. Nothing listens until Start.
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err error) {
+	if cfg.Redis != "" {
+		return nil, errors.New("--redis: cluster mode is not available in this build")
+	}
+	a = &App{Cfg: cfg, Log: log, Metrics: metrics.New()}
+	defer func() {
+		if err != nil {
+			a.Shutdown(context.Background())
+		}
+	}()
+	if a.Store, err = OpenStore(cfg); err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, func(context.Context) error { return a.Store.Close() })
+	secret, adminKey, err := Secrets(ctx, a.Store, cfg)
+	if err != nil {
+		return nil, err
+	}
+	a.AdminKey = adminKey
+	if a.Signer, err = auth.NewSigner(secret); err != nil {
+		return nil, err
+	}
+	rate, err := config.ParseRate(cfg.RateLimit)
+	if err != nil {
+		return nil, err
+	}
+
+	// Seams: memory implementations (single node).
+	a.bus = bus.NewMemory()
+	a.closers = append(a.closers, func(context.Context) error { return a.bus.Close() })
+	a.tl = timeline.NewMemory(timeline.Retention{MaxCount: cfg.RetentionCount, MaxAge: cfg.RetentionAge}, func(m *message.Message) {
+		_ = a.bus.Publish(context.Background(), bus.RoomTopic(m.Room), bus.Event{Type: bus.EvMessage, Room: m.Room, Msg: m})
+	})
+	a.presence = presence.NewMemory(3 * time.Duration(maxPollMS(cfg)) * time.Millisecond)
+	a.closers = append(a.closers, func(context.Context) error { return a.presence.Close() })
+	a.likes = likes.NewMemory()
+	a.mod = moderation.NewMemory(rate.N, rate.Per)
+
+	a.Service = service.New(service.Config{Limits: message.Limits{MaxTextRunes: cfg.MaxText}, KickBlock: cfg.KickBlock}, service.Deps{
+		Rooms: nil, Timeline: a.tl, Bus: a.bus, Likes: a.likes, Mod: a.mod,
+		Filter: moderation.NewFilter(cfg.Keywords, cfg.KeywordMode == "mask"), Gifts: message.NewCatalogue(cfg.Gifts),
+		Metrics: a.Metrics, Log: log,
+	})
+	a.Rooms = room.New(a.Store, log, a.Service.Lifecycle)
+	a.Service.SetRooms(a.Rooms)
+
+	a.Node, err = fanout.New(fanout.Config{Tick: cfg.Tick, Budget: cfg.RenderBudget, Staleness: cfg.Staleness, WarmWindow: cfg.WarmWindow},
+		fanout.Deps{Timeline: a.tl, Bus: a.bus, Presence: a.presence, Likes: a.likes, Metrics: a.Metrics, Log: log, OnPresence: a.Service.Presence})
+	if err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, func(context.Context) error { a.Node.Close(); return nil })
+
+	a.gw, err = gateway.New(ctx, gateway.Deps{Config: cfg, Signer: a.Signer, AdminKey: adminKey, Rooms: a.Rooms, Service: a.Service,
+		Node: a.Node, Presence: a.presence, Store: a.Store, Bus: a.bus, Router: route.New(route.DefaultRules()), Metrics: a.Metrics, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	a.ws, err = ws.NewServer(ws.Config{MaxMessage: cfg.MaxFrame, QueueBytes: cfg.QueueBytes, Heartbeat: cfg.Heartbeat,
+		Compression: cfg.Compression, CheckOrigin: a.gw.CheckOrigin, Logger: log}, a.gw)
+	if err != nil {
+		return nil, fmt.Errorf("websocket server: %w", err)
+	}
+	a.gw.SetWS(a.ws)
+	a.closers = append(a.closers, a.ws.Shutdown)
+	registerWSMetrics(a.Metrics, a.ws)
+	return a, nil
+}
+
+func maxPollMS(cfg *config.Config) int {
+	steps, err := config.ParsePollIntervals(cfg.PollIntervals)
+	if err != nil {
+		return 2500
+	}
+	m := 0
+	for _, s := range steps {
+		m = max(m, s.MS)
+	}
+	return m
+}
+
+// Start listens on the HTTP address.
+func (a *App) Start(ctx context.Context) error {
+	ln, err := net.Listen("tcp", a.Cfg.HTTP)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", a.Cfg.HTTP, err)
+	}
+	a.httpLn = ln
+	a.http = &http.Server{Handler: a.gw.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
+		ErrorLog: slog.NewLogLogger(a.Log.Handler(), slog.LevelDebug)}
+	go func() {
+		if err := a.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.Log.Error("http server", "err", err)
+		}
+	}()
+	a.Log.Info("roomcast serving", "http", ln.Addr().String())
+	return nil
+}
+
+// HTTPAddr is the address the HTTP server listens on (after Start).
+func (a *App) HTTPAddr() string { return a.httpLn.Addr().String() }
+
+// Shutdown stops accepting, closes WebSocket connections with 1001 going
+// away after flushing, stops the node and closes the stores.
+func (a *App) Shutdown(ctx context.Context) error {
+	var errsOut []error
+	if a.gw != nil {
+		a.gw.SetDraining()
+	}
+	if a.http != nil {
+		if err := a.http.Shutdown(ctx); err != nil {
+			errsOut = append(errsOut, err)
+		}
+	}
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		if err := a.closers[i](ctx); err != nil {
+			errsOut = append(errsOut, err)
+		}
+	}
+	a.closers = nil
+	return errors.Join(errsOut...)
+}

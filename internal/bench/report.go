@@ -1,0 +1,334 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Report is the result of one scenario, printed as a table or (--json) as
+// JSON. Sections that do not apply to a scenario are omitted.
+type Report struct {
+	Scenario    string            `json:"scenario"` // ws, poll, send, flv
+	StartedAt   time.Time         `json:"started_at"`
+	Target      string            `json:"target"`
+	Room        string            `json:"room,omitempty"`
+	Params      map[string]string `json:"params"` // every flag, secrets redacted
+	RampS       float64           `json:"ramp_s"`
+	WindowS     float64           `json:"window_s"` // measured window (rates are per second of it)
+	DrainS      float64           `json:"drain_s"`
+	Interrupted bool              `json:"interrupted,omitempty"`
+
+	Conns    *ConnReport     `json:"conns,omitempty"`
+	Delivery *DeliveryReport `json:"delivery,omitempty"`
+	Poll     *PollReport     `json:"poll,omitempty"`
+	Send     *SendReport     `json:"send,omitempty"`
+	Seq      *SeqReport      `json:"seq,omitempty"`
+	FLV      *FLVReport      `json:"flv,omitempty"`
+	Server   *ServerReport   `json:"server,omitempty"`
+	Client   ClientReport    `json:"client"`
+
+	Violations []string `json:"violations"` // failed checks; empty when OK
+	OK         bool     `json:"ok"`
+}
+
+// ConnReport covers connection set-up and loss.
+type ConnReport struct {
+	Target       int               `json:"target"`
+	Connected    int               `json:"connected"`
+	Failed       int               `json:"failed"`
+	ConnectsPerS float64           `json:"connects_per_s"`
+	Connect      Latency           `json:"connect"` // dial to handshake done
+	Errors       map[string]uint64 `json:"errors,omitempty"`
+	Dropped      uint64            `json:"dropped"` // connections lost during the run
+	Reconnects   uint64            `json:"reconnects"`
+	CloseReasons map[string]uint64 `json:"close_reasons,omitempty"` // server close frames: "code reason"
+}
+
+// DeliveryReport covers messages received by the readers during the window
+// and the drain.
+type DeliveryReport struct {
+	Messages      uint64  `json:"messages"` // every message delivered to every reader
+	PerS          float64 `json:"messages_per_s"`
+	Frames        uint64  `json:"frames"`
+	BenchMessages uint64  `json:"bench_messages"` // this run's messages received
+	Expected      uint64  `json:"expected_bench_messages"`
+	Lost          uint64  `json:"lost"`    // expected - received, when positive
+	Latency       Latency `json:"latency"` // send→receive of this run's messages
+	BadFrames     uint64  `json:"bad_frames,omitempty"`
+	ErrorFrames   uint64  `json:"error_frames,omitempty"`
+}
+
+// ClientReport is the bench process's own cost, to judge how much of the
+// machine the load generator took from the server.
+type ClientReport struct {
+	CPUSeconds float64 `json:"cpu_s"`
+	CPUPercent float64 `json:"cpu_pct"`
+	Goroutines int     `json:"goroutines_peak"`
+	GOMAXPROCS int     `json:"gomaxprocs"`
+}
+
+// clientMeter measures the bench process over a run.
+type clientMeter struct {
+	t0   time.Time
+	cpu0 time.Duration
+	peak int
+}
+
+func newClientMeter() *clientMeter { return &clientMeter{t0: time.Now(), cpu0: selfCPU()} }
+
+func (m *clientMeter) sample() {
+	if n := runtime.NumGoroutine(); n > m.peak {
+		m.peak = n
+	}
+}
+
+func (m *clientMeter) report() ClientReport {
+	m.sample()
+	d := selfCPU() - m.cpu0
+	return ClientReport{
+		CPUSeconds: round3(d.Seconds()),
+		CPUPercent: round1(100 * d.Seconds() / time.Since(m.t0).Seconds()),
+		Goroutines: m.peak,
+		GOMAXPROCS: runtime.GOMAXPROCS(0),
+	}
+}
+
+// finish sets OK, prints r and returns ErrChecksFailed when checks failed.
+func (r *Report) finish(asJSON bool, stdout io.Writer) error {
+	if r.Violations == nil {
+		r.Violations = []string{}
+	}
+	r.OK = len(r.Violations) == 0
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(r); err != nil {
+			return err
+		}
+	} else {
+		r.table(stdout)
+	}
+	if !r.OK {
+		return fmt.Errorf("%w: %s", ErrChecksFailed, strings.Join(r.Violations, ", "))
+	}
+	return nil
+}
+
+func (r *Report) table(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(k string, format string, a ...any) {
+		fmt.Fprintf(tw, "  %s\t"+format+"\n", append([]any{k}, a...)...)
+	}
+	sec := func(s string) { fmt.Fprintf(tw, "%s\n", s) }
+	lat := func(k string, l Latency) {
+		if l.Count == 0 {
+			row(k, "-")
+			return
+		}
+		row(k, "p50 %s  p90 %s  p99 %s  max %s  (n=%d)", ms(l.P50), ms(l.P90), ms(l.P99), ms(l.Max), l.Count)
+	}
+	errs := func(k string, m map[string]uint64) {
+		if len(m) == 0 {
+			row(k, "none")
+			return
+		}
+		var parts []string
+		for _, e := range sortedKeys(m) {
+			parts = append(parts, fmt.Sprintf("%s ×%d", e, m[e]))
+		}
+		row(k, "%s", strings.Join(parts, ", "))
+	}
+	sec(fmt.Sprintf("roomcast bench %s  %s  %s", r.Scenario, r.Target, r.StartedAt.Format(time.RFC3339)))
+	row("window", "%.1fs (ramp %.1fs, drain %.1fs)%s", r.WindowS, r.RampS, r.DrainS, map[bool]string{true: "  INTERRUPTED"}[r.Interrupted])
+	if c := r.Conns; c != nil {
+		sec("connections")
+		row("connected", "%d / %d  (failed %d, %.0f/s)", c.Connected, c.Target, c.Failed, c.ConnectsPerS)
+		lat("connect time", c.Connect)
+		if len(c.Errors) > 0 {
+			errs("connect errors", c.Errors)
+		}
+		row("dropped", "%d  (reconnects %d)", c.Dropped, c.Reconnects)
+		if len(c.CloseReasons) > 0 {
+			errs("close reasons", c.CloseReasons)
+		}
+	}
+	if s := r.Send; s != nil {
+		sec("sending")
+		rate := "as fast as possible"
+		if s.TargetRate > 0 {
+			rate = fmt.Sprintf("%.0f/s target", s.TargetRate)
+		}
+		row("writers", "%d via %s, %s", s.Writers, s.Via, rate)
+		row("sent / acked", "%d / %d  (%.1f acks/s)", s.Sent, s.Acked, s.AcksPerS)
+		lat("send→ack", s.Latency)
+		errs("errors", s.Errors)
+		row("seqs", "%d..%d, %d duplicate", s.MinSeq, s.MaxSeq, s.DupSeqs)
+	}
+	if p := r.Poll; p != nil {
+		sec("polling")
+		row("pollers", "%d, interval %s, limit %d", p.Pollers, p.Interval, p.Limit)
+		row("requests", "%d  (%.1f/s, %d empty)", p.Requests, p.PerS, p.Empty)
+		lat("latency", p.Latency)
+		errs("errors", p.Errors)
+		row("poll_after_ms", "min %d  max %d", p.PollAfterMin, p.PollAfterMax)
+	}
+	if d := r.Delivery; d != nil {
+		sec("delivery")
+		row("messages", "%d  (%.1f/s, %d frames)", d.Messages, d.PerS, d.Frames)
+		row("bench messages", "%d of %d expected (lost %d)", d.BenchMessages, d.Expected, d.Lost)
+		lat("send→receive", d.Latency)
+		if d.BadFrames+d.ErrorFrames > 0 {
+			row("bad / error frames", "%d / %d", d.BadFrames, d.ErrorFrames)
+		}
+	}
+	if s := r.Seq; s != nil {
+		sec("sequence (" + s.Mode + ")")
+		row("readers", "%d", s.Readers)
+		row("gaps / missing", "%d / %d", s.Gaps, s.Missing)
+		row("dups / reorders", "%d / %d", s.Dups, s.Reorders)
+		row("resets", "%d", s.Resets)
+		row("behind at end", "%d readers, %d seqs (last acked %d)", s.Behind, s.BehindSeqs, s.LastAcked)
+	}
+	if f := r.FLV; f != nil {
+		f.table(row, lat, errs, sec)
+	}
+	if s := r.Server; s != nil {
+		sec(fmt.Sprintf("server (pid %d)", s.PID))
+		if s.MeasurementProblem != "" {
+			row("error", "%s", s.MeasurementProblem)
+		}
+		row("cpu", "%.3fs  (%.1f%% of a core)", s.CPUSeconds, s.CPUPercent)
+		row("rss", "before %s  start %s  end %s  peak %s", kib(s.RSSBaseKiB), kib(s.RSSStartKiB), kib(s.RSSEndKiB), kib(s.RSSPeakKiB))
+		opt := func(k string, v float64, f string) {
+			if v != 0 {
+				row(k, f, v)
+			}
+		}
+		opt("µs cpu / delivery", s.USPerDelivery, "%.3f")
+		opt("deliveries / cpu-s", s.DeliveriesPerCPUS, "%.0f")
+		opt("KiB rss / conn", s.KiBPerConn, "%.2f")
+		opt("idle KiB rss / conn", s.IdleKiBPerConn, "%.2f")
+		opt("polls / cpu-s", s.PollsPerCPUS, "%.0f")
+		opt("µs cpu / poll", s.USPerPoll, "%.2f")
+		opt("µs cpu / ack", s.USPerAck, "%.2f")
+		opt("% core / viewer", s.CPUPercentPerView, "%.4f")
+		opt("KiB rss / viewer", s.KiBPerViewer, "%.1f")
+	}
+	sec("bench client")
+	row("cpu", "%.3fs  (%.1f%% of a core, GOMAXPROCS %d, %d goroutines)", r.Client.CPUSeconds, r.Client.CPUPercent, r.Client.GOMAXPROCS, r.Client.Goroutines)
+	if len(r.Violations) == 0 {
+		sec("result: OK")
+	} else {
+		sec("result: FAILED — " + strings.Join(r.Violations, "; "))
+	}
+	tw.Flush()
+}
+
+func ms(v float64) string {
+	switch {
+	case v >= 100:
+		return fmt.Sprintf("%.0fms", v)
+	case v >= 1:
+		return fmt.Sprintf("%.1fms", v)
+	}
+	return fmt.Sprintf("%.0fµs", v*1000)
+}
+
+func kib(v int64) string {
+	if v >= 10*1024 {
+		return fmt.Sprintf("%.1fMiB", float64(v)/1024)
+	}
+	return fmt.Sprintf("%dKiB", v)
+}
+
+// progress prints a one-line status on stderr about twice a second: a bar of
+// the expected run time, then what line returns (dt is the time since the
+// previous call, for rates). When stderr is not a terminal it prints a full
+// line every 5 s instead, so logs stay readable.
+type progress struct {
+	stop chan struct{}
+	done chan struct{}
+}
+
+func startProgress(w io.Writer, enabled bool, name string, total time.Duration, line func(dt time.Duration) string) *progress {
+	p := &progress{stop: make(chan struct{}), done: make(chan struct{})}
+	if !enabled {
+		close(p.done)
+		return p
+	}
+	tty := isTerminal(w)
+	go func() {
+		defer close(p.done)
+		start := time.Now()
+		last := start
+		tick := time.NewTicker(500 * time.Millisecond)
+		defer tick.Stop()
+		n := 0
+		render := func(final bool) {
+			now := time.Now()
+			el := now.Sub(start)
+			frac := 1.0
+			if total > 0 && el < total {
+				frac = float64(el) / float64(total)
+			}
+			const width = 20
+			fill := int(frac * width)
+			bar := strings.Repeat("=", fill) + strings.Repeat(" ", width-fill)
+			s := fmt.Sprintf("[%s] %s %5.1fs  %s", bar, name, el.Seconds(), line(now.Sub(last)))
+			last = now
+			switch {
+			case tty:
+				fmt.Fprintf(w, "\r\033[K%s", s)
+				if final {
+					fmt.Fprintln(w)
+				}
+			case final || n%10 == 0:
+				fmt.Fprintln(w, s)
+			}
+		}
+		for {
+			select {
+			case <-p.stop:
+				render(true)
+				return
+			case <-tick.C:
+				n++
+				render(false)
+			}
+		}
+	}()
+	return p
+}
+
+// Stop prints the last line and waits for the printer to end.
+func (p *progress) Stop() {
+	select {
+	case <-p.stop:
+	default:
+		close(p.stop)
+	}
+	<-p.done
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// rate formats n events over dt as "1,234/s".
+func rate(n uint64, dt time.Duration) string {
+	if dt <= 0 {
+		return "0/s"
+	}
+	return fmt.Sprintf("%.0f/s", float64(n)/dt.Seconds())
+}

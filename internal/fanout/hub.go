@@ -1,0 +1,418 @@
+package fanout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"roomcast/internal/bus"
+	"roomcast/internal/message"
+	"roomcast/internal/presence"
+)
+
+// Conn is one viewer connection attached to a room's hub. The fields are
+// static after Attach.
+type Conn struct {
+	Sink    Sink
+	Room    string
+	Session string          // unique per connection
+	Member  presence.Member // identity for presence (UserID "" = anonymous)
+
+	hub *Hub
+}
+
+// Hub is one room on this node: it receives the room's appended messages
+// from the bus, keeps the recent window, and each tick delivers what arrived
+// to the room's connections as one batch encoded once.
+type Hub struct {
+	room string
+	node *Node
+
+	mu            sync.Mutex
+	win           *window                     // guarded by mu
+	pending       []*message.Message          // arrived, not yet dispatched; guarded by mu
+	future        map[uint64]*message.Message // arrived ahead of a gap; guarded by mu
+	cursor        uint64                      // last seq dispatched to connections; guarded by mu
+	conns         map[*Conn]struct{}          // guarded by mu
+	snap          []*Conn                     // snapshot of conns for dispatch; rebuilt when connsChanged
+	connsChanged  bool                        // guarded by mu
+	direct        []directMsg                 // user-scoped messages for local conns; guarded by mu
+	dirty         bool                        // queued in node.dirty; guarded by mu
+	ready         bool                        // window loaded; guarded by mu
+	tokens        float64                     // render-budget bucket; guarded by mu
+	refill        time.Time                   // guarded by mu
+	lastUse       time.Time                   // last poll or attach; guarded by mu
+	joins         []presence.Member           // this second's entries (first few); guarded by mu
+	joinN, leaveN int                         // this second's counts; guarded by mu
+
+	closed bool  // removed from the node; guarded by mu
+	online int   // as of the last second; guarded by mu
+	likes  int64 // guarded by mu
+
+	// Set by start before readyCh closes; read-only after.
+	readyCh chan struct{}
+	loadErr error
+	unsub   func()
+}
+
+// errHubClosed tells a caller to look the hub up again.
+var errHubClosed = errors.New("fanout: hub closed")
+
+// start subscribes to the room and loads the window; waiters block on
+// readyCh until it is done.
+func (h *Hub) start(ctx context.Context) error {
+	defer close(h.readyCh)
+	unsub, err := h.node.deps.Bus.Subscribe(bus.RoomTopic(h.room), h.onEvent)
+	if err != nil {
+		h.loadErr = fmt.Errorf("fanout: subscribe %s: %w", h.room, err)
+		return h.loadErr
+	}
+	if err := h.load(ctx); err != nil {
+		unsub()
+		h.loadErr = fmt.Errorf("fanout: load %s: %w", h.room, err)
+		return h.loadErr
+	}
+	h.unsub = unsub
+	online, _ := h.node.deps.Presence.Count(ctx, h.room)
+	total, _ := h.node.deps.Likes.Total(ctx, h.room)
+	h.mu.Lock()
+	h.online, h.likes = online, total
+	h.mu.Unlock()
+	return nil
+}
+
+// isReady reports whether start has finished (successfully or not).
+func (h *Hub) isReady() bool {
+	select {
+	case <-h.readyCh:
+		return true
+	default:
+		return false
+	}
+}
+
+func (h *Hub) waitReady(ctx context.Context) error {
+	select {
+	case <-h.readyCh:
+		return h.loadErr
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+type directMsg struct {
+	c *Conn
+	m *message.Message
+}
+
+// maxFuture bounds messages held ahead of a gap before a repair read.
+const maxFuture = 4096
+
+func newHub(n *Node, room string) *Hub {
+	return &Hub{room: room, node: n, win: newWindow(n.cfg.Window), conns: map[*Conn]struct{}{},
+		future: map[uint64]*message.Message{}, lastUse: time.Now(), refill: time.Now(), tokens: float64(n.cfg.Budget),
+		readyCh: make(chan struct{})}
+}
+
+// load fills the window from the timeline after the hub has subscribed, so
+// nothing published in between is missed: subscribed events wait in
+// future until the window is placed.
+func (h *Hub) load(ctx context.Context) error {
+	tl := h.node.deps.Timeline
+	head, err := tl.Head(ctx, h.room)
+	if err != nil {
+		return err
+	}
+	after := uint64(0)
+	if head > uint64(h.node.cfg.Window) {
+		after = head - uint64(h.node.cfg.Window)
+	}
+	msgs, head, first, err := tl.Range(ctx, h.room, after, h.node.cfg.Window)
+	if err != nil {
+		return err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	start := max(after, first-1)
+	if len(msgs) > 0 {
+		start = msgs[0].Seq - 1
+	}
+	h.win.reset(start)
+	for _, m := range msgs {
+		if m.Seq == h.win.head+1 {
+			h.win.push(m)
+		}
+	}
+	if h.win.head < head { // raced with appends; they are in future or come next
+		h.win.reset(head)
+	}
+	h.cursor = h.win.head
+	h.ready = true
+	h.drainFutureLocked()
+	return nil
+}
+
+// onEvent receives a room event from the bus.
+func (h *Hub) onEvent(ev bus.Event) {
+	if ev.Type != bus.EvMessage || ev.Msg == nil {
+		return
+	}
+	h.mu.Lock()
+	h.ingestLocked(ev.Msg)
+	h.mu.Unlock()
+}
+
+func (h *Hub) ingestLocked(m *message.Message) {
+	if !h.ready {
+		if len(h.future) < maxFuture {
+			h.future[m.Seq] = m
+		}
+		return
+	}
+	switch {
+	case m.Seq <= h.win.head:
+		return // duplicate
+	case m.Seq == h.win.head+1:
+		h.win.push(m)
+		h.pending = append(h.pending, m)
+		h.drainFutureLocked()
+	default: // gap: hold it and let the tick loop repair with one range read
+		if len(h.future) < maxFuture {
+			h.future[m.Seq] = m
+		}
+	}
+	h.markDirtyLocked()
+}
+
+func (h *Hub) drainFutureLocked() {
+	for len(h.future) > 0 {
+		for s := range h.future {
+			if s <= h.win.head {
+				delete(h.future, s)
+			}
+		}
+		m, ok := h.future[h.win.head+1]
+		if !ok {
+			return
+		}
+		delete(h.future, m.Seq)
+		h.win.push(m)
+		h.pending = append(h.pending, m)
+		h.markDirtyLocked()
+	}
+}
+
+// repair fills a gap (messages missed by the bus) with one range read.
+func (h *Hub) repair(ctx context.Context) {
+	h.mu.Lock()
+	if len(h.future) == 0 || !h.ready {
+		h.mu.Unlock()
+		return
+	}
+	after := h.win.head
+	var lowest uint64
+	for s := range h.future {
+		if lowest == 0 || s < lowest {
+			lowest = s
+		}
+	}
+	h.mu.Unlock()
+	msgs, _, first, err := h.node.deps.Timeline.Range(ctx, h.room, after, int(min(lowest-after, uint64(h.node.cfg.Window))))
+	if err != nil {
+		h.node.log.Warn("fanout: gap repair failed", "room", h.room, "err", err)
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if first > h.win.head+1 { // the gap was trimmed away: skip over it
+		h.node.drop("gap_trimmed", int(first-h.win.head-1))
+		h.win.reset(first - 1)
+	}
+	for _, m := range msgs {
+		h.ingestLocked(m)
+	}
+}
+
+func (h *Hub) markDirtyLocked() {
+	if !h.dirty {
+		h.dirty = true
+		h.node.markDirty(h)
+	}
+}
+
+// attach adds c, first queueing what it missed since cursor (or the warm
+// start when it has none) so no message is lost or doubled between the
+// backlog and the next tick's batch.
+func (h *Hub) attach(c *Conn, cursor uint64, hasCursor bool, older []*message.Message) error {
+	now := h.node.now()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return errHubClosed
+	}
+	h.lastUse = now
+	msgs, reset := h.collectLocked(cursor, hasCursor, h.cursor, older, now)
+	if h.node.cfg.Budget > 0 {
+		msgs, _ = SelectTop(msgs, max(h.node.cfg.Budget*warmSeconds(h.node.cfg.WarmWindow), 1))
+	} else if !hasCursor || reset {
+		msgs = msgs[max(0, len(msgs)-maxWarm):]
+	}
+	c.hub = h
+	p := &Payload{Data: AppendBatch(make([]byte, 0, batchSize(msgs)), h.room, msgs, h.cursor, reset)}
+	if err := c.Sink.Send(p); err != nil {
+		return err
+	}
+	h.conns[c] = struct{}{}
+	h.connsChanged = true
+	h.noteJoinLocked(c.Member)
+	return nil
+}
+
+// maxWarm caps the messages a new viewer receives at once in unlimited mode.
+const maxWarm = 200
+
+func warmSeconds(d time.Duration) int { return max(1, int((d+time.Second-1)/time.Second)) }
+
+// collectLocked returns the messages a client at cursor has missed, up to
+// upTo, and whether it must reset instead (cursor from another epoch, older
+// than the retained window, or staler than the staleness limit). older holds
+// messages read from the timeline just before the window, if any. Without a
+// cursor (or on reset) it returns the warm start: the last WarmWindow.
+func (h *Hub) collectLocked(cursor uint64, hasCursor bool, upTo uint64, older []*message.Message, now time.Time) ([]*message.Message, bool) {
+	cfg := h.node.cfg
+	reset := false
+	if hasCursor {
+		switch {
+		case cursor > h.win.head:
+			reset = true
+		case cursor >= upTo:
+			return nil, false
+		default:
+			var firstMissed *message.Message
+			if cursor+1 >= h.win.first() {
+				firstMissed = h.win.at(cursor + 1)
+			} else if len(older) > 0 && older[0].Seq == cursor+1 {
+				firstMissed = older[0]
+			}
+			if firstMissed == nil || (cfg.Staleness > 0 && firstMissed.TS < now.Add(-cfg.Staleness).UnixMilli()) {
+				reset = true
+			}
+		}
+		if !reset {
+			out := make([]*message.Message, 0, min(int(upTo-cursor), 1024))
+			for _, m := range older {
+				if m.Seq > cursor && m.Seq < h.win.first() {
+					out = append(out, m)
+				}
+			}
+			return h.win.appendRange(out, cursor, upTo), false
+		}
+	}
+	from := h.win.sinceTS(now.Add(-cfg.WarmWindow).UnixMilli(), upTo)
+	return h.win.appendRange(nil, from, upTo), reset
+}
+
+// detach removes c.
+func (h *Hub) detach(c *Conn) (user string, ok bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.conns[c]; !ok {
+		return "", false
+	}
+	delete(h.conns, c)
+	h.connsChanged = true
+	h.lastUse = h.node.now()
+	h.leaveN++
+	return c.Member.UserID, true
+}
+
+func (h *Hub) noteJoinLocked(m presence.Member) {
+	h.joinN++
+	if len(h.joins) < presenceNames && m.UserID != "" {
+		h.joins = append(h.joins, m)
+	}
+}
+
+// presenceNames is how many joins a second are announced by name; more are
+// summarized ("+37 joined").
+const presenceNames = 3
+
+// queueDirect queues a user-scoped message for c, delivered at the next tick.
+func (h *Hub) queueDirect(c *Conn, m *message.Message) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.direct) < 10000 {
+		h.direct = append(h.direct, directMsg{c, m})
+	} else {
+		h.node.drop("direct_overflow", 1)
+	}
+	h.markDirtyLocked()
+}
+
+// batch is one hub's work for a tick, prepared under the lock.
+type batch struct {
+	hub     *Hub
+	payload *Payload
+	conns   []*Conn
+	msgs    int
+	oldest  int64
+	direct  []directMsg
+	cursor  uint64
+}
+
+// prepare takes the pending messages, applies the render budget and encodes
+// the batch once. It returns false when there is nothing to send.
+func (h *Hub) prepare(now time.Time, b *batch) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.dirty = false
+	if h.connsChanged {
+		h.snap = h.snap[:0]
+		for c := range h.conns {
+			h.snap = append(h.snap, c)
+		}
+		h.connsChanged = false
+	}
+	msgs := h.pending
+	h.pending = nil
+	b.hub, b.direct = h, h.direct
+	h.direct = nil
+	if len(msgs) > 0 {
+		// The cursor moves past everything considered, sent or not.
+		h.cursor = max(h.cursor, msgs[len(msgs)-1].Seq)
+	}
+	if budget := h.node.cfg.Budget; budget > 0 && len(msgs) > 0 {
+		h.tokens = min(float64(budget), h.tokens+now.Sub(h.refill).Seconds()*float64(budget))
+		h.refill = now
+		kept, dropped := SelectTop(msgs, int(h.tokens))
+		// Must-deliver messages bypass the budget and do not borrow from it.
+		h.tokens = max(0, h.tokens-float64(droppable(kept)))
+		if dropped > 0 {
+			h.node.drop("budget", dropped)
+		}
+		msgs = kept
+	}
+	b.cursor = h.cursor
+	b.conns = h.snap
+	b.msgs = len(msgs)
+	if len(msgs) == 0 && len(b.direct) == 0 {
+		return false
+	}
+	if len(msgs) > 0 {
+		b.oldest = msgs[0].TS
+		b.payload = &Payload{Data: AppendBatch(make([]byte, 0, batchSize(msgs)), h.room, msgs, h.cursor, false)}
+	}
+	return true
+}
+
+func droppable(msgs []*message.Message) int {
+	n := 0
+	for _, m := range msgs {
+		if !m.MustDeliver() {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,531 @@
+// Package fanout delivers a room's messages to the viewers connected to this
+// node. Per room, a Hub receives appended messages from the bus in seq order,
+// keeps the recent window (the hot-room cache that polls read, R13), and on
+// every tick merges what arrived, applies the render budget (must-deliver
+// messages bypass it, R5/R6), encodes the batch once and hands the same
+// bytes to every connection (R19/R20). Writes to big rooms are split into
+// chunks across a small worker pool. The package knows nothing of HTTP or
+// WebSocket framing: connections are Sinks.
+package fanout
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+
+	"roomcast/internal/bus"
+	"roomcast/internal/likes"
+	"roomcast/internal/message"
+	"roomcast/internal/metrics"
+	"roomcast/internal/presence"
+	"roomcast/internal/timeline"
+)
+
+// Config tunes a Node. Zero values mean the documented defaults.
+type Config struct {
+	Tick       time.Duration // merge window; default 100ms
+	Budget     int           // droppable messages/s per room per viewer; 0 = unlimited
+	Window     int           // messages cached per room; default 4096
+	WindowAge  time.Duration // max age of cached messages; default 60s
+	Staleness  time.Duration // a cursor whose next message is older resets; default 5s, negative = never
+	WarmWindow time.Duration // history a new viewer gets; default 3s
+	IdleHub    time.Duration // a hub with no viewers or polls this long is dropped; default 60s
+	Workers    int           // write workers; default GOMAXPROCS
+	ChunkSize  int           // connections per write job; default 512
+}
+
+func (c Config) withDefaults() Config {
+	if c.Tick <= 0 {
+		c.Tick = 100 * time.Millisecond
+	}
+	if c.Window <= 0 {
+		c.Window = 4096
+	}
+	if c.WindowAge <= 0 {
+		c.WindowAge = time.Minute
+	}
+	if c.Staleness == 0 {
+		c.Staleness = 5 * time.Second
+	}
+	if c.WarmWindow <= 0 {
+		c.WarmWindow = 3 * time.Second
+	}
+	if c.IdleHub <= 0 {
+		c.IdleHub = time.Minute
+	}
+	if c.Workers <= 0 {
+		c.Workers = runtime.GOMAXPROCS(0)
+	}
+	if c.ChunkSize <= 0 {
+		c.ChunkSize = 512
+	}
+	return c
+}
+
+// Deps are the seams a Node reads and writes.
+type Deps struct {
+	Timeline timeline.Timeline
+	Bus      bus.Bus
+	Presence presence.Presence
+	Likes    likes.Counter
+	Metrics  *metrics.Metrics
+	Log      *slog.Logger
+	// OnPresence receives, once a second per room with changes, the first
+	// few members who entered (by name), how many entered and how many
+	// left. The app turns it into enter/leave messages.
+	OnPresence func(room string, named []presence.Member, joined, left int)
+}
+
+// Node is every hub on this node.
+type Node struct {
+	cfg  Config
+	deps Deps
+	log  *slog.Logger
+	now  func() time.Time
+
+	mu   sync.RWMutex
+	hubs map[string]*Hub // guarded by mu
+
+	usersMu sync.Mutex
+	users   map[string]map[*Conn]struct{} // local connections by user id; guarded by usersMu
+
+	dirtyMu sync.Mutex
+	dirty   []*Hub // hubs with work for the next tick; guarded by dirtyMu
+
+	jobs   chan writeJob
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	unsubs []func()
+}
+
+type writeJob struct {
+	p     *Payload
+	conns []*Conn
+	wg    *sync.WaitGroup
+}
+
+// New starts a Node: its tick loop and write workers run until Close.
+func New(cfg Config, deps Deps) (*Node, error) {
+	if deps.Timeline == nil || deps.Bus == nil || deps.Presence == nil || deps.Likes == nil || deps.Metrics == nil {
+		return nil, errors.New("fanout: missing dependency")
+	}
+	if deps.Log == nil {
+		deps.Log = slog.Default()
+	}
+	n := &Node{cfg: cfg.withDefaults(), deps: deps, log: deps.Log, now: time.Now, hubs: map[string]*Hub{},
+		users: map[string]map[*Conn]struct{}{}, jobs: make(chan writeJob, 256), stop: make(chan struct{})}
+	for _, sub := range []struct {
+		t bus.Topic
+		h bus.Handler
+	}{{bus.Users, n.onUserEvent}, {bus.Control, n.onControl}} {
+		cancel, err := deps.Bus.Subscribe(sub.t, sub.h)
+		if err != nil {
+			n.unsubscribeAll()
+			return nil, err
+		}
+		n.unsubs = append(n.unsubs, cancel)
+	}
+	for i := 0; i < n.cfg.Workers; i++ {
+		n.wg.Add(1)
+		go n.worker()
+	}
+	n.wg.Add(1)
+	go n.run()
+	return n, nil
+}
+
+func (n *Node) unsubscribeAll() {
+	for _, u := range n.unsubs {
+		u()
+	}
+	n.unsubs = nil
+}
+
+// Close stops the loops and unsubscribes every hub. Connections are the
+// transport's to close.
+func (n *Node) Close() {
+	select {
+	case <-n.stop:
+		return
+	default:
+	}
+	close(n.stop)
+	n.wg.Wait()
+	n.unsubscribeAll()
+	n.mu.Lock()
+	for id, h := range n.hubs {
+		if h.isReady() && h.unsub != nil {
+			h.unsub()
+		}
+		delete(n.hubs, id)
+	}
+	n.mu.Unlock()
+}
+
+func (n *Node) drop(reason string, count int) {
+	n.deps.Metrics.Drops.WithLabelValues(reason).Add(float64(count))
+}
+
+func (n *Node) markDirty(h *Hub) {
+	n.dirtyMu.Lock()
+	n.dirty = append(n.dirty, h)
+	n.dirtyMu.Unlock()
+}
+
+// hub returns room's hub, creating, subscribing and loading it if needed.
+func (n *Node) hub(ctx context.Context, room string) (*Hub, error) {
+	n.mu.RLock()
+	h := n.hubs[room]
+	n.mu.RUnlock()
+	if h != nil {
+		return h, h.waitReady(ctx)
+	}
+	n.mu.Lock()
+	if h = n.hubs[room]; h != nil {
+		n.mu.Unlock()
+		return h, h.waitReady(ctx)
+	}
+	h = newHub(n, room)
+	n.hubs[room] = h
+	n.deps.Metrics.RoomsActive.Set(float64(len(n.hubs)))
+	n.mu.Unlock()
+	err := h.start(ctx)
+	if err != nil {
+		n.mu.Lock()
+		if n.hubs[room] == h {
+			delete(n.hubs, room)
+		}
+		n.deps.Metrics.RoomsActive.Set(float64(len(n.hubs)))
+		n.mu.Unlock()
+	}
+	return h, err
+}
+
+// Attach adds a connection to its room. With hasCursor it first receives
+// what it missed after cursor (within the window and staleness limit),
+// otherwise the warm start; either way as one batch, before any live batch.
+func (n *Node) Attach(ctx context.Context, c *Conn, cursor uint64, hasCursor bool) error {
+	if _, err := n.deps.Presence.Join(ctx, c.Room, c.Member); err != nil {
+		return err
+	}
+	for {
+		h, err := n.hub(ctx, c.Room)
+		if err == nil {
+			var older []*message.Message
+			if older, err = n.olderThanWindow(ctx, h, cursor, hasCursor); err == nil {
+				err = h.attach(c, cursor, hasCursor, older)
+			}
+		}
+		if errors.Is(err, errHubClosed) {
+			continue
+		}
+		if err != nil {
+			_ = n.deps.Presence.Leave(ctx, c.Room, c.Session)
+			return err
+		}
+		break
+	}
+	if c.Member.UserID != "" {
+		n.usersMu.Lock()
+		set := n.users[c.Member.UserID]
+		if set == nil {
+			set = map[*Conn]struct{}{}
+			n.users[c.Member.UserID] = set
+		}
+		set[c] = struct{}{}
+		n.usersMu.Unlock()
+	}
+	return nil
+}
+
+// olderThanWindow reads from the timeline the messages after cursor that the
+// hub's window no longer holds (bounded), for resumes from far back.
+func (n *Node) olderThanWindow(ctx context.Context, h *Hub, cursor uint64, hasCursor bool) ([]*message.Message, error) {
+	if !hasCursor {
+		return nil, nil
+	}
+	h.mu.Lock()
+	first := h.win.first()
+	h.mu.Unlock()
+	if cursor+1 >= first {
+		return nil, nil
+	}
+	msgs, _, _, err := n.deps.Timeline.Range(ctx, h.room, cursor, int(min(first-1-cursor, 1000)))
+	return msgs, err
+}
+
+// Detach removes a connection (after it closed).
+func (n *Node) Detach(c *Conn) {
+	if c.hub == nil {
+		return
+	}
+	user, ok := c.hub.detach(c)
+	if !ok {
+		return
+	}
+	_ = n.deps.Presence.Leave(context.Background(), c.Room, c.Session)
+	if user != "" {
+		n.usersMu.Lock()
+		if set := n.users[user]; set != nil {
+			delete(set, c)
+			if len(set) == 0 {
+				delete(n.users, user)
+			}
+		}
+		n.usersMu.Unlock()
+	}
+}
+
+// onUserEvent delivers a user-scoped message to every local connection of
+// its user, through each connection's hub so it is ordered with batches.
+func (n *Node) onUserEvent(ev bus.Event) {
+	if ev.Type != bus.EvUserMsg || ev.Msg == nil {
+		return
+	}
+	n.usersMu.Lock()
+	conns := make([]*Conn, 0, len(n.users[ev.User]))
+	for c := range n.users[ev.User] {
+		conns = append(conns, c)
+	}
+	n.usersMu.Unlock()
+	for _, c := range conns {
+		c.hub.queueDirect(c, ev.Msg)
+	}
+}
+
+// onControl handles kicks: the kicked user's local connections in the room
+// are closed with 4003.
+func (n *Node) onControl(ev bus.Event) {
+	if ev.Type != bus.EvKick {
+		return
+	}
+	n.usersMu.Lock()
+	var conns []*Conn
+	for c := range n.users[ev.User] {
+		if c.Room == ev.Room {
+			conns = append(conns, c)
+		}
+	}
+	n.usersMu.Unlock()
+	for _, c := range conns {
+		c.Sink.Close(4003, "kicked")
+	}
+}
+
+// Online returns the room's online count as of the last second.
+func (n *Node) Online(room string) (int, int64) {
+	n.mu.RLock()
+	h := n.hubs[room]
+	n.mu.RUnlock()
+	if h == nil {
+		return 0, 0
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.online, h.likes
+}
+
+func (n *Node) run() {
+	defer n.wg.Done()
+	t := time.NewTicker(n.cfg.Tick)
+	defer t.Stop()
+	lastSecond := n.now()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case now := <-t.C:
+			n.tick(now)
+			if now.Sub(lastSecond) >= time.Second {
+				lastSecond = now
+				n.second(now)
+			}
+		}
+	}
+}
+
+func (n *Node) worker() {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case j := <-n.jobs:
+			n.write(j)
+		}
+	}
+}
+
+func (n *Node) write(j writeJob) {
+	defer j.wg.Done()
+	for _, c := range j.conns {
+		_ = c.Sink.Send(j.p) // a failing sink closes itself; its owner detaches it
+	}
+}
+
+// submit sends p to conns, in chunks across the workers; wg tracks them.
+func (n *Node) submit(p *Payload, conns []*Conn, wg *sync.WaitGroup) {
+	for len(conns) > 0 {
+		k := min(len(conns), n.cfg.ChunkSize)
+		wg.Add(1)
+		select {
+		case n.jobs <- writeJob{p: p, conns: conns[:k], wg: wg}:
+		case <-n.stop:
+			wg.Done()
+			return
+		}
+		conns = conns[k:]
+	}
+}
+
+// tick dispatches every hub with work: each batch is encoded once and its
+// writes fanned out; the tick ends when all writes are done, so batches of a
+// room are never reordered.
+func (n *Node) tick(now time.Time) {
+	n.dirtyMu.Lock()
+	hubs := n.dirty
+	n.dirty = nil
+	n.dirtyMu.Unlock()
+	if len(hubs) == 0 {
+		return
+	}
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	var b batch
+	for _, h := range hubs {
+		h.repair(ctx)
+		b = batch{}
+		if !h.prepare(now, &b) {
+			continue
+		}
+		if b.payload != nil && len(b.conns) > 0 {
+			n.submit(b.payload, b.conns, &wg)
+			m := n.deps.Metrics
+			m.Batches.Inc()
+			m.BatchSize.Observe(float64(b.msgs))
+			m.Deliveries.Add(float64(b.msgs * len(b.conns)))
+			m.DeliveryLatency.Observe(float64(now.UnixMilli()-b.oldest) / 1000)
+		}
+		for _, d := range b.direct {
+			p := &Payload{Data: AppendBatch(nil, h.room, []*message.Message{d.m}, b.cursor, false)}
+			_ = d.c.Sink.Send(p)
+		}
+	}
+	wg.Wait()
+	n.deps.Metrics.TickDuration.Observe(time.Since(now).Seconds())
+}
+
+// second refreshes online counts and like totals (pushing changes), hands
+// presence summaries to OnPresence, trims windows by age and drops idle hubs.
+func (n *Node) second(now time.Time) {
+	ctx := context.Background()
+	n.mu.RLock()
+	hubs := make([]*Hub, 0, len(n.hubs))
+	for _, h := range n.hubs {
+		if h.isReady() && h.loadErr == nil {
+			hubs = append(hubs, h)
+		}
+	}
+	n.mu.RUnlock()
+	var wg sync.WaitGroup
+	for _, h := range hubs {
+		online, err := n.deps.Presence.Count(ctx, h.room)
+		if err != nil {
+			online = -1
+		}
+		total, err := n.deps.Likes.Total(ctx, h.room)
+		if err != nil {
+			total = -1
+		}
+		h.mu.Lock()
+		h.win.dropOlder(now.Add(-n.cfg.WindowAge).UnixMilli())
+		named, joined, left := h.joins, h.joinN, h.leaveN
+		h.joins, h.joinN, h.leaveN = nil, 0, 0
+		var frames []*Payload
+		if online >= 0 && online != h.online {
+			h.online = online
+			frames = append(frames, &Payload{Data: appendCount(nil, "online", h.room, "count", int64(online))})
+		}
+		if total >= 0 && total != h.likes {
+			h.likes = total
+			frames = append(frames, &Payload{Data: appendCount(nil, "likes", h.room, "total", total)})
+		}
+		idle := len(h.conns) == 0 && now.Sub(h.lastUse) > n.cfg.IdleHub
+		if idle {
+			h.closed = true
+		}
+		conns := h.snap
+		if h.connsChanged {
+			conns = make([]*Conn, 0, len(h.conns))
+			for c := range h.conns {
+				conns = append(conns, c)
+			}
+		}
+		h.mu.Unlock()
+		for _, f := range frames {
+			n.submit(f, conns, &wg)
+		}
+		wg.Wait() // conns may be h.snap, which the next tick rebuilds
+		if (joined > 0 || left > 0) && n.deps.OnPresence != nil {
+			n.deps.OnPresence(h.room, named, joined, left)
+		}
+		if idle {
+			n.mu.Lock()
+			if n.hubs[h.room] == h {
+				delete(n.hubs, h.room)
+				if h.unsub != nil {
+					h.unsub()
+				}
+			}
+			n.deps.Metrics.RoomsActive.Set(float64(len(n.hubs)))
+			n.mu.Unlock()
+		}
+	}
+}
+
+func appendCount(b []byte, typ, room, field string, v int64) []byte {
+	b = append(b, `{"type":"`...)
+	b = append(b, typ...)
+	b = append(b, `","room":`...)
+	b = message.AppendString(b, room)
+	b = append(b, `,"`...)
+	b = append(b, field...)
+	b = append(b, `":`...)
+	b = strconv.AppendInt(b, v, 10)
+	return append(b, '}')
+}
+
+// Identify gives an attached anonymous connection the identity it proved
+// later (a WebSocket auth frame): it joins the user index for user-scoped
+// messages and kicks, and presence learns who it is.
+func (n *Node) Identify(c *Conn, m presence.Member) {
+	if c == nil || c.hub == nil || m.UserID == "" {
+		return
+	}
+	m.Session = c.Session
+	c.hub.mu.Lock()
+	old := c.Member
+	c.Member = m
+	c.hub.mu.Unlock()
+	_, _ = n.deps.Presence.Join(context.Background(), c.Room, m)
+	n.usersMu.Lock()
+	if old.UserID != "" {
+		if set := n.users[old.UserID]; set != nil {
+			delete(set, c)
+			if len(set) == 0 {
+				delete(n.users, old.UserID)
+			}
+		}
+	}
+	set := n.users[m.UserID]
+	if set == nil {
+		set = map[*Conn]struct{}{}
+		n.users[m.UserID] = set
+	}
+	set[c] = struct{}{}
+	n.usersMu.Unlock()
+}

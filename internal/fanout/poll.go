@@ -1,0 +1,97 @@
+package fanout
+
+import (
+	"context"
+	"errors"
+
+	"roomcast/internal/message"
+	"roomcast/internal/presence"
+)
+
+// PollQuery is one short-poll request (R7).
+type PollQuery struct {
+	Cursor    uint64
+	HasCursor bool
+	Limit     int
+	// Member identifies the poller for presence; an empty Session is not
+	// counted online.
+	Member presence.Member
+}
+
+// PollAnswer is what a poll returns.
+type PollAnswer struct {
+	Messages []*message.Message
+	Cursor   uint64
+	Reset    bool
+	Online   int
+	Likes    int64
+}
+
+// Poll answers a poll from the room's hub (its window, the hot-room cache),
+// so a hot room costs no store read per poll. With a render budget, more
+// pending messages than Limit are chosen by priority and the cursor moves
+// past everything considered; without one, polling pages in seq order.
+func (n *Node) Poll(ctx context.Context, room string, q PollQuery) (PollAnswer, error) {
+	if q.Member.Session != "" {
+		if _, err := n.deps.Presence.Touch(ctx, room, q.Member); err != nil {
+			n.log.Debug("fanout: presence touch", "room", room, "err", err)
+		}
+	}
+	for {
+		h, err := n.hub(ctx, room)
+		if err != nil {
+			return PollAnswer{}, err
+		}
+		older, err := n.olderThanWindow(ctx, h, q.Cursor, q.HasCursor)
+		if err != nil {
+			return PollAnswer{}, err
+		}
+		a, err := h.poll(q, older)
+		if errors.Is(err, errHubClosed) {
+			continue
+		}
+		return a, err
+	}
+}
+
+func (h *Hub) poll(q PollQuery, older []*message.Message) (PollAnswer, error) {
+	now := h.node.now()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return PollAnswer{}, errHubClosed
+	}
+	h.lastUse = now
+	upTo := h.win.head
+	msgs, reset := h.collectLocked(q.Cursor, q.HasCursor, upTo, older, now)
+	a := PollAnswer{Reset: reset, Online: h.online, Likes: h.likes}
+	fresh := !q.HasCursor || reset
+	switch {
+	case len(msgs) == 0:
+		a.Cursor = upTo
+		if !fresh {
+			a.Cursor = q.Cursor
+		}
+	case h.node.cfg.Budget > 0:
+		a.Messages, a.Cursor = SelectForPoll(msgs, q.Limit)
+	case fresh: // warm start in seq mode: the latest Limit, cursor at the head
+		a.Messages, a.Cursor = msgs[max(0, len(msgs)-q.Limit):], upTo
+	default:
+		a.Messages = msgs[:min(len(msgs), q.Limit)]
+		a.Cursor = a.Messages[len(a.Messages)-1].Seq
+	}
+	return a, nil
+}
+
+// NoteJoin records a poller's first appearance for the enter summary.
+func (n *Node) NoteJoin(room string, m presence.Member) {
+	n.mu.RLock()
+	h := n.hubs[room]
+	n.mu.RUnlock()
+	if h == nil {
+		return
+	}
+	h.mu.Lock()
+	h.noteJoinLocked(m)
+	h.mu.Unlock()
+}

@@ -1,0 +1,291 @@
+// Package gateway is roomcast's HTTP face: the REST API, short polling, the
+// WebSocket endpoint, the route service, admin settings, health and metrics.
+// It turns requests into calls on the logic layer (service) and the fan-out
+// node, and errors into JSON {"error":{"code","message"}} with the code's
+// HTTP status. It holds no business rules itself.
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"unicode/utf8"
+
+	"roomcast/internal/auth"
+	"roomcast/internal/bus"
+	"roomcast/internal/config"
+	"roomcast/internal/errs"
+	"roomcast/internal/fanout"
+	"roomcast/internal/metrics"
+	"roomcast/internal/presence"
+	"roomcast/internal/room"
+	"roomcast/internal/route"
+	"roomcast/internal/service"
+	"roomcast/internal/store"
+	"roomcast/internal/ws"
+)
+
+// Deps are what the gateway serves.
+type Deps struct {
+	Config   *config.Config
+	Signer   *auth.Signer
+	AdminKey string
+	Rooms    *room.Registry
+	Service  *service.Service
+	Node     *fanout.Node
+	Presence presence.Presence
+	Store    *store.Store
+	Bus      bus.Bus
+	WS       *ws.Server
+	Router   *route.Router
+	Metrics  *metrics.Metrics
+	Log      *slog.Logger
+	// Extra handlers mounted by the app (media, livego, web pages).
+	Mount func(mux *http.ServeMux)
+	// StreamInfo answers GET /api/rooms/{id}/stream (nil: 404).
+	StreamInfo func(roomID string) (any, bool)
+}
+
+// Gateway is the HTTP handler set.
+type Gateway struct {
+	d        Deps
+	cfg      *config.Config
+	log      *slog.Logger
+	poll     atomic.Pointer[[]config.PollStep]
+	ready    atomic.Bool
+	draining atomic.Bool
+	mux      *http.ServeMux
+}
+
+// New builds the gateway and its routes.
+func New(ctx context.Context, d Deps) (*Gateway, error) {
+	g := &Gateway{d: d, cfg: d.Config, log: d.Log, mux: http.NewServeMux()}
+	steps, err := config.ParsePollIntervals(d.Config.PollIntervals)
+	if err != nil {
+		return nil, err
+	}
+	g.poll.Store(&steps)
+	if err := g.loadSettings(ctx); err != nil {
+		return nil, err
+	}
+	g.routes()
+	g.ready.Store(true)
+	return g, nil
+}
+
+// Handler returns the root handler.
+func (g *Gateway) Handler() http.Handler { return g }
+
+// ServeHTTP recovers panics so none reaches a client as a dropped connection.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			g.log.Error("gateway: panic", "path", r.URL.Path, "panic", v)
+			writeErr(w, errs.New(errs.Internal, "internal error"))
+		}
+	}()
+	g.mux.ServeHTTP(w, r)
+}
+
+// SetDraining marks the server as shutting down (readyz fails).
+func (g *Gateway) SetDraining() { g.draining.Store(true) }
+
+func (g *Gateway) routes() {
+	m := g.mux
+	m.HandleFunc("POST /api/guest", g.handleGuest)
+	m.HandleFunc("GET /api/gifts", g.handleGifts)
+	m.HandleFunc("POST /api/rooms", g.handleCreateRoom)
+	m.HandleFunc("GET /api/rooms", g.handleListRooms)
+	m.HandleFunc("GET /api/rooms/{id}", g.handleGetRoom)
+	m.HandleFunc("POST /api/rooms/{id}/key/reset", g.handleResetKey)
+	m.HandleFunc("GET /api/rooms/{id}/messages", g.handlePoll)
+	m.HandleFunc("POST /api/rooms/{id}/messages", g.handleSend)
+	m.HandleFunc("DELETE /api/rooms/{id}/messages/{msg}", g.handleRetract)
+	m.HandleFunc("POST /api/rooms/{id}/kick", g.handleKick)
+	m.HandleFunc("POST /api/rooms/{id}/mute", g.handleMute)
+	m.HandleFunc("DELETE /api/rooms/{id}/mute/{user}", g.handleUnmute)
+	m.HandleFunc("GET /api/rooms/{id}/audience", g.handleAudience)
+	m.HandleFunc("GET /api/rooms/{id}/stats", g.handleStats)
+	m.HandleFunc("GET /api/rooms/{id}/stream", g.handleStream)
+	m.HandleFunc("GET /api/route", g.handleRoute)
+	m.HandleFunc("POST /api/broadcast", g.handleBroadcast)
+	m.HandleFunc("GET /api/admin/route", g.admin(g.handleGetRouteRules))
+	m.HandleFunc("PUT /api/admin/route", g.admin(g.handlePutRouteRules))
+	m.HandleFunc("GET /api/admin/poll-intervals", g.admin(g.handleGetPollIntervals))
+	m.HandleFunc("PUT /api/admin/poll-intervals", g.admin(g.handlePutPollIntervals))
+	m.HandleFunc("OPTIONS /api/", g.handlePreflight)
+	m.HandleFunc("GET /ws", g.handleWS)
+	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
+	m.HandleFunc("GET /readyz", g.handleReady)
+	m.Handle("GET /metrics", g.metricsHandler())
+	if g.cfg.Pprof {
+		g.mountPprof(m)
+	}
+	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeErr(w, errs.New(errs.NotFound, "no such endpoint: "+r.Method+" "+r.URL.Path))
+	})
+	if g.d.Mount != nil {
+		g.d.Mount(m)
+	}
+}
+
+func (g *Gateway) handleReady(w http.ResponseWriter, r *http.Request) {
+	if !g.ready.Load() || g.draining.Load() {
+		writeErr(w, errs.New(errs.Unavailable, "not ready"))
+		return
+	}
+	writeJSON(w, 200, map[string]string{"status": "ready"})
+}
+
+// writeJSON writes v as JSON with status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = 500, []byte(`{"error":{"code":"internal","message":"encoding failed"}}`)
+	}
+	writeRaw(w, status, b)
+}
+
+func writeRaw(w http.ResponseWriter, status int, b []byte) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+// errorBody is the JSON error shape of every endpoint.
+type errorBody struct {
+	Error struct {
+		Code         string `json:"code"`
+		Message      string `json:"message"`
+		RetryAfterMS int64  `json:"retry_after_ms,omitempty"`
+	} `json:"error"`
+	RetryAfterMS int64 `json:"retry_after_ms,omitempty"`
+}
+
+func writeErr(w http.ResponseWriter, err error) {
+	e := errs.From(err)
+	var body errorBody
+	body.Error.Code, body.Error.Message = e.Code, e.Message
+	if e.RetryAfterMS > 0 {
+		body.Error.RetryAfterMS, body.RetryAfterMS = e.RetryAfterMS, e.RetryAfterMS
+		w.Header().Set("Retry-After", strconv.FormatInt((e.RetryAfterMS+999)/1000, 10))
+	}
+	writeJSON(w, errs.Status(err), body)
+}
+
+// maxBody bounds JSON request bodies.
+const maxBody = 64 << 10
+
+// decode reads a JSON body into v with clear errors.
+func decode(w http.ResponseWriter, r *http.Request, v any) error {
+	body := http.MaxBytesReader(w, r.Body, maxBody)
+	raw, err := io.ReadAll(body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return errs.New(errs.TooLarge, "request body larger than 64 KiB")
+		}
+		return errs.New(errs.BadRequest, "could not read the body")
+	}
+	if !utf8.Valid(raw) {
+		return errs.New(errs.InvalidUTF8, "request body is not valid UTF-8")
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return errs.New(errs.BadJSON, "invalid JSON body: "+trimErr(err))
+	}
+	return nil
+}
+
+func trimErr(err error) string {
+	s := err.Error()
+	if len(s) > 120 {
+		s = s[:120]
+	}
+	return s
+}
+
+// identity returns the caller: the admin key, or a verified token from the
+// Authorization header (or ?token= when allowQuery). required=false returns
+// a zero identity without error when no credential is present.
+func (g *Gateway) identity(r *http.Request, required, allowQuery bool) (service.Identity, error) {
+	tok := auth.BearerToken(r.Header.Get("Authorization"))
+	if tok == "" && allowQuery {
+		tok = r.URL.Query().Get("token")
+	}
+	if tok == "" {
+		if required {
+			return service.Identity{}, errs.New(errs.Unauthorized, "a token is required (Authorization: Bearer TOKEN)")
+		}
+		return service.Identity{}, nil
+	}
+	if auth.CheckKey(tok, g.d.AdminKey) {
+		return service.Identity{Admin: true, Claims: auth.Claims{Sub: "admin", Name: "admin", Level: 100, Role: auth.RoleAdmin}}, nil
+	}
+	c, err := g.d.Signer.Verify(tok)
+	if err != nil {
+		return service.Identity{}, err
+	}
+	return service.Identity{Claims: c, Admin: c.Role == auth.RoleAdmin}, nil
+}
+
+// admin wraps h so it needs the admin key.
+func (g *Gateway) admin(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !auth.CheckKey(auth.BearerToken(r.Header.Get("Authorization")), g.d.AdminKey) {
+			writeErr(w, errs.New(errs.Unauthorized, "the admin key is required (Authorization: Bearer ADMIN_KEY)"))
+			return
+		}
+		h(w, r)
+	}
+}
+
+func cors(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", "*")
+	h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
+	h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
+	h.Set("Access-Control-Max-Age", "600")
+}
+
+func (g *Gateway) handlePreflight(w http.ResponseWriter, r *http.Request) {
+	cors(w)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// clientIP is the connection's address (proxies are not trusted).
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// pollAfter returns poll_after_ms for a room of online viewers.
+func (g *Gateway) pollAfter(online int) int {
+	steps := *g.poll.Load()
+	for _, s := range steps {
+		if s.Under == 0 || online < s.Under {
+			return s.MS
+		}
+	}
+	return steps[len(steps)-1].MS
+}
+
+func parseUint(s string) (uint64, bool) {
+	v, err := strconv.ParseUint(strings.TrimSpace(s), 10, 64)
+	return v, err == nil
+}

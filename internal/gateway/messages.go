@@ -1,0 +1,240 @@
+package gateway
+
+import (
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"roomcast/internal/errs"
+	"roomcast/internal/fanout"
+	"roomcast/internal/message"
+	"roomcast/internal/presence"
+	"roomcast/internal/service"
+)
+
+// Poll limits (R7).
+const (
+	defaultPollLimit = 15
+	maxPollLimit     = 100
+)
+
+var pollBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+func (g *Gateway) handlePoll(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	cors(w)
+	id, ok := g.requireRoom(w, r)
+	if !ok {
+		g.d.Metrics.Polls.WithLabelValues("error").Inc()
+		return
+	}
+	q := r.URL.Query()
+	pq := fanout.PollQuery{Limit: defaultPollLimit}
+	if s := q.Get("cursor"); s != "" {
+		c, ok := parseUint(s)
+		if !ok {
+			g.pollErr(w, errs.New(errs.BadRequest, "cursor must be a non-negative integer"))
+			return
+		}
+		pq.Cursor, pq.HasCursor = c, true
+	}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			g.pollErr(w, errs.New(errs.BadRequest, "limit must be a positive integer"))
+			return
+		}
+		pq.Limit = min(n, maxPollLimit)
+	}
+	who, err := g.identity(r, !g.cfg.PublicRead, true)
+	if err != nil {
+		g.pollErr(w, err)
+		return
+	}
+	// A poller is one session for presence: its sid, else its user, else its address.
+	sess := q.Get("sid")
+	if len(sess) > 64 {
+		sess = sess[:64]
+	}
+	switch {
+	case sess != "":
+		sess = "p:" + sess
+	case who.Claims.Sub != "":
+		sess = "pu:" + who.Claims.Sub
+	default:
+		sess = "pa:" + clientIP(r)
+	}
+	pq.Member = presence.Member{Session: sess, UserID: who.Claims.Sub, Name: who.Claims.Name, Level: who.Claims.Level}
+	a, err := g.d.Node.Poll(r.Context(), id, pq)
+	if err != nil {
+		g.pollErr(w, errs.From(unavailableIfPlain(err)))
+		return
+	}
+	bp := pollBufs.Get().(*[]byte)
+	b := append((*bp)[:0], `{"messages":[`...)
+	for i, m := range a.Messages {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, m.Encoded()...)
+	}
+	b = append(b, `],"cursor":`...)
+	b = strconv.AppendUint(b, a.Cursor, 10)
+	b = append(b, `,"poll_after_ms":`...)
+	b = strconv.AppendInt(b, int64(g.pollAfter(a.Online)), 10)
+	b = append(b, `,"reset":`...)
+	b = strconv.AppendBool(b, a.Reset)
+	b = append(b, `,"online":`...)
+	b = strconv.AppendInt(b, int64(a.Online), 10)
+	b = append(b, `,"likes":`...)
+	b = strconv.AppendInt(b, a.Likes, 10)
+	b = append(b, '}')
+	writeRaw(w, 200, b)
+	if cap(b) <= 64<<10 {
+		*bp = b
+		pollBufs.Put(bp)
+	}
+	result := "ok"
+	if a.Reset {
+		result = "reset"
+	}
+	g.d.Metrics.Polls.WithLabelValues(result).Inc()
+	g.d.Metrics.PollDuration.Observe(time.Since(start).Seconds())
+}
+
+func (g *Gateway) pollErr(w http.ResponseWriter, err error) {
+	g.d.Metrics.Polls.WithLabelValues("error").Inc()
+	writeErr(w, err)
+}
+
+// unavailableIfPlain maps store failures (plain errors) to 503.
+func unavailableIfPlain(err error) error {
+	if e := errs.From(err); e.Code != errs.Internal {
+		return e
+	}
+	return errs.New(errs.Unavailable, "message store unavailable, try again")
+}
+
+func (g *Gateway) handleSend(w http.ResponseWriter, r *http.Request) {
+	cors(w)
+	who, err := g.identity(r, true, false)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	var body message.Request
+	if err := decode(w, r, &body); err != nil {
+		writeErr(w, err)
+		return
+	}
+	res, err := g.d.Service.Send(r.Context(), who, r.PathValue("id"), &body)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeSendResult(w, res)
+}
+
+func writeSendResult(w http.ResponseWriter, res service.Result) {
+	if res.Msg.Kind == message.KindLike {
+		writeJSON(w, http.StatusAccepted, map[string]any{"id": res.Msg.ID, "seq": 0, "likes": res.Likes})
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"seq": res.Msg.Seq, "id": res.Msg.ID, "ts": res.Msg.TS, "priority": res.Msg.Priority})
+}
+
+func (g *Gateway) handleBroadcast(w http.ResponseWriter, r *http.Request) {
+	who, err := g.identity(r, true, false)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	var body message.Request
+	if err := decode(w, r, &body); err != nil {
+		writeErr(w, err)
+		return
+	}
+	body.Scope = message.ScopeBroadcast
+	if body.Kind == "" {
+		body.Kind = message.KindSystem
+	}
+	ids, err := g.d.Rooms.IDs(r.Context())
+	if err != nil || len(ids) == 0 {
+		writeErr(w, errs.New(errs.NotFound, "there are no rooms to broadcast to"))
+		return
+	}
+	res, err := g.d.Service.Send(r.Context(), who, ids[0], &body)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"id": res.Msg.ID, "rooms": len(ids)})
+}
+
+func (g *Gateway) handleRetract(w http.ResponseWriter, r *http.Request) {
+	who, err := g.identity(r, true, false)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	m, err := g.d.Service.Retract(r.Context(), who, r.PathValue("id"), r.PathValue("msg"))
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"seq": m.Seq, "id": m.ID, "ref": m.Ref})
+}
+
+// modBody is the body of kick and mute.
+type modBody struct {
+	User     string `json:"user"`
+	Duration int64  `json:"duration_s"`
+}
+
+func (g *Gateway) moderate(w http.ResponseWriter, r *http.Request, act func(service.Identity, string, modBody) error) {
+	who, err := g.identity(r, true, false)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	var body modBody
+	if err := decode(w, r, &body); err != nil {
+		writeErr(w, err)
+		return
+	}
+	if body.Duration < 0 || body.Duration > 30*24*3600 {
+		writeErr(w, errs.New(errs.BadRequest, "duration_s must be 0–2592000"))
+		return
+	}
+	if err := act(who, r.PathValue("id"), body); err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, 200, map[string]any{"ok": true, "user": body.User})
+}
+
+func (g *Gateway) handleKick(w http.ResponseWriter, r *http.Request) {
+	g.moderate(w, r, func(who service.Identity, room string, b modBody) error {
+		return g.d.Service.Kick(r.Context(), who, room, b.User, time.Duration(b.Duration)*time.Second)
+	})
+}
+
+func (g *Gateway) handleMute(w http.ResponseWriter, r *http.Request) {
+	g.moderate(w, r, func(who service.Identity, room string, b modBody) error {
+		return g.d.Service.Mute(r.Context(), who, room, b.User, time.Duration(b.Duration)*time.Second)
+	})
+}
+
+func (g *Gateway) handleUnmute(w http.ResponseWriter, r *http.Request) {
+	who, err := g.identity(r, true, false)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	if err := g.d.Service.Unmute(r.Context(), who, r.PathValue("id"), r.PathValue("user")); err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, 200, map[string]any{"ok": true})
+}

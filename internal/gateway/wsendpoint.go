@@ -1,0 +1,304 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"roomcast/internal/auth"
+	"roomcast/internal/errs"
+	"roomcast/internal/fanout"
+	"roomcast/internal/message"
+	"roomcast/internal/presence"
+	"roomcast/internal/service"
+	"roomcast/internal/ws"
+)
+
+// wsSink adapts a WebSocket connection to the fan-out: a batch's frame is
+// built once (Payload.Cached) and shared by every connection.
+type wsSink struct{ c *ws.Conn }
+
+func buildPrepared(b []byte) any { return ws.NewPrepared(b, true) }
+
+func (s wsSink) Send(p *fanout.Payload) error {
+	return s.c.Send(p.Cached(buildPrepared).(*ws.Prepared))
+}
+
+func (s wsSink) Close(code int, reason string) { s.c.Close(code, reason) }
+
+// wsState is the gateway's per-connection state.
+type wsState struct {
+	room string
+	fc   *fanout.Conn
+
+	mu       sync.Mutex
+	id       service.Identity // guarded by mu
+	attached bool             // guarded by mu
+	cursor   uint64
+	hasCur   bool
+}
+
+// checkOrigin allows non-browser clients (no Origin), the same host, and the
+// configured origins.
+func (g *Gateway) checkOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" || g.cfg.Origins == "*" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	for _, o := range strings.Split(g.cfg.Origins, ",") {
+		if o = strings.TrimSpace(o); o != "" && (strings.EqualFold(o, origin) || strings.EqualFold(o, u.Host)) {
+			return true
+		}
+	}
+	return false
+}
+
+// CheckOrigin is the origin policy for the ws.Server.
+func (g *Gateway) CheckOrigin(r *http.Request) bool { return g.checkOrigin(r) }
+
+func (g *Gateway) handleWS(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	roomID := q.Get("room")
+	if roomID == "" {
+		writeErr(w, errs.New(errs.BadRequest, "room is required (/ws?room=ID)"))
+		return
+	}
+	if ok, err := g.d.Rooms.Exists(r.Context(), roomID); err != nil {
+		writeErr(w, err)
+		return
+	} else if !ok {
+		writeErr(w, errs.New(errs.RoomNotFound, "no such room"))
+		return
+	}
+	st := &wsState{room: roomID}
+	if s := q.Get("cursor"); s != "" {
+		c, ok := parseUint(s)
+		if !ok {
+			writeErr(w, errs.New(errs.BadRequest, "cursor must be a non-negative integer"))
+			return
+		}
+		st.cursor, st.hasCur = c, true
+	}
+	if q.Get("token") != "" {
+		id, err := g.identity(r, true, true)
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		if err := g.checkKicked(r.Context(), roomID, id); err != nil {
+			writeErr(w, err)
+			return
+		}
+		st.id = id
+	}
+	if !g.checkOrigin(r) {
+		writeErr(w, errs.New(errs.BadOrigin, "origin not allowed"))
+		return
+	}
+	c, err := g.d.WS.Upgrade(w, r)
+	if err != nil {
+		return // Upgrade answered the client
+	}
+	c.SetValue(st)
+	// Without a token on a private server, the connection attaches after its
+	// auth frame.
+	if st.id.Claims.Sub != "" || g.cfg.PublicRead {
+		if err := g.attach(c, st); err != nil {
+			c.Close(1011, "attach failed")
+			return
+		}
+	}
+	c.Start()
+}
+
+func (g *Gateway) checkKicked(ctx context.Context, roomID string, id service.Identity) error {
+	if id.Claims.Sub == "" || id.Admin {
+		return nil
+	}
+	kicked, err := g.d.Service.Kicked(ctx, roomID, id.Claims.Sub)
+	if err != nil {
+		return err
+	}
+	if kicked {
+		return errs.New(errs.Kicked, "you were removed from this room")
+	}
+	return nil
+}
+
+func (g *Gateway) attach(c *ws.Conn, st *wsState) error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.attached {
+		return nil
+	}
+	sess := "w:" + strconv.FormatUint(uint64(connSeq.Add(1)), 36) + ":" + c.RemoteAddr().String()
+	st.fc = &fanout.Conn{Sink: wsSink{c}, Room: st.room, Session: sess, Member: presence.Member{
+		Session: sess, UserID: st.id.Claims.Sub, Name: st.id.Claims.Name, Level: st.id.Claims.Level}}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := g.d.Node.Attach(ctx, st.fc, st.cursor, st.hasCur); err != nil {
+		g.log.Warn("gateway: attach", "room", st.room, "err", err)
+		return err
+	}
+	st.attached = true
+	return nil
+}
+
+// clientFrame is any client → server frame.
+type clientFrame struct {
+	Type  string          `json:"type"`
+	ID    string          `json:"id"`
+	Token string          `json:"token"`
+	Kind  message.Kind    `json:"kind"`
+	Text  string          `json:"text"`
+	Gift  *message.Gift   `json:"gift"`
+	Scope message.Scope   `json:"scope"`
+	To    string          `json:"to"`
+	Data  json.RawMessage `json:"data"`
+}
+
+// OnMessage implements ws.Handler: client frames, one at a time per connection.
+func (g *Gateway) OnMessage(c *ws.Conn, data []byte) {
+	st, _ := c.Value().(*wsState)
+	if st == nil {
+		return
+	}
+	var f clientFrame
+	if err := json.Unmarshal(data, &f); err != nil {
+		g.d.Metrics.WSFrames.WithLabelValues("bad").Inc()
+		g.sendError(c, "", errs.New(errs.BadJSON, "frame is not valid JSON"))
+		return
+	}
+	if len(f.ID) > 64 {
+		f.ID = f.ID[:64]
+	}
+	switch f.Type {
+	case "ping":
+		g.d.Metrics.WSFrames.WithLabelValues("ping").Inc()
+		_ = c.SendText([]byte(`{"type":"pong"}`))
+	case "auth":
+		g.d.Metrics.WSFrames.WithLabelValues("auth").Inc()
+		g.onAuth(c, st, f)
+	case "send":
+		g.d.Metrics.WSFrames.WithLabelValues("send").Inc()
+		g.onSend(c, st, f)
+	default:
+		g.d.Metrics.WSFrames.WithLabelValues("unknown").Inc()
+		g.sendError(c, f.ID, errs.New(errs.BadRequest, "unknown frame type"))
+	}
+}
+
+func (g *Gateway) onAuth(c *ws.Conn, st *wsState, f clientFrame) {
+	id, err := g.identityFromToken(f.Token)
+	if err == nil {
+		err = g.checkKicked(context.Background(), st.room, id)
+	}
+	if err != nil {
+		g.sendError(c, f.ID, err)
+		return
+	}
+	st.mu.Lock()
+	attached := st.attached
+	st.id = id
+	st.mu.Unlock()
+	if attached {
+		g.d.Node.Identify(st.fc, presence.Member{UserID: id.Claims.Sub, Name: id.Claims.Name, Level: id.Claims.Level})
+	} else if err := g.attach(c, st); err != nil {
+		c.Close(1011, "attach failed")
+		return
+	}
+	b := append([]byte(`{"type":"auth_ok","id":`), message.AppendString(nil, f.ID)...)
+	b = append(b, `,"user":`...)
+	b = message.AppendString(b, id.Claims.Sub)
+	_ = c.SendText(append(b, '}'))
+}
+
+func (g *Gateway) identityFromToken(tok string) (service.Identity, error) {
+	if auth.CheckKey(tok, g.d.AdminKey) {
+		return service.Identity{Admin: true, Claims: auth.Claims{Sub: "admin", Name: "admin", Level: 100, Role: auth.RoleAdmin}}, nil
+	}
+	c, err := g.d.Signer.Verify(tok)
+	if err != nil {
+		return service.Identity{}, err
+	}
+	return service.Identity{Claims: c, Admin: c.Role == auth.RoleAdmin}, nil
+}
+
+func (g *Gateway) onSend(c *ws.Conn, st *wsState, f clientFrame) {
+	st.mu.Lock()
+	id := st.id
+	st.mu.Unlock()
+	if id.Claims.Sub == "" {
+		g.sendError(c, f.ID, errs.New(errs.Unauthorized, "sending needs a token (connect with ?token= or send an auth frame)"))
+		return
+	}
+	req := &message.Request{ID: f.ID, Kind: f.Kind, Text: f.Text, Gift: f.Gift, Scope: f.Scope, To: f.To, Data: f.Data}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	res, err := g.d.Service.Send(ctx, id, st.room, req)
+	if err != nil {
+		g.sendError(c, f.ID, err)
+		return
+	}
+	b := append([]byte(`{"type":"ack","id":`), message.AppendString(nil, f.ID)...)
+	b = append(b, `,"seq":`...)
+	b = strconv.AppendUint(b, res.Msg.Seq, 10)
+	b = append(b, `,"msg_id":`...)
+	b = message.AppendString(b, res.Msg.ID)
+	if res.Msg.Kind == message.KindLike {
+		b = append(b, `,"likes":`...)
+		b = strconv.AppendInt(b, res.Likes, 10)
+	}
+	_ = c.SendText(append(b, '}'))
+}
+
+func (g *Gateway) sendError(c *ws.Conn, id string, err error) {
+	e := errs.From(err)
+	b := append([]byte(`{"type":"error","id":`), message.AppendString(nil, id)...)
+	b = append(b, `,"error":{"code":`...)
+	b = message.AppendString(b, e.Code)
+	b = append(b, `,"message":`...)
+	b = message.AppendString(b, e.Message)
+	if e.RetryAfterMS > 0 {
+		b = append(b, `,"retry_after_ms":`...)
+		b = strconv.AppendInt(b, e.RetryAfterMS, 10)
+	}
+	_ = c.SendText(append(b, '}', '}'))
+}
+
+// OnClose implements ws.Handler.
+func (g *Gateway) OnClose(c *ws.Conn, code int, reason string) {
+	st, _ := c.Value().(*wsState)
+	if st == nil {
+		return
+	}
+	st.mu.Lock()
+	fc, attached := st.fc, st.attached
+	st.mu.Unlock()
+	if attached {
+		g.d.Node.Detach(fc)
+	}
+	if code == 4008 {
+		g.d.Metrics.Drops.WithLabelValues("slow_consumer").Inc()
+	}
+}
+
+// connSeq numbers WebSocket sessions on this node.
+var connSeq atomic.Uint64
+
+// SetWS attaches the WebSocket server (built after the gateway, since the
+// gateway is its handler).
+func (g *Gateway) SetWS(s *ws.Server) { g.d.WS = s }

@@ -1,0 +1,213 @@
+package hub
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
+)
+
+// Kind is what a Frame carries.
+type Kind uint8
+
+// Frame kinds.
+const (
+	KindVideo Kind = iota + 1
+	KindAudio
+	KindMeta // onMetaData script tag
+)
+
+// Frame is one unit of media, muxed once by the publisher's goroutine and
+// then shared, read-only, by every reader of the stream. Never modify a
+// Frame or the bytes it points to.
+type Frame struct {
+	Kind Kind
+	// Config marks a sequence header (or metadata): codec parameters rather
+	// than a picture or sound. AU then holds the parameter sets (H.264:
+	// SPS, PPS; H.265: VPS, SPS, PPS) or the AAC AudioSpecificConfig.
+	Config bool
+	// Key marks a random access point: an IDR picture, or any audio frame of
+	// an audio-only stream. A GOP starts at a key frame.
+	Key bool
+	DTS time.Duration // since the first frame of the publish session
+	PTS time.Duration
+	// Tag is the complete FLV tag — 11-byte header whose timestamp is DTS
+	// in ms, the body (which is also the RTMP message payload) and the
+	// 4-byte PreviousTagSize. Writers that rebase timestamps rewrite a copy
+	// of the header, never this slice.
+	Tag []byte
+	// AU is the video access unit as NALUs, or the one AAC frame; the
+	// slices point into Tag.
+	AU [][]byte
+
+	seq uint64 // position in the stream's ring
+}
+
+// Tracks describe what a publisher sends.
+type Tracks struct {
+	Video *VideoTrack // nil: no video
+	Audio *AudioTrack // nil: no audio
+}
+
+// VideoTrack is an H.264 or H.265 track with its parameter sets.
+type VideoTrack struct {
+	Codec string // "h264" or "h265"
+	VPS   []byte // H.265 only
+	SPS   []byte
+	PPS   []byte
+}
+
+// AudioTrack is an AAC track.
+type AudioTrack struct {
+	Config *mpeg4audio.AudioSpecificConfig
+}
+
+// Stream is one publish session of one room: the hub between a publisher
+// and its readers. It keeps a bounded ring of recent frames (which is also
+// the GOP cache: new readers start at the latest key frame in it) and the
+// current sequence headers. Each reader has its own cursor into the ring
+// and its own goroutine; appending never waits for a reader.
+type Stream struct {
+	// Static after construction.
+	room      string
+	m         *Manager
+	id        uint64
+	remote    string
+	startedAt time.Time
+	ctx       context.Context    // the publisher's; canceled to kick it
+	cancel    context.CancelFunc // kicks the publisher (takeover, Kick, Close)
+	ready     chan struct{}      // closed when started or ended
+	ringCap   int
+	ringMax   int // bytes
+
+	finishOnce sync.Once
+
+	mu        sync.RWMutex
+	started   bool          // guarded by mu
+	ended     bool          // guarded by mu
+	tracks    Tracks        // guarded by mu
+	meta      *Frame        // current onMetaData; guarded by mu
+	vcfg      *Frame        // current video sequence header; guarded by mu
+	acfg      *Frame        // current audio sequence header; guarded by mu
+	ring      []*Frame      // ring[seq%ringCap]; guarded by mu
+	head      uint64        // seq of the next frame; guarded by mu
+	tail      uint64        // seq of the oldest retained frame; guarded by mu
+	ringBytes int           // bytes of retained tags; guarded by mu
+	gop       uint64        // seq of the latest key frame, valid if gopOK; guarded by mu
+	gopOK     bool          // guarded by mu
+	lastDTS   time.Duration // DTS of the newest frame; guarded by mu
+	signal    chan struct{} // closed and replaced on every append; guarded by mu
+	readers   map[*Reader]struct{}
+	hls       map[string]time.Time // HLS client → last request; guarded by mu
+
+	width, height atomic.Int32
+	bytesIn       atomic.Uint64
+	videoIn       atomic.Uint64
+	audioIn       atomic.Uint64
+	videoFrames   atomic.Uint64
+	bytesOut      atomic.Uint64
+	dropped       atomic.Uint64
+
+	statsMu sync.Mutex // guards the meters
+	inRate  meter
+	outRate meter
+	fps     meter
+}
+
+// Room is the room id the stream belongs to.
+func (s *Stream) Room() string { return s.room }
+
+// ID is the session id, unique within the process.
+func (s *Stream) ID() uint64 { return s.id }
+
+// StartedAt is when the publisher was accepted.
+func (s *Stream) StartedAt() time.Time { return s.startedAt }
+
+// Tracks returns the tracks (zero before the stream started).
+func (s *Stream) Tracks() Tracks {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.tracks
+}
+
+// Done is closed when the publisher is told to stop.
+func (s *Stream) Done() <-chan struct{} { return s.ctx.Done() }
+
+// appendLocked adds f to the ring, evicting the oldest frames to stay
+// within the frame and byte bounds, and wakes the readers.
+func (s *Stream) appendLocked(f *Frame) {
+	for s.head > s.tail && (s.head-s.tail >= uint64(s.ringCap) || s.ringBytes+len(f.Tag) > s.ringMax) {
+		i := s.tail % uint64(s.ringCap)
+		s.ringBytes -= len(s.ring[i].Tag)
+		s.ring[i] = nil
+		s.tail++
+	}
+	if s.gopOK && s.gop < s.tail {
+		s.gopOK = false // the GOP is larger than the ring: no cache until the next key frame
+	}
+	f.seq = s.head
+	s.ring[s.head%uint64(s.ringCap)] = f
+	s.head++
+	s.ringBytes += len(f.Tag)
+	if f.Key {
+		s.gop, s.gopOK = f.seq, true
+	}
+	if f.Kind != KindMeta && f.DTS > s.lastDTS {
+		s.lastDTS = f.DTS
+	}
+	close(s.signal)
+	s.signal = make(chan struct{})
+}
+
+// at returns the frame at seq; the caller holds mu and checks the bounds.
+func (s *Stream) at(seq uint64) *Frame { return s.ring[seq%uint64(s.ringCap)] }
+
+// end marks the stream ended; readers drain what is left and get ErrEnded.
+func (s *Stream) end() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return false
+	}
+	s.ended = true
+	close(s.signal)
+	s.signal = make(chan struct{})
+	select {
+	case <-s.ready:
+	default:
+		close(s.ready)
+	}
+	return true
+}
+
+// NoteHLSClient records an HLS request from client (for viewer counts).
+func (s *Stream) NoteHLSClient(client string, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.hls == nil {
+		s.hls = map[string]time.Time{}
+	}
+	if _, ok := s.hls[client]; !ok && len(s.hls) >= maxHLSClients {
+		s.pruneHLSLocked(now)
+		if len(s.hls) >= maxHLSClients {
+			return
+		}
+	}
+	s.hls[client] = now
+}
+
+const (
+	maxHLSClients = 100000
+	hlsClientTTL  = 15 * time.Second
+)
+
+func (s *Stream) pruneHLSLocked(now time.Time) int {
+	for k, t := range s.hls {
+		if now.Sub(t) > hlsClientTTL {
+			delete(s.hls, k)
+		}
+	}
+	return len(s.hls)
+}

@@ -1,0 +1,196 @@
+// Package moderation holds the state that decides whether a user may speak or
+// enter: per-user send rate limits, mutes and kicks per room, and the keyword
+// filter (R23). The in-memory State serves one node; a Redis one shares it
+// across nodes.
+package moderation
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// State is moderation state that may be shared across nodes.
+type State interface {
+	// Allow consumes one send of user's rate; if over, it returns false and
+	// how long until the next send is allowed.
+	Allow(ctx context.Context, user string) (bool, time.Duration, error)
+	// Mute silences user in room until the given time.
+	Mute(ctx context.Context, room, user string, until time.Time) error
+	Unmute(ctx context.Context, room, user string) error
+	// Muted reports whether user is muted in room.
+	Muted(ctx context.Context, room, user string) (bool, error)
+	// Kick bars user from room until the given time.
+	Kick(ctx context.Context, room, user string, until time.Time) error
+	// Kicked reports whether user is barred from room.
+	Kicked(ctx context.Context, room, user string) (bool, error)
+	Close() error
+}
+
+// Memory is the single-node State.
+type Memory struct {
+	n   int           // sends per window; 0 = unlimited
+	per time.Duration // window
+	now func() time.Time
+
+	mu      sync.Mutex
+	buckets map[string]*bucket   // guarded by mu
+	mutes   map[string]time.Time // room\x00user → until; guarded by mu
+	kicks   map[string]time.Time // room\x00user → until; guarded by mu
+	sweepAt time.Time            // guarded by mu
+}
+
+var _ State = (*Memory)(nil)
+
+type bucket struct {
+	tokens float64
+	at     time.Time
+}
+
+// NewMemory returns a State allowing n sends per window per user (n ≤ 0:
+// unlimited).
+func NewMemory(n int, per time.Duration) *Memory {
+	return &Memory{n: n, per: per, now: time.Now, buckets: map[string]*bucket{}, mutes: map[string]time.Time{}, kicks: map[string]time.Time{}}
+}
+
+// Allow implements State with a token bucket of capacity n refilled at
+// n/per, so a user may burst n sends and then one every per/n.
+func (m *Memory) Allow(_ context.Context, user string) (bool, time.Duration, error) {
+	if m.n <= 0 || m.per <= 0 {
+		return true, 0, nil
+	}
+	now := m.now()
+	rate := float64(m.n) / m.per.Seconds()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.sweepLocked(now)
+	b := m.buckets[user]
+	if b == nil {
+		b = &bucket{tokens: float64(m.n), at: now}
+		m.buckets[user] = b
+	}
+	b.tokens = min(float64(m.n), b.tokens+now.Sub(b.at).Seconds()*rate)
+	b.at = now
+	if b.tokens >= 1 {
+		b.tokens--
+		return true, 0, nil
+	}
+	wait := time.Duration((1 - b.tokens) / rate * float64(time.Second))
+	return false, wait, nil
+}
+
+// sweepLocked drops full buckets and expired mutes and kicks, at most once a
+// window, so memory stays bounded by active users.
+func (m *Memory) sweepLocked(now time.Time) {
+	if now.Before(m.sweepAt) {
+		return
+	}
+	m.sweepAt = now.Add(max(m.per, 10*time.Second))
+	for u, b := range m.buckets {
+		if now.Sub(b.at) >= m.per {
+			delete(m.buckets, u)
+		}
+	}
+	for k, t := range m.mutes {
+		if now.After(t) {
+			delete(m.mutes, k)
+		}
+	}
+	for k, t := range m.kicks {
+		if now.After(t) {
+			delete(m.kicks, k)
+		}
+	}
+}
+
+func key(room, user string) string { return room + "\x00" + user }
+
+// Mute implements State.
+func (m *Memory) Mute(_ context.Context, room, user string, until time.Time) error {
+	m.mu.Lock()
+	m.mutes[key(room, user)] = until
+	m.mu.Unlock()
+	return nil
+}
+
+// Unmute implements State.
+func (m *Memory) Unmute(_ context.Context, room, user string) error {
+	m.mu.Lock()
+	delete(m.mutes, key(room, user))
+	m.mu.Unlock()
+	return nil
+}
+
+// Muted implements State.
+func (m *Memory) Muted(_ context.Context, room, user string) (bool, error) {
+	m.mu.Lock()
+	until, ok := m.mutes[key(room, user)]
+	m.mu.Unlock()
+	return ok && m.now().Before(until), nil
+}
+
+// Kick implements State.
+func (m *Memory) Kick(_ context.Context, room, user string, until time.Time) error {
+	m.mu.Lock()
+	m.kicks[key(room, user)] = until
+	m.mu.Unlock()
+	return nil
+}
+
+// Kicked implements State.
+func (m *Memory) Kicked(_ context.Context, room, user string) (bool, error) {
+	m.mu.Lock()
+	until, ok := m.kicks[key(room, user)]
+	m.mu.Unlock()
+	return ok && m.now().Before(until), nil
+}
+
+// Close implements State.
+func (m *Memory) Close() error { return nil }
+
+// Filter checks text against blocked words, case-insensitively.
+type Filter struct {
+	words []string // lower-cased
+	mask  bool
+}
+
+// NewFilter returns a Filter for the comma-separated words; mask selects
+// masking (each blocked word replaced by *) instead of rejection.
+func NewFilter(words string, mask bool) *Filter {
+	f := &Filter{mask: mask}
+	for _, w := range strings.Split(words, ",") {
+		if w = strings.ToLower(strings.TrimSpace(w)); w != "" {
+			f.words = append(f.words, w)
+		}
+	}
+	return f
+}
+
+// Check returns the text to store and whether it is acceptable. In mask mode
+// it is always acceptable, with blocked words masked.
+func (f *Filter) Check(text string) (string, bool) {
+	if len(f.words) == 0 || text == "" {
+		return text, true
+	}
+	lower := strings.ToLower(text)
+	if len(lower) != len(text) { // case folding changed byte lengths; compare on the lowered text
+		text = lower
+	}
+	for _, w := range f.words {
+		for {
+			i := strings.Index(lower, w)
+			if i < 0 {
+				break
+			}
+			if !f.mask {
+				return text, false
+			}
+			stars := strings.Repeat("*", utf8.RuneCountInString(w))
+			text = text[:i] + stars + text[i+len(w):]
+			lower = lower[:i] + stars + lower[i+len(w):]
+		}
+	}
+	return text, true
+}

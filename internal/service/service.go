@@ -1,0 +1,281 @@
+// Package service is the live-room logic layer (R18): every send, from HTTP
+// or WebSocket, goes validate → moderate → sequence and store → publish
+// here, and moderation actions and system messages are issued from here.
+// Transports call it; it knows no HTTP or WebSocket.
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"roomcast/internal/auth"
+	"roomcast/internal/bus"
+	"roomcast/internal/errs"
+	"roomcast/internal/likes"
+	"roomcast/internal/message"
+	"roomcast/internal/metrics"
+	"roomcast/internal/moderation"
+	"roomcast/internal/presence"
+	"roomcast/internal/room"
+	"roomcast/internal/timeline"
+)
+
+// Rooms is what the service needs of the room registry.
+type Rooms interface {
+	Get(ctx context.Context, id string, withKey bool) (room.Room, error)
+	IDs(ctx context.Context) ([]string, error)
+}
+
+// Config tunes the service.
+type Config struct {
+	Limits    message.Limits
+	KickBlock time.Duration // default 5m
+}
+
+// Service is the logic layer.
+type Service struct {
+	cfg      Config
+	rooms    Rooms
+	tl       timeline.Timeline
+	bus      bus.Bus
+	likes    likes.Counter
+	mod      moderation.State
+	filter   *moderation.Filter
+	gifts    *message.Catalogue
+	metrics  *metrics.Metrics
+	log      *slog.Logger
+	idPrefix string
+	idSeq    atomic.Uint64
+}
+
+// Deps are the service's collaborators.
+type Deps struct {
+	Rooms    Rooms
+	Timeline timeline.Timeline
+	Bus      bus.Bus
+	Likes    likes.Counter
+	Mod      moderation.State
+	Filter   *moderation.Filter
+	Gifts    *message.Catalogue
+	Metrics  *metrics.Metrics
+	Log      *slog.Logger
+}
+
+// New returns a Service.
+func New(cfg Config, d Deps) *Service {
+	if cfg.KickBlock <= 0 {
+		cfg.KickBlock = 5 * time.Minute
+	}
+	return &Service{cfg: cfg, rooms: d.Rooms, tl: d.Timeline, bus: d.Bus, likes: d.Likes, mod: d.Mod, filter: d.Filter,
+		gifts: d.Gifts, metrics: d.Metrics, log: d.Log, idPrefix: auth.RandomHex(4) + "-"}
+}
+
+// Gifts returns the gift catalogue.
+func (s *Service) Gifts() *message.Catalogue { return s.gifts }
+
+// newID returns a globally unique message id: a random per-process prefix
+// and a counter.
+func (s *Service) newID() string {
+	return s.idPrefix + strconv.FormatUint(s.idSeq.Add(1), 36)
+}
+
+// Identity is a verified sender.
+type Identity struct {
+	Claims auth.Claims
+	// Admin is true for callers holding the admin key (or an admin token).
+	Admin bool
+}
+
+func (id Identity) role() message.Role {
+	if id.Admin || id.Claims.Role == auth.RoleAdmin {
+		return message.RoleAdmin
+	}
+	if id.Claims.Role == auth.RoleAnchor {
+		return message.RoleAnchor
+	}
+	return message.RoleViewer
+}
+
+// Result is an accepted send.
+type Result struct {
+	Msg   *message.Message
+	Likes int64 // for likes: the room's new total
+}
+
+// Send validates, moderates and stores one message from id into roomID.
+func (s *Service) Send(ctx context.Context, id Identity, roomID string, req *message.Request) (Result, error) {
+	start := time.Now()
+	res, err := s.send(ctx, id, roomID, req)
+	if err != nil {
+		s.metrics.SendRejected.WithLabelValues(errs.From(err).Code).Inc()
+		return res, err
+	}
+	s.metrics.MessagesIn.WithLabelValues(string(req.Kind)).Inc()
+	s.metrics.SendDuration.Observe(time.Since(start).Seconds())
+	return res, nil
+}
+
+func (s *Service) send(ctx context.Context, id Identity, roomID string, req *message.Request) (Result, error) {
+	r, err := s.rooms.Get(ctx, roomID, false)
+	if err != nil {
+		return Result{}, err
+	}
+	user := id.Claims.Sub
+	privileged := id.role() == message.RoleAdmin
+	if !privileged {
+		if kicked, err := s.mod.Kicked(ctx, roomID, user); err != nil {
+			return Result{}, unavailable(err)
+		} else if kicked {
+			return Result{}, errs.New(errs.Kicked, "you were removed from this room")
+		}
+		if muted, err := s.mod.Muted(ctx, roomID, user); err != nil {
+			return Result{}, unavailable(err)
+		} else if muted {
+			return Result{}, errs.New(errs.Muted, "you are muted in this room")
+		}
+	}
+	sender := message.Sender{User: message.User{ID: user, Name: id.Claims.Name, Level: id.Claims.Level}, Role: id.role(), Owner: r.AnchorID == user}
+	m, err := message.Build(req, sender, roomID, s.gifts, s.cfg.Limits)
+	if err != nil {
+		return Result{}, err
+	}
+	if m.Text != "" && s.filter != nil {
+		text, ok := s.filter.Check(m.Text)
+		if !ok {
+			return Result{}, errs.New(errs.BlockedWord, "the message contains a blocked word")
+		}
+		m.Text = text
+	}
+	if !privileged && !sender.Owner {
+		ok, wait, err := s.mod.Allow(ctx, user)
+		if err != nil {
+			return Result{}, unavailable(err)
+		}
+		if !ok {
+			e := errs.New(errs.RateLimited, "too many messages; slow down")
+			e.RetryAfterMS = max(1, wait.Milliseconds())
+			return Result{}, e
+		}
+	}
+	m.ID = s.newID()
+	if m.Kind == message.KindLike {
+		total, err := s.likes.Add(ctx, roomID, 1)
+		if err != nil {
+			return Result{}, unavailable(err)
+		}
+		m.TS = time.Now().UnixMilli()
+		return Result{Msg: m, Likes: total}, nil
+	}
+	return s.deliver(ctx, m)
+}
+
+// deliver stores and publishes m according to its scope.
+func (s *Service) deliver(ctx context.Context, m *message.Message) (Result, error) {
+	switch m.Scope {
+	case message.ScopeUser:
+		m.TS = time.Now().UnixMilli()
+		m.Seal()
+		if err := s.bus.Publish(ctx, bus.Users, bus.Event{Type: bus.EvUserMsg, User: m.To, Room: m.Room, Msg: m}); err != nil {
+			return Result{}, unavailable(err)
+		}
+		return Result{Msg: m}, nil
+	case message.ScopeBroadcast:
+		ids, err := s.rooms.IDs(ctx)
+		if err != nil {
+			return Result{}, unavailable(err)
+		}
+		var own *message.Message
+		for _, rid := range ids {
+			cp := *m
+			cp.Room = rid
+			if _, err := s.tl.Append(ctx, &cp); err != nil {
+				return Result{}, unavailable(err)
+			}
+			if rid == m.Room {
+				own = &cp
+			}
+		}
+		if own == nil {
+			own = m
+		}
+		return Result{Msg: own}, nil
+	}
+	if _, err := s.tl.Append(ctx, m); err != nil {
+		return Result{}, unavailable(err)
+	}
+	return Result{Msg: m}, nil
+}
+
+func unavailable(err error) error {
+	var e *errs.Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return &errs.Error{Code: errs.Unavailable, Message: "message store unavailable, try again: " + err.Error()}
+}
+
+var systemUser = message.User{ID: "system", Name: "system"}
+
+// System appends a must-deliver system message (e.g. live_start) to a room.
+func (s *Service) System(ctx context.Context, roomID string, kind message.Kind, text string, data any) (*message.Message, error) {
+	u := systemUser
+	m := &message.Message{ID: s.newID(), Room: roomID, Kind: kind, Scope: message.ScopeRoom, User: &u, Text: text}
+	if data != nil {
+		raw, err := json.Marshal(data)
+		if err != nil {
+			return nil, fmt.Errorf("service: system data: %w", err)
+		}
+		m.Data = raw
+	}
+	m.Priority = message.ComputePriority(m)
+	if _, err := s.tl.Append(ctx, m); err != nil {
+		return nil, unavailable(err)
+	}
+	s.metrics.MessagesIn.WithLabelValues(string(kind)).Inc()
+	return m, nil
+}
+
+// Lifecycle turns a room lifecycle event into a must-deliver system message.
+func (s *Service) Lifecycle(ctx context.Context, roomID, event string) {
+	if _, err := s.System(ctx, roomID, message.KindSystem, event, map[string]string{"event": event}); err != nil {
+		s.log.Warn("service: lifecycle message", "room", roomID, "event", event, "err", err)
+	}
+}
+
+// Presence turns a second's joins and leaves into low-priority enter/leave
+// messages: a few by name, more summarized ("+37 joined").
+func (s *Service) Presence(roomID string, named []presence.Member, joined, left int) {
+	ctx := context.Background()
+	add := func(kind message.Kind, u *message.User, text string, count int) {
+		m := &message.Message{ID: s.newID(), Room: roomID, Kind: kind, Scope: message.ScopeRoom, User: u, Text: text}
+		if count > 0 {
+			m.Data = []byte(`{"count":` + strconv.Itoa(count) + `}`)
+		}
+		m.Priority = message.ComputePriority(m)
+		if _, err := s.tl.Append(ctx, m); err != nil {
+			s.log.Debug("service: presence message", "room", roomID, "err", err)
+		}
+	}
+	if joined > 0 {
+		if joined == len(named) {
+			for _, mb := range named {
+				add(message.KindEnter, &message.User{ID: mb.UserID, Name: mb.Name, Level: mb.Level}, mb.Name+" joined", 0)
+			}
+		} else {
+			add(message.KindEnter, nil, "+"+strconv.Itoa(joined)+" joined", joined)
+		}
+	}
+	if left > 0 {
+		add(message.KindLeave, nil, "-"+strconv.Itoa(left)+" left", left)
+	}
+}
+
+// SetRooms sets the room registry (built after the service, since the
+// registry reports lifecycle events to it).
+func (s *Service) SetRooms(r Rooms) { s.rooms = r }

@@ -1,0 +1,465 @@
+package ws
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+)
+
+// ErrClosed is returned by Send and SendText once the connection is closing
+// or closed.
+var ErrClosed = errors.New("ws: connection closed")
+
+// ErrSlow is returned by Send and SendText when the connection's write queue
+// would exceed Config.QueueBytes; the connection has then been closed with
+// code 4008 "slow consumer".
+var ErrSlow = errors.New("ws: slow consumer")
+
+type connState uint8
+
+const (
+	stateOpen    connState = iota
+	stateClosing           // close frame queued or sent; waiting for flush and the peer
+	stateClosed            // torn down: deregistered, socket closed
+)
+
+// closeCause classifies closes for Stats.
+type closeCause uint8
+
+const (
+	causeServer closeCause = iota
+	causeClient
+	causeProtocol
+	causeSlow
+	causeHeartbeat
+)
+
+// closeHow says how far closeLocked goes.
+type closeHow uint8
+
+const (
+	closeGraceful closeHow = iota // close frame, flush, FIN, wait for the peer (bounded)
+	closeFlush                    // close frame, one non-blocking flush attempt, then tear down
+	closeHard                     // tear down now
+)
+
+// epoll interest bits (translated by the poller).
+const (
+	interestRead  = 1
+	interestWrite = 2
+)
+
+// Conn is one upgraded WebSocket connection. Its methods are safe for
+// concurrent use. See the package comment for which goroutine owns which
+// field.
+type Conn struct {
+	s          *Server
+	nc         net.Conn
+	rc         syscall.RawConn
+	fd         int    // for the fd table and epoll_ctl only; I/O goes through rc
+	gen        uint32 // tells this Conn from an earlier one with the same fd
+	compressed bool
+	remote     net.Addr
+
+	value    atomic.Pointer[any]
+	lastRead atomic.Int64 // Server clock at the last successful read
+	started  atomic.Bool  // set by Start; the poller reads only after it
+	closing  atomic.Bool  // state != stateOpen; lets the reader skip locking
+	deadline atomic.Int64 // closing: tear down at this clock value (0 = none)
+
+	// Read side: owned by the poller goroutine (and by Start before started
+	// is set). Never touched elsewhere.
+	in       []byte // bytes of one incomplete frame; nil when none
+	inWant   int    // bytes needed to make progress on in
+	frag     []byte // payloads of a fragmented message so far
+	fragOp   byte   // opText/opBinary while a fragmented message is open, else 0
+	fragRSV1 bool   // the fragmented message is compressed
+
+	mu sync.Mutex
+	// Guarded by mu.
+	state       connState
+	startCalled bool
+	initial     []byte   // bytes read with the handshake, handed to the parser by Start
+	wq          [][]byte // unflushed frame bytes, in order; aliases Prepared frames
+	queued      int      // total bytes in wq
+	events      int      // interest bits currently registered with epoll
+	peerClosed  bool     // the peer's close frame has arrived
+	cause       closeCause
+	code        int
+	reason      string
+	// Scratch for the RawConn write callback wfn; guarded by mu.
+	wbuf    []byte
+	wiov    [][]byte
+	wn      int
+	werr    error
+	wiovLen int // bytes sysWritev tried to write
+	wfn     func(fd uintptr) bool
+
+	qmu sync.Mutex
+	// Guarded by qmu: messages waiting for Handler.OnMessage.
+	inq            [][]byte
+	draining       bool // a drain goroutine is running
+	closePosted    bool // OnClose is due after inq empties
+	closeDelivered bool
+}
+
+func newConn(s *Server, nc net.Conn, rc syscall.RawConn, fd int, compressed bool, initial []byte) *Conn {
+	c := &Conn{
+		s:          s,
+		nc:         nc,
+		rc:         rc,
+		fd:         fd,
+		gen:        s.gen.Add(1),
+		compressed: compressed,
+		remote:     nc.RemoteAddr(),
+		initial:    initial,
+	}
+	c.wfn = c.writeCallback
+	c.lastRead.Store(s.clock.Load())
+	return c
+}
+
+// Start begins delivering the connection's messages to the Handler. Attach
+// the owner's state (SetValue) before calling it. Calls after the first do
+// nothing.
+func (c *Conn) Start() {
+	c.mu.Lock()
+	if c.startCalled || c.state == stateClosed {
+		c.mu.Unlock()
+		return
+	}
+	c.startCalled = true
+	initial := c.initial
+	c.initial = nil
+	c.mu.Unlock()
+
+	if len(initial) > 0 {
+		// The poller does not read this conn until started is set, so the
+		// read-side fields are ours here.
+		c.feed(initial)
+	}
+
+	c.mu.Lock()
+	c.started.Store(true)
+	if c.state != stateClosed {
+		c.updateInterestLocked()
+	}
+	c.mu.Unlock()
+}
+
+// SetValue stores the owner's state for this connection.
+func (c *Conn) SetValue(v any) { c.value.Store(&v) }
+
+// Value returns what SetValue stored, or nil.
+func (c *Conn) Value() any {
+	if p := c.value.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// RemoteAddr is the peer's address.
+func (c *Conn) RemoteAddr() net.Addr { return c.remote }
+
+// Compressed reports whether permessage-deflate was negotiated.
+func (c *Conn) Compressed() bool { return c.compressed }
+
+// Send queues the prepared message on the connection without blocking. If
+// nothing is queued it is written directly from the caller's goroutine with
+// one non-blocking write; what does not fit is queued (by reference) and
+// flushed by the poller. It returns ErrClosed if the connection is closing,
+// and ErrSlow (after closing the connection with 4008) if the queue would
+// exceed Config.QueueBytes.
+func (c *Conn) Send(p *Prepared) error {
+	b := p.frame
+	if c.compressed {
+		b = p.compressedFrame()
+	}
+	return c.sendFrame(b)
+}
+
+// SendText sends payload, which must be valid UTF-8, as one text message to
+// this connection only. Same queueing rules as Send. The payload is copied.
+func (c *Conn) SendText(payload []byte) error {
+	return c.sendFrame(buildFrame(opText, false, payload))
+}
+
+// Close sends a close frame with code and reason (best effort, without
+// blocking) and closes the connection. The TCP connection is released once
+// the peer answers or after a short grace period; Handler.OnClose then
+// reports code and reason. Closing a closed connection does nothing.
+func (c *Conn) Close(code int, reason string) {
+	if code == 0 {
+		code = CloseNormal
+	}
+	c.closeWith(causeServer, code, reason, closeGraceful)
+}
+
+// sendFrame writes or queues one complete frame.
+func (c *Conn) sendFrame(b []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state != stateOpen {
+		return ErrClosed
+	}
+	err := c.writeLocked(b, true)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrSlow):
+		c.closeLocked(causeSlow, CloseSlowConsumer, "slow consumer", closeHard)
+		return ErrSlow
+	default:
+		c.s.log.Debug("ws: write failed", "remote", c.remote, "err", err)
+		c.closeLocked(causeClient, CloseAbnormal, "write error", closeHard)
+		return ErrClosed
+	}
+}
+
+// writeLocked writes b directly if the queue is empty, then queues whatever
+// is left. With limit set, queueing past Config.QueueBytes fails with ErrSlow
+// (and nothing is queued).
+func (c *Conn) writeLocked(b []byte, limit bool) error {
+	st := &c.s.stats
+	if len(c.wq) == 0 {
+		n, err := c.sysWrite(b)
+		st.writeSyscalls.Add(1)
+		if n > 0 {
+			st.bytesWritten.Add(uint64(n))
+		}
+		if err != nil {
+			return fmt.Errorf("ws: write to %v: %w", c.remote, err)
+		}
+		if n == len(b) {
+			st.framesWritten.Add(1)
+			return nil
+		}
+		b = b[n:]
+	}
+	if limit && c.queued+len(b) > c.s.cfg.QueueBytes {
+		return ErrSlow
+	}
+	c.wq = append(c.wq, b)
+	c.queued += len(b)
+	return c.updateInterestLocked()
+}
+
+// flushLocked writes as much of the queue as the socket takes, several
+// frames per syscall.
+func (c *Conn) flushLocked() error {
+	st := &c.s.stats
+	for len(c.wq) > 0 {
+		n, err := c.sysWritev(c.wq)
+		st.writeSyscalls.Add(1)
+		st.queuedFlushes.Add(1)
+		if err != nil {
+			return fmt.Errorf("ws: flush to %v: %w", c.remote, err)
+		}
+		if n == 0 {
+			return nil
+		}
+		st.bytesWritten.Add(uint64(n))
+		c.queued -= n
+		short := n < c.wiovLen
+		i := 0
+		for i < len(c.wq) && n >= len(c.wq[i]) {
+			n -= len(c.wq[i])
+			c.wq[i] = nil
+			i++
+		}
+		st.framesWritten.Add(uint64(i))
+		if n > 0 {
+			c.wq[i] = c.wq[i][n:]
+		}
+		c.wq = c.wq[i:]
+		if short {
+			return nil // the socket is full; the poller calls again on EPOLLOUT
+		}
+	}
+	c.wq = nil // drop the backing array: idle connections keep no buffers
+	return nil
+}
+
+// onWritable is called by the poller on EPOLLOUT.
+func (c *Conn) onWritable() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state == stateClosed {
+		return
+	}
+	if err := c.flushLocked(); err != nil {
+		c.s.log.Debug("ws: flush failed", "remote", c.remote, "err", err)
+		c.closeLocked(causeClient, CloseAbnormal, "write error", closeHard)
+		return
+	}
+	if len(c.wq) == 0 && c.state == stateClosing {
+		c.closeFlushedLocked()
+		return
+	}
+	if err := c.updateInterestLocked(); err != nil {
+		c.closeLocked(causeServer, CloseInternalError, "poller error", closeHard)
+	}
+}
+
+// updateInterestLocked registers what the poller should watch for:
+// readability once started, writability only while bytes are queued.
+func (c *Conn) updateInterestLocked() error {
+	want := 0
+	if c.started.Load() {
+		want |= interestRead
+	}
+	if len(c.wq) > 0 {
+		want |= interestWrite
+	}
+	if want == c.events {
+		return nil
+	}
+	if err := c.s.p.modify(c, want); err != nil {
+		return fmt.Errorf("ws: epoll modify fd %d: %w", c.fd, err)
+	}
+	c.events = want
+	return nil
+}
+
+// closeWith is closeLocked with the lock taken.
+func (c *Conn) closeWith(cause closeCause, code int, reason string, how closeHow) {
+	c.mu.Lock()
+	c.closeLocked(cause, code, reason, how)
+	c.mu.Unlock()
+}
+
+// closeLocked starts or finishes closing. The first call records cause, code
+// and reason (reported to OnClose) and queues a close frame unless how is
+// closeHard; later calls can only make the close harder.
+func (c *Conn) closeLocked(cause closeCause, code int, reason string, how closeHow) {
+	switch c.state {
+	case stateClosed:
+		return
+	case stateOpen:
+		c.state = stateClosing
+		c.closing.Store(true)
+		c.cause, c.code, c.reason = cause, code, reason
+		if how != closeHard {
+			f := buildFrame(opClose, false, closePayload(code, reason))
+			if err := c.writeLocked(f, false); err != nil {
+				how = closeHard
+			}
+		}
+	case stateClosing:
+		if how == closeGraceful {
+			return
+		}
+	}
+	switch how {
+	case closeHard:
+		c.teardownLocked()
+	case closeFlush:
+		_ = c.flushLocked() // best effort; the socket is closed either way
+		c.teardownLocked()
+	case closeGraceful:
+		if len(c.wq) == 0 {
+			c.closeFlushedLocked()
+			return
+		}
+		c.deadline.Store(c.s.clock.Load() + int64(c.s.closeGrace))
+	}
+}
+
+// closeFlushedLocked runs once our close frame is on the wire: if the peer
+// has closed too (or we never read), we are done; else half-close and wait
+// a bounded time for the peer's close frame or EOF.
+func (c *Conn) closeFlushedLocked() {
+	if c.peerClosed || !c.started.Load() {
+		c.teardownLocked()
+		return
+	}
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
+		if err := cw.CloseWrite(); err != nil {
+			c.teardownLocked()
+			return
+		}
+	}
+	if c.updateInterestLocked() != nil {
+		c.teardownLocked()
+		return
+	}
+	c.deadline.Store(c.s.clock.Load() + int64(c.s.closeGrace))
+}
+
+// teardownLocked releases the connection: epoll DEL (before the close, so
+// the fd number cannot be reused under us), drop queued bytes, close the
+// socket, unregister and post OnClose.
+func (c *Conn) teardownLocked() {
+	c.state = stateClosed
+	c.closing.Store(true)
+	c.deadline.Store(0)
+	c.wq = nil
+	c.queued = 0
+	c.initial = nil
+	if err := c.s.p.remove(c); err != nil {
+		c.s.log.Warn("ws: epoll remove", "fd", c.fd, "err", err)
+	}
+	c.events = 0
+	c.sysDiscardInput() // unread input would make close() send RST and lose our last frames
+	_ = c.nc.Close()
+	c.s.unregister(c)
+	c.postClose()
+}
+
+// expire is called by the sweeper for a closing conn past its deadline.
+func (c *Conn) expire(now int64) {
+	c.mu.Lock()
+	if d := c.deadline.Load(); c.state == stateClosing && d != 0 && now >= d {
+		c.teardownLocked()
+	}
+	c.mu.Unlock()
+}
+
+// Prepared is a message framed once and sent to many connections. It is
+// immutable after NewPrepared and safe for concurrent use.
+type Prepared struct {
+	frame []byte // header + payload, uncompressed
+	hdr   int    // header length in frame
+
+	once   sync.Once
+	cframe []byte // permessage-deflate frame, or frame when not smaller
+}
+
+// minDeflate is the payload size below which compression is not tried.
+const minDeflate = 64
+
+// NewPrepared frames payload (copied) as a text or binary message.
+func NewPrepared(payload []byte, text bool) *Prepared {
+	op := byte(opBinary)
+	if text {
+		op = opText
+	}
+	return &Prepared{frame: buildFrame(op, false, payload), hdr: serverHeaderLen(len(payload))}
+}
+
+// Len is the size of the uncompressed frame on the wire.
+func (p *Prepared) Len() int { return len(p.frame) }
+
+// compressedFrame returns the frame for compressed connections, computing
+// it the first time it is needed.
+func (p *Prepared) compressedFrame() []byte {
+	p.once.Do(p.compress)
+	return p.cframe
+}
+
+func (p *Prepared) compress() {
+	payload := p.frame[p.hdr:]
+	if len(payload) < minDeflate {
+		p.cframe = p.frame
+		return
+	}
+	d := deflateMessage(payload)
+	if serverHeaderLen(len(d))+len(d) >= len(p.frame) {
+		p.cframe = p.frame
+		return
+	}
+	p.cframe = buildFrame(p.frame[0]&0x0f, true, d)
+}

@@ -1,0 +1,266 @@
+//go:build linux
+
+package ws
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// poller is one epoll instance watched by one goroutine (pollLoop). An
+// eventfd registered in it wakes the loop for shutdown.
+//
+// Connections are registered level-triggered with EPOLLIN|EPOLLRDHUP once
+// started, plus EPOLLOUT only while they have queued bytes, so an idle
+// connection costs the kernel's epoll item and nothing in Go but its Conn.
+// The event's data carries fd and generation; pollLoop maps them to the
+// Conn through the Server's fd table and ignores events for a Conn that
+// has since been closed (and its fd perhaps reused).
+type poller struct {
+	epfd int
+	efd  int
+
+	// Owned by pollLoop.
+	scratch []byte
+	rn      int
+	rerr    error
+	rfn     func(fd uintptr) bool
+}
+
+// scratchSize is how much one read takes from a socket.
+const scratchSize = 64 << 10
+
+func newPoller() (*poller, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		_ = unix.Close(epfd)
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(efd), Pad: 0}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, efd, &ev); err != nil {
+		_ = unix.Close(epfd)
+		_ = unix.Close(efd)
+		return nil, fmt.Errorf("epoll_ctl add eventfd: %w", err)
+	}
+	p := &poller{epfd: epfd, efd: efd, scratch: make([]byte, scratchSize)}
+	p.rfn = func(fd uintptr) bool {
+		p.rn, p.rerr = unix.Read(int(fd), p.scratch)
+		return true // never park in the runtime poller
+	}
+	return p, nil
+}
+
+func epollEvents(interest int) uint32 {
+	var ev uint32
+	if interest&interestRead != 0 {
+		ev |= unix.EPOLLIN | unix.EPOLLRDHUP
+	}
+	if interest&interestWrite != 0 {
+		ev |= unix.EPOLLOUT
+	}
+	return ev
+}
+
+// add registers c with no interest; EPOLLERR and EPOLLHUP still report.
+func (p *poller) add(c *Conn) error {
+	ev := unix.EpollEvent{Events: 0, Fd: int32(c.fd), Pad: int32(c.gen)}
+	return unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, c.fd, &ev)
+}
+
+// modify and remove are called with c.mu held and c not yet torn down, so
+// c.fd is still open and still c's (teardown removes before closing).
+func (p *poller) modify(c *Conn, interest int) error {
+	ev := unix.EpollEvent{Events: epollEvents(interest), Fd: int32(c.fd), Pad: int32(c.gen)}
+	return unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, c.fd, &ev)
+}
+
+func (p *poller) remove(c *Conn) error {
+	return unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, c.fd, nil)
+}
+
+func (p *poller) wake() error {
+	var one = [8]byte{1} // eventfd counter increment, native (little) endian
+	_, err := unix.Write(p.efd, one[:])
+	if errors.Is(err, unix.EAGAIN) {
+		err = nil // counter saturated: a wake-up is pending anyway
+	}
+	return err
+}
+
+// close releases the epoll and eventfd descriptors; pollLoop must have
+// returned.
+func (p *poller) close() error {
+	return errors.Join(unix.Close(p.epfd), unix.Close(p.efd))
+}
+
+// pollLoop is the poller goroutine.
+func (s *Server) pollLoop() {
+	defer s.bg.Done()
+	p := s.p
+	events := make([]unix.EpollEvent, 256)
+	batch := make([]*Conn, len(events))
+	for {
+		n, err := unix.EpollWait(p.epfd, events, -1)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			s.log.Error("ws: epoll_wait failed; poller stopping", "err", err)
+			return
+		}
+		s.mu.RLock()
+		for i := range n {
+			if fd := int(events[i].Fd); fd != p.efd {
+				batch[i] = s.lookupLocked(fd, uint32(events[i].Pad))
+			}
+		}
+		s.mu.RUnlock()
+		for i := range n {
+			ev := events[i].Events
+			if int(events[i].Fd) == p.efd {
+				var buf [8]byte
+				_, _ = unix.Read(p.efd, buf[:])
+				if s.stopping.Load() {
+					return
+				}
+				continue
+			}
+			c := batch[i]
+			batch[i] = nil
+			if c == nil {
+				continue
+			}
+			if ev&unix.EPOLLOUT != 0 {
+				c.onWritable()
+			}
+			if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+				p.onReadable(c, ev)
+			}
+		}
+	}
+}
+
+// onReadable reads once (level-triggered epoll reports again if more is
+// waiting) and feeds the bytes to the parser.
+func (p *poller) onReadable(c *Conn, ev uint32) {
+	if !c.started.Load() {
+		// Not reading yet; but a dead socket would be reported forever.
+		if ev&(unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+			c.closeWith(causeClient, CloseAbnormal, "connection lost", closeHard)
+		}
+		return
+	}
+	p.rn, p.rerr = 0, nil
+	if err := c.rc.Read(p.rfn); err != nil {
+		return // closed under us; teardown has run or is running
+	}
+	n, err := p.rn, p.rerr
+	p.rerr = nil
+	switch {
+	case n > 0:
+		c.lastRead.Store(c.s.clock.Load())
+		c.feed(p.scratch[:n])
+	case err == nil: // EOF
+		c.closeWith(causeClient, CloseAbnormal, "connection closed", closeHard)
+	case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
+	default:
+		c.s.log.Debug("ws: read failed", "remote", c.remote, "err", err)
+		c.closeWith(causeClient, CloseAbnormal, "read error", closeHard)
+	}
+}
+
+// writeCallback runs inside RawConn.Write with c.mu held: one write or
+// writev, never waiting.
+func (c *Conn) writeCallback(fd uintptr) bool {
+	if c.wiov == nil {
+		c.wn, c.werr = unix.Write(int(fd), c.wbuf)
+		return true
+	}
+	iov := iovPool.Get().(*[maxIov]unix.Iovec)
+	k := 0
+	for _, b := range c.wiov {
+		if k == maxIov {
+			break
+		}
+		iov[k].Base = &b[0]
+		iov[k].SetLen(len(b))
+		k++
+	}
+	r, _, e := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(k))
+	clear(iov[:k])
+	iovPool.Put(iov)
+	c.wn, c.werr = int(r), nil
+	if e != 0 {
+		c.wn, c.werr = 0, e
+	}
+	return true
+}
+
+// maxIov bounds the frames one writev takes.
+const maxIov = 64
+
+var iovPool = sync.Pool{New: func() any { return new([maxIov]unix.Iovec) }}
+
+// sysWrite makes one non-blocking write. A full socket is not an error: it
+// returns how much was written (maybe 0).
+func (c *Conn) sysWrite(b []byte) (int, error) {
+	c.wbuf = b
+	err := c.rc.Write(c.wfn)
+	n, werr := c.wn, c.werr
+	c.wbuf, c.wn, c.werr = nil, 0, nil
+	return writeResult(n, werr, err)
+}
+
+// sysWritev writes the first frames of bufs (none empty) with one writev,
+// setting c.wiovLen to the bytes it tried.
+func (c *Conn) sysWritev(bufs [][]byte) (int, error) {
+	c.wiovLen = 0
+	for _, b := range bufs[:min(len(bufs), maxIov)] {
+		c.wiovLen += len(b)
+	}
+	c.wiov = bufs
+	err := c.rc.Write(c.wfn)
+	n, werr := c.wn, c.werr
+	c.wiov, c.wn, c.werr = nil, 0, nil
+	return writeResult(n, werr, err)
+}
+
+func writeResult(n int, werr, rawErr error) (int, error) {
+	if rawErr != nil {
+		return 0, rawErr
+	}
+	if werr != nil {
+		if errors.Is(werr, unix.EAGAIN) || errors.Is(werr, unix.EINTR) {
+			return 0, nil
+		}
+		return 0, werr
+	}
+	return max(n, 0), nil
+}
+
+// sysDiscardInput reads and drops what the peer sent that we have not read
+// (bounded), so that closing the socket sends FIN rather than RST.
+func (c *Conn) sysDiscardInput() {
+	buf := discardPool.Get().(*[4096]byte)
+	defer discardPool.Put(buf)
+	for range 16 {
+		n := 0
+		err := c.rc.Read(func(fd uintptr) bool {
+			n, _ = unix.Read(int(fd), buf[:])
+			return true
+		})
+		if err != nil || n <= 0 {
+			return
+		}
+	}
+}
+
+var discardPool = sync.Pool{New: func() any { return new([4096]byte) }}

@@ -1,0 +1,282 @@
+package ws
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"unicode/utf8"
+)
+
+// This file is the read side: turning bytes read by the poller into frames,
+// messages and control actions, and handing messages to the Handler on a
+// per-connection drain goroutine. feed and everything it calls run on the
+// poller goroutine (or in Start, before the poller reads the conn).
+
+// feed parses b (read from the socket just now) together with any
+// incomplete frame kept from earlier reads. Only the bytes of one
+// incomplete frame are kept between calls, in a buffer sized for that frame.
+func (c *Conn) feed(b []byte) {
+	for {
+		var buf []byte
+		buffered := len(c.in) > 0
+		if buffered {
+			take := min(c.inWant-len(c.in), len(b))
+			c.in = append(c.in, b[:take]...)
+			b = b[take:]
+			buf = c.in
+		} else {
+			if len(b) == 0 {
+				return
+			}
+			buf = b
+		}
+		f, n, want, err := parseFrame(buf, c.maxWire(), c.compressed)
+		if err != nil {
+			c.failRead(err)
+			return
+		}
+		if n == 0 { // incomplete frame
+			if !buffered {
+				c.in = make([]byte, len(b), want)
+				copy(c.in, b)
+			} else if cap(c.in) < want {
+				in := make([]byte, len(c.in), want)
+				copy(in, c.in)
+				c.in = in
+			}
+			c.inWant = want
+			if len(b) == 0 || !buffered {
+				return
+			}
+			continue
+		}
+		if buffered {
+			c.in, c.inWant = nil, 0 // the frame owns the buffer now
+		} else {
+			b = b[n:]
+		}
+		if !c.onFrame(&f, buffered) {
+			return
+		}
+	}
+}
+
+// maxWire bounds one frame's payload and a fragmented message's wire size.
+// Compressed messages may be slightly larger on the wire than inflated.
+func (c *Conn) maxWire() int {
+	if c.compressed {
+		return c.s.cfg.MaxMessage + c.s.cfg.MaxMessage/128 + 64
+	}
+	return c.s.cfg.MaxMessage
+}
+
+// failRead fails the connection after a protocol violation and drops all
+// read-side state; the remaining input is ignored.
+func (c *Conn) failRead(err error) {
+	c.in, c.inWant, c.frag, c.fragOp = nil, 0, nil, 0
+	code := CloseProtocolError
+	switch {
+	case errors.Is(err, errTooBig), errors.Is(err, errInflateTooBig):
+		code = CloseMessageTooBig
+	case errors.Is(err, errInvalidUTF8), errors.Is(err, errBadDeflate):
+		code = CloseInvalidPayload
+	}
+	c.s.log.Debug("ws: failing connection", "remote", c.remote, "code", code, "err", err)
+	c.closeWith(causeProtocol, code, err.Error(), closeGraceful)
+}
+
+var (
+	errInvalidUTF8    = errors.New("invalid UTF-8 in text message")
+	errBadDeflate     = errors.New("invalid compressed data")
+	errNoContinuation = errors.New("continuation frame without a message")
+	errInterleaved    = errors.New("new data frame inside a fragmented message")
+)
+
+// onFrame handles one complete frame; owned reports that f.payload's
+// buffer belongs to this frame alone (so it may be handed on without a
+// copy). It returns false when reading should stop.
+func (c *Conn) onFrame(f *frame, owned bool) bool {
+	unmask(f.payload, f.mask, 0)
+	if c.closing.Load() && f.op != opClose {
+		return true // after our close frame only the peer's close matters
+	}
+	switch f.op {
+	case opPing:
+		c.sendControl(opPong, f.payload)
+	case opPong:
+		// lastRead was updated by the read itself.
+	case opClose:
+		c.onPeerClose(f.payload)
+		return false
+	case opText, opBinary:
+		if c.fragOp != 0 {
+			c.failRead(errInterleaved)
+			return false
+		}
+		if f.fin {
+			return c.onMessage(f.op, f.rsv1, f.payload, owned)
+		}
+		c.fragOp, c.fragRSV1 = f.op, f.rsv1
+		c.frag = append(make([]byte, 0, max(len(f.payload)*2, 512)), f.payload...)
+	case opContinuation:
+		if c.fragOp == 0 {
+			c.failRead(errNoContinuation)
+			return false
+		}
+		if len(c.frag)+len(f.payload) > c.maxWire() {
+			c.failRead(errTooBig)
+			return false
+		}
+		c.frag = append(c.frag, f.payload...)
+		if f.fin {
+			msg, op, rsv1 := c.frag, c.fragOp, c.fragRSV1
+			c.frag, c.fragOp, c.fragRSV1 = nil, 0, false
+			return c.onMessage(op, rsv1, msg, true)
+		}
+	}
+	return true
+}
+
+// onMessage validates a complete data message and queues it for the
+// Handler.
+func (c *Conn) onMessage(op byte, compressed bool, data []byte, owned bool) bool {
+	if compressed {
+		out, err := inflateMessage(data, c.s.cfg.MaxMessage)
+		if err != nil {
+			if !errors.Is(err, errInflateTooBig) {
+				err = fmt.Errorf("%w: %w", errBadDeflate, err)
+			}
+			c.failRead(err)
+			return false
+		}
+		data, owned = out, true
+	} else if len(data) > c.s.cfg.MaxMessage {
+		c.failRead(errTooBig)
+		return false
+	}
+	if op == opText && !utf8.Valid(data) {
+		c.failRead(errInvalidUTF8)
+		return false
+	}
+	if !owned {
+		data = bytes.Clone(data)
+	}
+	if data == nil {
+		data = []byte{}
+	}
+	return c.deliver(data)
+}
+
+// sendControl answers a control frame (pong) from the reader.
+func (c *Conn) sendControl(op byte, payload []byte) {
+	// A send error closes the connection itself; nothing more to do here.
+	_ = c.sendFrame(buildFrame(op, false, payload))
+}
+
+// onPeerClose handles the peer's close frame: echo it and finish closing.
+func (c *Conn) onPeerClose(payload []byte) {
+	code, reason, perr := parseClosePayload(payload)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.peerClosed = true
+	switch {
+	case c.state == stateClosed:
+	case c.state == stateClosing:
+		// We started the close (or failed the connection); this is the
+		// answer, or a crossing close. Either way we are done.
+		c.teardownLocked()
+	case perr != 0:
+		c.closeLocked(causeProtocol, perr, "invalid close frame", closeGraceful)
+	default:
+		c.closeLocked(causeClient, code, reason, closeGraceful)
+	}
+}
+
+// deliver queues a message for Handler.OnMessage and starts a drain
+// goroutine if none is running. It returns false if the connection was
+// failed because too many messages are pending.
+func (c *Conn) deliver(msg []byte) bool {
+	c.qmu.Lock()
+	if c.closePosted {
+		c.qmu.Unlock()
+		return false
+	}
+	if len(c.inq) >= c.s.cfg.MaxPending {
+		c.qmu.Unlock()
+		c.s.log.Debug("ws: too many pending messages", "remote", c.remote)
+		c.in, c.inWant, c.frag, c.fragOp = nil, 0, nil, 0
+		c.closeWith(causeProtocol, ClosePolicyViolation, "too many pending", closeGraceful)
+		return false
+	}
+	c.inq = append(c.inq, msg)
+	c.s.stats.messagesRead.Add(1)
+	start := !c.draining
+	c.draining = true
+	c.qmu.Unlock()
+	if start {
+		c.s.handlers.Add(1)
+		go c.drain()
+	}
+	return true
+}
+
+// postClose schedules Handler.OnClose after any queued messages. Called
+// once, from teardownLocked.
+func (c *Conn) postClose() {
+	c.qmu.Lock()
+	c.closePosted = true
+	start := !c.draining
+	c.draining = true
+	c.qmu.Unlock()
+	if start {
+		c.s.handlers.Add(1)
+		go c.drain()
+	}
+}
+
+// drain runs Handler calls for this connection one at a time, and exits as
+// soon as the queue is empty, so idle connections have no goroutine.
+func (c *Conn) drain() {
+	defer c.s.handlers.Done()
+	for {
+		c.qmu.Lock()
+		if len(c.inq) == 0 {
+			if c.closePosted && !c.closeDelivered {
+				c.closeDelivered = true
+				c.qmu.Unlock()
+				c.callOnClose()
+				continue
+			}
+			c.draining = false
+			c.inq = nil
+			c.qmu.Unlock()
+			return
+		}
+		msg := c.inq[0]
+		c.inq[0] = nil
+		c.inq = c.inq[1:]
+		c.qmu.Unlock()
+		c.callOnMessage(msg)
+	}
+}
+
+func (c *Conn) callOnMessage(msg []byte) {
+	defer c.recoverHandler("OnMessage")
+	c.s.h.OnMessage(c, msg)
+}
+
+func (c *Conn) callOnClose() {
+	defer c.recoverHandler("OnClose")
+	c.mu.Lock()
+	code, reason := c.code, c.reason
+	c.mu.Unlock()
+	c.s.h.OnClose(c, code, reason)
+}
+
+func (c *Conn) recoverHandler(where string) {
+	if v := recover(); v != nil {
+		c.s.log.Error("ws: handler panic", "in", where, "remote", c.remote,
+			"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+	}
+}
