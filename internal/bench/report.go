@@ -196,7 +196,30 @@ func (r *Report) table(w io.Writer) {
 		row("behind at end", "%d readers, %d seqs (last acked %d)", s.Behind, s.BehindSeqs, s.LastAcked)
 	}
 	if f := r.FLV; f != nil {
-		f.table(row, lat, errs, sec)
+		sec("http-flv viewers")
+		row("url", "%s", f.URL)
+		row("viewers", "%d / %d  (failed %d, ended early %d)", f.Connected, f.Viewers, f.Failed, f.EndedEarly)
+		if len(f.Errors) > 0 {
+			errs("errors", f.Errors)
+		}
+		lat("first byte", f.FirstByte)
+		lat("first keyframe", f.FirstKeyframe)
+		row("stream bitrate", "%.0f kbit/s (%s)", f.StreamKbps, f.StreamSource)
+		d := f.ViewerKbps
+		row("viewer kbit/s", "min %.0f  p10 %.0f  p50 %.0f  p90 %.0f  max %.0f  (n=%d)", d.Min, d.P10, d.P50, d.P90, d.Max, d.N)
+		d = f.MediaSpeed
+		row("media speed", "min %.3f  p10 %.3f  p50 %.3f  max %.3f", d.Min, d.P10, d.P50, d.Max)
+		row("stalled", "%d  (below %.0f%% of the stream bitrate)", f.Stalled, f.StallRatio*100)
+		var sp []string
+		for _, k := range sortedKeys(f.StartProblems) {
+			sp = append(sp, fmt.Sprintf("%s ×%d", k, f.StartProblems[k]))
+		}
+		if len(sp) == 0 {
+			sp = []string{"none"}
+		}
+		row("start problems", "%s  (no keyframe %d)", strings.Join(sp, ", "), f.NoKeyframe)
+		row("ts regressions", "%d viewers  (audio w/o seq header %d)", f.TSBack, f.AudioNoSeqHdr)
+		row("received", "%.1f MiB", f.ReceivedMiB)
 	}
 	if s := r.Server; s != nil {
 		sec(fmt.Sprintf("server (pid %d)", s.PID))

@@ -240,20 +240,17 @@ func (m *Manager) Play(ctx context.Context, room, proto, remote string) (*Reader
 	case <-ctx.Done():
 		return nil, Start{}, ctx.Err()
 	}
-	r, st, ok := s.attach(proto, remote)
-	if !ok {
-		return nil, Start{}, ErrNotLive
-	}
-	return r, st, nil
+	return s.Attach(proto, remote)
 }
 
-// attach positions a new reader: at the latest key frame when the GOP cache
-// is on and holds one, else at the head waiting for the next key frame.
-func (s *Stream) attach(proto, remote string) (*Reader, Start, bool) {
+// Attach adds a reader to a started stream, positioned at the latest key
+// frame when the GOP cache is on and holds one, else at the head waiting
+// for the next key frame. It fails with ErrNotLive once the stream ended.
+func (s *Stream) Attach(proto, remote string) (*Reader, Start, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ended || !s.started {
-		return nil, Start{}, false
+		return nil, Start{}, ErrNotLive
 	}
 	r := &Reader{s: s, proto: proto, remote: remote, created: time.Now()}
 	if s.m.cfg.GOPCache && s.gopOK {
@@ -268,10 +265,7 @@ func (s *Stream) attach(proto, remote string) (*Reader, Start, bool) {
 		}
 	}
 	s.readers[r] = struct{}{}
-	if proto != ProtoInternal {
-		s.m.met.Viewers.WithLabelValues(proto).Inc()
-	}
-	return r, st, true
+	return r, st, nil
 }
 
 // Close ends every stream (readers drain and finish cleanly, rooms are

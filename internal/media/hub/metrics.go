@@ -2,15 +2,15 @@ package hub
 
 import (
 	"errors"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Metrics are the media counters exported to Prometheus, all named
-// roomcast_media_<what>_<unit>.
+// roomcast_media_<what>_<unit>. The gauges (streams, viewers) are computed
+// at scrape time by the Manager's collector; see Manager.Collector.
 type Metrics struct {
-	Streams       prometheus.Gauge         // live streams
-	Viewers       *prometheus.GaugeVec     // by protocol: rtmp, flv, hls
 	BytesIn       prometheus.Counter       // media bytes received from publishers
 	BytesOut      *prometheus.CounterVec   // media bytes sent to viewers, by protocol
 	DroppedFrames *prometheus.CounterVec   // frames a viewer skipped, by reason
@@ -24,12 +24,6 @@ type Metrics struct {
 // same registry are reused, so tests may build several servers.
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
-		Streams: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "roomcast_media_streams_active", Help: "Live streams being published.",
-		}),
-		Viewers: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "roomcast_media_viewers_active", Help: "Connected viewers by protocol (HLS: clients seen in the last few segments).",
-		}, []string{"protocol"}),
 		BytesIn: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "roomcast_media_received_bytes_total", Help: "Media bytes received from publishers.",
 		}),
@@ -55,8 +49,6 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		return m, nil
 	}
 	var err error
-	m.Streams = register(reg, m.Streams, &err)
-	m.Viewers = register(reg, m.Viewers, &err)
 	m.BytesIn = register(reg, m.BytesIn, &err)
 	m.BytesOut = register(reg, m.BytesOut, &err)
 	m.DroppedFrames = register(reg, m.DroppedFrames, &err)
@@ -79,4 +71,50 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C, errp *erro
 		}
 	}
 	return c
+}
+
+var (
+	streamsDesc = prometheus.NewDesc("roomcast_media_streams_active", "Live streams being published.", nil, nil)
+	viewersDesc = prometheus.NewDesc("roomcast_media_viewers_active",
+		"Viewers by protocol (HLS: distinct clients seen in the last 15 s).", []string{"protocol"}, nil)
+)
+
+// Collector returns a collector for the live gauges (streams, viewers by
+// protocol), computed from the streams at scrape time so they can never
+// drift.
+func (m *Manager) Collector() prometheus.Collector { return managerCollector{m} }
+
+type managerCollector struct{ m *Manager }
+
+func (c managerCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- streamsDesc
+	ch <- viewersDesc
+}
+
+func (c managerCollector) Collect(ch chan<- prometheus.Metric) {
+	var live int
+	var v Viewers
+	now := time.Now()
+	for _, s := range c.m.Streams() {
+		s.mu.Lock()
+		if s.started && !s.ended {
+			live++
+		}
+		for r := range s.readers {
+			switch r.proto {
+			case ProtoRTMP:
+				v.RTMP++
+			case ProtoFLV:
+				v.FLV++
+			}
+		}
+		if s.hls != nil {
+			v.HLS += s.pruneHLSLocked(now)
+		}
+		s.mu.Unlock()
+	}
+	ch <- prometheus.MustNewConstMetric(streamsDesc, prometheus.GaugeValue, float64(live))
+	ch <- prometheus.MustNewConstMetric(viewersDesc, prometheus.GaugeValue, float64(v.RTMP), ProtoRTMP)
+	ch <- prometheus.MustNewConstMetric(viewersDesc, prometheus.GaugeValue, float64(v.FLV), ProtoFLV)
+	ch <- prometheus.MustNewConstMetric(viewersDesc, prometheus.GaugeValue, float64(v.HLS), ProtoHLS)
 }

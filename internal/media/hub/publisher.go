@@ -96,7 +96,6 @@ func (p *Publisher) Start(t Tracks) error {
 		m.setLive(s, true)
 		m.live[s.room] = true
 	}
-	m.met.Streams.Inc()
 	m.lifeMu.Unlock()
 
 	m.mu.Lock()
@@ -125,9 +124,6 @@ func (s *Stream) finish() {
 	s.finishOnce.Do(func() {
 		m := s.m
 		s.cancel()
-		s.mu.Lock()
-		started := s.started
-		s.mu.Unlock()
 		s.end()
 		m.lifeMu.Lock()
 		m.mu.Lock()
@@ -139,9 +135,6 @@ func (s *Stream) finish() {
 		if current && m.live[s.room] {
 			m.setLive(s, false)
 			delete(m.live, s.room)
-		}
-		if started {
-			m.met.Streams.Dec()
 		}
 		m.lifeMu.Unlock()
 		m.log.Info("stream ended", "room", s.room, "remote", s.remote, "uptime", time.Since(s.startedAt).Round(time.Millisecond))

@@ -254,10 +254,6 @@ func (r *Reader) Drop(reason string) {
 func (r *Reader) Close() {
 	s := r.s
 	s.mu.Lock()
-	_, ok := s.readers[r]
 	delete(s.readers, r)
 	s.mu.Unlock()
-	if ok && r.proto != ProtoInternal {
-		s.m.met.Viewers.WithLabelValues(r.proto).Dec()
-	}
 }
