@@ -232,7 +232,16 @@ func skipSpace(b []byte, i int) int {
 // at b[i] == '"' and the index just past its closing quote.
 func scanString(b []byte, i int) (s []byte, next int, err error) {
 	j := i + 1
-	for {
+	// Keys and most values are short: a plain loop beats IndexByte's call.
+	for end := min(len(b), j+16); j < end; j++ {
+		switch b[j] {
+		case '"':
+			return b[i+1 : j], j + 1, nil
+		case '\\':
+			j++
+		}
+	}
+	for j < len(b) {
 		k := bytes.IndexByte(b[j:], '"')
 		if k < 0 {
 			return nil, 0, errScan
@@ -247,6 +256,7 @@ func scanString(b []byte, i int) (s []byte, next int, err error) {
 		}
 		j++
 	}
+	return nil, 0, errScan
 }
 
 // parseUint parses a leading run of decimal digits; ok is false when there

@@ -1,0 +1,291 @@
+// Package media is roomcast's live video service (issue 3, M1–M5, M7, M9):
+// RTMP ingest with per-room stream keys, and RTMP, HTTP-FLV and HLS
+// playback from one ingest, with an instant first frame from the GOP cache.
+//
+// It is the one entry point the composition root wires:
+//
+//	srv, err := media.New(media.Config{…}, rooms, logger, prometheus.DefaultRegisterer)
+//	srv.Start(ctx)                         // listens for RTMP
+//	mux.Handle("/live/", srv.HTTPHandler()) // HTTP-FLV and HLS
+//	info, ok := srv.StreamInfo(roomID)      // GET /api/rooms/{id}/stream
+//	srv.Shutdown(ctx)                       // ends every stream cleanly
+//
+// Layout: hub (streams, GOP cache, readers), rtmp, flv, hls (protocol
+// servers), flvtag (FLV/AMF0 codec, shared with tests and the load
+// generator), access (signed URLs, webhooks). This package only composes
+// them; it does not import the room, gateway or message packages — it
+// consumes the small Rooms interface.
+package media
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"roomcast/internal/media/access"
+	"roomcast/internal/media/flv"
+	"roomcast/internal/media/hls"
+	"roomcast/internal/media/hub"
+	"roomcast/internal/media/rtmp"
+)
+
+// Rooms is what media needs from the room registry (*room.Registry
+// satisfies it): publish auth, play checks and the live lifecycle.
+type Rooms = hub.Rooms
+
+// Info is a stream's statistics, JSON-ready for GET /api/rooms/{id}/stream.
+type Info = hub.Info
+
+// Viewers counts viewers per protocol.
+type Viewers = hub.Viewers
+
+// Session is one publisher or player (for /stat/livestat).
+type Session = hub.Session
+
+// Config configures the media server. The fields mirror roomcast's flags;
+// zero values are documented per field.
+type Config struct {
+	// RTMP is the RTMP listen address (--rtmp, default ":1935"); "" disables
+	// RTMP ingest and play.
+	RTMP string
+	// GOPCache starts new viewers from the cached GOP (--gop-cache, default
+	// true). The zero value false disables it: viewers wait for the next
+	// key frame.
+	GOPCache bool
+	// PublishTakeover lets a second publisher replace the first; false
+	// refuses it (NetStream.Publish.BadName).
+	PublishTakeover bool
+	// PlaySignKey, when set, requires signed play URLs on FLV, HLS and RTMP
+	// (see package access for the exact scheme); "" means open.
+	PlaySignKey string
+	// Webhook URLs (POST JSON); "" disables each. HookTimeout 0 means 5 s.
+	HookPublish   string
+	HookUnpublish string
+	HookPlay      string
+	HookTimeout   time.Duration
+	// HLSLowLatency serves Low-Latency HLS (fMP4 parts) instead of MPEG-TS.
+	HLSLowLatency bool
+	// HLSSegment is the target segment duration; 0 means 1 s.
+	HLSSegment time.Duration
+	// HLSSegments is the number of segments per playlist; 0 means 7.
+	HLSSegments int
+	// HLSEndedTTL keeps an ended stream's playlist (with ENDLIST); 0 means 30 s.
+	HLSEndedTTL time.Duration
+
+	// Hub tuning; zero means the hub defaults (see hub.Config).
+	RingBytes  int
+	RingFrames int
+	MaxLag     time.Duration
+	// WriteTimeout drops a viewer whose socket does not drain for this
+	// long; 0 means 10 s.
+	WriteTimeout time.Duration
+	// BatchDelay, when > 0, spaces writes to each FLV/RTMP viewer so each
+	// carries more tags (fewer syscalls, slightly more latency); 0 writes
+	// as soon as frames arrive. The first write (the GOP cache) is never
+	// delayed.
+	BatchDelay time.Duration
+}
+
+// Server is the media service.
+type Server struct {
+	cfg   Config
+	log   *slog.Logger
+	hub   *hub.Manager
+	acc   *access.Checker
+	rtmp  *rtmp.Server // nil when RTMP is disabled
+	flv   *flv.Handler
+	hls   *hls.Server
+	http  http.Handler
+	start bool
+}
+
+// New builds the media server. reg may be nil (metrics not exported).
+func New(cfg Config, rooms Rooms, log *slog.Logger, reg prometheus.Registerer) (*Server, error) {
+	if rooms == nil {
+		return nil, errors.New("media: nil Rooms")
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("component", "media")
+	met, err := hub.NewMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("media: metrics: %w", err)
+	}
+	m := hub.NewManager(hub.Config{
+		GOPCache: cfg.GOPCache, PublishTakeover: cfg.PublishTakeover,
+		RingBytes: cfg.RingBytes, RingFrames: cfg.RingFrames, MaxLag: cfg.MaxLag,
+	}, rooms, log, met)
+	if reg != nil {
+		if err := reg.Register(m.Collector()); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				return nil, fmt.Errorf("media: metrics: %w", err)
+			}
+		}
+	}
+	acc := &access.Checker{
+		SignKey: cfg.PlaySignKey, HookPublish: cfg.HookPublish, HookUnpublish: cfg.HookUnpublish,
+		HookPlay: cfg.HookPlay, HookTimeout: cfg.HookTimeout, Log: log,
+		Client: &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()},
+	}
+	s := &Server{cfg: cfg, log: log, hub: m, acc: acc}
+	s.flv = flv.New(flv.Config{WriteTimeout: cfg.WriteTimeout, BatchDelay: cfg.BatchDelay}, m, acc, log)
+	s.hls = hls.New(hls.Config{
+		LowLatency: cfg.HLSLowLatency, SegmentDuration: cfg.HLSSegment,
+		SegmentCount: cfg.HLSSegments, EndedTTL: cfg.HLSEndedTTL,
+	}, m, acc, log)
+	if cfg.RTMP != "" {
+		s.rtmp = rtmp.New(rtmp.Config{Addr: cfg.RTMP, WriteTimeout: cfg.WriteTimeout, BatchDelay: cfg.BatchDelay}, m, rooms, acc, log)
+	}
+	s.http = http.HandlerFunc(s.serveLive)
+	return s, nil
+}
+
+// Start listens for RTMP (when configured). ctx is used only for the
+// listen; use Shutdown to stop.
+func (s *Server) Start(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if s.rtmp != nil {
+		if err := s.rtmp.Start(); err != nil {
+			return fmt.Errorf("media: %w", err)
+		}
+	}
+	s.start = true
+	return nil
+}
+
+// RTMPAddr is the RTMP listener's address, or nil.
+func (s *Server) RTMPAddr() net.Addr {
+	if s.rtmp == nil || !s.start {
+		return nil
+	}
+	return s.rtmp.Addr()
+}
+
+// Shutdown ends every stream cleanly — publishers are disconnected, rooms
+// marked ended, FLV responses terminated, RTMP players sent StreamEOF, HLS
+// muxers closed — and waits for all media goroutines. It gives up waiting
+// for background webhook calls when ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	var err error
+	if s.rtmp != nil {
+		err = s.rtmp.Close()
+	}
+	s.hub.Close()
+	s.flv.Close()
+	s.hls.Close()
+	done := make(chan struct{})
+	go func() {
+		s.acc.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		if err == nil {
+			err = fmt.Errorf("media: waiting for webhooks: %w", ctx.Err())
+		}
+	}
+	return err
+}
+
+// Close is Shutdown with a 10 s bound.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return s.Shutdown(ctx)
+}
+
+// StreamInfo returns room's stream statistics; false when it is not live.
+func (s *Server) StreamInfo(room string) (Info, bool) { return s.hub.Info(room) }
+
+// Sessions lists publishers and players (livego's /stat/livestat).
+func (s *Server) Sessions() []Session { return s.hub.Sessions() }
+
+// Kick disconnects room's publisher (e.g. the room was deleted); it
+// reports whether there was one.
+func (s *Server) Kick(room string) bool { return s.hub.Kick(room) }
+
+// SignPlayQuery returns "expires=…&sign=…" for room, valid for ttl, or ""
+// when signed URLs are off. Append it to any play URL of the room.
+func (s *Server) SignPlayQuery(room string, ttl time.Duration) string {
+	if s.cfg.PlaySignKey == "" {
+		return ""
+	}
+	return access.SignedQuery(s.cfg.PlaySignKey, room, time.Now(), ttl)
+}
+
+// HTTPHandler serves everything under /live/:
+//
+//	GET /live/{room}.flv     HTTP-FLV
+//	GET /live/{room}.m3u8    HLS playlist
+//	GET /live/{room}/{file}  HLS media playlists and segments
+//	OPTIONS /live/…          CORS preflight
+//
+// Mount it at "/live/" on the main mux.
+func (s *Server) HTTPHandler() http.Handler { return s.http }
+
+func (s *Server) serveLive(w http.ResponseWriter, r *http.Request) {
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			s.log.Error("panic serving media", "path", r.URL.Path, "panic", p)
+		}
+	}()
+	rest, ok := strings.CutPrefix(r.URL.Path, "/live/")
+	if !ok {
+		flv.SetCORS(w.Header())
+		flv.WriteError(w, http.StatusNotFound, "not_found", "not found")
+		return
+	}
+	if r.Method == http.MethodOptions {
+		flv.SetCORS(w.Header())
+		w.Header().Set("Access-Control-Max-Age", "86400")
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	if room, file, ok := strings.Cut(rest, "/"); ok {
+		if validRoom(room) && file != "" && !strings.Contains(file, "/") {
+			s.hls.ServeFile(w, r, room, file)
+			return
+		}
+	} else if room, ok := strings.CutSuffix(rest, ".flv"); ok && validRoom(room) {
+		s.flv.Serve(w, r, room)
+		return
+	} else if room, ok := strings.CutSuffix(rest, ".m3u8"); ok && validRoom(room) {
+		s.hls.ServeIndex(w, r, room)
+		return
+	}
+	flv.SetCORS(w.Header())
+	flv.WriteError(w, http.StatusNotFound, "not_found", "use /live/{room}.flv or /live/{room}.m3u8")
+}
+
+// validRoom matches room ids (room.ValidID): 1–64 letters, digits, - or _,
+// not starting with - or _.
+func validRoom(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case (c == '-' || c == '_') && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
