@@ -81,9 +81,6 @@ func OpenStore(cfg *config.Config) (*store.Store, error) {
 
 // New builds a node from cfg. Nothing listens until Start.
 func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err error) {
-	if cfg.Redis != "" {
-		return nil, errors.New("--redis: cluster mode is not available in this build")
-	}
 	a = &App{Cfg: cfg, Log: log, Metrics: metrics.New()}
 	defer func() {
 		if err != nil {
@@ -107,16 +104,12 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 		return nil, err
 	}
 
-	// Seams: memory implementations (single node).
-	a.bus = bus.NewMemory()
-	a.closers = append(a.closers, func(context.Context) error { return a.bus.Close() })
-	a.tl = timeline.NewMemory(timeline.Retention{MaxCount: cfg.RetentionCount, MaxAge: cfg.RetentionAge}, func(m *message.Message) {
-		_ = a.bus.Publish(context.Background(), bus.RoomTopic(m.Room), bus.Event{Type: bus.EvMessage, Room: m.Room, Msg: m})
-	})
-	a.presence = presence.NewMemory(3 * time.Duration(maxPollMS(cfg)) * time.Millisecond)
-	a.closers = append(a.closers, func(context.Context) error { return a.presence.Close() })
-	a.likes = likes.NewMemory()
-	a.mod = moderation.NewMemory(rate.N, rate.Per)
+	sm, err := newSeams(ctx, cfg, rate, a.Metrics, log)
+	if err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, sm.close)
+	a.tl, a.bus, a.presence, a.likes, a.mod = sm.tl, sm.bus, sm.presence, sm.likes, sm.mod
 
 	a.Service = service.New(service.Config{Limits: message.Limits{MaxTextRunes: cfg.MaxText}, KickBlock: cfg.KickBlock}, service.Deps{
 		Rooms: nil, Timeline: a.tl, Bus: a.bus, Likes: a.likes, Mod: a.mod,

@@ -271,8 +271,9 @@ func (f *fakeServer) fanout() {
 				seqs = append(seqs, s)
 			}
 			closeIt := false
-			if !f.faulted && len(seqs) >= 2 && c.got {
+			if !f.faulted && c.got {
 				switch {
+				case len(seqs) < 2 && !f.dropOnce:
 				case f.gapOnce:
 					seqs = seqs[1:]
 					f.faulted = true

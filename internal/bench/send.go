@@ -8,6 +8,7 @@ import (
 	"io"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -76,6 +77,7 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var clients []*wsClient
 	var readers sync.WaitGroup
 	var run *wsRun
+	var stopping atomic.Bool
 	if sp.via == "ws" {
 		run = &wsRun{t: t, room: o.room, allowGaps: true, timeout: o.timeout, maxFrame: o.maxFrame,
 			since: rep.StartedAt.UnixNano(), send: st}
@@ -91,7 +93,7 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			readers.Add(1)
 			go func() {
 				defer readers.Done()
-				if err := c.readLoop(); err != nil && runCtx.Err() == nil {
+				if err := c.readLoop(); err != nil && !stopping.Load() {
 					st.fail("ws read: " + errLabel(err))
 				}
 			}()
@@ -144,6 +146,7 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	window := time.Since(winStart)
 	rep.Server = watch.finish(window)
 	rep.Interrupted = ctx.Err() != nil
+	stopping.Store(true)
 	for _, c := range clients {
 		c.shutdown()
 	}

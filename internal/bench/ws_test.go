@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestBenchWS(t *testing.T) {
@@ -56,7 +57,10 @@ func TestBenchWSFaults(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			f := newFakeServer(t, c.configure)
+			f := newFakeServer(t, func(f *fakeServer) {
+				f.tick = 60 * time.Millisecond // several messages per batch
+				c.configure(f)
+			})
 			args := []string{"ws", "--conns", "5", "--ramp", "0", "--duration", "600ms", "--drain", "300ms",
 				"--send-rate", "50", "--token", "tok"}
 			if c.allow {

@@ -1,0 +1,79 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestBenchSend(t *testing.T) {
+	for _, via := range []string{"http", "ws"} {
+		t.Run(via, func(t *testing.T) {
+			f := newFakeServer(t, nil)
+			rep, err := runBench(t, f, "send", "--senders", "4", "--duration", "300ms", "--via", via, "--inflight", "2",
+				"--secret", "k", "--text-size", "64", "--pid", itoa(osPid()))
+			if err != nil {
+				t.Fatalf("err %v violations %v", err, rep.Violations)
+			}
+			s := rep.Send
+			if s.Acked == 0 || s.DupSeqs != 0 || len(s.Errors) != 0 || s.Latency.Count != s.Acked || s.Writers != 4 {
+				t.Fatalf("send %+v", s)
+			}
+			f.mu.Lock()
+			n := len(f.msgs)
+			text := string(f.msgs[0])
+			f.mu.Unlock()
+			if uint64(n) != s.Acked {
+				t.Fatalf("server stored %d, bench saw %d acks", n, s.Acked)
+			}
+			if !strings.Contains(text, `"text":"bench:`) || rep.Server.USPerAck == 0 {
+				t.Fatalf("message %s server %+v", text, rep.Server)
+			}
+		})
+	}
+}
+
+func TestBenchSendRateLimited(t *testing.T) {
+	f := newFakeServer(t, func(f *fakeServer) { f.every429 = 3 })
+	rep, err := runBench(t, f, "send", "--senders", "2", "--rate", "200", "--duration", "300ms", "--token", "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := rep.Send
+	if s.Errors["429 rate_limited"] == 0 || s.Acked == 0 || s.Sent != s.Acked+s.Errors["429 rate_limited"] {
+		t.Fatalf("send %+v", s)
+	}
+}
+
+func TestBenchSendUnauthorized(t *testing.T) {
+	f := newFakeServer(t, nil)
+	rep, err := runBench(t, f, "send", "--senders", "1", "--duration", "100ms", "--via", "ws", "--secret", "k", "--room", "other")
+	if err == nil || rep != nil {
+		t.Fatalf("connecting to a missing room must fail: %v", err)
+	}
+	f2 := newFakeServer(t, nil)
+	rep, err = runBench(t, f2, "send", "--senders", "1", "--rate", "50", "--duration", "200ms", "--room", "r1", "--url", f2.srv.URL+"/x", "--token", "t")
+	if !errors.Is(err, ErrChecksFailed) || rep.Send.Acked != 0 {
+		t.Fatalf("err %v send %+v", err, rep.Send)
+	}
+}
+
+func TestBenchTable(t *testing.T) {
+	f := newFakeServer(t, nil)
+	var out, errOut bytes.Buffer
+	err := Run(context.Background(), []string{"ws", "--url", f.srv.URL, "--room", f.room, "--conns", "3", "--ramp", "0",
+		"--duration", "300ms", "--drain", "100ms", "--send-rate", "20", "--token", "t", "--pid", itoa(osPid())}, &out, &errOut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"connections", "send→receive", "sequence (strict)", "µs cpu / delivery", "result: OK"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, out.String())
+		}
+	}
+	if !strings.Contains(errOut.String(), "ws") {
+		t.Errorf("no progress line: %q", errOut.String())
+	}
+}
