@@ -4,6 +4,43 @@
 # browser tests. Idempotent; fails loudly when something cannot be installed,
 # because tests must fail, never skip, when a dependency is missing.
 set -euo pipefail
+
+# services starts the local services the cluster tests use (Redis, PostgreSQL,
+# MariaDB), which the machine starts before a session, if one has stopped,
+# and waits until each answers. `deps.sh services` does only this (the
+# cluster tests call it when a service is missing).
+services() {
+  if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+    echo "deps: starting redis" >&2
+    mkdir -p /var/lib/redis /var/log/redis
+    redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+      --dir /var/lib/redis --logfile /var/log/redis/ci.log || true
+  fi
+  if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+    echo "deps: starting postgresql" >&2
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
+  fi
+  if ! mysqladmin -h 127.0.0.1 -P 3306 -uroot status >/dev/null 2>&1; then
+    echo "deps: starting mariadb" >&2
+    start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd || true
+  fi
+  local i
+  for i in $(seq 1 60); do
+    if redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null &&
+      mysqladmin -h 127.0.0.1 -P 3306 -uroot status >/dev/null 2>&1; then
+      return 0
+    fi
+    sleep 0.5
+  done
+  echo "deps: redis, postgresql or mariadb did not come up" >&2
+  return 1
+}
+
+if [ "${1:-}" = services ]; then
+  services
+  exit $?
+fi
+
 need=()
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 command -v ffprobe >/dev/null 2>&1 || need+=(ffmpeg)
@@ -20,8 +57,8 @@ for c in ffmpeg ffprobe chromium chromedriver; do
   command -v "$c" >/dev/null 2>&1 || { echo "deps: $c is still missing" >&2; exit 1; }
 done
 # Local services the cluster tests use (started by the machine; restarted here if stopped).
-if command -v redis-cli >/dev/null 2>&1 && ! redis-cli -h 127.0.0.1 ping >/dev/null 2>&1; then
-  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
-    --dir /var/lib/redis --logfile /var/log/redis/ci.log || true
-fi
+for c in redis-server redis-cli pg_isready mysqladmin; do
+  command -v "$c" >/dev/null 2>&1 || { echo "deps: $c is missing (Redis, PostgreSQL and MariaDB come with the machine)" >&2; exit 1; }
+done
+services
 echo "deps: ok" >&2

@@ -292,11 +292,17 @@ func sortedKeys[V any](m map[string]V) []string {
 	return k
 }
 
+// plural says "1 thing" or "3 things"; a what holding %s gets the "s"
+// there instead of at the end ("reader%s behind").
 func plural(n uint64, what string) string {
+	s := "s"
 	if n == 1 {
-		return "1 " + what
+		s = ""
 	}
-	return fmt.Sprintf("%d %ss", n, what)
+	if strings.Contains(what, "%s") {
+		return fmt.Sprintf("%d "+what, n, s)
+	}
+	return fmt.Sprintf("%d %s%s", n, what, s)
 }
 
 // sleepCtx waits d or until ctx ends; false when ctx ended.

@@ -343,9 +343,9 @@ func runFLV(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	add(fr.Failed, "failed viewer")
 	if !rep.Interrupted {
-		add(fr.EndedEarly, "stream that ended early")
+		add(fr.EndedEarly, "stream%s that ended early")
 		add(fr.Stalled, "stalled viewer")
-		add(fr.NoKeyframe, "viewer without a keyframe")
+		add(fr.NoKeyframe, "viewer%s without a keyframe")
 	}
 	for _, k := range sortedKeys(fr.StartProblems) {
 		rep.Violations = append(rep.Violations, fmt.Sprintf("%s: %d viewers", k, fr.StartProblems[k]))

@@ -161,7 +161,7 @@ func (p *flvParser) unit() {
 		b := p.buf[:11]
 		p.tagTyp = b[0] & 0x1f
 		if b[0]&0xc0 != 0 || (p.tagTyp != 8 && p.tagTyp != 9 && p.tagTyp != 18) {
-			p.dead(fmt.Sprintf("bad tag type 0x%02x after %d bytes", b[0], p.st.Bytes))
+			p.dead(fmt.Sprintf("bad tag type 0x%02x after %d tags", b[0], p.st.Tags))
 			return
 		}
 		p.tagLen = int(b[1])<<16 | int(b[2])<<8 | int(b[3])

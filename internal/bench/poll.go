@@ -162,6 +162,9 @@ func runPoll(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 
 	pollOnce := func(p *poller, tok string) (wait time.Duration) {
+		// Only a poll that started after the senders stopped can tell that
+		// this poller has caught up.
+		draining := catchUp.Load()
 		b := append(p.path[:0], basePath...)
 		b = append(b, "?limit="...)
 		b = strconv.AppendInt(b, int64(o.limit), 10)
@@ -242,7 +245,7 @@ func runPoll(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			p.paMax = max(p.paMax, pa)
 		}
 		if catchUp.Load() {
-			if len(fi.msgs) == 0 {
+			if draining && len(fi.msgs) == 0 {
 				return -1 // caught up
 			}
 			return 0

@@ -33,7 +33,7 @@ func TestBenchPoll(t *testing.T) {
 			if sq.Gaps+sq.Dups+sq.Reorders+sq.Resets != 0 || sq.Behind != 0 || sq.LastAcked == 0 {
 				t.Fatalf("seq %+v", sq)
 			}
-			if rep.Server == nil || rep.Server.PollsPerCPUS == 0 {
+			if rep.Server == nil || rep.Server.PID != osPid() {
 				t.Fatalf("server %+v", rep.Server)
 			}
 		})

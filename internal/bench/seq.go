@@ -132,7 +132,7 @@ func (r SeqReport) violations() []string {
 	}
 	if r.Mode == "strict" {
 		add(r.Gaps, "sequence gap")
-		add(uint64(r.Behind), "reader behind the last acknowledged seq")
+		add(uint64(r.Behind), "reader%s behind the last acknowledged seq")
 	}
 	add(r.Dups, "duplicate")
 	add(r.Reorders, "reordering")

@@ -50,7 +50,7 @@ func runWS(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&o.readerAuth, "reader-auth", false, "readers connect with a token too (one user each)")
 	fs.BoolVar(&o.reconnect, "reconnect", true, "a dropped reader reconnects with its cursor (and keeps checking)")
 	fs.DurationVar(&o.settle, "settle", 2*time.Second, "with --idle: wait after the ramp before reading RSS")
-	fs.DurationVar(&o.drain, "drain", 2*time.Second, "wait after the last send for deliveries")
+	fs.DurationVar(&o.drain, "drain", 3*time.Second, "after the last send, wait for every reader to get the last acked seq, at most this long")
 	fs.DurationVar(&o.ping, "ping", 15*time.Second, "send {\"type\":\"ping\"} on every connection this often (0 = never)")
 	if done, err := parseFlags(fs, args); done {
 		return err
@@ -304,12 +304,37 @@ func (o *wsOpts) run(ctx context.Context, t target, watch *serverWatch, fs *flag
 	writers.Wait()
 	window := time.Since(winStart)
 	rep.Interrupted = ctx.Err() != nil
+	top := run.send.top.Load()
+	caughtUp := func() bool {
+		for _, c := range clients {
+			if c.up.Load() && c.last.Load() < top {
+				return false
+			}
+		}
+		return true
+	}
 	if o.senders > 0 && !rep.Interrupted {
+		// Drain: until every reader has the last acknowledged seq, at most
+		// --drain.
 		phase.Store("drain")
-		sleepCtx(runCtx, o.drain)
+		for end := time.Now().Add(o.drain); time.Now().Before(end) && !(top > 0 && caughtUp()); {
+			if !sleepCtx(runCtx, 10*time.Millisecond) {
+				break
+			}
+		}
 	}
 	measured := time.Since(winStart)
 	msgs1, bench1 := sum()
+	sr := run.seq.report(o.allowGaps, int(connected.Load()))
+	if top > 0 && !o.allowGaps && !rep.Interrupted {
+		sr.LastAcked = top
+		for _, c := range clients {
+			if last := c.last.Load(); c.up.Load() && last < top {
+				sr.Behind++
+				sr.BehindSeqs += top - last
+			}
+		}
+	}
 	frames1 := uint64(0)
 	for _, c := range clients {
 		frames1 += c.frames.Load()
@@ -354,18 +379,6 @@ func (o *wsOpts) run(ctx context.Context, t target, watch *serverWatch, fs *flag
 		d.Lost = d.Expected - d.BenchMessages
 	}
 	rep.Delivery = d
-	sr := run.seq.report(o.allowGaps, cr.Connected)
-	if top := run.send.top.Load(); top > 0 && !o.allowGaps && !rep.Interrupted {
-		sr.LastAcked = top
-		for _, c := range clients {
-			if last := c.last.Load(); c.up {
-				if last < top {
-					sr.Behind++
-					sr.BehindSeqs += top - last
-				}
-			}
-		}
-	}
 	rep.Seq = &sr
 	if s := rep.Server; s != nil && s.MeasurementProblem == "" {
 		cpu := s.CPUSeconds

@@ -11,7 +11,7 @@ func TestBenchWS(t *testing.T) {
 	for _, via := range []string{"http", "ws"} {
 		t.Run(via, func(t *testing.T) {
 			f := newFakeServer(t, nil)
-			rep, err := runBench(t, f, "ws", "--conns", "20", "--ramp", "0", "--duration", "700ms", "--drain", "300ms",
+			rep, err := runBench(t, f, "ws", "--conns", "20", "--ramp", "0", "--duration", "700ms", "--drain", "5s",
 				"--send-rate", "60", "--senders", "3", "--send-via", via, "--secret", "s3cret", "--pid", itoa(osPid()))
 			if err != nil {
 				t.Fatalf("err %v, violations %v", err, rep.Violations)
@@ -29,7 +29,7 @@ func TestBenchWS(t *testing.T) {
 			if sq.Gaps+sq.Dups+sq.Reorders != 0 || sq.Behind != 0 || sq.LastAcked != s.MaxSeq || sq.Mode != "strict" {
 				t.Fatalf("seq %+v", sq)
 			}
-			if rep.Server == nil || rep.Server.PID != osPid() || rep.Server.DeliveriesPerCPUS == 0 {
+			if rep.Server == nil || rep.Server.PID != osPid() || rep.Server.RSSEndKiB == 0 {
 				t.Fatalf("server %+v", rep.Server)
 			}
 			if rep.Params["secret"] != "(set)" {
@@ -61,7 +61,7 @@ func TestBenchWSFaults(t *testing.T) {
 				f.tick = 60 * time.Millisecond // several messages per batch
 				c.configure(f)
 			})
-			args := []string{"ws", "--conns", "5", "--ramp", "0", "--duration", "600ms", "--drain", "300ms",
+			args := []string{"ws", "--conns", "5", "--ramp", "0", "--duration", "600ms", "--drain", "5s",
 				"--send-rate", "50", "--token", "tok"}
 			if c.allow {
 				args = append(args, "--allow-gaps")
@@ -79,7 +79,7 @@ func TestBenchWSFaults(t *testing.T) {
 
 func TestBenchWSAllowGapsIgnoresGaps(t *testing.T) {
 	f := newFakeServer(t, func(f *fakeServer) { f.gapOnce = true })
-	rep, err := runBench(t, f, "ws", "--conns", "5", "--ramp", "0", "--duration", "500ms", "--drain", "200ms",
+	rep, err := runBench(t, f, "ws", "--conns", "5", "--ramp", "0", "--duration", "500ms", "--drain", "5s",
 		"--send-rate", "50", "--allow-gaps")
 	if err != nil || rep.Seq.Gaps != 0 || rep.Seq.Mode != "allow-gaps" {
 		t.Fatalf("err %v seq %+v", err, rep.Seq)

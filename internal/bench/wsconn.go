@@ -53,8 +53,8 @@ type wsClient struct {
 	wmu  sync.Mutex
 	wbuf []byte
 	rnd  uint32
-	done bool // shut down: dial must not install a new conn
-	up   bool // connected at least once (reader goroutine only)
+	done bool        // shut down: dial must not install a new conn
+	up   atomic.Bool // connected at least once
 
 	msgs   atomic.Uint64 // messages delivered (any kind)
 	bench  atomic.Uint64 // bench messages delivered, sent after run.since
@@ -114,7 +114,7 @@ func (c *wsClient) dial(ctx context.Context, cursor uint64) error {
 	}
 	c.conn, c.br = conn, br
 	c.wmu.Unlock()
-	c.up = true
+	c.up.Store(true)
 	if c.rnd == 0 {
 		c.rnd = uint32(c.id)*2654435761 + 1
 	}

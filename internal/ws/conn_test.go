@@ -380,3 +380,37 @@ func TestValue(t *testing.T) {
 		t.Fatal("nil value")
 	}
 }
+
+func TestPreparedBatch(t *testing.T) {
+	ts := newTestServer(t, Config{Compression: true}, newRecHandler(false))
+	plain := dialRaw(t, ts, nil, nil)
+	pc := ts.nextConn(t)
+	cc := dialCoder(t, ts, &websocket.DialOptions{CompressionMode: websocket.CompressionNoContextTakeover})
+	zc := ts.nextConn(t)
+	msgs := [][]byte{
+		[]byte("short"),
+		[]byte(strings.Repeat("compress me please ", 50)),
+		{},
+		bytes.Repeat([]byte("z"), 70000), // 64-bit length header
+	}
+	p := NewPreparedBatch(msgs, true)
+	if len(p.compressedFrame()) >= p.Len() {
+		t.Fatal("batch not compressed")
+	}
+	if err := pc.Send(p); err != nil {
+		t.Fatal(err)
+	}
+	if err := zc.Send(p); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i, m := range msgs {
+		if op, got := plain.expectFrame(); op != opText || !bytes.Equal(got, m) {
+			t.Fatalf("plain msg %d: op %x len %d", i, op, len(got))
+		}
+		if typ, got, err := cc.Read(ctx); err != nil || typ != websocket.MessageText || !bytes.Equal(got, m) {
+			t.Fatalf("compressed msg %d: len %d err %v", i, len(got), err)
+		}
+	}
+}

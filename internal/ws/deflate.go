@@ -38,9 +38,45 @@ var flateWriterPool = sync.Pool{New: func() any {
 	return w
 }}
 
-var flateReaderPool = sync.Pool{New: func() any {
-	return flate.NewReader(nil)
+// inflater is a pooled decompressor with its input source. The source
+// implements io.ByteReader so flate does not wrap it in a 4 KiB bufio.Reader.
+type inflater struct {
+	src pairReader
+	fr  io.ReadCloser
+}
+
+var inflaterPool = sync.Pool{New: func() any {
+	f := &inflater{}
+	f.fr = flate.NewReader(&f.src)
+	return f
 }}
+
+// pairReader reads a, then b.
+type pairReader struct{ a, b []byte }
+
+func (r *pairReader) Read(p []byte) (int, error) {
+	if len(r.a) == 0 {
+		r.a, r.b = r.b, nil
+		if len(r.a) == 0 {
+			return 0, io.EOF
+		}
+	}
+	n := copy(p, r.a)
+	r.a = r.a[n:]
+	return n, nil
+}
+
+func (r *pairReader) ReadByte() (byte, error) {
+	if len(r.a) == 0 {
+		r.a, r.b = r.b, nil
+		if len(r.a) == 0 {
+			return 0, io.EOF
+		}
+	}
+	c := r.a[0]
+	r.a = r.a[1:]
+	return c, nil
+}
 
 var errInflateTooBig = errors.New("decompressed message too big")
 
@@ -121,12 +157,16 @@ func deflateMessage(payload []byte) []byte {
 // produce more than limit bytes (so a small compressed message cannot
 // expand without bound).
 func inflateMessage(compressed []byte, limit int) ([]byte, error) {
-	src := io.MultiReader(bytes.NewReader(compressed), bytes.NewReader(deflateEnd))
-	r := flateReaderPool.Get().(io.ReadCloser)
-	defer flateReaderPool.Put(r)
-	if err := r.(flate.Resetter).Reset(src, nil); err != nil {
+	f := inflaterPool.Get().(*inflater)
+	defer func() {
+		f.src = pairReader{} // keep no reference to the message
+		inflaterPool.Put(f)
+	}()
+	f.src = pairReader{a: compressed, b: deflateEnd}
+	if err := f.fr.(flate.Resetter).Reset(&f.src, nil); err != nil {
 		return nil, fmt.Errorf("ws: reset inflater: %w", err)
 	}
+	r := f.fr
 	out := make([]byte, 0, min(limit+1, max(512, 2*len(compressed))))
 	for {
 		if len(out) == cap(out) {

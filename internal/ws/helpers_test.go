@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -89,6 +90,9 @@ type testServer struct {
 // started and published on conns.
 func newTestServer(t testing.TB, cfg Config, h Handler) *testServer {
 	t.Helper()
+	if runtime.GOOS != "linux" {
+		t.Skip("the connection layer needs linux")
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = quietLogger
 	}

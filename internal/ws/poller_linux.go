@@ -180,8 +180,14 @@ func (p *poller) onReadable(c *Conn, ev uint32) {
 // writeCallback runs inside RawConn.Write with c.mu held: one write or
 // writev, never waiting.
 func (c *Conn) writeCallback(fd uintptr) bool {
+	// The socket is non-blocking, so the calls are made raw: no need to
+	// tell the scheduler about a syscall that cannot block.
 	if c.wiov == nil {
-		c.wn, c.werr = unix.Write(int(fd), c.wbuf)
+		r, _, e := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(unsafe.SliceData(c.wbuf))), uintptr(len(c.wbuf)))
+		c.wn, c.werr = int(r), nil
+		if e != 0 {
+			c.wn, c.werr = 0, e
+		}
 		return true
 	}
 	iov := iovPool.Get().(*[maxIov]unix.Iovec)
@@ -194,7 +200,7 @@ func (c *Conn) writeCallback(fd uintptr) bool {
 		iov[k].SetLen(len(b))
 		k++
 	}
-	r, _, e := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(k))
+	r, _, e := unix.RawSyscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(k))
 	clear(iov[:k])
 	iovPool.Put(iov)
 	c.wn, c.werr = int(r), nil

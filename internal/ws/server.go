@@ -61,7 +61,7 @@ type Stats struct {
 	ClosedClient    uint64 // the client closed, or its connection failed
 	ClosedServer    uint64 // Conn.Close or Shutdown
 
-	FramesWritten uint64 // frames completely written to sockets
+	FramesWritten uint64 // buffers completely written: one per Send, SendText or control frame (a batch Prepared counts once)
 	BytesWritten  uint64
 	WriteSyscalls uint64 // write/writev calls, direct and queued
 	QueuedFlushes uint64 // writev calls by the poller for queued bytes

@@ -231,8 +231,9 @@ func (h *Handler) stream(reqCtx context.Context, sk sink, rd *hub.Reader, st hub
 // headers with rebased timestamps. The tag bodies are shared.
 type tagWriter struct {
 	fileHeader []byte
-	hdr        []byte   // scratch for headers, reused
-	iov        [][]byte // writev vector, reused
+	hdr        []byte      // scratch for headers, reused
+	iov        [][]byte    // writev vector backing, reused
+	bufs       net.Buffers // the vector handed to WriteTo (it consumes it)
 }
 
 // build returns the vector for frames (with HTTP chunk framing when
@@ -270,7 +271,8 @@ func (w *tagWriter) build(rd *hub.Reader, frames []*hub.Frame, withFileHeader, c
 		iov = append(iov, hdr[start:])
 	}
 	w.hdr, w.iov = hdr, iov
-	return net.Buffers(iov), size
+	w.bufs = iov
+	return w.bufs, size
 }
 
 func (w *tagWriter) release() { clear(w.iov[:cap(w.iov)]) }
@@ -335,9 +337,9 @@ func hijack(w http.ResponseWriter, r *http.Request) (*hijackSink, error) {
 }
 
 func (s *hijackSink) write(w *tagWriter, rd *hub.Reader, frames []*hub.Frame, first bool, timeout time.Duration) (int, error) {
-	bufs, n := w.build(rd, frames, first, s.chunked)
+	_, n := w.build(rd, frames, first, s.chunked)
 	_ = s.conn.SetWriteDeadline(time.Now().Add(timeout))
-	_, err := bufs.WriteTo(s.conn)
+	_, err := w.bufs.WriteTo(s.conn) // a field: no per-write allocation
 	w.release()
 	return n, err
 }

@@ -253,8 +253,8 @@ func (m Metadata) Number(k string) float64 {
 // ParseMetadata decodes a script tag body: "onMetaData" (optionally preceded
 // by "@setDataFrame") followed by an ECMA array or object.
 func ParseMetadata(b []byte) (Metadata, error) {
-	if len(b) > 1<<20 {
-		return nil, errors.New("flv: metadata larger than 1 MiB")
+	if len(b) > 64<<10 { // also bounds AMF0 nesting depth (recursion)
+		return nil, errors.New("flv: metadata larger than 64 KiB")
 	}
 	d, err := amf0.Unmarshal(b)
 	if err != nil {

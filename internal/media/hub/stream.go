@@ -211,3 +211,18 @@ func (s *Stream) pruneHLSLocked(now time.Time) int {
 	}
 	return len(s.hls)
 }
+
+// Buffered reports the frames and tag bytes the ring holds (bounded by
+// Config.RingFrames and Config.RingBytes).
+func (s *Stream) Buffered() (frames, bytes int) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return int(s.head - s.tail), s.ringBytes
+}
+
+// Readers is the number of attached readers (internal ones included).
+func (s *Stream) Readers() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.readers)
+}

@@ -25,8 +25,9 @@ const (
 // small chunk headers are per player; bodies are the hub's shared FLV tag
 // bodies, passed to writev without copying.
 type chunker struct {
-	hdr []byte   // header scratch, reused
-	iov [][]byte // writev vector, reused
+	hdr  []byte      // header scratch, reused
+	iov  [][]byte    // writev vector backing, reused
+	bufs net.Buffers // the vector handed to WriteTo (it consumes it)
 }
 
 // build returns the vector for frames. Timestamps are rebased per player.
@@ -79,7 +80,8 @@ func (c *chunker) build(r *hub.Reader, frames []*hub.Frame) (net.Buffers, int) {
 		}
 	}
 	c.hdr, c.iov = hdr, iov
-	return net.Buffers(iov), total
+	c.bufs = iov
+	return c.bufs, total
 }
 
 // release drops references to frame bodies so old frames can be freed.
@@ -113,10 +115,10 @@ func (s *Server) servePlay(ctx context.Context, sess *session, rd *hub.Reader, s
 				rd.Rebase(batch)
 				first = false
 			}
-			bufs, n := ch.build(rd, batch)
+			_, n := ch.build(rd, batch)
 			sess.conn.wmu.Lock()
 			_ = sess.conn.Conn.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
-			_, werr := bufs.WriteTo(sess.conn.Conn)
+			_, werr := ch.bufs.WriteTo(sess.conn.Conn)
 			sess.conn.wmu.Unlock()
 			ch.release()
 			if werr != nil {

@@ -1,0 +1,236 @@
+package timeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"roomcast/internal/message"
+)
+
+// Redis is the Timeline shared by every node of a cluster (issue 5). Each
+// room is three Redis names sharing the hash tag {room}, so a room lives on
+// one Redis Cluster shard:
+//
+//	PREFIX{room}:s  counter: the room's last assigned seq (never expires)
+//	PREFIX{room}:x  stream: entry "<seq>-0" with fields t (ts, Unix ms) and m (the message JSON)
+//	PREFIX{room}:c  sharded pub/sub channel: every appended message's JSON
+//
+// Append is one Lua script (R11): INCR the counter, build the message JSON
+// around the new seq, XADD it trimmed to MaxCount, drop a few entries older
+// than MaxAge, and SPUBLISH the JSON. Redis runs a script atomically, so the
+// notifications of a room leave Redis in seq order. Concurrent appends from
+// one node are auto-pipelined by rueidis on one connection (R12).
+//
+// Redis must keep what it acknowledged: run it with appendonly yes (and
+// appendfsync always for zero loss on a crash) and maxmemory-policy
+// noeviction; an evicted counter would restart a room's seq.
+type Redis struct {
+	c   rueidis.Client
+	cfg RedisConfig
+	now func() time.Time
+}
+
+var _ Timeline = (*Redis)(nil)
+
+// CallFunc runs one Redis round trip named op. The app wraps every command
+// with it for metrics, a circuit breaker and a timeout.
+type CallFunc func(ctx context.Context, op string, do func(context.Context) error) error
+
+// RedisConfig configures a Redis timeline. Zero values mean the defaults.
+type RedisConfig struct {
+	Prefix    string // key prefix; default "rc:"
+	Retention Retention
+	Call      CallFunc // nil: commands run directly
+}
+
+// DefaultPrefix prefixes every key and channel of a cluster unless set.
+const DefaultPrefix = "rc:"
+
+// NewRedis returns a timeline on c. It does not own c.
+func NewRedis(c rueidis.Client, cfg RedisConfig) *Redis {
+	if cfg.Prefix == "" {
+		cfg.Prefix = DefaultPrefix
+	}
+	cfg.Retention = cfg.Retention.Defaults()
+	return &Redis{c: c, cfg: cfg, now: time.Now}
+}
+
+// RedisChannel is the sharded channel on which appends to room are published.
+// The bus subscribes to it for nodes that have viewers of room.
+func RedisChannel(prefix, room string) string { return prefix + "{" + room + "}:c" }
+
+func (t *Redis) keys(room string) []string {
+	base := t.cfg.Prefix + "{" + room + "}"
+	return []string{base + ":s", base + ":x"}
+}
+
+func (t *Redis) call(ctx context.Context, op string, do func(context.Context) error) error {
+	if t.cfg.Call == nil {
+		return do(ctx)
+	}
+	return t.cfg.Call(ctx, op, do)
+}
+
+// appendScript: KEYS[1] counter, KEYS[2] stream; ARGV[1] the message JSON
+// after `{"seq":0`, ARGV[2] ts, ARGV[3] max count, ARGV[4] age cutoff (Unix
+// ms), ARGV[5] stream TTL (ms), ARGV[6] channel. Returns the seq.
+//
+// Age pruning looks at the oldest entry and removes at most 8 per append, so
+// no single append pays for a long quiet spell (R9); the stream's TTL clears
+// a room that went quiet altogether.
+var appendScript = rueidis.NewLuaScript(`
+local seq = redis.call('INCR', KEYS[1])
+local s = string.format('%d', seq)
+local msg = '{"seq":' .. s .. ARGV[1]
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], s .. '-0', 't', ARGV[2], 'm', msg)
+local cutoff = tonumber(ARGV[4])
+local oldest = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
+if #oldest > 0 and tonumber(oldest[1][2][2]) < cutoff then
+  local last = nil
+  for _, e in ipairs(redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 8)) do
+    if tonumber(e[2][2]) < cutoff then last = e[1] else break end
+  end
+  if last then
+    redis.call('XTRIM', KEYS[2], 'MINID', string.format('%d', tonumber(string.match(last, '^%d+')) + 1))
+  end
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+redis.call('SPUBLISH', ARGV[6], msg)
+return seq
+`)
+
+// rangeScript: KEYS as appendScript; ARGV[1] after, ARGV[2] limit, ARGV[3]
+// age cutoff. Returns {head, first, json...}. It first drops expired
+// entries (bounded), so first is honest for a room that went quiet.
+var rangeScript = rueidis.NewLuaScript(`
+local head = tonumber(redis.call('GET', KEYS[1]) or '0')
+local cutoff = tonumber(ARGV[3])
+for _ = 1, 4 do
+  local es = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 64)
+  local last = nil
+  for _, e in ipairs(es) do
+    if tonumber(e[2][2]) < cutoff then last = e[1] else break end
+  end
+  if not last then break end
+  redis.call('XTRIM', KEYS[2], 'MINID', string.format('%d', tonumber(string.match(last, '^%d+')) + 1))
+  if last ~= es[#es][1] or #es < 64 then break end
+end
+local first = head + 1
+local o = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
+if #o > 0 then first = tonumber(string.match(o[1][1], '^%d+')) end
+local out = {head, first}
+local after = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+if limit > 0 and after < head then
+  local from = math.max(after + 1, first)
+  for _, e in ipairs(redis.call('XRANGE', KEYS[2], string.format('%d', from), '+', 'COUNT', limit)) do
+    out[#out + 1] = e[2][4]
+  end
+end
+return out
+`)
+
+// seqPrefix is how every encoded message starts before its seq digits.
+const seqPrefix = `{"seq":`
+
+// Append implements Timeline. The message is encoded once here with seq 0;
+// the script splices the real seq in, so what Redis stores and publishes is
+// byte for byte what Seal produces for the stored message.
+func (t *Redis) Append(ctx context.Context, m *message.Message) (uint64, error) {
+	now := t.now()
+	if m.TS == 0 {
+		m.TS = now.UnixMilli()
+	}
+	m.Seq = 0
+	enc := m.AppendJSON(make([]byte, 0, 192+len(m.Text)))
+	tail := string(enc[len(seqPrefix)+1:]) // after `{"seq":0`
+	ret := t.cfg.Retention
+	args := []string{tail, strconv.FormatInt(m.TS, 10), strconv.Itoa(ret.MaxCount),
+		strconv.FormatInt(now.Add(-ret.MaxAge).UnixMilli(), 10), strconv.FormatInt((ret.MaxAge + time.Minute).Milliseconds(), 10),
+		RedisChannel(t.cfg.Prefix, m.Room)}
+	var seq int64
+	err := t.call(ctx, "timeline_append", func(ctx context.Context) error {
+		var err error
+		seq, err = appendScript.Exec(ctx, t.c, t.keys(m.Room), args).AsInt64()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("timeline: append to %s: %w", m.Room, errors.Join(ErrUnavailable, err))
+	}
+	m.Seq = uint64(seq)
+	m.Seal()
+	return m.Seq, nil
+}
+
+// Range implements Timeline.
+func (t *Redis) Range(ctx context.Context, room string, after uint64, limit int) ([]*message.Message, uint64, uint64, error) {
+	cutoff := t.now().Add(-t.cfg.Retention.MaxAge).UnixMilli()
+	args := []string{strconv.FormatUint(after, 10), strconv.Itoa(max(limit, 0)), strconv.FormatInt(cutoff, 10)}
+	var arr []rueidis.RedisMessage
+	err := t.call(ctx, "timeline_range", func(ctx context.Context) error {
+		var err error
+		arr, err = rangeScript.Exec(ctx, t.c, t.keys(room), args).ToArray()
+		return err
+	})
+	if err != nil {
+		return nil, 0, 0, fmt.Errorf("timeline: range %s: %w", room, errors.Join(ErrUnavailable, err))
+	}
+	if len(arr) < 2 {
+		return nil, 0, 0, fmt.Errorf("timeline: range %s: short reply (%d values)", room, len(arr))
+	}
+	head, err1 := arr[0].AsInt64()
+	first, err2 := arr[1].AsInt64()
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, 0, 0, fmt.Errorf("timeline: range %s: %w", room, err)
+	}
+	msgs := make([]*message.Message, 0, len(arr)-2)
+	for _, v := range arr[2:] {
+		raw, err := v.AsBytes()
+		if err != nil {
+			return nil, 0, 0, fmt.Errorf("timeline: range %s: %w", room, err)
+		}
+		m, err := DecodeMessage(raw)
+		if err != nil {
+			return nil, 0, 0, fmt.Errorf("timeline: range %s: %w", room, err)
+		}
+		msgs = append(msgs, m)
+	}
+	return msgs, uint64(head), uint64(first), nil
+}
+
+// Head implements Timeline.
+func (t *Redis) Head(ctx context.Context, room string) (uint64, error) {
+	var head int64
+	err := t.call(ctx, "timeline_head", func(ctx context.Context) error {
+		var err error
+		head, err = t.c.Do(ctx, t.c.B().Get().Key(t.keys(room)[0]).Build()).AsInt64()
+		if rueidis.IsRedisNil(err) {
+			head, err = 0, nil
+		}
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("timeline: head %s: %w", room, errors.Join(ErrUnavailable, err))
+	}
+	return uint64(head), nil
+}
+
+// Close implements Timeline. The client belongs to the caller.
+func (t *Redis) Close() error { return nil }
+
+// DecodeMessage decodes a message stored or published as JSON (by Seal's
+// encoder) and seals it again, so its encoding is the same bytes.
+func DecodeMessage(raw []byte) (*message.Message, error) {
+	m := new(message.Message)
+	if err := json.Unmarshal(raw, m); err != nil {
+		return nil, fmt.Errorf("decode message: %w", err)
+	}
+	m.Seal()
+	return m, nil
+}
