@@ -28,6 +28,7 @@ import (
 	"roomcast/internal/store"
 	"roomcast/internal/timeline"
 	"roomcast/internal/ws"
+	"roomcast/web"
 )
 
 // App is a running roomcast node.
@@ -127,7 +128,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 	a.closers = append(a.closers, func(context.Context) error { a.Node.Close(); return nil })
 
 	a.gw, err = gateway.New(ctx, gateway.Deps{Config: cfg, Signer: a.Signer, AdminKey: adminKey, Rooms: a.Rooms, Service: a.Service,
-		Node: a.Node, Presence: a.presence, Store: a.Store, Bus: a.bus, Router: route.New(route.DefaultRules()), Metrics: a.Metrics, Log: log})
+		Node: a.Node, Presence: a.presence, Store: a.Store, Bus: a.bus, Router: route.New(route.DefaultRules()), Metrics: a.Metrics, Log: log,
+		Mount: func(m *http.ServeMux) { web.Mount(m, web.Options{RTMP: cfg.RTMP}) }})
 	if err != nil {
 		return nil, err
 	}

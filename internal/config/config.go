@@ -345,6 +345,9 @@ func NormalizePollSteps(steps []PollStep) ([]PollStep, error) {
 	})
 	catchAll := 0
 	for _, s := range out {
+		if s.Under < 0 {
+			return nil, fmt.Errorf("bad threshold %d", s.Under)
+		}
 		if s.Under == 0 {
 			catchAll++
 		}

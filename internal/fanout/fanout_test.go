@@ -110,16 +110,17 @@ func TestTickDeliversOnceEncoded(t *testing.T) {
 		r.append(t, "a", message.KindChat, 100)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for sinks[4].n.Load() < 2 && time.Now().Before(deadline) {
+	// Each sink gets: first batch, online, likes, then the live batch.
+	for sinks[4].n.Load() < 4 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	var first []byte
 	for i, s := range sinks {
 		s.mu.Lock()
-		if len(s.frames) < 2 {
+		if len(s.frames) < 4 {
 			t.Fatalf("sink %d got %d frames", i, len(s.frames))
 		}
-		b := s.frames[1]
+		b := s.frames[3]
 		s.mu.Unlock()
 		if i == 0 {
 			first = b

@@ -255,7 +255,7 @@ func (h *Hub) attach(c *Conn, cursor uint64, hasCursor bool, older []*message.Me
 	h.lastUse = now
 	msgs, reset := h.collectLocked(cursor, hasCursor, h.cursor, older, now)
 	if h.node.cfg.Budget > 0 {
-		msgs, _ = SelectTop(msgs, max(h.node.cfg.Budget*warmSeconds(h.node.cfg.WarmWindow), 1))
+		msgs, _ = selectTop(msgs, max(h.node.cfg.Budget*warmSeconds(h.node.cfg.WarmWindow), 1), !hasCursor || reset)
 	} else if !hasCursor || reset {
 		msgs = msgs[max(0, len(msgs)-maxWarm):]
 	}
@@ -267,6 +267,9 @@ func (h *Hub) attach(c *Conn, cursor uint64, hasCursor bool, older []*message.Me
 	h.conns[c] = struct{}{}
 	h.connsChanged = true
 	h.noteJoinLocked(c.Member)
+	// The current counts at once; later ones are pushed when they change.
+	_ = c.Sink.Send(&Payload{Data: appendCount(nil, "online", h.room, "count", int64(h.online))})
+	_ = c.Sink.Send(&Payload{Data: appendCount(nil, "likes", h.room, "total", h.likes)})
 	return nil
 }
 
@@ -297,6 +300,11 @@ func (h *Hub) collectLocked(cursor uint64, hasCursor bool, upTo uint64, older []
 				firstMissed = older[0]
 			}
 			if firstMissed == nil || (cfg.Staleness > 0 && firstMissed.TS < now.Add(-cfg.Staleness).UnixMilli()) {
+				reset = true
+			}
+			// The timeline read back is bounded: if it does not reach the
+			// window, resuming would leave a gap, so reset instead.
+			if len(older) > 0 && older[len(older)-1].Seq+1 < h.win.first() {
 				reset = true
 			}
 		}

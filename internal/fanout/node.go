@@ -396,6 +396,8 @@ func (n *Node) tick(now time.Time) {
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	var b batch
+	var direct []directMsg
+	var directCursor []uint64
 	for _, h := range hubs {
 		h.repair(ctx)
 		b = batch{}
@@ -411,11 +413,17 @@ func (n *Node) tick(now time.Time) {
 			m.DeliveryLatency.Observe(float64(now.UnixMilli()-b.oldest) / 1000)
 		}
 		for _, d := range b.direct {
-			p := &Payload{Data: AppendBatch(nil, h.room, []*message.Message{d.m}, b.cursor, false)}
-			_ = d.c.Sink.Send(p)
+			direct = append(direct, d)
+			directCursor = append(directCursor, b.cursor)
 		}
 	}
 	wg.Wait()
+	// User-scoped messages go after the room batches they share a cursor
+	// with, so a client never holds a cursor ahead of what it received.
+	for i, d := range direct {
+		p := &Payload{Data: AppendBatch(nil, d.c.Room, []*message.Message{d.m}, directCursor[i], false)}
+		_ = d.c.Sink.Send(p)
+	}
 	n.deps.Metrics.TickDuration.Observe(time.Since(now).Seconds())
 }
 
@@ -528,4 +536,9 @@ func (n *Node) Identify(c *Conn, m presence.Member) {
 	}
 	set[c] = struct{}{}
 	n.usersMu.Unlock()
+}
+
+// LikesTotal returns room's like total from the counter.
+func (n *Node) LikesTotal(ctx context.Context, room string) (int64, error) {
+	return n.deps.Likes.Total(ctx, room)
 }

@@ -66,6 +66,12 @@ func batchSize(msgs []*message.Message) int {
 // highest priority (ties: lower seq first). The result is in seq order and
 // reuses msgs' backing array when nothing is dropped.
 func SelectTop(msgs []*message.Message, n int) (kept []*message.Message, dropped int) {
+	return selectTop(msgs, n, false)
+}
+
+// selectTop is SelectTop; newest breaks priority ties towards higher seqs
+// (warm starts want the latest of equals, live batches the oldest).
+func selectTop(msgs []*message.Message, n int, newest bool) (kept []*message.Message, dropped int) {
 	droppable := 0
 	for _, m := range msgs {
 		if !m.MustDeliver() {
@@ -85,7 +91,7 @@ func SelectTop(msgs []*message.Message, n int) (kept []*message.Message, dropped
 		if cand[i].Priority != cand[j].Priority {
 			return cand[i].Priority > cand[j].Priority
 		}
-		return cand[i].Seq < cand[j].Seq
+		return (cand[i].Seq < cand[j].Seq) != newest
 	})
 	keep := make(map[*message.Message]bool, n)
 	for _, m := range cand[:max(n, 0)] {

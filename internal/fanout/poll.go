@@ -32,8 +32,10 @@ type PollAnswer struct {
 // pending messages than Limit are chosen by priority and the cursor moves
 // past everything considered; without one, polling pages in seq order.
 func (n *Node) Poll(ctx context.Context, room string, q PollQuery) (PollAnswer, error) {
+	joined := false
 	if q.Member.Session != "" {
-		if _, err := n.deps.Presence.Touch(ctx, room, q.Member); err != nil {
+		var err error
+		if joined, err = n.deps.Presence.Touch(ctx, room, q.Member); err != nil {
 			n.log.Debug("fanout: presence touch", "room", room, "err", err)
 		}
 	}
@@ -46,7 +48,7 @@ func (n *Node) Poll(ctx context.Context, room string, q PollQuery) (PollAnswer, 
 		if err != nil {
 			return PollAnswer{}, err
 		}
-		a, err := h.poll(q, older)
+		a, err := h.poll(q, older, joined)
 		if errors.Is(err, errHubClosed) {
 			continue
 		}
@@ -54,7 +56,7 @@ func (n *Node) Poll(ctx context.Context, room string, q PollQuery) (PollAnswer, 
 	}
 }
 
-func (h *Hub) poll(q PollQuery, older []*message.Message) (PollAnswer, error) {
+func (h *Hub) poll(q PollQuery, older []*message.Message, joined bool) (PollAnswer, error) {
 	now := h.node.now()
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -62,6 +64,9 @@ func (h *Hub) poll(q PollQuery, older []*message.Message) (PollAnswer, error) {
 		return PollAnswer{}, errHubClosed
 	}
 	h.lastUse = now
+	if joined {
+		h.noteJoinLocked(q.Member)
+	}
 	upTo := h.win.head
 	msgs, reset := h.collectLocked(q.Cursor, q.HasCursor, upTo, older, now)
 	a := PollAnswer{Reset: reset, Online: h.online, Likes: h.likes}
@@ -72,6 +77,9 @@ func (h *Hub) poll(q PollQuery, older []*message.Message) (PollAnswer, error) {
 		if !fresh {
 			a.Cursor = q.Cursor
 		}
+	case h.node.cfg.Budget > 0 && fresh: // warm start: the best of the latest
+		a.Messages, _ = selectTop(msgs, q.Limit, true)
+		a.Cursor = upTo
 	case h.node.cfg.Budget > 0:
 		a.Messages, a.Cursor = SelectForPoll(msgs, q.Limit)
 	case fresh: // warm start in seq mode: the latest Limit, cursor at the head
@@ -81,17 +89,4 @@ func (h *Hub) poll(q PollQuery, older []*message.Message) (PollAnswer, error) {
 		a.Cursor = a.Messages[len(a.Messages)-1].Seq
 	}
 	return a, nil
-}
-
-// NoteJoin records a poller's first appearance for the enter summary.
-func (n *Node) NoteJoin(room string, m presence.Member) {
-	n.mu.RLock()
-	h := n.hubs[room]
-	n.mu.RUnlock()
-	if h == nil {
-		return
-	}
-	h.mu.Lock()
-	h.noteJoinLocked(m)
-	h.mu.Unlock()
 }

@@ -121,7 +121,6 @@ func (g *Gateway) handlePutRouteRules(w http.ResponseWriter, r *http.Request) {
 
 // handleRoute tells a client which transport to use (R17, R22).
 func (g *Gateway) handleRoute(w http.ResponseWriter, r *http.Request) {
-	cors(w)
 	q := r.URL.Query()
 	uid, device, version, roomID := q.Get("uid"), q.Get("device"), q.Get("version"), q.Get("room")
 	if len(uid) > 128 || len(device) > 128 || len(version) > 64 {

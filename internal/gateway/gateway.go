@@ -94,6 +94,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeErr(w, errs.New(errs.Internal, "internal error"))
 		}
 	}()
+	if strings.HasPrefix(r.URL.Path, "/api/") {
+		cors(w) // bearer tokens, no cookies: any origin may call the API
+	}
 	g.mux.ServeHTTP(w, r)
 }
 
@@ -261,7 +264,6 @@ func cors(w http.ResponseWriter) {
 }
 
 func (g *Gateway) handlePreflight(w http.ResponseWriter, r *http.Request) {
-	cors(w)
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -23,7 +23,6 @@ var pollBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b
 
 func (g *Gateway) handlePoll(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	cors(w)
 	id, ok := g.requireRoom(w, r)
 	if !ok {
 		g.d.Metrics.Polls.WithLabelValues("error").Inc()
@@ -117,7 +116,6 @@ func unavailableIfPlain(err error) error {
 }
 
 func (g *Gateway) handleSend(w http.ResponseWriter, r *http.Request) {
-	cors(w)
 	who, err := g.identity(r, true, false)
 	if err != nil {
 		writeErr(w, err)

@@ -25,7 +25,6 @@ func (g *Gateway) handleGuest(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Gateway) handleGifts(w http.ResponseWriter, r *http.Request) {
-	cors(w)
 	writeJSON(w, 200, map[string]any{"gifts": g.d.Service.Gifts().List()})
 }
 
@@ -78,7 +77,6 @@ func (g *Gateway) handleCreateRoom(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Gateway) handleListRooms(w http.ResponseWriter, r *http.Request) {
-	cors(w)
 	rooms, err := g.d.Rooms.List(r.Context())
 	if err != nil {
 		writeErr(w, err)
@@ -92,7 +90,6 @@ func (g *Gateway) handleListRooms(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Gateway) handleGetRoom(w http.ResponseWriter, r *http.Request) {
-	cors(w)
 	id := r.PathValue("id")
 	// The anchor (or an admin) also sees the stream key.
 	withKey := false
@@ -143,7 +140,6 @@ func (g *Gateway) requireRoom(w http.ResponseWriter, r *http.Request) (string, b
 }
 
 func (g *Gateway) handleAudience(w http.ResponseWriter, r *http.Request) {
-	cors(w)
 	id, ok := g.requireRoom(w, r)
 	if !ok {
 		return
@@ -170,7 +166,6 @@ func (g *Gateway) handleAudience(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Gateway) handleStats(w http.ResponseWriter, r *http.Request) {
-	cors(w)
 	id, ok := g.requireRoom(w, r)
 	if !ok {
 		return
@@ -180,13 +175,12 @@ func (g *Gateway) handleStats(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
-	_, likes := g.d.Node.Online(id)
+	likes, _ := g.d.Node.LikesTotal(r.Context(), id)
 	writeJSON(w, 200, map[string]any{"room": id, "online": st.Online, "peak": st.Peak, "viewers": st.Viewers,
 		"total_watch_seconds": st.TotalSeconds, "avg_watch_seconds": st.AvgSeconds, "top_watchers": st.TopWatchers, "likes": likes})
 }
 
 func (g *Gateway) handleStream(w http.ResponseWriter, r *http.Request) {
-	cors(w)
 	id, ok := g.requireRoom(w, r)
 	if !ok {
 		return

@@ -92,7 +92,7 @@ func (g *Gateway) handleWS(w http.ResponseWriter, r *http.Request) {
 		}
 		st.cursor, st.hasCur = c, true
 	}
-	if q.Get("token") != "" {
+	if q.Get("token") != "" || r.Header.Get("Authorization") != "" {
 		id, err := g.identity(r, true, true)
 		if err != nil {
 			writeErr(w, err)

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
+	"unicode"
 )
 
 // State is moderation state that may be shared across nodes.
@@ -77,7 +77,9 @@ func (m *Memory) Allow(_ context.Context, user string) (bool, time.Duration, err
 		b.tokens--
 		return true, 0, nil
 	}
-	wait := time.Duration((1 - b.tokens) / rate * float64(time.Second))
+	// Round up to the millisecond so a client that waits exactly this long
+	// is allowed.
+	wait := time.Duration((1-b.tokens)/rate*float64(time.Second)).Truncate(time.Millisecond) + time.Millisecond
 	return false, wait, nil
 }
 
@@ -153,6 +155,7 @@ func (m *Memory) Close() error { return nil }
 // Filter checks text against blocked words, case-insensitively.
 type Filter struct {
 	words []string // lower-cased
+	runes [][]rune // words as runes
 	mask  bool
 }
 
@@ -163,34 +166,52 @@ func NewFilter(words string, mask bool) *Filter {
 	for _, w := range strings.Split(words, ",") {
 		if w = strings.ToLower(strings.TrimSpace(w)); w != "" {
 			f.words = append(f.words, w)
+			f.runes = append(f.runes, []rune(w))
 		}
 	}
 	return f
 }
 
 // Check returns the text to store and whether it is acceptable. In mask mode
-// it is always acceptable, with blocked words masked.
+// it is always acceptable, with each blocked word's characters replaced by *.
+// Matching is per rune on lower-cased text, so masking never changes the
+// case or length of the rest of the message.
 func (f *Filter) Check(text string) (string, bool) {
 	if len(f.words) == 0 || text == "" {
 		return text, true
 	}
-	lower := strings.ToLower(text)
-	if len(lower) != len(text) { // case folding changed byte lengths; compare on the lowered text
-		text = lower
+	orig := []rune(text)
+	lower := make([]rune, len(orig))
+	for i, r := range orig {
+		lower[i] = unicode.ToLower(r)
 	}
-	for _, w := range f.words {
-		for {
-			i := strings.Index(lower, w)
-			if i < 0 {
-				break
+	hit := false
+	for _, w := range f.runes {
+		for i := 0; i+len(w) <= len(lower); i++ {
+			if !equalRunes(lower[i:i+len(w)], w) {
+				continue
 			}
 			if !f.mask {
 				return text, false
 			}
-			stars := strings.Repeat("*", utf8.RuneCountInString(w))
-			text = text[:i] + stars + text[i+len(w):]
-			lower = lower[:i] + stars + lower[i+len(w):]
+			hit = true
+			for j := i; j < i+len(w); j++ {
+				orig[j], lower[j] = '*', '*'
+			}
+			i += len(w) - 1
 		}
 	}
-	return text, true
+	if !hit {
+		return text, true
+	}
+	return string(orig), true
+}
+
+func equalRunes(a, b []rune) bool {
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }

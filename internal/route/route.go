@@ -6,6 +6,7 @@ package route
 import (
 	"encoding/json"
 	"hash/fnv"
+	"math/rand/v2"
 	"sync/atomic"
 )
 
@@ -80,9 +81,15 @@ func (rt *Router) Decide(uid, device, version string) string {
 	if key == "" {
 		key = device
 	}
-	h := fnv.New32a()
-	h.Write([]byte(key))
-	if int(h.Sum32()%100) < c.raw.Percent {
+	var bucket int
+	if key == "" { // anonymous: the percentage applies per request
+		bucket = rand.IntN(100)
+	} else { // a known client stays on its side of the rollout
+		h := fnv.New32a()
+		h.Write([]byte(key))
+		bucket = int(h.Sum32() % 100)
+	}
+	if bucket < c.raw.Percent {
 		return WS
 	}
 	return Poll

@@ -152,7 +152,8 @@ func (s *Service) send(ctx context.Context, id Identity, roomID string, req *mes
 		}
 		m.Text = text
 	}
-	if !privileged && !sender.Owner {
+	// Likes are aggregated, not delivered, so they do not use up the rate.
+	if !privileged && !sender.Owner && m.Kind != message.KindLike {
 		ok, wait, err := s.mod.Allow(ctx, user)
 		if err != nil {
 			return Result{}, unavailable(err)
@@ -194,6 +195,7 @@ func (s *Service) deliver(ctx context.Context, m *message.Message) (Result, erro
 		for _, rid := range ids {
 			cp := *m
 			cp.Room = rid
+			cp.ID = m.ID + "." + rid // ids stay globally unique; the prefix names the broadcast
 			if _, err := s.tl.Append(ctx, &cp); err != nil {
 				return Result{}, unavailable(err)
 			}

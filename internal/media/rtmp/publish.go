@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/abema/go-mp4"
 	"github.com/bluenviron/gortmplib/pkg/message"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
-	"github.com/abema/go-mp4"
 
 	"roomcast/internal/media/hub"
 )

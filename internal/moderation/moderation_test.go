@@ -1,0 +1,73 @@
+package moderation
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+func TestFilter(t *testing.T) {
+	f := NewFilter("spam, BadWord", false)
+	if _, ok := f.Check("this is SPAM"); ok {
+		t.Fatal("reject mode let a blocked word through")
+	}
+	if text, ok := f.Check("fine"); !ok || text != "fine" {
+		t.Fatal("clean text refused")
+	}
+	m := NewFilter("spam,İx", true)
+	if text, ok := m.Check("No SPAM here, Spam!"); !ok || text != "No **** here, ****!" {
+		t.Fatalf("mask: %q", text)
+	}
+	// A rune whose lower case has another byte length must not disturb the rest.
+	if text, _ := m.Check("ÅBC İx Ok"); text != "ÅBC ** Ok" {
+		t.Fatalf("mask with case folding: %q", text)
+	}
+}
+
+func TestRateLimitBucket(t *testing.T) {
+	m := NewMemory(3, 10*time.Second)
+	now := time.Unix(1000, 0)
+	m.now = func() time.Time { return now }
+	ctx := context.Background()
+	for i := 0; i < 3; i++ {
+		if ok, _, _ := m.Allow(ctx, "u"); !ok {
+			t.Fatalf("send %d refused", i)
+		}
+	}
+	ok, wait, _ := m.Allow(ctx, "u")
+	if ok || wait <= 0 || wait > 10*time.Second/3+time.Millisecond {
+		t.Fatalf("4th send: ok=%v wait=%v", ok, wait)
+	}
+	if ok, _, _ := m.Allow(ctx, "other"); !ok {
+		t.Fatal("limits must be per user")
+	}
+	now = now.Add(wait)
+	if ok, _, _ := m.Allow(ctx, "u"); !ok {
+		t.Fatal("not allowed after waiting retry_after")
+	}
+}
+
+func TestMuteKickExpire(t *testing.T) {
+	m := NewMemory(0, 0)
+	now := time.Unix(1000, 0)
+	m.now = func() time.Time { return now }
+	ctx := context.Background()
+	_ = m.Mute(ctx, "r", "u", now.Add(time.Minute))
+	_ = m.Kick(ctx, "r", "k", now.Add(time.Minute))
+	if muted, _ := m.Muted(ctx, "r", "u"); !muted {
+		t.Fatal("not muted")
+	}
+	if muted, _ := m.Muted(ctx, "other", "u"); muted {
+		t.Fatal("mute leaked to another room")
+	}
+	if kicked, _ := m.Kicked(ctx, "r", "k"); !kicked {
+		t.Fatal("not kicked")
+	}
+	now = now.Add(2 * time.Minute)
+	if muted, _ := m.Muted(ctx, "r", "u"); muted {
+		t.Fatal("mute did not expire")
+	}
+	if kicked, _ := m.Kicked(ctx, "r", "k"); kicked {
+		t.Fatal("kick did not expire")
+	}
+}
