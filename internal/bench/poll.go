@@ -399,7 +399,6 @@ func runPoll(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if s := rep.Server; s != nil && s.MeasurementProblem == "" && s.CPUSeconds > 0 {
 		s.PollsPerCPUS = round1(float64(pr.Requests) / s.CPUSeconds)
 		s.USPerPoll = round3(perUnit(s.CPUSeconds*1e6, float64(pr.Requests)))
-		s.USPerDelivery = round3(perUnit(s.CPUSeconds*1e6, float64(d.Messages)))
 	}
 	rep.Client = meter.report()
 	rep.Violations = append(rep.Violations, sr.violations()...)

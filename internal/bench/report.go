@@ -55,7 +55,7 @@ type ConnReport struct {
 type DeliveryReport struct {
 	Messages      uint64  `json:"messages"` // every message delivered to every reader
 	PerS          float64 `json:"messages_per_s"`
-	Frames        uint64  `json:"frames"`
+	Frames        uint64  `json:"frames,omitempty"`
 	BenchMessages uint64  `json:"bench_messages"` // this run's messages received
 	Expected      uint64  `json:"expected_bench_messages"`
 	Lost          uint64  `json:"lost"`    // expected - received, when positive

@@ -93,8 +93,8 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			readers.Add(1)
 			go func() {
 				defer readers.Done()
-				if err := c.readLoop(); err != nil && !stopping.Load() {
-					st.fail("ws read: " + errLabel(err))
+				if err := c.readLoop(); !stopping.Load() {
+					st.fail("ws closed: " + errLabel(err))
 				}
 			}()
 		}

@@ -63,7 +63,7 @@ func TestBenchSendUnauthorized(t *testing.T) {
 func TestBenchTable(t *testing.T) {
 	f := newFakeServer(t, nil)
 	var out, errOut bytes.Buffer
-	err := Run(context.Background(), []string{"ws", "--url", f.srv.URL, "--room", f.room, "--conns", "3", "--ramp", "0",
+	err := Run(context.Background(), []string{"ws", "--url", f.srv.URL, "--room", f.room, "--conns", "3", "--ramp", "0", "--settle", "0s",
 		"--duration", "300ms", "--drain", "5s", "--send-rate", "20", "--token", "t", "--pid", itoa(osPid())}, &out, &errOut)
 	if err != nil {
 		t.Fatal(err)

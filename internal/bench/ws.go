@@ -49,7 +49,7 @@ func runWS(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&o.idle, "idle", false, "measure idle connections: server RSS before/after connecting, per connection")
 	fs.BoolVar(&o.readerAuth, "reader-auth", false, "readers connect with a token too (one user each)")
 	fs.BoolVar(&o.reconnect, "reconnect", true, "a dropped reader reconnects with its cursor (and keeps checking)")
-	fs.DurationVar(&o.settle, "settle", 2*time.Second, "with --idle: wait after the ramp before reading RSS")
+	fs.DurationVar(&o.settle, "settle", 2*time.Second, "wait after the ramp before the window (and, with --idle, before reading RSS)")
 	fs.DurationVar(&o.drain, "drain", 3*time.Second, "after the last send, wait for every reader to get the last acked seq, at most this long")
 	fs.DurationVar(&o.ping, "ping", 15*time.Second, "send {\"type\":\"ping\"} on every connection this often (0 = never)")
 	if done, err := parseFlags(fs, args); done {
@@ -153,10 +153,7 @@ func (o *wsOpts) run(ctx context.Context, t target, watch *serverWatch, fs *flag
 	if o.ramp > 0 {
 		rampEst = time.Duration(float64(o.conns) / float64(o.ramp) * float64(time.Second))
 	}
-	total := rampEst + o.duration + o.drain
-	if o.idle {
-		total += o.settle
-	}
+	total := rampEst + o.settle + o.duration + o.drain
 	var prevMsgs uint64
 	bar := startProgress(stderr, o.progress, "ws", total, func(dt time.Duration) string {
 		meter.sample()
@@ -209,11 +206,7 @@ func (o *wsOpts) run(ctx context.Context, t target, watch *serverWatch, fs *flag
 					return
 				}
 				dropped.Add(1)
-				if err != nil {
-					run.mu.Lock()
-					run.closes.add("read: "+errLabel(err), 1)
-					run.mu.Unlock()
-				}
+				run.lost(err)
 				c.close()
 				if !o.reconnect {
 					return
@@ -263,10 +256,11 @@ func (o *wsOpts) run(ctx context.Context, t target, watch *serverWatch, fs *flag
 		}()
 	}
 
+	// Let the server finish setting the connections up before measuring.
+	phase.Store("settle")
+	sleepCtx(runCtx, o.settle)
 	var idleRSS, idleConns int64
 	if o.idle && watch != nil && ctx.Err() == nil {
-		phase.Store("settle")
-		sleepCtx(runCtx, o.settle)
 		idleConns, idleRSS = connected.Load(), watch.sample()
 	}
 

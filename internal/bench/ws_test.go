@@ -11,7 +11,7 @@ func TestBenchWS(t *testing.T) {
 	for _, via := range []string{"http", "ws"} {
 		t.Run(via, func(t *testing.T) {
 			f := newFakeServer(t, nil)
-			rep, err := runBench(t, f, "ws", "--conns", "20", "--ramp", "0", "--duration", "700ms", "--drain", "5s",
+			rep, err := runBench(t, f, "ws", "--conns", "20", "--ramp", "0", "--settle", "0s", "--duration", "700ms", "--drain", "5s",
 				"--send-rate", "60", "--senders", "3", "--send-via", via, "--secret", "s3cret", "--pid", itoa(osPid()))
 			if err != nil {
 				t.Fatalf("err %v, violations %v", err, rep.Violations)
@@ -61,7 +61,7 @@ func TestBenchWSFaults(t *testing.T) {
 				f.tick = 60 * time.Millisecond // several messages per batch
 				c.configure(f)
 			})
-			args := []string{"ws", "--conns", "5", "--ramp", "0", "--duration", "600ms", "--drain", "5s",
+			args := []string{"ws", "--conns", "5", "--ramp", "0", "--settle", "0s", "--duration", "600ms", "--drain", "5s",
 				"--send-rate", "50", "--token", "tok"}
 			if c.allow {
 				args = append(args, "--allow-gaps")
@@ -79,7 +79,7 @@ func TestBenchWSFaults(t *testing.T) {
 
 func TestBenchWSAllowGapsIgnoresGaps(t *testing.T) {
 	f := newFakeServer(t, func(f *fakeServer) { f.gapOnce = true })
-	rep, err := runBench(t, f, "ws", "--conns", "5", "--ramp", "0", "--duration", "500ms", "--drain", "5s",
+	rep, err := runBench(t, f, "ws", "--conns", "5", "--ramp", "0", "--settle", "0s", "--duration", "500ms", "--drain", "5s",
 		"--send-rate", "50", "--allow-gaps")
 	if err != nil || rep.Seq.Gaps != 0 || rep.Seq.Mode != "allow-gaps" {
 		t.Fatalf("err %v seq %+v", err, rep.Seq)
@@ -107,7 +107,7 @@ func TestBenchWSIdle(t *testing.T) {
 
 func TestBenchWSRefused(t *testing.T) {
 	f := newFakeServer(t, nil)
-	rep, err := runBench(t, f, "ws", "--conns", "3", "--ramp", "0", "--duration", "100ms", "--room", "nope")
+	rep, err := runBench(t, f, "ws", "--conns", "3", "--ramp", "0", "--settle", "0s", "--duration", "100ms", "--room", "nope")
 	if !errors.Is(err, ErrChecksFailed) || rep.Conns.Failed != 3 || rep.Conns.Errors["status 404"] != 3 {
 		t.Fatalf("err %v conns %+v", err, rep.Conns)
 	}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -191,8 +192,8 @@ func (c *wsClient) close() {
 
 var errFrameTooLarge = errors.New("frame too large")
 
-// readLoop reads frames until the connection ends. The error says why (nil
-// after a close frame from the server).
+// readLoop reads frames until the connection ends. The error says why (a
+// *closeErr after a close frame from the server).
 func (c *wsClient) readLoop() error {
 	br := c.br
 	var hdr [ws.MaxHeaderSize]byte
@@ -222,9 +223,8 @@ func (c *wsClient) readLoop() error {
 				}
 			case ws.OpClose:
 				code, reason := ws.ParseCloseFrameData(p[:h.Length])
-				c.run.closed(code, reason)
 				c.write(ws.OpClose, p[:min(h.Length, 2)])
-				return nil
+				return &closeErr{code: code, reason: reason}
 			}
 			continue
 		}
@@ -333,12 +333,29 @@ func ackTime(id []byte) (int64, bool) {
 	return int64(v), ok
 }
 
-func (r *wsRun) closed(code ws.StatusCode, reason string) {
-	if len(reason) > 40 {
-		reason = reason[:40]
+// closeErr is a close frame from the server.
+type closeErr struct {
+	code   ws.StatusCode
+	reason string
+}
+
+func (e *closeErr) Error() string {
+	r := e.reason
+	if len(r) > 40 {
+		r = r[:40]
+	}
+	return strings.TrimSpace(strconv.Itoa(int(e.code)) + " " + r)
+}
+
+// lost records why a connection ended while the run still wanted it.
+func (r *wsRun) lost(err error) {
+	label := "read: " + errLabel(err)
+	var ce *closeErr
+	if errors.As(err, &ce) {
+		label = ce.Error()
 	}
 	r.mu.Lock()
-	r.closes.add(strconv.Itoa(int(code))+" "+reason, 1)
+	r.closes.add(label, 1)
 	r.mu.Unlock()
 }
 

@@ -56,9 +56,9 @@ type Redis struct {
 
 var _ Bus = (*Redis)(nil)
 
-// CallFunc runs one Redis round trip named op (metrics, circuit breaker,
-// timeout); see timeline.CallFunc.
-type CallFunc func(ctx context.Context, op string, do func(context.Context) error) error
+// CallFunc runs one Redis round trip named op carrying n commands (metrics,
+// circuit breaker, timeout); see timeline.CallFunc.
+type CallFunc func(ctx context.Context, op string, n int, do func(context.Context) error) error
 
 // RedisConfig configures a Redis bus. Zero values mean the defaults.
 type RedisConfig struct {
@@ -111,7 +111,7 @@ func (b *Redis) call(ctx context.Context, op string, do func(context.Context) er
 	if b.cfg.Call == nil {
 		return do(ctx)
 	}
-	return b.cfg.Call(ctx, op, do)
+	return b.cfg.Call(ctx, op, 1, do)
 }
 
 // channel returns the Redis channel of t and, for a room topic, the room.

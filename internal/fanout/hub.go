@@ -34,6 +34,7 @@ type Hub struct {
 	win           *window                     // guarded by mu
 	pending       []*message.Message          // arrived, not yet dispatched; guarded by mu
 	future        map[uint64]*message.Message // arrived ahead of a gap; guarded by mu
+	resync        bool                        // the bus may have lost events: re-read from the head; guarded by mu
 	cursor        uint64                      // last seq dispatched to connections; guarded by mu
 	conns         map[*Conn]struct{}          // guarded by mu
 	snap          []*Conn                     // snapshot of conns for dispatch; rebuilt when connsChanged
@@ -156,6 +157,13 @@ func (h *Hub) load(ctx context.Context) error {
 
 // onEvent receives a room event from the bus.
 func (h *Hub) onEvent(ev bus.Event) {
+	if ev.Type == bus.EvResync { // Redis resubscribed: what was published meanwhile is read back at the next tick
+		h.mu.Lock()
+		h.resync = true
+		h.markDirtyLocked()
+		h.mu.Unlock()
+		return
+	}
 	if ev.Type != bus.EvMessage || ev.Msg == nil {
 		return
 	}
@@ -204,28 +212,44 @@ func (h *Hub) drainFutureLocked() {
 	}
 }
 
-// repair fills a gap (messages missed by the bus) with one range read.
+// repair fills a gap (messages missed by the bus) with one range read; after
+// a resync (EvResync) it reads whatever follows the window's head.
 func (h *Hub) repair(ctx context.Context) {
 	h.mu.Lock()
-	if len(h.future) == 0 || !h.ready {
+	if (len(h.future) == 0 && !h.resync) || !h.ready {
 		h.mu.Unlock()
 		return
 	}
 	after := h.win.head
+	limit := h.node.cfg.Window
 	var lowest uint64
 	for s := range h.future {
 		if lowest == 0 || s < lowest {
 			lowest = s
 		}
 	}
+	if lowest > 0 {
+		limit = int(min(lowest-after, uint64(limit)))
+	}
+	resync := h.resync
+	h.resync = false
 	h.mu.Unlock()
-	msgs, _, first, err := h.node.deps.Timeline.Range(ctx, h.room, after, int(min(lowest-after, uint64(h.node.cfg.Window))))
+	msgs, _, first, err := h.node.deps.Timeline.Range(ctx, h.room, after, limit)
 	if err != nil {
 		h.node.log.Warn("fanout: gap repair failed", "room", h.room, "err", err)
+		if resync {
+			h.mu.Lock()
+			h.resync = true // retried with the next event
+			h.mu.Unlock()
+		}
 		return
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if resync && len(msgs) == limit { // more may follow: read on at the next tick
+		h.resync = true
+		h.node.markDirty(h)
+	}
 	if first > h.win.head+1 { // the gap was trimmed away: skip over it
 		h.node.drop("gap_trimmed", int(first-h.win.head-1))
 		h.win.reset(first - 1)

@@ -78,6 +78,9 @@ type Deps struct {
 	// few members who entered (by name), how many entered and how many
 	// left. The app turns it into enter/leave messages.
 	OnPresence func(room string, named []presence.Member, joined, left int)
+	// Stale, if set, reports that the shared store is unreachable: polls
+	// are then answered from the window and marked stale (cluster mode).
+	Stale func() bool
 }
 
 // Node is every hub on this node.

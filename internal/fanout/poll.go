@@ -25,13 +25,24 @@ type PollAnswer struct {
 	Reset    bool
 	Online   int
 	Likes    int64
+	// Stale is set when the shared store is unreachable: the answer comes
+	// from this node's window and may miss what other nodes accepted.
+	Stale bool
 }
+
+// pollKey marks the context of a poll being answered.
+type pollKey struct{}
+
+// InPoll reports whether ctx is a poll's (store clients count the commands
+// a poll costs: a hot room's should cost none, R13).
+func InPoll(ctx context.Context) bool { return ctx.Value(pollKey{}) != nil }
 
 // Poll answers a poll from the room's hub (its window, the hot-room cache),
 // so a hot room costs no store read per poll. With a render budget, more
 // pending messages than Limit are chosen by priority and the cursor moves
 // past everything considered; without one, polling pages in seq order.
 func (n *Node) Poll(ctx context.Context, room string, q PollQuery) (PollAnswer, error) {
+	ctx = context.WithValue(ctx, pollKey{}, true)
 	joined := false
 	if q.Member.Session != "" {
 		var err error
@@ -52,6 +63,7 @@ func (n *Node) Poll(ctx context.Context, room string, q PollQuery) (PollAnswer, 
 		if errors.Is(err, errHubClosed) {
 			continue
 		}
+		a.Stale = n.deps.Stale != nil && n.deps.Stale()
 		return a, err
 	}
 }

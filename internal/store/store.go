@@ -89,12 +89,14 @@ func (s *Store) migrate(ctx context.Context) error {
 		)`,
 		`CREATE INDEX IF NOT EXISTS rooms_anchor ON rooms (anchor_id)`,
 	}
-	for _, q := range stmts {
-		if _, err := s.db.ExecContext(ctx, q); err != nil {
-			return fmt.Errorf("store: migrate: %w", err)
+	return s.withSchemaLock(ctx, func(exec ddlExec) error { // sqldb.go: shared databases
+		for _, q := range stmts {
+			if err := exec(ctx, q); err != nil {
+				return fmt.Errorf("store: migrate: %w", err)
+			}
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // q rewrites ? placeholders for the dialect.

@@ -38,9 +38,10 @@ type Redis struct {
 
 var _ Timeline = (*Redis)(nil)
 
-// CallFunc runs one Redis round trip named op. The app wraps every command
-// with it for metrics, a circuit breaker and a timeout.
-type CallFunc func(ctx context.Context, op string, do func(context.Context) error) error
+// CallFunc runs one Redis round trip named op carrying n commands. The app
+// wraps every round trip with it for metrics, a circuit breaker and a
+// timeout.
+type CallFunc func(ctx context.Context, op string, n int, do func(context.Context) error) error
 
 // RedisConfig configures a Redis timeline. Zero values mean the defaults.
 type RedisConfig struct {
@@ -74,7 +75,7 @@ func (t *Redis) call(ctx context.Context, op string, do func(context.Context) er
 	if t.cfg.Call == nil {
 		return do(ctx)
 	}
-	return t.cfg.Call(ctx, op, do)
+	return t.cfg.Call(ctx, op, 1, do)
 }
 
 // appendScript: KEYS[1] counter, KEYS[2] stream; ARGV[1] the message JSON

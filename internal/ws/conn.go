@@ -85,6 +85,7 @@ type Conn struct {
 	initial     []byte   // bytes read with the handshake, handed to the parser by Start
 	wq          [][]byte // unflushed frame bytes, in order; aliases Prepared frames
 	queued      int      // total bytes in wq
+	partial     bool     // wq[0] is a frame partly on the wire already
 	events      int      // interest bits currently registered with epoll
 	peerClosed  bool     // the peer's close frame has arrived
 	cause       closeCause
@@ -210,7 +211,20 @@ func (c *Conn) sendFrame(b []byte) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, ErrSlow):
-		c.closeLocked(causeSlow, CloseSlowConsumer, "slow consumer", closeHard)
+		// Drop what the reader has not started to receive (it resumes by
+		// cursor), keep a frame already partly sent so the stream stays
+		// well-formed, and tell the client why with a close frame.
+		keep := 0
+		if c.partial && len(c.wq) > 0 {
+			keep = 1
+		}
+		clear(c.wq[keep:])
+		c.wq = c.wq[:keep]
+		c.queued = 0
+		for _, q := range c.wq {
+			c.queued += len(q)
+		}
+		c.closeLocked(causeSlow, CloseSlowConsumer, "slow consumer", closeGraceful)
 		return ErrSlow
 	default:
 		c.s.log.Debug("ws: write failed", "remote", c.remote, "err", err)
@@ -238,6 +252,7 @@ func (c *Conn) writeLocked(b []byte, limit bool) error {
 			return nil
 		}
 		b = b[n:]
+		c.partial = n > 0
 	}
 	if limit && c.queued+len(b) > c.s.cfg.QueueBytes {
 		return ErrSlow
@@ -271,8 +286,12 @@ func (c *Conn) flushLocked() error {
 			i++
 		}
 		st.framesWritten.Add(uint64(i))
+		if i > 0 {
+			c.partial = false
+		}
 		if n > 0 {
 			c.wq[i] = c.wq[i][n:]
+			c.partial = true
 		}
 		c.wq = c.wq[i:]
 		if short {

@@ -10,7 +10,9 @@
 //
 // Idle cost. A goroutine plus bufio buffers per connection costs ~10 KiB
 // or more; here an idle connection is a Conn (a few hundred bytes), its
-// net.TCPConn, one epoll registration and its kernel socket. Upgrade
+// net.TCPConn, one epoll registration and its kernel socket
+// (TestIdleConnMemory measures ~0.8 KiB of Go heap and ~2 KiB of RSS per
+// idle connection, and no goroutine). Upgrade
 // writes the 101 response straight to the hijacked socket and drops the
 // http server's bufio.ReadWriter (keeping only bytes it had already
 // buffered). Buffers exist only while needed: the bytes of an incomplete
@@ -32,10 +34,11 @@
 // against a socket being closed (and its number reused) during the call.
 // Other systems compile but NewServer reports that it needs Linux.
 //
-// Writing. NewPrepared frames a payload once; its deflated frame is built
-// at most once, on first use by a compressed connection (compression is
-// negotiated with no context takeover in either direction, so the same
-// bytes suit every connection). Send tries one non-blocking write from the
+// Writing. NewPrepared frames a payload once (NewPreparedBatch frames
+// several messages into one buffer, so one write delivers them all); its
+// deflated form is built at most once, on first use by a compressed
+// connection (compression is negotiated with no context takeover in either
+// direction, so the same bytes suit every connection). Send tries one non-blocking write from the
 // caller's goroutine when nothing is queued; the rest is queued by
 // reference (no copy) and the poller flushes the queue on EPOLLOUT with
 // writev. Send never blocks: past Config.QueueBytes queued the connection

@@ -173,7 +173,7 @@ func TestSlowConsumerClosed(t *testing.T) {
 
 func TestHeartbeat(t *testing.T) {
 	h := newRecHandler(false)
-	ts := newTestServer(t, Config{Heartbeat: 50 * time.Millisecond}, h)
+	ts := newTestServer(t, Config{Heartbeat: 400 * time.Millisecond}, h) // generous: CI machines are loaded
 
 	// A live client answers pings (coder/websocket does while reading).
 	cc := dialCoder(t, ts, nil)
@@ -208,7 +208,7 @@ func TestHeartbeat(t *testing.T) {
 	if ev.c != silent || ev.code != CloseHeartbeatTimeout || ev.reason != "heartbeat timeout" {
 		t.Fatalf("OnClose %+v", ev)
 	}
-	time.Sleep(200 * time.Millisecond) // 4 periods
+	time.Sleep(1600 * time.Millisecond) // 4 periods
 	if live.closing.Load() {
 		t.Fatal("live client was closed")
 	}

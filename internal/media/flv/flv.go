@@ -197,6 +197,7 @@ func (h *Handler) stream(reqCtx context.Context, sk sink, rd *hub.Reader, st hub
 	batch := make([]*hub.Frame, 0, h.cfg.BatchFrames)
 	batch = append(batch, st.Config...)
 	first := true
+	var pause *time.Timer // reused: one wake-up per BatchDelay, not per frame
 	for {
 		var err error
 		batch, err = rd.Next(ctx, batch)
@@ -217,11 +218,15 @@ func (h *Handler) stream(reqCtx context.Context, sk sink, rd *hub.Reader, st hub
 			return err
 		}
 		if h.cfg.BatchDelay > 0 {
-			t := time.NewTimer(h.cfg.BatchDelay)
+			if pause == nil {
+				pause = time.NewTimer(h.cfg.BatchDelay)
+			} else {
+				pause.Reset(h.cfg.BatchDelay)
+			}
 			select {
-			case <-t.C:
+			case <-pause.C:
 			case <-ctx.Done():
-				t.Stop()
+				pause.Stop()
 			}
 		}
 	}
@@ -275,7 +280,12 @@ func (w *tagWriter) build(rd *hub.Reader, frames []*hub.Frame, withFileHeader, c
 	return w.bufs, size
 }
 
-func (w *tagWriter) release() { clear(w.iov[:cap(w.iov)]) }
+// release drops the references to frame bodies of the last batch, so old
+// frames can be freed while the viewer waits.
+func (w *tagWriter) release() {
+	clear(w.iov)
+	w.iov = w.iov[:0]
+}
 
 // sink is where a response's bytes go.
 type sink interface {
@@ -287,7 +297,8 @@ type sink interface {
 
 // hijackSink writes a hand-made HTTP/1.1 response on the raw connection.
 type hijackSink struct {
-	conn    net.Conn
+	conn     net.Conn
+	deadline time.Time // current write deadline, refreshed when half used
 	chunked bool
 	goneCtx context.Context
 	stop    context.CancelFunc
@@ -338,7 +349,10 @@ func hijack(w http.ResponseWriter, r *http.Request) (*hijackSink, error) {
 
 func (s *hijackSink) write(w *tagWriter, rd *hub.Reader, frames []*hub.Frame, first bool, timeout time.Duration) (int, error) {
 	_, n := w.build(rd, frames, first, s.chunked)
-	_ = s.conn.SetWriteDeadline(time.Now().Add(timeout))
+	if now := time.Now(); s.deadline.Sub(now) < timeout/2 {
+		s.deadline = now.Add(timeout)
+		_ = s.conn.SetWriteDeadline(s.deadline)
+	}
 	_, err := w.bufs.WriteTo(s.conn) // a field: no per-write allocation
 	w.release()
 	return n, err

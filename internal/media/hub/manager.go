@@ -253,6 +253,9 @@ func (s *Stream) Attach(proto, remote string) (*Reader, Start, error) {
 		return nil, Start{}, ErrNotLive
 	}
 	r := &Reader{s: s, proto: proto, remote: remote, created: time.Now()}
+	if proto != ProtoInternal {
+		r.bytesOut = s.m.met.BytesOut.WithLabelValues(proto)
+	}
 	if s.m.cfg.GOPCache && s.gopOK {
 		r.next = s.gop
 	} else {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Reader errors.
@@ -57,6 +59,7 @@ type Reader struct {
 
 	// Bytes written, by kind; written by the reader goroutine, read by stats.
 	sentVideo, sentAudio atomic.Uint64
+	bytesOut             prometheus.Counter // this protocol's sent-bytes counter, looked up once
 }
 
 // Proto is the reader's protocol.
@@ -230,8 +233,8 @@ func (r *Reader) Sent(frames []*Frame, bytes int) {
 	r.sentVideo.Add(v)
 	r.sentAudio.Add(a)
 	r.s.bytesOut.Add(uint64(bytes))
-	if r.proto != ProtoInternal {
-		r.s.m.met.BytesOut.WithLabelValues(r.proto).Add(float64(bytes))
+	if r.bytesOut != nil {
+		r.bytesOut.Add(float64(bytes))
 	}
 	if key && !r.gotKey {
 		r.gotKey = true

@@ -85,7 +85,10 @@ func (c *chunker) build(r *hub.Reader, frames []*hub.Frame) (net.Buffers, int) {
 }
 
 // release drops references to frame bodies so old frames can be freed.
-func (c *chunker) release() { clear(c.iov[:cap(c.iov)]) }
+func (c *chunker) release() {
+	clear(c.iov)
+	c.iov = c.iov[:0]
+}
 
 // servePlay streams rd to a player until the stream ends, the player
 // leaves, or ctx ends.
@@ -104,6 +107,8 @@ func (s *Server) servePlay(ctx context.Context, sess *session, rd *hub.Reader, s
 	_ = sess.conn.SetReadDeadline(time.Time{})
 
 	var ch chunker
+	var deadline time.Time
+	var pause *time.Timer
 	batch := make([]*hub.Frame, 0, s.cfg.BatchFrames)
 	batch = append(batch, st.Config...)
 	first := true
@@ -117,7 +122,10 @@ func (s *Server) servePlay(ctx context.Context, sess *session, rd *hub.Reader, s
 			}
 			_, n := ch.build(rd, batch)
 			sess.conn.wmu.Lock()
-			_ = sess.conn.Conn.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+			if now := time.Now(); deadline.Sub(now) < s.cfg.WriteTimeout/2 {
+				deadline = now.Add(s.cfg.WriteTimeout)
+				_ = sess.conn.Conn.SetWriteDeadline(deadline)
+			}
 			_, werr := ch.bufs.WriteTo(sess.conn.Conn)
 			sess.conn.wmu.Unlock()
 			ch.release()
@@ -140,20 +148,19 @@ func (s *Server) servePlay(ctx context.Context, sess *session, rd *hub.Reader, s
 		case err != nil:
 			return err
 		}
-		s.coalesce(ctx)
-	}
-}
-
-// coalesce waits BatchDelay so the next write carries more frames (fewer
-// syscalls per viewer); 0 disables it.
-func (s *Server) coalesce(ctx context.Context) {
-	if s.cfg.BatchDelay <= 0 {
-		return
-	}
-	t := time.NewTimer(s.cfg.BatchDelay)
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-		t.Stop()
+		// Wait BatchDelay so the next write carries more frames (fewer
+		// syscalls and wake-ups per viewer).
+		if s.cfg.BatchDelay > 0 {
+			if pause == nil {
+				pause = time.NewTimer(s.cfg.BatchDelay)
+			} else {
+				pause.Reset(s.cfg.BatchDelay)
+			}
+			select {
+			case <-pause.C:
+			case <-ctx.Done():
+				pause.Stop()
+			}
+		}
 	}
 }

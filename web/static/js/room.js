@@ -370,8 +370,9 @@ async function main() {
   client.on('online', setOnline);
   client.on('likes', setLikes);
   client.on('kicked', onKicked);
-  client.on('transport', ({ transport }) => {
+  client.on('transport', ({ transport, reason }) => {
     document.body.dataset.transport = transport;
+    document.body.dataset.transportReason = reason;
     $('#transport').textContent = transport === 'ws' ? 'live' : 'polling';
     $('#transport').title = transport === 'ws' ? 'WebSocket' : 'short polling';
   });

@@ -1,0 +1,168 @@
+package moderation
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+// Redis is the State of a cluster (issue 5): rate limits, mutes and kicks
+// hold on every node.
+//
+//	PREFIX{u:user}:rl         hash tk (tokens), ts (ms): the user's token bucket
+//	PREFIX{room}:mute:user    set until the mute ends (PXAT)
+//	PREFIX{room}:kick:user    set until the re-entry block ends (PXAT)
+//
+// The token bucket is one Lua script using Redis's clock, so nodes with
+// skewed clocks share one bucket fairly.
+type Redis struct {
+	c   rueidis.Client
+	cfg RedisConfig
+	n   int
+	per time.Duration
+}
+
+var _ State = (*Redis)(nil)
+
+// CallFunc runs one Redis round trip named op carrying n commands (metrics,
+// circuit breaker, timeout); see timeline.CallFunc.
+type CallFunc func(ctx context.Context, op string, n int, do func(context.Context) error) error
+
+// RedisConfig configures a Redis State. Zero values mean the defaults.
+type RedisConfig struct {
+	Prefix string   // key prefix; default "rc:"
+	Call   CallFunc // nil: commands run directly
+}
+
+// NewRedis returns a State on c allowing n sends per window per user (n ≤ 0:
+// unlimited), like NewMemory. It does not own c.
+func NewRedis(c rueidis.Client, n int, per time.Duration, cfg RedisConfig) *Redis {
+	if cfg.Prefix == "" {
+		cfg.Prefix = "rc:"
+	}
+	return &Redis{c: c, cfg: cfg, n: n, per: per}
+}
+
+func (r *Redis) call(ctx context.Context, op string, do func(context.Context) error) error {
+	if r.cfg.Call == nil {
+		return do(ctx)
+	}
+	return r.cfg.Call(ctx, op, 1, do)
+}
+
+// allowScript: KEYS[1] bucket; ARGV capacity, refill per ms. Returns
+// {allowed (0/1), wait ms}.
+var allowScript = rueidis.NewLuaScript(`
+local cap = tonumber(ARGV[1])
+local rate = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local b = redis.call('HMGET', KEYS[1], 'tk', 'ts')
+local tk = tonumber(b[1]) or cap
+local ts = tonumber(b[2]) or now
+tk = math.min(cap, tk + math.max(0, now - ts) * rate)
+local ok, wait = 0, 0
+if tk >= 1 then
+  tk = tk - 1
+  ok = 1
+else
+  wait = math.ceil((1 - tk) / rate)
+end
+redis.call('HSET', KEYS[1], 'tk', tostring(tk), 'ts', tostring(now))
+redis.call('PEXPIRE', KEYS[1], math.ceil(cap / rate) + 1000)
+return {ok, wait}
+`)
+
+// Allow implements State with a token bucket of capacity n refilled at
+// n/per, shared by every node.
+func (r *Redis) Allow(ctx context.Context, user string) (bool, time.Duration, error) {
+	if r.n <= 0 || r.per <= 0 {
+		return true, 0, nil
+	}
+	rate := float64(r.n) / float64(r.per.Milliseconds())
+	var res []int64
+	err := r.call(ctx, "mod_allow", func(ctx context.Context) error {
+		var err error
+		res, err = allowScript.Exec(ctx, r.c, []string{r.cfg.Prefix + "{u:" + user + "}:rl"},
+			[]string{strconv.Itoa(r.n), strconv.FormatFloat(rate, 'g', -1, 64)}).AsIntSlice()
+		return err
+	})
+	if err != nil {
+		return false, 0, fmt.Errorf("moderation: rate limit: %w", err)
+	}
+	if len(res) != 2 {
+		return false, 0, fmt.Errorf("moderation: rate limit: bad reply %v", res)
+	}
+	return res[0] == 1, time.Duration(res[1]) * time.Millisecond, nil
+}
+
+func (r *Redis) key(kind, room, user string) string {
+	return r.cfg.Prefix + "{" + room + "}:" + kind + ":" + user
+}
+
+func (r *Redis) set(ctx context.Context, op, key string, until time.Time) error {
+	if !until.After(time.Now()) {
+		return r.del(ctx, op, key)
+	}
+	err := r.call(ctx, op, func(ctx context.Context) error {
+		return r.c.Do(ctx, r.c.B().Set().Key(key).Value("1").Pxat(until).Build()).Error()
+	})
+	if err != nil {
+		return fmt.Errorf("moderation: %s: %w", op, err)
+	}
+	return nil
+}
+
+func (r *Redis) del(ctx context.Context, op, key string) error {
+	err := r.call(ctx, op, func(ctx context.Context) error {
+		return r.c.Do(ctx, r.c.B().Del().Key(key).Build()).Error()
+	})
+	if err != nil {
+		return fmt.Errorf("moderation: %s: %w", op, err)
+	}
+	return nil
+}
+
+func (r *Redis) exists(ctx context.Context, op, key string) (bool, error) {
+	var n int64
+	err := r.call(ctx, op, func(ctx context.Context) error {
+		var err error
+		n, err = r.c.Do(ctx, r.c.B().Exists().Key(key).Build()).AsInt64()
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("moderation: %s: %w", op, err)
+	}
+	return n > 0, nil
+}
+
+// Mute implements State.
+func (r *Redis) Mute(ctx context.Context, room, user string, until time.Time) error {
+	return r.set(ctx, "mod_mute", r.key("mute", room, user), until)
+}
+
+// Unmute implements State.
+func (r *Redis) Unmute(ctx context.Context, room, user string) error {
+	return r.del(ctx, "mod_unmute", r.key("mute", room, user))
+}
+
+// Muted implements State.
+func (r *Redis) Muted(ctx context.Context, room, user string) (bool, error) {
+	return r.exists(ctx, "mod_muted", r.key("mute", room, user))
+}
+
+// Kick implements State.
+func (r *Redis) Kick(ctx context.Context, room, user string, until time.Time) error {
+	return r.set(ctx, "mod_kick", r.key("kick", room, user), until)
+}
+
+// Kicked implements State.
+func (r *Redis) Kicked(ctx context.Context, room, user string) (bool, error) {
+	return r.exists(ctx, "mod_kicked", r.key("kick", room, user))
+}
+
+// Close implements State. The client belongs to the caller.
+func (r *Redis) Close() error { return nil }

@@ -1,0 +1,332 @@
+package presence
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+// Redis is the Presence of a cluster (issue 5, R4). Sessions stay local to
+// the node that holds them: Join, Touch and Leave change only this node's
+// memory, so a poll costs no Redis command. Once a second (Flush) the node
+// writes, per room, one Lua script that records its session count and a
+// heartbeat, its top audience, the watch time of the sessions that left,
+// and returns the room's total across live nodes. A node that stops flushing
+// for NodeTTL (killed, partitioned) drops out of every count.
+//
+// Keys of a room share the hash tag {room}:
+//
+//	PREFIX{room}:pn  hash node → session count
+//	PREFIX{room}:ph  zset node → last heartbeat (Redis time, ms)
+//	PREFIX{room}:pa  hash node → that node's top members (JSON)
+//	PREFIX{room}:pw  zset user → watch seconds
+//	PREFIX{room}:pu  hash user → name
+//	PREFIX{room}:ps  hash peak, secs (total watch seconds)
+type Redis struct {
+	c   rueidis.Client
+	cfg RedisConfig
+	now func() time.Time
+
+	mu     sync.Mutex
+	rooms  map[string]*redisRoom // guarded by mu
+	totals map[string]total      // room totals as last read; guarded by mu
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+var _ Presence = (*Redis)(nil)
+
+// CallFunc runs one Redis round trip named op carrying n commands (metrics,
+// circuit breaker, timeout); see timeline.CallFunc.
+type CallFunc func(ctx context.Context, op string, n int, do func(context.Context) error) error
+
+// RedisConfig configures a Redis Presence. Zero values mean the defaults.
+type RedisConfig struct {
+	Prefix   string        // key prefix; default "rc:"
+	NodeID   string        // this node's id; default random
+	TTL      time.Duration // a poller not seen for this long has left; default 10s
+	NodeTTL  time.Duration // a node silent for this long is dead; default 3s
+	Flush    time.Duration // how often the node writes its presence; default 1s
+	Audience int           // members each node publishes per room; default 200
+	Call     CallFunc      // nil: commands run directly
+	Log      *slog.Logger  // default slog.Default()
+}
+
+type redisRoom struct {
+	sessions map[string]*session
+	pending  map[string]*Watch // watch seconds not yet written, by user
+	written  int               // the count this node last wrote
+	present  bool              // this node has an entry in Redis
+	dirty    bool              // sessions changed since the audience was written
+}
+
+type total struct {
+	n  int
+	at time.Time
+}
+
+// keyTTL keeps a room's presence and watch statistics this long after its
+// last write.
+const keyTTL = 24 * time.Hour
+
+// NewRedis returns a Presence on c and starts its flusher. It does not own c.
+func NewRedis(c rueidis.Client, cfg RedisConfig) *Redis {
+	if cfg.Prefix == "" {
+		cfg.Prefix = "rc:"
+	}
+	if cfg.NodeID == "" {
+		var b [6]byte
+		_, _ = rand.Read(b[:])
+		cfg.NodeID = hex.EncodeToString(b[:])
+	}
+	if cfg.TTL <= 0 {
+		cfg.TTL = 10 * time.Second
+	}
+	if cfg.NodeTTL <= 0 {
+		cfg.NodeTTL = 3 * time.Second
+	}
+	if cfg.Flush <= 0 {
+		cfg.Flush = time.Second
+	}
+	if cfg.Audience <= 0 {
+		cfg.Audience = 200
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	p := &Redis{c: c, cfg: cfg, now: time.Now, rooms: map[string]*redisRoom{}, totals: map[string]total{},
+		stop: make(chan struct{}), done: make(chan struct{})}
+	go p.flusher()
+	return p
+}
+
+func (p *Redis) call(ctx context.Context, op string, n int, do func(context.Context) error) error {
+	if p.cfg.Call == nil {
+		return do(ctx)
+	}
+	return p.cfg.Call(ctx, op, n, do)
+}
+
+func (p *Redis) keys(room string) []string {
+	b := p.cfg.Prefix + "{" + room + "}:p"
+	return []string{b + "n", b + "h", b + "a", b + "w", b + "u", b + "s"}
+}
+
+func (p *Redis) roomLocked(id string) *redisRoom {
+	r := p.rooms[id]
+	if r == nil {
+		r = &redisRoom{sessions: map[string]*session{}, pending: map[string]*Watch{}}
+		p.rooms[id] = r
+	}
+	return r
+}
+
+func (p *Redis) join(room string, m Member, polling bool) bool {
+	now := p.now()
+	if m.Since.IsZero() {
+		m.Since = now
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r := p.roomLocked(room)
+	if s, ok := r.sessions[m.Session]; ok {
+		s.seen = now
+		if m.UserID != "" && s.m.UserID != m.UserID { // identified later (auth frame)
+			m.Since = s.m.Since
+			s.m = m
+			r.dirty = true
+		}
+		return false
+	}
+	r.sessions[m.Session] = &session{m: m, polling: polling, seen: now}
+	r.dirty = true
+	return true
+}
+
+// Join implements Presence; it sends nothing to Redis.
+func (p *Redis) Join(_ context.Context, room string, m Member) (bool, error) {
+	return p.join(room, m, false), nil
+}
+
+// Touch implements Presence; it sends nothing to Redis.
+func (p *Redis) Touch(_ context.Context, room string, m Member) (bool, error) {
+	return p.join(room, m, true), nil
+}
+
+// Leave implements Presence; the watch time is written at the next flush.
+func (p *Redis) Leave(_ context.Context, room, sess string) error {
+	now := p.now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if r := p.rooms[room]; r != nil {
+		r.leaveLocked(sess, now)
+	}
+	return nil
+}
+
+func (r *redisRoom) leaveLocked(sess string, at time.Time) {
+	s, ok := r.sessions[sess]
+	if !ok {
+		return
+	}
+	delete(r.sessions, sess)
+	r.dirty = true
+	if s.m.UserID == "" {
+		return
+	}
+	w := r.pending[s.m.UserID]
+	if w == nil {
+		w = &Watch{UserID: s.m.UserID, Name: s.m.Name}
+		r.pending[s.m.UserID] = w
+	}
+	w.Seconds += int64(at.Sub(s.m.Since).Round(time.Second) / time.Second)
+}
+
+// Count implements Presence: the room's total across live nodes as of the
+// last flush or read (at most one read a second per room), corrected at once
+// for this node's own joins and leaves since.
+func (p *Redis) Count(ctx context.Context, room string) (int, error) {
+	p.mu.Lock()
+	t, ok := p.totals[room]
+	local, written := 0, 0
+	if r := p.rooms[room]; r != nil {
+		local, written = len(r.sessions), r.written
+	}
+	p.mu.Unlock()
+	if !ok || p.now().Sub(t.at) >= p.cfg.Flush {
+		var n int64
+		err := p.call(ctx, "presence_count", 1, func(ctx context.Context) error {
+			var err error
+			n, err = countScript.Exec(ctx, p.c, p.keys(room)[:2], []string{ms(p.cfg.NodeTTL)}).AsInt64()
+			return err
+		})
+		if err != nil {
+			return 0, fmt.Errorf("presence: count %s: %w", room, err)
+		}
+		t = total{n: int(n), at: p.now()}
+		p.mu.Lock()
+		p.totals[room] = t
+		if r := p.rooms[room]; r != nil {
+			local, written = len(r.sessions), r.written
+		}
+		p.mu.Unlock()
+	}
+	return max(0, t.n-written+local), nil
+}
+
+// Audience implements Presence: the merged top members of every live node,
+// one entry per user, highest level first.
+func (p *Redis) Audience(ctx context.Context, room string, limit int) ([]Member, error) {
+	k := p.keys(room)
+	var blobs []rueidis.RedisMessage
+	err := p.call(ctx, "presence_audience", 1, func(ctx context.Context) error {
+		var err error
+		blobs, err = audienceScript.Exec(ctx, p.c, []string{k[1], k[2]}, []string{ms(p.cfg.NodeTTL)}).ToArray()
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("presence: audience %s: %w", room, err)
+	}
+	seen := map[string]bool{}
+	var all []Member
+	for _, b := range blobs {
+		raw, err := b.AsBytes()
+		if err != nil { // a node without members
+			continue
+		}
+		var ms []Member
+		if err := json.Unmarshal(raw, &ms); err != nil {
+			p.cfg.Log.Warn("presence: bad audience entry", "room", room, "err", err)
+			continue
+		}
+		for _, m := range ms {
+			if !seen[m.UserID] {
+				seen[m.UserID] = true
+				all = append(all, m)
+			}
+		}
+	}
+	SortAudience(all)
+	if limit > 0 && len(all) > limit {
+		all = all[:limit]
+	}
+	return all, nil
+}
+
+// Stats implements Presence.
+func (p *Redis) Stats(ctx context.Context, room string) (Stats, error) {
+	k := p.keys(room)
+	var arr []rueidis.RedisMessage
+	err := p.call(ctx, "presence_stats", 1, func(ctx context.Context) error {
+		var err error
+		arr, err = statsScript.Exec(ctx, p.c, []string{k[0], k[1], k[3], k[4], k[5]}, []string{ms(p.cfg.NodeTTL)}).ToArray()
+		return err
+	})
+	if err != nil {
+		return Stats{}, fmt.Errorf("presence: stats %s: %w", room, err)
+	}
+	if len(arr) < 4 {
+		return Stats{}, fmt.Errorf("presence: stats %s: short reply", room)
+	}
+	num := func(m rueidis.RedisMessage) int64 {
+		if v, err := m.AsInt64(); err == nil {
+			return v
+		}
+		s, _ := m.ToString()
+		f, _ := strconv.ParseFloat(s, 64)
+		return int64(f)
+	}
+	st := Stats{Online: int(num(arr[0])), Peak: int(num(arr[1])), Viewers: int(num(arr[2])), TotalSeconds: num(arr[3]), TopWatchers: []Watch{}}
+	for i := 4; i+2 < len(arr); i += 3 {
+		id, _ := arr[i].ToString()
+		name, _ := arr[i+2].ToString()
+		st.TopWatchers = append(st.TopWatchers, Watch{UserID: id, Name: name, Seconds: num(arr[i+1])})
+	}
+	sort.SliceStable(st.TopWatchers, func(i, j int) bool {
+		a, b := st.TopWatchers[i], st.TopWatchers[j]
+		if a.Seconds != b.Seconds {
+			return a.Seconds > b.Seconds
+		}
+		return a.UserID < b.UserID
+	})
+	if st.Viewers > 0 {
+		st.AvgSeconds = float64(st.TotalSeconds) / float64(st.Viewers)
+	}
+	return st, nil
+}
+
+// Close implements Presence: it stops the flusher and removes this node's
+// sessions from every room (recording their watch time), so the counts drop
+// at once on a graceful shutdown.
+func (p *Redis) Close() error {
+	select {
+	case <-p.stop:
+		return nil
+	default:
+		close(p.stop)
+	}
+	<-p.done
+	now := p.now()
+	p.mu.Lock()
+	for _, r := range p.rooms {
+		for sid := range r.sessions {
+			r.leaveLocked(sid, now)
+		}
+	}
+	p.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	return p.flush(ctx)
+}
+
+func ms(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }

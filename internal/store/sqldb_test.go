@@ -1,0 +1,95 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"roomcast/internal/redistest"
+)
+
+// TestSharedDatabases runs the store against PostgreSQL and MariaDB (a
+// fresh database each): three nodes opening at once, rooms, unique keys,
+// settings, and case-sensitive ids.
+func TestSharedDatabases(t *testing.T) {
+	for name, dsn := range map[string]func(testing.TB) string{"postgres": redistest.Postgres, "mysql": redistest.MySQL} {
+		t.Run(name, func(t *testing.T) {
+			url := dsn(t)
+			ctx := context.Background()
+			stores := make([]*Store, 3)
+			errs := make([]error, 3)
+			var wg sync.WaitGroup
+			for i := range stores {
+				wg.Add(1)
+				go func(i int) {
+					defer wg.Done()
+					stores[i], errs[i] = Open(ctx, url)
+				}(i)
+			}
+			wg.Wait()
+			for i, err := range errs {
+				if err != nil {
+					t.Fatalf("node %d: %v", i, err)
+				}
+				defer stores[i].Close()
+			}
+			a, b := stores[0], stores[1]
+			now := time.UnixMilli(time.Now().UnixMilli())
+			r := Room{ID: "Room1", Title: "Zoë's 🎉 room", AnchorID: "anc", StreamKey: "k1", CreatedAt: now, Status: "idle"}
+			if err := a.CreateRoom(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.CreateRoom(ctx, Room{ID: "Room1", Title: "x", AnchorID: "other", StreamKey: "k2", CreatedAt: now}); !errors.Is(err, ErrConflict) {
+				t.Fatalf("duplicate id: %v", err)
+			}
+			if err := b.CreateRoom(ctx, Room{ID: "room1", Title: "lower", AnchorID: "anc2", StreamKey: "k3", CreatedAt: now}); err != nil {
+				t.Fatalf("ids are case-sensitive: %v", err)
+			}
+			got, err := b.Room(ctx, "Room1")
+			if err != nil || got.Title != r.Title || got.AnchorID != "anc" || !got.CreatedAt.Equal(now) || got.Status != "idle" {
+				t.Fatalf("room %+v %v", got, err)
+			}
+			if got, err := b.RoomByKey(ctx, "k1"); err != nil || got.ID != "Room1" {
+				t.Fatalf("by key %+v %v", got, err)
+			}
+			if _, err := b.RoomByKey(ctx, "K1"); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("stream keys are case-sensitive: %v", err)
+			}
+			if err := a.SetStreamKey(ctx, "Room1", "k1"); err != nil { // unchanged value still matches the row
+				t.Fatalf("set same key: %v", err)
+			}
+			if err := a.SetLive(ctx, "Room1", true, now); err != nil {
+				t.Fatal(err)
+			}
+			if rs, err := b.Rooms(ctx); err != nil || len(rs) != 2 {
+				t.Fatalf("rooms %v %v", rs, err)
+			}
+			if err := a.DeleteRoom(ctx, "nope"); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("delete missing: %v", err)
+			}
+			var vals [3]string
+			for i, s := range stores {
+				wg.Add(1)
+				go func(i int, s *Store) {
+					defer wg.Done()
+					vals[i], errs[i] = s.SettingOrCreate(ctx, "secret", func() string { return "v" + string(rune('0'+i)) })
+				}(i, s)
+			}
+			wg.Wait()
+			if errs[0] != nil || vals[0] != vals[1] || vals[1] != vals[2] {
+				t.Fatalf("nodes disagree on a generated setting: %v %v", vals, errs)
+			}
+			if err := a.SetSetting(ctx, "poll", `{"a":1}`); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.SetSetting(ctx, "poll", `{"a":2}`); err != nil {
+				t.Fatal(err)
+			}
+			if v, err := a.Setting(ctx, "poll"); err != nil || v != `{"a":2}` {
+				t.Fatalf("setting %q %v", v, err)
+			}
+		})
+	}
+}

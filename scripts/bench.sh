@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# Runs roomcast's benchmark suite on this machine, bounded in time: builds the
+# binary, starts a fresh `roomcast serve` (temp data dir, unlimited render
+# budget, no rate limit) for each scenario, creates the room "bench", runs
+# `roomcast bench ...` with --pid so server CPU and RSS are measured, prints
+# each scenario's command and JSON, and kills everything it started on exit.
+#
+#   scripts/bench.sh                 # every scenario
+#   scripts/bench.sh ws-1k idle-10k  # some of them (names below)
+#   QUICK=1 scripts/bench.sh         # small sizes, short windows (smoke test)
+#
+# Scenarios: poll-hot ws-1k ws-10k idle-10k send-burst flv-1 flv-100 flv-1000 flv-2000
+# (flv-* need ffmpeg: a 2.5 Mbit/s H.264+AAC file is encoded once and cached,
+# then published with `ffmpeg -re -stream_loop -1 -c copy` over RTMP.)
+#
+# Environment: DURATION (measured window per scenario, default 20s; QUICK 5s),
+# HTTP_PORT (18480), RTMP_PORT (19435), OUT (results dir, default
+# /tmp/roomcast-bench-<time>), CACHE (pre-encoded media, ~/.cache/roomcast-bench),
+# ROOMCAST_BIN (use this binary instead of building ./cmd/roomcast).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ALL="poll-hot ws-1k ws-10k idle-10k send-burst flv-1 flv-100 flv-1000 flv-2000"
+SCENARIOS="${*:-$ALL}"
+QUICK="${QUICK:-}"
+DURATION="${DURATION:-$([ -n "$QUICK" ] && echo 5s || echo 20s)}"
+HTTP_PORT="${HTTP_PORT:-18480}"
+RTMP_PORT="${RTMP_PORT:-19435}"
+OUT="${OUT:-/tmp/roomcast-bench-$(date +%Y%m%d-%H%M%S)}"
+CACHE="${CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/roomcast-bench}"
+URL="http://127.0.0.1:$HTTP_PORT"
+SECRET="bench-secret-$RANDOM$RANDOM$RANDOM"
+ADMIN="bench-admin-$RANDOM$RANDOM$RANDOM"
+
+# Open files are capped at 20,000 per process here: take all of it.
+ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+WORK="$(mktemp -d /tmp/roomcast-bench-work.XXXXXX)"
+BIN="$WORK/roomcast"
+DATA="$WORK/data"
+mkdir -p "$OUT" "$DATA"
+SERVER_PID=""
+PUB_PID=""
+
+cleanup() {
+	set +e
+	[ -n "$PUB_PID" ] && kill "$PUB_PID" 2>/dev/null
+	[ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null
+	wait 2>/dev/null
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { printf '\n== %s\n' "$*" >&2; }
+
+n() { # n FULL QUICK: a size for this mode
+	if [ -n "$QUICK" ]; then echo "$2"; else echo "$1"; fi
+}
+
+stop_server() {
+	if [ -n "$PUB_PID" ]; then kill "$PUB_PID" 2>/dev/null || true; wait "$PUB_PID" 2>/dev/null || true; PUB_PID=""; fi
+	if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""; fi
+}
+
+start_server() {
+	stop_server
+	"$BIN" serve --data "$DATA" --http "127.0.0.1:$HTTP_PORT" --rtmp "127.0.0.1:$RTMP_PORT" \
+		--render-budget 0 --rate-limit 0 --admin-key "$ADMIN" --secret "$SECRET" --log-level warn \
+		>>"$OUT/server.log" 2>&1 &
+	SERVER_PID=$!
+	for _ in $(seq 1 150); do
+		if curl -sf -o /dev/null "$URL/readyz"; then return 0; fi
+		if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+			echo "roomcast serve exited; see $OUT/server.log" >&2
+			tail -20 "$OUT/server.log" >&2
+			exit 1
+		fi
+		sleep 0.1
+	done
+	echo "roomcast serve not ready after 15s" >&2
+	exit 1
+}
+
+STREAM_KEY=""
+create_room() {
+	local anchor body
+	anchor="$("$BIN" token --data "$DATA" --secret "$SECRET" --sub anchor1 --role anchor --ttl 1h)"
+	body="$(curl -sf -X POST -H "Authorization: Bearer $anchor" -H 'Content-Type: application/json' \
+		-d '{"title":"bench","id":"bench"}' "$URL/api/rooms")" || {
+		echo "creating the room failed" >&2
+		exit 1
+	}
+	STREAM_KEY="$(printf '%s' "$body" | sed -n 's/.*"stream_key":"\([^"]*\)".*/\1/p')"
+}
+
+FAILED=""
+run_bench() { # run_bench NAME ARGS...: one scenario against a fresh server
+	local name="$1"
+	shift
+	local cmd=("$BIN" bench "$@" --url "$URL" --room bench --secret "$SECRET" --pid "$SERVER_PID" --json)
+	log "$name"
+	printf '$ roomcast bench %s --url %s --room bench --secret $SECRET --pid %s --json\n' "$*" "$URL" "$SERVER_PID"
+	# A hard bound on top of the bench's own (ramp + --duration + drain).
+	local rc=0
+	timeout --signal=INT --kill-after=10 "$(( $(dur_s "$DURATION") + 180 ))" "${cmd[@]}" >"$OUT/$name.json" || rc=$?
+	cat "$OUT/$name.json"
+	if [ "$rc" -ne 0 ]; then
+		FAILED="$FAILED $name"
+		echo "($name: exit status $rc)" >&2
+	fi
+}
+
+dur_s() { # a Go duration like 20s / 2m / 500ms → whole seconds (rounded up)
+	case "$1" in
+	*ms) echo 1 ;;
+	*m) echo $(( ${1%m} * 60 )) ;;
+	*s) echo "${1%s}" | cut -d. -f1 ;;
+	*) echo 60 ;;
+	esac
+}
+
+MEDIA="$CACHE/bench-2500k.flv"
+have_media() {
+	command -v ffmpeg >/dev/null || return 1
+	[ -s "$MEDIA" ] && return 0
+	mkdir -p "$CACHE"
+	log "encoding $MEDIA once (2.5 Mbit/s 720p H.264 + AAC, 20 s)"
+	ffmpeg -hide_banner -loglevel error -y -f lavfi -i testsrc2=size=1280x720:rate=30 -f lavfi -i sine=frequency=440 \
+		-c:v libx264 -preset veryfast -b:v 2400k -maxrate 2400k -bufsize 4800k -g 60 -pix_fmt yuv420p \
+		-c:a aac -b:a 96k -t 20 -f flv "$MEDIA.tmp" && mv "$MEDIA.tmp" "$MEDIA"
+}
+
+start_publisher() {
+	ffmpeg -hide_banner -loglevel error -re -stream_loop -1 -i "$MEDIA" -c copy -f flv \
+		"rtmp://127.0.0.1:$RTMP_PORT/live/$STREAM_KEY" >>"$OUT/publisher.log" 2>&1 &
+	PUB_PID=$!
+	for _ in $(seq 1 100); do
+		code="$(curl -s -o /dev/null --max-time 1 -w '%{http_code}' "$URL/live/bench.flv" || true)"
+		[ "$code" = 200 ] && { sleep 3; return 0; } # a GOP or two into the cache
+		kill -0 "$PUB_PID" 2>/dev/null || break
+		sleep 0.2
+	done
+	echo "the publisher did not go live; see $OUT/publisher.log" >&2
+	return 1
+}
+
+if [ -n "${ROOMCAST_BIN:-}" ]; then
+	cp "$ROOMCAST_BIN" "$BIN"
+else
+	log "building"
+	go build -o "$BIN" ./cmd/roomcast
+fi
+{
+	echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+	echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+	echo "machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(free -g | awk '/Mem:/{print $2}') GiB"
+	echo "kernel: $(uname -r)  go: $(go env GOVERSION)  open files: $(ulimit -n)"
+	echo "scenarios: $SCENARIOS  duration: $DURATION  results: $OUT"
+} | tee "$OUT/machine.txt" >&2
+
+for s in $SCENARIOS; do
+	case "$s" in
+	poll-hot)
+		start_server; create_room
+		run_bench "$s" poll --pollers "$(n 200 20)" --ramp 0 --interval 0 --limit 100 \
+			--send-rate 20 --senders 2 --duration "$DURATION" ;;
+	ws-1k)
+		start_server; create_room
+		run_bench "$s" ws --conns "$(n 1000 100)" --ramp 1000 --send-rate 20 --senders 4 --duration "$DURATION" ;;
+	ws-10k)
+		start_server; create_room
+		run_bench "$s" ws --conns "$(n 10000 500)" --ramp 2000 --send-rate 20 --senders 4 --duration "$DURATION" ;;
+	idle-10k)
+		start_server; create_room
+		run_bench "$s" ws --conns "$(n 10000 500)" --ramp 2000 --idle --settle 3s --duration 5s ;;
+	send-burst)
+		start_server; create_room
+		run_bench "$s" send --senders 16 --rate 0 --duration "$DURATION" ;;
+	flv-*)
+		viewers="${s#flv-}"
+		if ! have_media; then
+			log "$s: skipped (no ffmpeg)"
+			continue
+		fi
+		start_server; create_room
+		if ! start_publisher; then
+			FAILED="$FAILED $s"
+			continue
+		fi
+		[ -n "$QUICK" ] && viewers=$(( viewers > 50 ? 50 : viewers ))
+		run_bench "$s" flv --viewers "$viewers" --ramp 500 --duration "$DURATION" ;;
+	*)
+		echo "unknown scenario $s (have: $ALL)" >&2
+		exit 2 ;;
+	esac
+done
+stop_server
+
+log "results in $OUT"
+if [ -n "$FAILED" ]; then
+	echo "FAILED:$FAILED" >&2
+	exit 1
+fi
+echo "all scenarios passed their checks" >&2
