@@ -18,3 +18,15 @@ fmt:
 
 vet:
 	go vet ./...
+
+# Screenshots of every page at desktop and phone width into docs/screenshots/
+# (the browser tests' TestScreenshots; needs Chromium and ffmpeg, see
+# scripts/deps.sh). Emoji and CJK text need fonts-noto-color-emoji and
+# fonts-noto-cjk.
+screenshots:
+	@fc-list 2>/dev/null | grep -qi "Noto Color Emoji" || echo "screenshots: fonts-noto-color-emoji is missing; emoji will show as boxes" >&2
+	ROOMCAST_SCREENSHOTS=$(CURDIR)/docs/screenshots go test ./web -run '^TestScreenshots$$' -count=1 -v
+
+# Re-vendor the browser players (mpegts.js, hls.js) into web/static/vendor/.
+vendor-web:
+	bash scripts/vendor-web.sh

@@ -132,14 +132,24 @@ have_media() {
 }
 
 start_publisher() {
-	ffmpeg -hide_banner -loglevel error -re -stream_loop -1 -i "$MEDIA" -c copy -f flv \
-		"rtmp://127.0.0.1:$RTMP_PORT/live/$STREAM_KEY" >>"$OUT/publisher.log" 2>&1 &
-	PUB_PID=$!
-	for _ in $(seq 1 100); do
-		code="$(curl -s -o /dev/null --max-time 1 -w '%{http_code}' "$URL/live/bench.flv" || true)"
-		[ "$code" = 200 ] && { sleep 3; return 0; } # a GOP or two into the cache
-		kill -0 "$PUB_PID" 2>/dev/null || break
-		sleep 0.2
+	local try code
+	for try in 1 2 3; do
+		ffmpeg -hide_banner -loglevel error -re -stream_loop -1 -i "$MEDIA" -c copy -f flv \
+			"rtmp://127.0.0.1:$RTMP_PORT/live/$STREAM_KEY" >>"$OUT/publisher.log" 2>&1 &
+		PUB_PID=$!
+		for _ in $(seq 1 50); do
+			code="$(curl -s -o /dev/null --max-time 1 -w '%{http_code}' "$URL/live/bench.flv" || true)"
+			if [ "$code" = 200 ]; then
+				sleep 3 # a GOP or two into the cache
+				return 0
+			fi
+			kill -0 "$PUB_PID" 2>/dev/null || break
+			sleep 0.2
+		done
+		kill "$PUB_PID" 2>/dev/null || true
+		wait "$PUB_PID" 2>/dev/null || true
+		PUB_PID=""
+		sleep 1
 	done
 	echo "the publisher did not go live; see $OUT/publisher.log" >&2
 	return 1

@@ -341,8 +341,8 @@ func freePort(t *testing.T) int {
 }
 
 // publish pushes a synthetic H.264/AAC stream (small, cheap to encode) to
-// rtmpURL with ffmpeg until the test ends.
-func publish(t *testing.T, rtmpURL string) {
+// rtmpURL with ffmpeg until stop is called or the test ends.
+func publish(t *testing.T, rtmpURL string) (stop func()) {
 	t.Helper()
 	if _, err := exec.LookPath("ffmpeg"); err != nil {
 		t.Fatal("ffmpeg not found (install it with scripts/deps.sh)")
@@ -361,13 +361,26 @@ func publish(t *testing.T, rtmpURL string) {
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			_ = cmd.Process.Signal(os.Interrupt) // ffmpeg ends the stream cleanly
+			select {
+			case <-done:
+			case <-time.After(2 * time.Second):
+				cancel()
+				<-done
+			}
+			cancel()
+		})
+	}
 	t.Cleanup(func() {
-		cancel()
-		<-done
+		stop()
 		if t.Failed() && stderr.Len() > 0 {
 			t.Logf("ffmpeg: %s", stderr.String())
 		}
 	})
+	return stop
 }
 
 func chromedpClick(sel string) chromedp.Action[chromedp.Void] {

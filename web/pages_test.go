@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	"roomcast/internal/auth"
 	"roomcast/internal/config"
 )
@@ -45,6 +47,25 @@ func TestViewerPage(t *testing.T) {
 	// Level 45 is "high level": styled in both places.
 	if !eval[bool](tb, `!!document.querySelector('#chat .line.lvl-hi') && !!document.querySelector('#danmaku .dm.dm-hi')`) {
 		t.Error("a high-level user's message is not styled distinctly")
+	}
+	// While danmaku fly, frames keep coming (the layer animates with
+	// requestAnimationFrame and transforms only; no frame takes long).
+	fps, err := chromedp.Run(tb.ctx, chromedp.Evaluate[struct {
+		Frames int     `json:"frames"`
+		Worst  float64 `json:"worst"`
+	}](`new Promise((resolve) => {
+		let n = 0, last = performance.now(), worst = 0;
+		const start = last;
+		const f = (now) => { n++; worst = Math.max(worst, now - last); last = now;
+			if (now - start < 1000) requestAnimationFrame(f); else resolve({ frames: n, worst }); };
+		requestAnimationFrame(f);
+	})`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("danmaku animation: %d frames in 1 s, worst gap %.1f ms", fps.Frames, fps.Worst)
+	if fps.Frames < 30 {
+		t.Errorf("only %d animation frames in a second while danmaku fly", fps.Frames)
 	}
 	// Danmaku move by transform, in distinct lanes.
 	lanes := eval[[]string](tb, `[...document.querySelectorAll('#danmaku .dm')].map(n => n.style.transform.split(',')[1])`)
@@ -88,8 +109,16 @@ func TestViewerRendersUserTextAsText(t *testing.T) {
 	evil := `<img src=x onerror="window.__xss=1">`
 	mallory := s.token("mallory", `<img src=y onerror="window.__xss=2">`, auth.RoleViewer, 70)
 	tb := newTab(t)
+	tb.do(chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
 	tb.navigate(s.url + "/room/xss")
 	tb.wait(`document.body.dataset.transport === 'ws'`, 5*time.Second)
+	// Text that tries to break the layout: a 200-character word, a
+	// right-to-left override, stacked combining marks.
+	long := strings.Repeat("W", 200)
+	s.chat("xss", mallory, long)
+	s.chat("xss", mallory, "\u202Eevil override")
+	s.chat("xss", mallory, "Z"+strings.Repeat("\u0336\u0337\u0338\u0489", 40))
+	tb.wait(`[...document.querySelectorAll('#chat .text')].some(n => n.textContent === `+jsString(long)+`)`, 2*time.Second)
 	s.chat("xss", mallory, evil)
 	tb.wait(`[...document.querySelectorAll('#chat .text')].some(n => n.textContent === `+jsString(evil)+`) &&
 		[...document.querySelectorAll('#danmaku .dm')].some(n => n.textContent === `+jsString(evil)+`)`, 2*time.Second)
@@ -99,6 +128,15 @@ func TestViewerRendersUserTextAsText(t *testing.T) {
 	}
 	if n := eval[int](tb, `document.querySelectorAll('#chat img, #danmaku img, #title b, h1 b').length`); n != 0 {
 		t.Fatalf("%d elements made from user text", n)
+	}
+	if w := eval[int](tb, `document.documentElement.scrollWidth`); w > 390 {
+		t.Errorf("user text made the page %d px wide on a 390 px screen", w)
+	}
+	if !eval[bool](tb, `(() => { const c = document.querySelector('#chat'); return c.scrollWidth <= c.clientWidth; })()`) {
+		t.Error("user text overflows the chat panel")
+	}
+	if !eval[bool](tb, `[...document.querySelectorAll('#chat .line')].every(l => l.getBoundingClientRect().height < 200)`) {
+		t.Error("a chat line grew taller than 200 px")
 	}
 	if got := eval[string](tb, `document.querySelector('#title').textContent`); got != "<b>bold</b> title" {
 		t.Errorf("title %q", got)
@@ -180,7 +218,7 @@ func TestIndexPage(t *testing.T) {
 	if got := eval[string](tb, `document.querySelector('#other .card-title').textContent`); got != "First <i>room</i>" {
 		t.Errorf("title %q", got)
 	}
-	if !eval[bool](tb, `!document.querySelector('#empty').hidden && document.querySelectorAll('.card i').length === 0`) {
+	if !eval[bool](tb, `!document.querySelector('#empty').hidden && document.querySelectorAll('.card-title *').length === 0`) {
 		t.Error("empty state not shown, or a title became markup")
 	}
 	s.createRoom("two", "Second room", "carol")
@@ -251,5 +289,49 @@ func TestStudioRefusesViewerToken(t *testing.T) {
 	tb.wait(`!document.querySelector('#dash').hidden && document.querySelector('#stream-key').value.startsWith('rk_')`, 3*time.Second)
 	if got := eval[string](tb, `document.querySelector('#room-title').textContent`); got != "Brand new" {
 		t.Errorf("room title %q", got)
+	}
+}
+
+// A host app embeds the viewer page in an iframe and hands it its user's
+// token with postMessage; the page then is that user (not a guest).
+func TestViewerTokenFromHostApp(t *testing.T) {
+	s := startServer(t, nil)
+	s.createRoom("emb", "Embedded room", "alice")
+	tok := s.token("hostuser", "Host User", auth.RoleViewer, 9)
+	var host *httptest.Server
+	host = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, `<!doctype html><title>host app</title>
+<iframe id="live" src="%s/room/emb?host_origin=%s" width="800" height="600"></iframe>
+<script>
+window.addEventListener('message', (ev) => {
+  if (ev.data && ev.data.type === 'roomcast:ready') {
+    document.getElementById('live').contentWindow.postMessage({type: 'roomcast:token', token: %s}, %s);
+  }
+});
+</script>`, s.url, url.QueryEscape(host.URL), jsString(tok), jsString(s.url))
+	}))
+	t.Cleanup(host.Close)
+	tb := newTab(t)
+	tb.navigate(host.URL)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var out struct {
+			Audience []struct {
+				ID string `json:"id"`
+			} `json:"audience"`
+		}
+		s.do("GET", "/api/rooms/emb/audience", "", nil, &out)
+		found := false
+		for _, a := range out.Audience {
+			found = found || a.ID == "hostuser"
+		}
+		if found {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the host app's user never joined the room: audience %+v", out.Audience)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

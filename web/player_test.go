@@ -12,14 +12,16 @@ import (
 func (s *server) waitLive(room string, timeout time.Duration) bool {
 	s.t.Helper()
 	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
+	for {
 		var r roomInfo
 		if s.do("GET", "/api/rooms/"+room, "", nil, &r) == 200 && r.Live {
 			return true
 		}
+		if time.Now().After(deadline) {
+			return false
+		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return false
 }
 
 // The viewer page, opened while the room is offline, starts by itself when
@@ -33,7 +35,7 @@ func TestViewerPlaysStream(t *testing.T) {
 	tb.navigate(s.url + "/room/tv")
 	tb.wait(`document.body.dataset.status === 'idle' && !document.querySelector('#overlay').hidden`, 5*time.Second)
 
-	publish(t, fmt.Sprintf("rtmp://127.0.0.1:%d/live/%s", rtmpPort, room.StreamKey))
+	stop := publish(t, fmt.Sprintf("rtmp://127.0.0.1:%d/live/%s", rtmpPort, room.StreamKey))
 	if !s.waitLive("tv", 15*time.Second) {
 		t.Fatal("the room did not go live within 15 s of ffmpeg publishing (is the media server wired into internal/app?)")
 	}
@@ -56,4 +58,8 @@ func TestViewerPlaysStream(t *testing.T) {
 		t.Error("the offline overlay still covers the playing video")
 	}
 	t.Logf("played %.2f s → %.2f s, readyState %d", t1, t2, rs)
+
+	// The publisher stops: the page says the stream ended.
+	stop()
+	tb.wait(`document.body.dataset.status === 'ended' && !document.querySelector('#overlay').hidden`, 10*time.Second)
 }

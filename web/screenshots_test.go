@@ -30,7 +30,7 @@ func TestScreenshots(t *testing.T) {
 	show, anchorTok := s.createRoom("synthwave", "Friday night synthwave 🎹 live from the studio", "mika")
 	s.createRoom("ramen", "Cooking ramen from scratch", "kenji")
 	s.createRoom("blitz", "Blitz chess — road to 2000", "ola")
-	publish(t, fmt.Sprintf("rtmp://127.0.0.1:%d/live/%s", rtmpPort, show.StreamKey))
+	_ = publish(t, fmt.Sprintf("rtmp://127.0.0.1:%d/live/%s", rtmpPort, show.StreamKey))
 	if !s.waitLive("synthwave", 8*time.Second) {
 		t.Log("the room did not go live (no media server?): the pictures show it offline")
 	}
@@ -75,6 +75,9 @@ func TestScreenshots(t *testing.T) {
 			if before != nil {
 				before(tb)
 			}
+			if w := eval[int](tb, `document.documentElement.scrollWidth`); w > int(vp.width) {
+				t.Errorf("%s at %s width: the page is %d px wide, wider than the screen (%d px)", page, vp.name, w, vp.width)
+			}
 			var png []byte
 			var err error
 			if full {
@@ -101,8 +104,10 @@ func TestScreenshots(t *testing.T) {
 			time.Sleep(1200 * time.Millisecond) // let them fly in
 		})
 		shoot("studio", s.url+"/studio#token="+anchorTok, `document.querySelector('#stream-key').value !== ''`, true, func(tb *tab) {
-			talk(6)
-			tb.wait(`document.querySelectorAll('#mod-chat .line').length >= 4 && Number(document.querySelector('#chart-viewers').dataset.samples) >= 4`, 8*time.Second)
+			tb.wait(`Number(document.querySelector('#chart-viewers').dataset.samples) >= 3`, 8*time.Second)
+			talk(10)
+			tb.wait(`document.querySelectorAll('#mod-chat .line').length >= 4 && Number(document.querySelector('#chart-rate').dataset.last) > 0`, 8*time.Second)
+			time.Sleep(1500 * time.Millisecond)
 		})
 	}
 }

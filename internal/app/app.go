@@ -74,8 +74,8 @@ func Secrets(ctx context.Context, st *store.Store, cfg *config.Config) (secret, 
 
 // OpenStore opens the durable store the config names.
 func OpenStore(cfg *config.Config) (*store.Store, error) {
-	if cfg.DB != "" {
-		return nil, errors.New("--db: only the embedded SQLite store is available in this build")
+	if cfg.DB != "" { // postgres:// or mysql://, shared by the nodes of a cluster
+		return store.Open(context.Background(), cfg.DB)
 	}
 	return store.OpenSQLite(cfg.Data)
 }
@@ -121,7 +121,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 	a.Service.SetRooms(a.Rooms)
 
 	a.Node, err = fanout.New(fanout.Config{Tick: cfg.Tick, Budget: cfg.RenderBudget, Staleness: cfg.Staleness, WarmWindow: cfg.WarmWindow},
-		fanout.Deps{Timeline: a.tl, Bus: a.bus, Presence: a.presence, Likes: a.likes, Metrics: a.Metrics, Log: log, OnPresence: a.Service.Presence})
+		fanout.Deps{Timeline: a.tl, Bus: a.bus, Presence: a.presence, Likes: a.likes, Metrics: a.Metrics, Log: log, OnPresence: a.Service.Presence,
+			Stale: staleFunc(a.tl)})
 	if err != nil {
 		return nil, err
 	}
@@ -133,7 +134,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 	if err != nil {
 		return nil, err
 	}
-	a.ws, err = ws.NewServer(ws.Config{MaxMessage: cfg.MaxFrame, QueueBytes: cfg.QueueBytes, Heartbeat: cfg.Heartbeat,
+	a.ws, err = ws.NewServer(ws.Config{MaxMessage: cfg.MaxFrame, QueueBytes: cfg.QueueBytes, SendBuffer: cfg.SendBuffer, Heartbeat: cfg.Heartbeat,
 		Compression: cfg.Compression, CheckOrigin: a.gw.CheckOrigin, Logger: log}, a.gw)
 	if err != nil {
 		return nil, fmt.Errorf("websocket server: %w", err)

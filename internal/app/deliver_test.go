@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -262,6 +263,7 @@ func TestSlowReaderDropped(t *testing.T) {
 		c.RenderBudget = 0
 		c.Tick = 10 * time.Millisecond
 		c.QueueBytes = 64 << 10
+		c.SendBuffer = 16 << 10 // so the kernel does not absorb the whole flood
 	})
 	s.createRoom("slow")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -283,23 +285,35 @@ func TestSlowReaderDropped(t *testing.T) {
 	tok := s.token("flood", auth.RoleViewer, 1)
 	text := strings.Repeat("x", 190)
 	const n = 1500
+	// The fast reader reads while the flood goes on.
+	chk := &seqChecker{name: "fast"}
+	var lastSent atomic.Uint64
+	readDone := make(chan error, 1)
+	go func() {
+		for {
+			f, err := fast.next(ctx, "batch")
+			if err != nil {
+				readDone <- err
+				return
+			}
+			for _, m := range f.Messages {
+				chk.see(m.Seq)
+			}
+			if chk.err != nil || (lastSent.Load() > 0 && chk.last >= lastSent.Load()) {
+				readDone <- chk.err
+				return
+			}
+		}
+	}()
 	var last uint64
 	for i := 0; i < n; i++ {
 		_, a := s.send("slow", tok, map[string]string{"kind": "chat", "text": text})
 		last = a.Seq
 	}
-	chk := &seqChecker{name: "fast"}
-	for chk.last < last && chk.err == nil {
-		f, err := fast.next(ctx, "batch")
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range f.Messages {
-			chk.see(m.Seq)
-		}
-	}
-	if chk.err != nil {
-		t.Fatal(chk.err)
+	lastSent.Store(last)
+	s.send("slow", tok, map[string]string{"kind": "chat", "text": "end"}) // wakes the reader's last check
+	if err := <-readDone; err != nil {
+		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for s.app.ws.Stats().ClosedSlow == 0 && time.Now().Before(deadline) {

@@ -37,10 +37,10 @@ func (c *seqChecker) see(seq uint64) {
 func TestConcurrentWritersAndReaders(t *testing.T) {
 	s := startServer(t, func(c *config.Config) { c.RenderBudget = 0; c.Tick = 20 * time.Millisecond })
 	s.createRoom("hot")
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
 
-	const writers, perWriter, pollers, wsReaders = 16, 40, 25, 25
+	const writers, perWriter, pollers, wsReaders = 16, 25, 25, 25
 	var maxAcked atomic.Uint64
 	writersDone := make(chan struct{})
 
@@ -113,7 +113,7 @@ func TestConcurrentWritersAndReaders(t *testing.T) {
 					chk.see(m.Seq)
 				}
 				cursor = a.Cursor
-				time.Sleep(10 * time.Millisecond)
+				time.Sleep(30 * time.Millisecond)
 			}
 		}(i)
 	}

@@ -44,6 +44,8 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"os"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"syscall"
@@ -104,6 +106,7 @@ type common struct {
 	secret   string
 	level    int
 	timeout  time.Duration
+	cpuprof  string
 }
 
 func (c *common) register(fs *flag.FlagSet, defDuration time.Duration) {
@@ -117,6 +120,23 @@ func (c *common) register(fs *flag.FlagSet, defDuration time.Duration) {
 	fs.StringVar(&c.secret, "secret", "", "server token secret: mint one token per sender")
 	fs.IntVar(&c.level, "level", 10, "user level of minted tokens (0–100)")
 	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "per-request / connect timeout")
+	fs.StringVar(&c.cpuprof, "cpuprofile", "", "write the bench client's CPU profile to this file")
+}
+
+// profile starts the client CPU profile if asked; call the result when done.
+func (c *common) profile() (stop func(), err error) {
+	if c.cpuprof == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(c.cpuprof)
+	if err != nil {
+		return nil, fmt.Errorf("bench: --cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("bench: --cpuprofile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 // target is a parsed, checked --url.

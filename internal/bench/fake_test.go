@@ -185,7 +185,9 @@ func (f *fakeServer) ws(w http.ResponseWriter, r *http.Request) {
 	}
 	fc := &fakeConn{c: conn}
 	f.mu.Lock()
-	fc.next = uint64(len(f.msgs)) + 1
+	// Warm start: the last few messages, as the real server sends recent
+	// history; it also covers messages sent between the handshake and here.
+	fc.next = uint64(len(f.msgs)) + 1 - min(uint64(len(f.msgs)), 5)
 	if c, err := strconv.ParseUint(r.URL.Query().Get("cursor"), 10, 64); err == nil {
 		fc.next = c + 1
 	}

@@ -124,6 +124,11 @@ func runFLV(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	stopProf, err := o.profile()
+	if err != nil {
+		return err
+	}
+	defer stopProf()
 	meter := newClientMeter()
 	rep := &Report{Scenario: "flv", StartedAt: time.Now(), Target: t.base.String(), Room: o.room, Params: params(fs)}
 	runCtx, cancel := context.WithCancel(ctx)

@@ -111,6 +111,11 @@ func runPoll(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	stopProf, err := o.profile()
+	if err != nil {
+		return err
+	}
+	defer stopProf()
 	meter := newClientMeter()
 	rep := &Report{Scenario: "poll", StartedAt: time.Now(), Target: t.base.String(), Room: o.room, Params: params(fs)}
 	since := rep.StartedAt.UnixNano()

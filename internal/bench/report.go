@@ -293,9 +293,16 @@ func startProgress(w io.Writer, enabled bool, name string, total time.Duration, 
 		tick := time.NewTicker(500 * time.Millisecond)
 		defer tick.Stop()
 		n := 0
+		var lastLine string
 		render := func(final bool) {
 			now := time.Now()
 			el := now.Sub(start)
+			if !final || lastLine == "" {
+				// The final line repeats the last rates: a sliver of time
+				// since the last tick would make them meaningless.
+				lastLine = line(now.Sub(last))
+				last = now
+			}
 			frac := 1.0
 			if total > 0 && el < total {
 				frac = float64(el) / float64(total)
@@ -303,8 +310,7 @@ func startProgress(w io.Writer, enabled bool, name string, total time.Duration, 
 			const width = 20
 			fill := int(frac * width)
 			bar := strings.Repeat("=", fill) + strings.Repeat(" ", width-fill)
-			s := fmt.Sprintf("[%s] %s %5.1fs  %s", bar, name, el.Seconds(), line(now.Sub(last)))
-			last = now
+			s := fmt.Sprintf("[%s] %s %5.1fs  %s", bar, name, el.Seconds(), lastLine)
 			switch {
 			case tty:
 				fmt.Fprintf(w, "\r\033[K%s", s)

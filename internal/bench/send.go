@@ -56,6 +56,11 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	stopProf, err := o.profile()
+	if err != nil {
+		return err
+	}
+	defer stopProf()
 	meter := newClientMeter()
 	rep := &Report{Scenario: "send", StartedAt: time.Now(), Target: t.base.String(), Room: o.room, Params: params(fs)}
 	tk, err := newTokens(&o.common, t, o.duration+time.Hour)

@@ -87,6 +87,11 @@ func runWS(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	stop, err := o.profile()
+	if err != nil {
+		return err
+	}
+	defer stop()
 	return o.run(ctx, t, watch, fs, stdout, stderr)
 }
 
@@ -298,6 +303,15 @@ func (o *wsOpts) run(ctx context.Context, t target, watch *serverWatch, fs *flag
 	writers.Wait()
 	window := time.Since(winStart)
 	rep.Interrupted = ctx.Err() != nil
+	drainEnd := time.Now().Add(o.drain)
+	if o.via == "ws" && !rep.Interrupted {
+		// WebSocket sends still in flight: wait for their acks (bounded).
+		for time.Now().Before(drainEnd) && run.send.acked.Load()+run.send.errs.Load() < run.send.sent.Load() {
+			if !sleepCtx(runCtx, 5*time.Millisecond) {
+				break
+			}
+		}
+	}
 	top := run.send.top.Load()
 	caughtUp := func() bool {
 		for _, c := range clients {
@@ -311,7 +325,7 @@ func (o *wsOpts) run(ctx context.Context, t target, watch *serverWatch, fs *flag
 		// Drain: until every reader has the last acknowledged seq, at most
 		// --drain.
 		phase.Store("drain")
-		for end := time.Now().Add(o.drain); time.Now().Before(end) && !(top > 0 && caughtUp()); {
+		for time.Now().Before(drainEnd) && !(top > 0 && caughtUp()) {
 			if !sleepCtx(runCtx, 10*time.Millisecond) {
 				break
 			}
@@ -319,6 +333,7 @@ func (o *wsOpts) run(ctx context.Context, t target, watch *serverWatch, fs *flag
 	}
 	measured := time.Since(winStart)
 	msgs1, bench1 := sum()
+	acked := run.send.acked.Load()
 	sr := run.seq.report(o.allowGaps, int(connected.Load()))
 	if top > 0 && !o.allowGaps && !rep.Interrupted {
 		sr.LastAcked = top
@@ -367,7 +382,6 @@ func (o *wsOpts) run(ctx context.Context, t target, watch *serverWatch, fs *flag
 	d := &DeliveryReport{Messages: msgs1 - msgs0, Frames: frames1 - frames0, BenchMessages: bench1 - bench0,
 		Latency: run.lat.Summary(), BadFrames: run.badFrames.Load(), ErrorFrames: run.errFrames.Load()}
 	d.PerS = round1(perUnit(float64(d.Messages), window.Seconds()))
-	acked := run.send.acked.Load()
 	d.Expected = acked * uint64(readersAtStart)
 	if d.Expected > d.BenchMessages {
 		d.Lost = d.Expected - d.BenchMessages

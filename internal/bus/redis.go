@@ -190,6 +190,11 @@ func (b *Redis) Subscribe(t Topic, h Handler) (func(), error) {
 
 	var once sync.Once
 	cancel := func() { once.Do(func() { b.remove(ts, ref) }) }
+	select {
+	case <-ts.ready: // another handler's subscription
+		return cancel, nil
+	default:
+	}
 	ctx, stop := context.WithTimeout(b.ctx, b.cfg.SubscribeTimeout)
 	defer stop()
 	err := b.call(ctx, "bus_subscribe", func(ctx context.Context) error {
@@ -279,6 +284,25 @@ func (b *Redis) confirmed(ts *topicSub) {
 	}
 }
 
+// ResyncAll sends every subscribed topic's handlers an EvResync: the app
+// calls it when Redis answers again after an outage, since commands made
+// meanwhile (a gap repair) failed.
+func (b *Redis) ResyncAll() {
+	b.mu.Lock()
+	all := make([]*topicSub, 0, len(b.topics))
+	for _, ts := range b.topics {
+		all = append(all, ts)
+	}
+	b.mu.Unlock()
+	b.resyncMu.Lock()
+	b.resyncQ = append(b.resyncQ, all...)
+	b.resyncMu.Unlock()
+	select {
+	case b.resyncCh <- struct{}{}:
+	default:
+	}
+}
+
 // resyncLoop sends EvResync to the handlers of re-subscribed topics.
 func (b *Redis) resyncLoop() {
 	defer b.wg.Done()
@@ -292,8 +316,10 @@ func (b *Redis) resyncLoop() {
 		q := b.resyncQ
 		b.resyncQ = nil
 		b.resyncMu.Unlock()
+		if len(q) > 0 {
+			b.log.Info("bus: resyncing after a reconnect", "topics", len(q))
+		}
 		for _, ts := range q {
-			b.log.Info("bus: resubscribed; resyncing", "channel", ts.channel)
 			for _, r := range *ts.handlers.Load() {
 				r.h(Event{Type: EvResync, Room: ts.room})
 			}

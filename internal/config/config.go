@@ -33,6 +33,9 @@ type Config struct {
 	// (redis://host:port/db, or a comma-separated cluster seed list); ""
 	// means the in-memory single-node mode.
 	Redis string
+	// RedisPrefix starts every Redis key and channel of this cluster, so
+	// several clusters (or tests) can share one Redis; default "rc:".
+	RedisPrefix string
 
 	// RenderBudget is messages per second per room delivered to each viewer;
 	// 0 means unlimited (no priority selection, pure seq order).
@@ -59,6 +62,7 @@ type Config struct {
 
 	Heartbeat   time.Duration // WebSocket heartbeat period; silent for 2 periods = closed; default 25s
 	QueueBytes  int           // per-connection send queue bound in bytes; default 1 MiB
+	SendBuffer  int           // per-connection kernel send buffer (SO_SNDBUF); 0 = kernel autotuning
 	MaxFrame    int           // largest accepted client frame in bytes; default 16 KiB
 	Compression bool          // allow permessage-deflate; default false
 	Origins     string        // comma-separated allowed WebSocket origins; "" = same host only; "*" = any
@@ -97,6 +101,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Data, "data", "./data", "data directory (SQLite, generated secrets)")
 	fs.StringVar(&c.DB, "db", "", "SQL DSN for durable records (postgres://, mysql://); default SQLite in --data")
 	fs.StringVar(&c.Redis, "redis", "", "Redis URL or cluster seeds for multi-node mode")
+	fs.StringVar(&c.RedisPrefix, "redis-prefix", "rc:", "prefix of every Redis key and channel (cluster mode)")
 	fs.IntVar(&c.RenderBudget, "render-budget", 20, "messages/s per room delivered to each viewer (0 = unlimited)")
 	fs.DurationVar(&c.Tick, "tick", 100*time.Millisecond, "fan-out merge window")
 	fs.StringVar(&c.AdminKey, "admin-key", "", "admin API key (generated if empty)")
@@ -111,6 +116,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.PollIntervals, "poll-intervals", "100:1500,10000:2000,*:2500", "poll_after_ms by online count (under:ms,...)")
 	fs.DurationVar(&c.Heartbeat, "heartbeat", 25*time.Second, "WebSocket heartbeat period")
 	fs.IntVar(&c.QueueBytes, "queue-bytes", 1<<20, "per-connection send queue bound (bytes)")
+	fs.IntVar(&c.SendBuffer, "socket-send-buffer", 0, "WebSocket kernel send buffer per connection in bytes (0 = kernel default)")
 	fs.IntVar(&c.MaxFrame, "max-frame", 16<<10, "largest client WebSocket frame (bytes)")
 	fs.BoolVar(&c.Compression, "compression", false, "allow WebSocket permessage-deflate")
 	fs.StringVar(&c.Origins, "origins", "", "allowed WebSocket origins, comma-separated (\"\" = same host, \"*\" = any)")

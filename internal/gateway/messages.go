@@ -88,6 +88,9 @@ func (g *Gateway) handlePoll(w http.ResponseWriter, r *http.Request) {
 	b = strconv.AppendInt(b, int64(a.Online), 10)
 	b = append(b, `,"likes":`...)
 	b = strconv.AppendInt(b, a.Likes, 10)
+	if a.Stale { // cluster mode with Redis unreachable: served from this node's cache
+		b = append(b, `,"stale":true`...)
+	}
 	b = append(b, '}')
 	writeRaw(w, 200, b)
 	if cap(b) <= 64<<10 {

@@ -19,6 +19,13 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// The composition root passes *room.Registry and *media.Server.
+var (
+	_ livego.Rooms   = (*room.Registry)(nil)
+	_ livego.Streams = (*media.Server)(nil)
+	_ media.Rooms    = (*room.Registry)(nil)
+)
+
 // fakeRooms is a registry made of function fields over a map.
 type fakeRooms struct {
 	EnsureFunc   func(ctx context.Context, id string) (room.Room, error)

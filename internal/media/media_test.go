@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -40,6 +41,7 @@ func TestMain(m *testing.M) {
 }
 
 type env struct {
+	reg    *prometheus.Registry
 	srv    *media.Server
 	rooms  *testenv.Rooms
 	http   *httptest.Server
@@ -51,7 +53,8 @@ func newEnv(t *testing.T, cfg media.Config) *env {
 	t.Helper()
 	rooms := testenv.NewRooms("key1", "room1", "key2", "room2")
 	cfg.RTMP = "127.0.0.1:0"
-	srv, err := media.New(cfg, rooms, testenv.Logger(t), prometheus.NewRegistry())
+	reg := prometheus.NewRegistry()
+	srv, err := media.New(cfg, rooms, testenv.Logger(t), reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +64,7 @@ func newEnv(t *testing.T, cfg media.Config) *env {
 	mux := http.NewServeMux()
 	mux.Handle("/live/", srv.HTTPHandler())
 	hs := httptest.NewServer(mux)
-	e := &env{srv: srv, rooms: rooms, http: hs, client: &http.Client{Transport: &http.Transport{}},
+	e := &env{reg: reg, srv: srv, rooms: rooms, http: hs, client: &http.Client{Transport: &http.Transport{}},
 		rtmp: "rtmp://" + srv.RTMPAddr().String() + "/live"}
 	t.Cleanup(func() {
 		if err := srv.Close(); err != nil {
@@ -123,6 +126,9 @@ func TestFFmpegEndToEnd(t *testing.T) {
 		if _, ok := e.srv.StreamInfo("room2"); ok {
 			t.Fatal("room2 is not live")
 		}
+	})
+	t.Run("Metrics", func(t *testing.T) {
+		checkMetrics(t, e.reg)
 	})
 
 	// A viewer connected when the publisher leaves gets a clean end.
@@ -395,5 +401,87 @@ func TestRouting(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusNoContent || resp.Header.Get("Access-Control-Allow-Origin") != "*" {
 		t.Fatalf("preflight: %d %v", resp.StatusCode, resp.Header)
+	}
+}
+
+// TestFFmpegLowLatencyHLS: the LL-HLS variant carries h264+aac too and ends
+// with ENDLIST.
+func TestFFmpegLowLatencyHLS(t *testing.T) {
+	e := newEnv(t, media.Config{GOPCache: true, HLSLowLatency: true})
+	pub := testenv.Publish(t, e.rtmp+"/key1")
+	e.rooms.WaitLive(t, "room1", true, 10*time.Second)
+	testenv.CheckH264AAC(t, "LL-HLS", testenv.Probe(t, e.http.URL+"/live/room1.m3u8"), 320, 240)
+	_, pl := mediaPlaylist(t, e, "room1")
+	if !strings.Contains(pl, "#EXT-X-PART:") || !strings.Contains(pl, "CAN-BLOCK-RELOAD=YES") {
+		t.Fatalf("not a low-latency playlist:\n%s", pl)
+	}
+	pub.Stop()
+	e.rooms.WaitLive(t, "room1", false, 10*time.Second)
+	checkHLSEnded(t, e, "room1")
+}
+
+// TestPlayHook: a non-2xx on_play answer refuses FLV and HLS play.
+func TestPlayHook(t *testing.T) {
+	var got []access.Event
+	var mu sync.Mutex
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var ev access.Event
+		_ = json.NewDecoder(r.Body).Decode(&ev)
+		mu.Lock()
+		got = append(got, ev)
+		mu.Unlock()
+		w.WriteHeader(http.StatusUnauthorized)
+	}))
+	defer hook.Close()
+	e := newEnv(t, media.Config{HookPlay: hook.URL})
+	for _, p := range []string{"/live/room1.flv?token=abc", "/live/room1.m3u8?token=abc"} {
+		if code, body := e.getBody(t, p); code != http.StatusForbidden || !strings.Contains(body, "on_play") {
+			t.Errorf("%s: %d %s", p, code, body)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 2 || got[0].Action != "on_play" || got[0].Protocol != "flv" || got[1].Protocol != "hls" ||
+		got[0].Room != "room1" || got[0].Query != "token=abc" || got[0].RemoteAddr == "" || got[0].Key != "" {
+		t.Fatalf("hook events %+v", got)
+	}
+}
+
+func checkMetrics(t *testing.T, reg *prometheus.Registry) {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	vals := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			key := mf.GetName()
+			for _, l := range m.GetLabel() {
+				key += "{" + l.GetName() + "=" + l.GetValue() + "}"
+			}
+			switch {
+			case m.Counter != nil:
+				vals[key] = m.Counter.GetValue()
+			case m.Gauge != nil:
+				vals[key] = m.Gauge.GetValue()
+			case m.Histogram != nil:
+				vals[key] = float64(m.Histogram.GetSampleCount())
+			}
+		}
+	}
+	for _, k := range []string{
+		"roomcast_media_streams_active",
+		"roomcast_media_received_bytes_total",
+		"roomcast_media_sent_bytes_total{protocol=flv}",
+		"roomcast_media_sent_bytes_total{protocol=rtmp}",
+		"roomcast_media_first_keyframe_seconds{protocol=flv}",
+	} {
+		if vals[k] <= 0 {
+			t.Errorf("metric %s = %v, want > 0 (have %v)", k, vals[k], vals)
+		}
+	}
+	if _, ok := vals["roomcast_media_viewers_active{protocol=hls}"]; !ok {
+		t.Error("no HLS viewers gauge")
 	}
 }

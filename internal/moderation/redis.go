@@ -82,7 +82,7 @@ func (r *Redis) Allow(ctx context.Context, user string) (bool, time.Duration, er
 	if r.n <= 0 || r.per <= 0 {
 		return true, 0, nil
 	}
-	rate := float64(r.n) / float64(r.per.Milliseconds())
+	rate := float64(r.n) / float64(max(r.per.Milliseconds(), 1)) // tokens per ms
 	var res []int64
 	err := r.call(ctx, "mod_allow", func(ctx context.Context) error {
 		var err error

@@ -5,8 +5,12 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"roomcast/internal/redistest"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // TestRedisState: the token bucket, mutes and kicks are shared by nodes.
 func TestRedisState(t *testing.T) {

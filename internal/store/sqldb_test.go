@@ -7,8 +7,12 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"roomcast/internal/redistest"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // TestSharedDatabases runs the store against PostgreSQL and MariaDB (a
 // fresh database each): three nodes opening at once, rooms, unique keys,

@@ -162,7 +162,7 @@ func (t *Redis) Append(ctx context.Context, m *message.Message) (uint64, error) 
 		return err
 	})
 	if err != nil {
-		return 0, fmt.Errorf("timeline: append to %s: %w", m.Room, errors.Join(ErrUnavailable, err))
+		return 0, fmt.Errorf("timeline: append to %s: %w: %w", m.Room, ErrUnavailable, err)
 	}
 	m.Seq = uint64(seq)
 	m.Seal()
@@ -180,7 +180,7 @@ func (t *Redis) Range(ctx context.Context, room string, after uint64, limit int)
 		return err
 	})
 	if err != nil {
-		return nil, 0, 0, fmt.Errorf("timeline: range %s: %w", room, errors.Join(ErrUnavailable, err))
+		return nil, 0, 0, fmt.Errorf("timeline: range %s: %w: %w", room, ErrUnavailable, err)
 	}
 	if len(arr) < 2 {
 		return nil, 0, 0, fmt.Errorf("timeline: range %s: short reply (%d values)", room, len(arr))
@@ -217,7 +217,7 @@ func (t *Redis) Head(ctx context.Context, room string) (uint64, error) {
 		return err
 	})
 	if err != nil {
-		return 0, fmt.Errorf("timeline: head %s: %w", room, errors.Join(ErrUnavailable, err))
+		return 0, fmt.Errorf("timeline: head %s: %w: %w", room, ErrUnavailable, err)
 	}
 	return uint64(head), nil
 }

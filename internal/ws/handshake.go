@@ -89,6 +89,11 @@ func (s *Server) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error) 
 }
 
 func (s *Server) finishUpgrade(nc net.Conn, key string, compress bool, initial []byte) (*Conn, error) {
+	if tc, ok := nc.(*net.TCPConn); ok && s.cfg.SendBuffer > 0 {
+		if err := tc.SetWriteBuffer(s.cfg.SendBuffer); err != nil {
+			return nil, fmt.Errorf("ws: upgrade: SO_SNDBUF: %w", err)
+		}
+	}
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
 		return nil, fmt.Errorf("ws: upgrade: %T has no raw socket", nc)

@@ -20,6 +20,10 @@ type Config struct {
 	// QueueBytes bounds the unflushed bytes queued per connection (default
 	// 1 MiB). A send past it closes the connection with 4008.
 	QueueBytes int
+	// SendBuffer sets each socket's kernel send buffer (SO_SNDBUF) in bytes;
+	// 0 keeps the kernel's autotuning. A small value bounds kernel memory
+	// per viewer and makes slow consumers show up in QueueBytes sooner.
+	SendBuffer int
 	// MaxPending bounds a connection's received messages waiting for
 	// Handler.OnMessage (default 16). Past it the connection is closed with
 	// 1008 "too many pending".

@@ -79,6 +79,7 @@ export class RoomClient {
   #pollTimer = 0;
   #pollAbort = null;
   #routeTimer = 0;
+  #pollErrors = 0;        // consecutive failed polls (backoff)
   #online = -1;
   #likes = -1;
   #onBrowserOnline = () => this.#wakeUp();
@@ -317,11 +318,14 @@ export class RoomClient {
 
   #onFrame(f) {
     switch (f.type) {
-      case 'batch':
+      case 'batch': {
+        const msgs = f.messages || [];
         if (f.reset) this.#reset();
-        this.#deliver(f.messages || []);
-        this.#advance(f.cursor, f.reset);
+        this.#deliver(msgs);
+        // A batch of user-scoped messages only (seq 0) does not move the cursor.
+        if (!msgs.length || msgs.some((m) => m.seq > 0) || f.reset) this.#advance(f.cursor, f.reset);
         break;
+      }
       case 'online':
         this.#setOnline(f.count);
         break;
@@ -403,9 +407,10 @@ export class RoomClient {
       const body = await res.json().catch(() => ({}));
       if (!res.ok) {
         const e = body.error || {};
-        wait = Math.max(wait * 2, e.retry_after_ms || 0, 3000);
         if (res.status === 403 && e.code === 'kicked') { this.#emit('kicked', { reason: e.message }); this.close(); return; }
+        wait = Math.max(this.#pollBackoff(wait), e.retry_after_ms || 0);
       } else {
+        this.#pollErrors = 0;
         if (body.reset) this.#reset();
         this.#deliver(body.messages || []);
         this.#advance(body.cursor, body.reset);
@@ -413,14 +418,19 @@ export class RoomClient {
         if (typeof body.likes === 'number') this.#setLikes(body.likes);
         if (body.poll_after_ms > 0) wait = body.poll_after_ms;
       }
-    } catch (err) {
+    } catch {
       if (ac.signal.aborted) return;
-      wait = Math.min(10000, wait * 2);
+      wait = this.#pollBackoff(wait);
     } finally {
       if (this.#pollAbort === ac) this.#pollAbort = null;
     }
     if (this.#closed || this.#transport !== 'poll') return;
     this.#pollTimer = setTimeout(() => { this.#pollTimer = 0; this.#pollOnce(); }, wait);
+  }
+
+  #pollBackoff(base) { // 2×, 4×, 8× … the interval after failures, at most 10 s
+    this.#pollErrors++;
+    return Math.min(10000, Math.max(base, 500) * 2 ** this.#pollErrors);
   }
 
   // ---- delivery ---------------------------------------------------------------

@@ -29,6 +29,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"roomcast/internal/media/access"
@@ -187,6 +188,10 @@ func (h *Handler) stream(reqCtx context.Context, sk sink, rd *hub.Reader, st hub
 	defer cancel()
 	stop := context.AfterFunc(reqCtx, cancel)
 	defer stop()
+	// On shutdown, a viewer stuck in a write gets a short deadline instead
+	// of the full WriteTimeout.
+	stopAbort := context.AfterFunc(h.ctx, sk.abort)
+	defer stopAbort()
 	if gone := sk.gone(); gone != nil {
 		stopGone := context.AfterFunc(gone, cancel)
 		defer stopGone()
@@ -291,18 +296,22 @@ func (w *tagWriter) release() {
 type sink interface {
 	write(w *tagWriter, rd *hub.Reader, frames []*hub.Frame, first bool, timeout time.Duration) (int, error)
 	gone() context.Context // done when the client disconnects; nil if unknown
+	abort()                // shutdown: bound the current and next writes to ~1 s
 	finish()               // end the body cleanly
 	close()
 }
 
+const abortGrace = time.Second
+
 // hijackSink writes a hand-made HTTP/1.1 response on the raw connection.
 type hijackSink struct {
 	conn     net.Conn
-	deadline time.Time // current write deadline, refreshed when half used
-	chunked bool
-	goneCtx context.Context
-	stop    context.CancelFunc
-	readEnd chan struct{}
+	deadline time.Time   // current write deadline, refreshed when half used; owned by the writer
+	aborted  atomic.Bool // set by abort: stop extending the deadline
+	chunked  bool
+	goneCtx  context.Context
+	stop     context.CancelFunc
+	readEnd  chan struct{}
 }
 
 func hijack(w http.ResponseWriter, r *http.Request) (*hijackSink, error) {
@@ -349,7 +358,7 @@ func hijack(w http.ResponseWriter, r *http.Request) (*hijackSink, error) {
 
 func (s *hijackSink) write(w *tagWriter, rd *hub.Reader, frames []*hub.Frame, first bool, timeout time.Duration) (int, error) {
 	_, n := w.build(rd, frames, first, s.chunked)
-	if now := time.Now(); s.deadline.Sub(now) < timeout/2 {
+	if now := time.Now(); s.deadline.Sub(now) < timeout/2 && !s.aborted.Load() {
 		s.deadline = now.Add(timeout)
 		_ = s.conn.SetWriteDeadline(s.deadline)
 	}
@@ -359,6 +368,11 @@ func (s *hijackSink) write(w *tagWriter, rd *hub.Reader, frames []*hub.Frame, fi
 }
 
 func (s *hijackSink) gone() context.Context { return s.goneCtx }
+
+func (s *hijackSink) abort() {
+	s.aborted.Store(true)
+	_ = s.conn.SetWriteDeadline(time.Now().Add(abortGrace))
+}
 
 func (s *hijackSink) finish() {
 	if s.chunked {
@@ -378,6 +392,7 @@ func (s *hijackSink) close() {
 type rwSink struct {
 	w       http.ResponseWriter
 	rc      *http.ResponseController
+	aborted atomic.Bool
 	started bool
 	buf     []byte
 }
@@ -396,7 +411,9 @@ func (s *rwSink) write(w *tagWriter, rd *hub.Reader, frames []*hub.Frame, first 
 		s.buf = append(s.buf, b...)
 	}
 	w.release()
-	_ = s.rc.SetWriteDeadline(time.Now().Add(timeout))
+	if !s.aborted.Load() {
+		_ = s.rc.SetWriteDeadline(time.Now().Add(timeout))
+	}
 	if _, err := s.w.Write(s.buf); err != nil {
 		return 0, err
 	}
@@ -410,5 +427,9 @@ func (s *rwSink) write(w *tagWriter, rd *hub.Reader, frames []*hub.Frame, first 
 }
 
 func (s *rwSink) gone() context.Context { return nil }
-func (s *rwSink) finish()               {}
-func (s *rwSink) close()                {}
+func (s *rwSink) abort() {
+	s.aborted.Store(true)
+	_ = s.rc.SetWriteDeadline(time.Now().Add(abortGrace))
+}
+func (s *rwSink) finish() {}
+func (s *rwSink) close()  {}

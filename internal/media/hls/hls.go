@@ -81,10 +81,11 @@ type muxer struct {
 	ended bool // publisher gone: playlists get ENDLIST; guarded by mu
 }
 
+// isEnded: the publisher is gone (the feeder may still be flushing).
 func (mx *muxer) isEnded() bool {
 	mx.mu.Lock()
 	defer mx.mu.Unlock()
-	return mx.ended
+	return mx.ended || mx.stream.Ended()
 }
 
 // New returns a Server and registers it with m for stream starts.
@@ -284,20 +285,25 @@ func (s *Server) lookup(room string) *muxer {
 	return s.muxers[room]
 }
 
-// check applies signature and muxer lookup; it writes the error response
-// and returns nil when the request cannot be served.
-func (s *Server) check(w http.ResponseWriter, r *http.Request, room string) *muxer {
+// allow checks the method and the signature; it writes the error response
+// and returns false when the request cannot be served.
+func (s *Server) allow(w http.ResponseWriter, r *http.Request, room string) bool {
 	flv.SetCORS(w.Header())
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD, OPTIONS")
 		flv.WriteError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use GET")
-		return nil
+		return false
 	}
 	if err := s.acc.CheckSignature(room, r.URL.Query()); err != nil {
 		s.m.Metrics().Refused.WithLabelValues("play", "signature").Inc()
 		flv.WriteError(w, http.StatusForbidden, "forbidden", err.Error())
-		return nil
+		return false
 	}
+	return true
+}
+
+// find returns the room's muxer, or writes 404 and returns nil.
+func (s *Server) find(w http.ResponseWriter, r *http.Request, room string) *muxer {
 	mx := s.lookup(room)
 	if mx == nil {
 		flv.WriteError(w, http.StatusNotFound, "not_found", "room "+room+" is not live")
@@ -318,14 +324,17 @@ func clientKey(r *http.Request) string {
 // ServeIndex serves GET /live/{room}.m3u8: the multivariant playlist with
 // its URIs rewritten to /live/{room}/….
 func (s *Server) ServeIndex(w http.ResponseWriter, r *http.Request, room string) {
-	mx := s.check(w, r, room)
-	if mx == nil {
+	if !s.allow(w, r, room) {
 		return
 	}
 	ev := access.Event{Room: room, Stream: "live/" + room, Protocol: hub.ProtoHLS, RemoteAddr: r.RemoteAddr, Query: r.URL.RawQuery}
 	if err := s.acc.OnPlay(r.Context(), ev); err != nil {
 		s.m.Metrics().Refused.WithLabelValues("play", "hook").Inc()
 		flv.WriteError(w, http.StatusForbidden, "forbidden", "refused by on_play hook")
+		return
+	}
+	mx := s.find(w, r, room)
+	if mx == nil {
 		return
 	}
 	rec := s.capture(mx, r, "index.m3u8", false)
@@ -339,7 +348,10 @@ func (s *Server) ServeIndex(w http.ResponseWriter, r *http.Request, room string)
 
 // ServeFile serves GET /live/{room}/{file}.
 func (s *Server) ServeFile(w http.ResponseWriter, r *http.Request, room, file string) {
-	mx := s.check(w, r, room)
+	if !s.allow(w, r, room) {
+		return
+	}
+	mx := s.find(w, r, room)
 	if mx == nil {
 		return
 	}

@@ -160,6 +160,9 @@ func (r *Reader) collectLocked(buf []*Frame) ([]*Frame, error) {
 		r.next++
 		if r.waitKey {
 			if !f.Key {
+				if f.Config {
+					r.resend = true // parameters changed before our first key frame
+				}
 				continue
 			}
 			r.waitKey = false

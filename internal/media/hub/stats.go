@@ -110,11 +110,12 @@ func (s *Stream) Info() Info {
 	return info
 }
 
-// Info returns room's stream statistics; false when the room is not live.
+// Info returns room's stream statistics; false (and an Info with only Room
+// set, Live false) when the room is not live.
 func (m *Manager) Info(room string) (Info, bool) {
 	s := m.Stream(room)
 	if s == nil {
-		return Info{}, false
+		return Info{Room: room}, false
 	}
 	info := s.Info()
 	return info, info.Live

@@ -226,3 +226,10 @@ func (s *Stream) Readers() int {
 	defer s.mu.RUnlock()
 	return len(s.readers)
 }
+
+// Ended reports whether the publisher has gone.
+func (s *Stream) Ended() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.ended
+}

@@ -294,3 +294,66 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// H.265 parameter sets of a 320x240 x265 stream.
+var (
+	hevcVPS = []byte{0x40, 0x01, 0x0c, 0x01, 0xff, 0xff, 0x01, 0x60, 0x00, 0x00, 0x03, 0x00, 0x90, 0x00, 0x00, 0x03, 0x00, 0x00, 0x03, 0x00, 0x3c, 0x95, 0x94, 0x09}
+	hevcSPS = []byte{0x42, 0x01, 0x01, 0x01, 0x60, 0x00, 0x00, 0x03, 0x00, 0x90, 0x00, 0x00, 0x03, 0x00, 0x00, 0x03, 0x00, 0x3c, 0xa0, 0x0a, 0x08, 0x0f, 0x16, 0x59, 0x59, 0x52, 0x93, 0x0b, 0xc0, 0x5a, 0x02, 0x00, 0x00, 0x03, 0x00, 0x02, 0x00, 0x00, 0x03, 0x00, 0x3c, 0x10}
+	hevcPPS = []byte{0x44, 0x01, 0xc0, 0x73, 0xc1, 0x89}
+)
+
+// TestEnhancedRTMPH265: an Enhanced RTMP H.265 publisher is accepted and
+// replayed to an RTMP player as H.265.
+func TestEnhancedRTMPH265(t *testing.T) {
+	e := newEnv(t, hub.Config{GOPCache: true}, &access.Checker{})
+	c, err := dial(t, e.base+"#key1", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	video := &gortmplib.Track{Codec: &codecs.H265{VPS: hevcVPS, SPS: hevcSPS, PPS: hevcPPS}}
+	w := &gortmplib.Writer{Conn: c, Tracks: []*gortmplib.Track{video}}
+	if err := w.Initialize(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 40 {
+		ts := time.Duration(i) * time.Second / 30
+		nalu := []byte{0x02, 0x01, 0xaa} // TRAIL_R
+		if i%30 == 0 {
+			nalu = []byte{0x26, 0x01, 0xaf} // IDR_W_RADL
+		}
+		if err := w.WriteH265(video, ts, ts, [][]byte{nalu}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.rooms.WaitLive(t, "room1", true, 5*time.Second)
+	info, ok := e.m.Info("room1")
+	if !ok || info.Codec != "h265" || info.Resolution != "320x240" || info.AudioCodec != "" {
+		t.Fatalf("info %+v", info)
+	}
+	p, err := dial(t, e.base+"#room1", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = p.NetConn().SetReadDeadline(time.Now().Add(5 * time.Second))
+	fed := make(chan struct{})
+	defer func() { c.Close(); <-fed }()
+	go func() { // keep media flowing while the player probes
+		defer close(fed)
+		for i := 40; i < 200; i++ {
+			ts := time.Duration(i) * time.Second / 30
+			if w.WriteH265(video, ts, ts, [][]byte{{0x02, 0x01, 0xaa}}) != nil {
+				return
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	r := &gortmplib.Reader{Conn: p}
+	if err := r.Initialize(); err != nil {
+		t.Fatal(err)
+	}
+	if tr := r.Tracks(); len(tr) != 1 {
+		t.Fatalf("tracks %v", tr)
+	} else if _, ok := tr[0].Codec.(*codecs.H265); !ok {
+		t.Fatalf("player track %T, want H.265", tr[0].Codec)
+	}
+}

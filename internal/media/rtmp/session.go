@@ -127,6 +127,13 @@ func (s *session) handshake() error {
 				return fmt.Errorf("%s: stream name is %T", cmd.Name, cmd.Arguments[1])
 			}
 			s.name, s.query, _ = strings.Cut(name, "?")
+			if s.name == "" {
+				// "rtmp://host/live/KEY" given as the server URL with an
+				// empty stream name: the key is the last part of the app.
+				if i := strings.LastIndexByte(s.app, '/'); i > 0 {
+					s.app, s.name = s.app[:i], s.app[i+1:]
+				}
+			}
 			if appQuery != "" {
 				if s.query != "" {
 					s.query += "&"

@@ -35,7 +35,7 @@ export class LineChart {
     const g = c.getContext('2d');
     g.setTransform(dpr, 0, 0, dpr, 0, 0);
     g.clearRect(0, 0, cw, ch);
-    const padL = 8, padR = 8, padT = 24, padB = 8;
+    const padL = 8, padR = 40, padT = 24, padB = 8; // the scale sits in the right margin
     const w = cw - padL - padR, h = ch - padT - padB;
     const vals = this.values;
     const max = niceMax(Math.max(1, ...vals));
@@ -46,14 +46,16 @@ export class LineChart {
     g.fillStyle = 'rgba(255,255,255,0.45)';
     g.font = '11px system-ui, sans-serif';
     g.textAlign = 'right';
+    g.textBaseline = 'middle';
     for (let i = 0; i <= 2; i++) {
       const y = padT + (h * i) / 2;
       g.beginPath();
       g.moveTo(padL, Math.round(y) + 0.5);
       g.lineTo(padL + w, Math.round(y) + 0.5);
       g.stroke();
-      if (i < 2) g.fillText(this.o.format((max * (2 - i)) / 2), padL + w, y - 3);
+      g.fillText(axisLabel((max * (2 - i)) / 2), cw - 6, y);
     }
+    g.textBaseline = 'alphabetic';
 
     // Title and current value.
     g.textAlign = 'left';
@@ -87,6 +89,12 @@ export class LineChart {
     g.fillStyle = grad;
     g.fill();
   }
+}
+
+function axisLabel(v) {
+  if (v >= 1e6) return (v / 1e6).toFixed(v % 1e6 ? 1 : 0) + 'M';
+  if (v >= 1e4) return (v / 1e3).toFixed(0) + 'k';
+  return Number.isInteger(v) ? String(v) : v.toFixed(1);
 }
 
 /** 1, 2, 5 × 10^n at or above v. */

@@ -22,7 +22,7 @@ function card(r, big) {
         el('h3', { class: 'card-title', text: r.title || r.id, title: r.title }),
         el('div', { class: 'card-meta' },
           el('span', { class: 'anchor', text: r.anchor_id, title: 'anchor' }),
-          el('span', { class: 'online', title: 'online now', text: '👁 ' + fmtCount(r.online || 0) }),
+          el('span', { class: 'online', title: 'online now' }, el('i', { class: 'ico ico-eye' }), ' ' + fmtCount(r.online || 0)),
         ),
       ),
     ),

@@ -156,12 +156,9 @@ function overlay(title, text = '') {
 }
 
 function tickUptime() {
-  const u = $('#uptime');
-  if (status === 'live' && room && room.uptime_ms !== undefined) {
-    u.textContent = '⏱ ' + fmtDuration(room.uptime_ms + Date.now() - roomFetchedAt);
-  } else {
-    u.textContent = '';
-  }
+  const live = status === 'live' && room && room.uptime_ms !== undefined;
+  $('#uptime-wrap').hidden = !live;
+  if (live) $('#uptime').textContent = fmtDuration(room.uptime_ms + Date.now() - roomFetchedAt);
 }
 
 // ---- messages ---------------------------------------------------------------
@@ -180,8 +177,8 @@ function userBits(u) {
 function giftText(m) {
   const g = m.gift || {};
   const def = gifts.get(g.id);
-  const icon = def && def.icon ? def.icon + ' ' : '🎁 ';
-  return `${icon}sent ${g.name || (def && def.name) || g.id}${g.count > 1 ? ' ×' + g.count : ''}`;
+  const icon = def && def.icon ? def.icon + ' ' : '';
+  return `sent ${icon}${g.name || (def && def.name) || g.id}${g.count > 1 ? ' ×' + g.count : ''}`;
 }
 
 function addLine(li) {
@@ -324,7 +321,7 @@ async function loadGifts() {
         class: 'gift', type: 'button', title: `${g.name} · ${(g.value_cents / 100).toFixed(2)}`,
         data: { gift: g.id },
         on: { click: async () => { try { await client?.gift(g.id, 1); } catch (e) { note(errorText(e)); } } },
-      }, el('span', { class: 'gift-icon', text: g.icon || '🎁' }), el('span', { class: 'gift-name', text: g.name })));
+      }, g.icon ? el('span', { class: 'gift-icon', text: g.icon }) : el('i', { class: 'ico ico-gift gift-icon' }), el('span', { class: 'gift-name', text: g.name })));
     }
   } catch { /* no gifts: the bar stays empty */ }
 }
@@ -341,7 +338,8 @@ dmToggle.addEventListener('change', () => {
 
 $('#unmute').addEventListener('click', () => {
   video.muted = !video.muted;
-  $('#unmute').textContent = video.muted ? '🔇' : '🔊';
+  $('#unmute i').className = 'ico ' + (video.muted ? 'ico-sound-off' : 'ico-sound-on');
+  $('#unmute').title = video.muted ? 'Sound on' : 'Mute';
   if (!video.muted) video.play().catch(() => {});
 });
 
@@ -370,6 +368,7 @@ async function main() {
   client.on('online', setOnline);
   client.on('likes', setLikes);
   client.on('kicked', onKicked);
+  client.on('reset', () => addLine(noticeLine('You were away for a while: older messages were skipped.', 'system')));
   client.on('transport', ({ transport, reason }) => {
     document.body.dataset.transport = transport;
     document.body.dataset.transportReason = reason;

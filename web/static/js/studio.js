@@ -212,7 +212,9 @@ function sample() {
   charts.viewers.push(online);
   charts.rate.push(rate);
   charts.bitrate.push(bitrate);
-  $('#room-uptime').textContent = status === 'live' && room.uptime_ms !== undefined ? '⏱ ' + fmtDuration(room.uptime_ms + now - roomFetchedAt) : '';
+  const live = status === 'live' && room.uptime_ms !== undefined;
+  $('#room-uptime-wrap').hidden = !live;
+  if (live) $('#room-uptime').textContent = fmtDuration(room.uptime_ms + now - roomFetchedAt);
 }
 
 async function refreshStream() {
@@ -317,7 +319,7 @@ function onMessages(msgs) {
     }
     if (m.kind !== 'chat' && m.kind !== 'gift') continue;
     const u = m.user || {};
-    const text = m.kind === 'gift' ? `🎁 ${(m.gift && (m.gift.name || m.gift.id)) || ''}${m.gift && m.gift.count > 1 ? ' ×' + m.gift.count : ''}` : m.text;
+    const text = m.kind === 'gift' ? `sent ${(m.gift && (m.gift.name || m.gift.id)) || ''}${m.gift && m.gift.count > 1 ? ' ×' + m.gift.count : ''}` : m.text;
     const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
     list.append(el('li', { class: 'line kind-' + m.kind, data: { id: m.id, user: u.id || '' } },
       el('span', { class: 'name', text: u.name || u.id || '?', title: u.id }),

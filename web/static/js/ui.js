@@ -1,5 +1,5 @@
 // Small helpers shared by the pages. Everything a user wrote goes into the
-// DOM through textContent (el's text option), never through innerHTML.
+// DOM through textContent (el's text option), never parsed as markup.
 
 import { RoomcastError, tokenClaims } from '/client/roomcast.js';
 
