@@ -94,7 +94,6 @@ func TestScreenshots(t *testing.T) {
 			}
 			t.Logf("wrote %s (%d KiB)", path, len(png)>>10)
 		}
-		shoot("index", s.url+"/", `document.querySelectorAll('.card').length === 3`, true, nil)
 		shoot("room", s.url+"/room/synthwave", `document.body.dataset.transport === 'ws'`, false, func(tb *tab) {
 			if s.waitLive("synthwave", 0) {
 				tb.wait(`document.querySelector('#video').readyState >= 3`, 10*time.Second)
@@ -109,5 +108,6 @@ func TestScreenshots(t *testing.T) {
 			tb.wait(`document.querySelectorAll('#mod-chat .line').length >= 4 && Number(document.querySelector('#chart-rate').dataset.last) > 0`, 8*time.Second)
 			time.Sleep(1500 * time.Millisecond)
 		})
+		shoot("index", s.url+"/", `document.querySelectorAll('.card').length === 3`, true, nil)
 	}
 }

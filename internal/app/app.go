@@ -18,6 +18,8 @@ import (
 	"roomcast/internal/fanout"
 	"roomcast/internal/gateway"
 	"roomcast/internal/likes"
+	"roomcast/internal/livego"
+	"roomcast/internal/media"
 	"roomcast/internal/message"
 	"roomcast/internal/metrics"
 	"roomcast/internal/moderation"
@@ -42,6 +44,7 @@ type App struct {
 	Service  *service.Service
 	Node     *fanout.Node
 	Metrics  *metrics.Metrics
+	Media    *media.Server
 
 	tl       timeline.Timeline
 	bus      bus.Bus
@@ -120,6 +123,16 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 	a.Rooms = room.New(a.Store, log, a.Service.Lifecycle)
 	a.Service.SetRooms(a.Rooms)
 
+	a.Media, err = media.New(media.Config{
+		RTMP: cfg.RTMP, GOPCache: cfg.GOPCache, PublishTakeover: cfg.PublishTakeover, PlaySignKey: cfg.PlaySignKey,
+		HookPublish: cfg.HookPublish, HookUnpublish: cfg.HookUnpublish, HookPlay: cfg.HookPlay,
+		HLSLowLatency: cfg.HLSLowLatency, HLSSegment: cfg.HLSSegment, HLSSegments: cfg.HLSSegments,
+	}, a.Rooms, log, a.Metrics.Reg)
+	if err != nil {
+		return nil, fmt.Errorf("media: %w", err)
+	}
+	livegoHandler := livego.New(livego.Config{AdminKey: adminKey, RTMPPort: rtmpPort(cfg.RTMP)}, a.Rooms, a.Media, log)
+
 	a.Node, err = fanout.New(fanout.Config{Tick: cfg.Tick, Budget: cfg.RenderBudget, Staleness: cfg.Staleness, WarmWindow: cfg.WarmWindow},
 		fanout.Deps{Timeline: a.tl, Bus: a.bus, Presence: a.presence, Likes: a.likes, Metrics: a.Metrics, Log: log, OnPresence: a.Service.Presence,
 			Stale: staleFunc(a.tl)})
@@ -130,7 +143,14 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 
 	a.gw, err = gateway.New(ctx, gateway.Deps{Config: cfg, Signer: a.Signer, AdminKey: adminKey, Rooms: a.Rooms, Service: a.Service,
 		Node: a.Node, Presence: a.presence, Store: a.Store, Bus: a.bus, Router: route.New(route.DefaultRules()), Metrics: a.Metrics, Log: log,
-		Mount: func(m *http.ServeMux) { web.Mount(m, web.Options{RTMP: cfg.RTMP}) }})
+		Mount: func(m *http.ServeMux) {
+			m.Handle("/live/", a.Media.HTTPHandler())
+			m.Handle("/control/", livegoHandler)
+			m.Handle("/stat/", livegoHandler)
+			web.Mount(m, web.Options{RTMP: cfg.RTMP})
+		},
+		StreamInfo: func(id string) (any, bool) { return a.Media.StreamInfo(id) },
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -143,6 +163,14 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 	a.closers = append(a.closers, a.ws.Shutdown)
 	registerWSMetrics(a.Metrics, a.ws)
 	return a, nil
+}
+
+// rtmpPort is the port of an RTMP listen address, for play URLs.
+func rtmpPort(addr string) string {
+	if _, port, err := net.SplitHostPort(addr); err == nil && port != "" {
+		return port
+	}
+	return "1935"
 }
 
 func maxPollMS(cfg *config.Config) int {
@@ -164,6 +192,10 @@ func (a *App) Start(ctx context.Context) error {
 		return fmt.Errorf("listen %s: %w", a.Cfg.HTTP, err)
 	}
 	a.httpLn = ln
+	if err := a.Media.Start(ctx); err != nil {
+		ln.Close()
+		return fmt.Errorf("media: %w", err)
+	}
 	a.http = &http.Server{Handler: a.gw.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
 		ErrorLog: slog.NewLogLogger(a.Log.Handler(), slog.LevelDebug)}
 	go func() {
@@ -184,6 +216,11 @@ func (a *App) Shutdown(ctx context.Context) error {
 	var errsOut []error
 	if a.gw != nil {
 		a.gw.SetDraining()
+	}
+	if a.Media != nil { // ends live streams cleanly before the listeners go
+		if err := a.Media.Shutdown(ctx); err != nil {
+			errsOut = append(errsOut, err)
+		}
 	}
 	if a.http != nil {
 		if err := a.http.Shutdown(ctx); err != nil {
