@@ -58,6 +58,10 @@ type Streams interface {
 type Config struct {
 	// AdminKey protects the endpoints; "" allows loopback clients only.
 	AdminKey string
+	// LoopbackOpen also lets loopback clients in without the key: roomcast
+	// sets it when the operator configured no admin key (the key is then
+	// generated), so livego's documented local curl steps work unchanged.
+	LoopbackOpen bool
 	// RTMPPort is the port shown in livestat URLs; "" means "1935".
 	RTMPPort string
 	// Timeout bounds each registry call; 0 means 5 s.
@@ -120,13 +124,8 @@ func (h *Handler) fail(w http.ResponseWriter, err error) {
 
 // allowed applies the access rule described in the package doc.
 func (h *Handler) allowed(r *http.Request) bool {
-	if h.cfg.AdminKey == "" {
-		host, _, err := net.SplitHostPort(r.RemoteAddr)
-		if err != nil {
-			host = r.RemoteAddr
-		}
-		ip := net.ParseIP(host)
-		return ip != nil && ip.IsLoopback()
+	if h.cfg.AdminKey == "" || (h.cfg.LoopbackOpen && isLoopback(r)) {
+		return isLoopback(r)
 	}
 	key := auth.BearerToken(r.Header.Get("Authorization"))
 	if key == "" {
@@ -260,4 +259,15 @@ func (h *Handler) liveStat(r *http.Request, room string) LiveStat {
 		}
 	}
 	return st
+}
+
+// isLoopback reports whether the request comes from 127.0.0.0/8 or ::1
+// (X-Forwarded-For is not trusted).
+func isLoopback(r *http.Request) bool {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
