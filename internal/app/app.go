@@ -133,7 +133,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 	}
 	livegoHandler := livego.New(livego.Config{AdminKey: adminKey, LoopbackOpen: cfg.AdminKey == "", RTMPPort: rtmpPort(cfg.RTMP)}, a.Rooms, a.Media, log)
 
-	a.Node, err = fanout.New(fanout.Config{Tick: cfg.Tick, Budget: cfg.RenderBudget, Staleness: cfg.Staleness, WarmWindow: cfg.WarmWindow},
+	a.Node, err = fanout.New(fanout.Config{Tick: cfg.Tick, BigRoom: cfg.BigRoom, BigTick: cfg.BigTick, Budget: cfg.RenderBudget, Staleness: cfg.Staleness, WarmWindow: cfg.WarmWindow},
 		fanout.Deps{Timeline: a.tl, Bus: a.bus, Presence: a.presence, Likes: a.likes, Metrics: a.Metrics, Log: log, OnPresence: a.Service.Presence,
 			Stale: staleFunc(a.tl)})
 	if err != nil {

@@ -42,6 +42,10 @@ type Config struct {
 	RenderBudget int
 	// Tick is the merge window of a room's fan-out; default 100ms.
 	Tick time.Duration
+	// BigRoom is the viewer count from which a room merges over BigTick
+	// instead of Tick (default 1000; negative disables).
+	BigRoom int
+	BigTick time.Duration // default 200ms
 	// AdminKey protects admin APIs; "" means generated on first start and
 	// kept in the data dir.
 	AdminKey string
@@ -104,6 +108,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.RedisPrefix, "redis-prefix", "rc:", "prefix of every Redis key and channel (cluster mode)")
 	fs.IntVar(&c.RenderBudget, "render-budget", 20, "messages/s per room delivered to each viewer (0 = unlimited)")
 	fs.DurationVar(&c.Tick, "tick", 100*time.Millisecond, "fan-out merge window")
+	fs.IntVar(&c.BigRoom, "big-room", 1000, "viewers from which a room merges over --big-room-tick (negative = never)")
+	fs.DurationVar(&c.BigTick, "big-room-tick", 200*time.Millisecond, "merge window of big rooms")
 	fs.StringVar(&c.AdminKey, "admin-key", "", "admin API key (generated if empty)")
 	fs.StringVar(&c.Secret, "secret", "", "token signing secret (generated if empty)")
 	fs.StringVar(&c.RateLimit, "rate-limit", "5/10s", "per-user send rate, N/duration (0 = off)")

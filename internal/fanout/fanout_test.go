@@ -51,6 +51,9 @@ func newRig(t testing.TB, cfg Config) *rig {
 	r.tl = timeline.NewMemory(timeline.Retention{}, func(m *message.Message) {
 		_ = r.bus.Publish(context.Background(), bus.RoomTopic(m.Room), bus.Event{Type: bus.EvMessage, Room: m.Room, Msg: m})
 	})
+	if cfg.BigRoom == 0 {
+		cfg.BigRoom = -1 // most tests tick by hand and want every tick to deliver
+	}
 	n, err := New(cfg, Deps{Timeline: r.tl, Bus: r.bus, Presence: r.pres, Likes: likes.NewMemory(), Metrics: metrics.New()})
 	if err != nil {
 		t.Fatal(err)
@@ -200,5 +203,35 @@ func TestFanoutPathAllocs(t *testing.T) {
 	})
 	if allocs > 40 { // per tick, independent of the 1,000 connections
 		t.Fatalf("%.0f allocations per tick for 1,000 connections", allocs)
+	}
+}
+
+// TestBigRoomMergeWindow: a room with BigRoom viewers is dispatched every
+// BigTick, so each write carries more messages; a small room every Tick.
+func TestBigRoomMergeWindow(t *testing.T) {
+	r := newRig(t, Config{Tick: time.Hour, BigRoom: 2, BigTick: 3 * time.Hour})
+	ctx := context.Background()
+	big := []*countSink{{}, {}}
+	for i, s := range big {
+		if err := r.node.Attach(ctx, &Conn{Sink: s, Room: "big", Session: fmt.Sprint(i), Member: presence.Member{Session: fmt.Sprint(i)}}, 0, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	small := &countSink{}
+	if err := r.node.Attach(ctx, &Conn{Sink: small, Room: "small", Session: "s", Member: presence.Member{Session: "s"}}, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	base, smallBase := big[0].n.Load(), small.n.Load()
+	for i := 1; i <= 3; i++ {
+		r.append(t, "big", message.KindChat, 100)
+		r.append(t, "small", message.KindChat, 100)
+		r.node.tick(time.Now())
+		got := big[0].n.Load() - base
+		if want := int64(i / 3); got != want {
+			t.Fatalf("after tick %d the big room sent %d batches, want %d", i, got, want)
+		}
+		if got := small.n.Load() - smallBase; got != int64(i) {
+			t.Fatalf("after tick %d the small room sent %d batches", i, got)
+		}
 	}
 }

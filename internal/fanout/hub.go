@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"roomcast/internal/bus"
@@ -48,9 +49,10 @@ type Hub struct {
 	joins         []presence.Member           // this second's entries (first few); guarded by mu
 	joinN, leaveN int                         // this second's counts; guarded by mu
 
-	closed bool  // removed from the node; guarded by mu
-	online int   // as of the last second; guarded by mu
-	likes  int64 // guarded by mu
+	nconns atomic.Int32 // len(conns), readable without the lock
+	closed bool         // removed from the node; guarded by mu
+	online int          // as of the last second; guarded by mu
+	likes  int64        // guarded by mu
 
 	// Set by start before readyCh closes; read-only after.
 	readyCh chan struct{}
@@ -289,6 +291,7 @@ func (h *Hub) attach(c *Conn, cursor uint64, hasCursor bool, older []*message.Me
 		return err
 	}
 	h.conns[c] = struct{}{}
+	h.nconns.Store(int32(len(h.conns)))
 	h.connsChanged = true
 	h.noteJoinLocked(c.Member)
 	// The current counts at once; later ones are pushed when they change.
@@ -354,6 +357,7 @@ func (h *Hub) detach(c *Conn) (user string, ok bool) {
 		return "", false
 	}
 	delete(h.conns, c)
+	h.nconns.Store(int32(len(h.conns)))
 	h.connsChanged = true
 	h.lastUse = h.node.now()
 	h.leaveN++

@@ -35,7 +35,14 @@ type Config struct {
 	WarmWindow time.Duration // history a new viewer gets; default 3s
 	IdleHub    time.Duration // a hub with no viewers or polls this long is dropped; default 60s
 	Workers    int           // write workers; default GOMAXPROCS
-	ChunkSize  int           // connections per write job; default 512
+	// BigRoom is the viewer count from which a room's merge window is
+	// BigTick instead of Tick (R19: big rooms batch more per write; the
+	// cost of a delivery is dominated by one write syscall per connection,
+	// so more messages per write is what makes a big room cheap). 0 means
+	// 1000; negative disables.
+	BigRoom   int
+	BigTick   time.Duration // default 200ms (never below Tick)
+	ChunkSize int           // connections per write job; default 512
 }
 
 func (c Config) withDefaults() Config {
@@ -63,6 +70,13 @@ func (c Config) withDefaults() Config {
 	if c.ChunkSize <= 0 {
 		c.ChunkSize = 512
 	}
+	if c.BigRoom == 0 {
+		c.BigRoom = 1000
+	}
+	if c.BigTick <= 0 {
+		c.BigTick = 200 * time.Millisecond
+	}
+	c.BigTick = max(c.BigTick, c.Tick)
 	return c
 }
 
@@ -99,6 +113,7 @@ type Node struct {
 	dirtyMu sync.Mutex
 	dirty   []*Hub // hubs with work for the next tick; guarded by dirtyMu
 
+	tickNo uint64 // owned by run
 	jobs   chan writeJob
 	stop   chan struct{}
 	wg     sync.WaitGroup
@@ -401,7 +416,13 @@ func (n *Node) tick(now time.Time) {
 	var b batch
 	var direct []directMsg
 	var directCursor []uint64
+	n.tickNo++
+	bigEvery := uint64(n.cfg.BigTick / n.cfg.Tick)
 	for _, h := range hubs {
+		if n.cfg.BigRoom > 0 && bigEvery > 1 && n.tickNo%bigEvery != 0 && int(h.nconns.Load()) >= n.cfg.BigRoom {
+			n.markDirty(h) // a big room merges over BigTick
+			continue
+		}
 		h.repair(ctx)
 		b = batch{}
 		if !h.prepare(now, &b) {
