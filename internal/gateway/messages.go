@@ -118,15 +118,24 @@ func unavailableIfPlain(err error) error {
 	return errs.New(errs.Unavailable, "message store unavailable, try again")
 }
 
-func (g *Gateway) handleSend(w http.ResponseWriter, r *http.Request) {
+// authedBody verifies the caller's token and decodes the JSON body into v;
+// on failure it has written the error.
+func (g *Gateway) authedBody(w http.ResponseWriter, r *http.Request, v any) (service.Identity, bool) {
 	who, err := g.identity(r, true, false)
+	if err == nil {
+		err = decode(w, r, v)
+	}
 	if err != nil {
 		writeErr(w, err)
-		return
+		return service.Identity{}, false
 	}
+	return who, true
+}
+
+func (g *Gateway) handleSend(w http.ResponseWriter, r *http.Request) {
 	var body message.Request
-	if err := decode(w, r, &body); err != nil {
-		writeErr(w, err)
+	who, ok := g.authedBody(w, r, &body)
+	if !ok {
 		return
 	}
 	res, err := g.d.Service.Send(r.Context(), who, r.PathValue("id"), &body)
@@ -146,14 +155,9 @@ func writeSendResult(w http.ResponseWriter, res service.Result) {
 }
 
 func (g *Gateway) handleBroadcast(w http.ResponseWriter, r *http.Request) {
-	who, err := g.identity(r, true, false)
-	if err != nil {
-		writeErr(w, err)
-		return
-	}
 	var body message.Request
-	if err := decode(w, r, &body); err != nil {
-		writeErr(w, err)
+	who, ok := g.authedBody(w, r, &body)
+	if !ok {
 		return
 	}
 	body.Scope = message.ScopeBroadcast
@@ -194,14 +198,9 @@ type modBody struct {
 }
 
 func (g *Gateway) moderate(w http.ResponseWriter, r *http.Request, act func(service.Identity, string, modBody) error) {
-	who, err := g.identity(r, true, false)
-	if err != nil {
-		writeErr(w, err)
-		return
-	}
 	var body modBody
-	if err := decode(w, r, &body); err != nil {
-		writeErr(w, err)
+	who, ok := g.authedBody(w, r, &body)
+	if !ok {
 		return
 	}
 	if body.Duration < 0 || body.Duration > 30*24*3600 {

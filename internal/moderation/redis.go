@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -23,7 +24,20 @@ type Redis struct {
 	cfg RedisConfig
 	n   int
 	per time.Duration
+
+	// A send asks Kicked then Muted; Kicked reads both keys in one round
+	// trip and leaves the mute answer here for the Muted that follows.
+	mu    sync.Mutex
+	mutes map[string]muteAnswer // room\x00user; guarded by mu
 }
+
+type muteAnswer struct {
+	muted bool
+	at    time.Time
+}
+
+// muteAnswerTTL bounds how old a mute answer read along with a kick may be.
+const muteAnswerTTL = 100 * time.Millisecond
 
 var _ State = (*Redis)(nil)
 
@@ -43,7 +57,7 @@ func NewRedis(c rueidis.Client, n int, per time.Duration, cfg RedisConfig) *Redi
 	if cfg.Prefix == "" {
 		cfg.Prefix = "rc:"
 	}
-	return &Redis{c: c, cfg: cfg, n: n, per: per}
+	return &Redis{c: c, cfg: cfg, n: n, per: per, mutes: map[string]muteAnswer{}}
 }
 
 func (r *Redis) call(ctx context.Context, op string, do func(context.Context) error) error {
@@ -149,8 +163,17 @@ func (r *Redis) Unmute(ctx context.Context, room, user string) error {
 	return r.del(ctx, "mod_unmute", r.key("mute", room, user))
 }
 
-// Muted implements State.
+// Muted implements State. Right after Kicked for the same room and user it
+// answers from what Kicked read, without a round trip.
 func (r *Redis) Muted(ctx context.Context, room, user string) (bool, error) {
+	k := key(room, user)
+	r.mu.Lock()
+	a, ok := r.mutes[k]
+	delete(r.mutes, k)
+	r.mu.Unlock()
+	if ok && time.Since(a.at) < muteAnswerTTL {
+		return a.muted, nil
+	}
 	return r.exists(ctx, "mod_muted", r.key("mute", room, user))
 }
 
@@ -159,9 +182,38 @@ func (r *Redis) Kick(ctx context.Context, room, user string, until time.Time) er
 	return r.set(ctx, "mod_kick", r.key("kick", room, user), until)
 }
 
-// Kicked implements State.
+// Kicked implements State. It reads the user's mute in the same round trip
+// (both keys are in the room's slot) for the Muted call that follows.
 func (r *Redis) Kicked(ctx context.Context, room, user string) (bool, error) {
-	return r.exists(ctx, "mod_kicked", r.key("kick", room, user))
+	var res []rueidis.RedisResult
+	err := r.call(ctx, "mod_kicked", func(ctx context.Context) error {
+		res = r.c.DoMulti(ctx, r.c.B().Exists().Key(r.key("kick", room, user)).Build(),
+			r.c.B().Exists().Key(r.key("mute", room, user)).Build())
+		for _, x := range res {
+			if err := x.Error(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("moderation: mod_kicked: %w", err)
+	}
+	kicked, _ := res[0].AsInt64()
+	muted, _ := res[1].AsInt64()
+	k := key(room, user)
+	now := time.Now()
+	r.mu.Lock()
+	if len(r.mutes) > 10000 { // answers nobody asked for: drop the old ones
+		for k2, a := range r.mutes {
+			if now.Sub(a.at) >= muteAnswerTTL {
+				delete(r.mutes, k2)
+			}
+		}
+	}
+	r.mutes[k] = muteAnswer{muted: muted > 0, at: now}
+	r.mu.Unlock()
+	return kicked > 0, nil
 }
 
 // Close implements State. The client belongs to the caller.
