@@ -147,7 +147,12 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 			m.Handle("/live/", a.Media.HTTPHandler())
 			m.Handle("/control/", livegoHandler)
 			m.Handle("/stat/", livegoHandler)
-			web.Mount(m, web.Options{RTMP: cfg.RTMP})
+			web.Mount(m, web.Options{RTMP: cfg.RTMP, RTMPAddr: func() string {
+				if ad := a.Media.RTMPAddr(); ad != nil {
+					return ad.String()
+				}
+				return ""
+			}})
 		},
 		StreamInfo: func(id string) (any, bool) { return a.Media.StreamInfo(id) },
 	})

@@ -35,6 +35,9 @@ func redisSeams(ctx context.Context, cfg *config.Config, rate config.Rate, m *me
 	if err != nil {
 		return nil, err
 	}
+	if strings.ContainsAny(cfg.RedisPrefix, "{}") { // braces would move the rooms' hash tags
+		return nil, fmt.Errorf("--redis-prefix %q: no { or } allowed", cfg.RedisPrefix)
+	}
 	client, err := rueidis.NewClient(opt)
 	if err != nil {
 		return nil, fmt.Errorf("--redis %s: %w", cfg.Redis, err)

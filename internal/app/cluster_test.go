@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -85,6 +86,24 @@ func TestClusterThreeNodes(t *testing.T) {
 		waitTexts(ctx, t, wAlice, want)
 		wantSide := map[string]bool{"to all": false}
 		waitTexts(ctx, t, wOther, wantSide)
+
+		// A kick on A closes alice's connection on C and bars her on B.
+		if code := a.do("POST", "/api/rooms/hot/kick", anchor, map[string]any{"user": "alice", "duration_s": 60}, nil); code != 200 {
+			t.Fatalf("kick: %d", code)
+		}
+		rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+		defer rcancel()
+		for {
+			if _, err := wAlice.read(rctx); err != nil {
+				if !strings.Contains(err.Error(), "4003") {
+					t.Fatalf("alice's connection ended with %v, want 4003 kicked", err)
+				}
+				break
+			}
+		}
+		if code, ans := b.send("hot", alice, map[string]string{"kind": "chat", "text": "back"}); code != 403 || ans.Error == nil || ans.Error.Code != "kicked" {
+			t.Fatalf("kicked user sent on another node: %d %+v", code, ans)
+		}
 	})
 
 	t.Run("PollCostsNoRedisCommand", func(t *testing.T) {

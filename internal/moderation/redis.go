@@ -61,10 +61,14 @@ func NewRedis(c rueidis.Client, n int, per time.Duration, cfg RedisConfig) *Redi
 }
 
 func (r *Redis) call(ctx context.Context, op string, do func(context.Context) error) error {
+	return r.callN(ctx, op, 1, do)
+}
+
+func (r *Redis) callN(ctx context.Context, op string, n int, do func(context.Context) error) error {
 	if r.cfg.Call == nil {
 		return do(ctx)
 	}
-	return r.cfg.Call(ctx, op, 1, do)
+	return r.cfg.Call(ctx, op, n, do)
 }
 
 // allowScript: KEYS[1] bucket; ARGV capacity, refill per ms. Returns
@@ -186,7 +190,7 @@ func (r *Redis) Kick(ctx context.Context, room, user string, until time.Time) er
 // (both keys are in the room's slot) for the Muted call that follows.
 func (r *Redis) Kicked(ctx context.Context, room, user string) (bool, error) {
 	var res []rueidis.RedisResult
-	err := r.call(ctx, "mod_kicked", func(ctx context.Context) error {
+	err := r.callN(ctx, "mod_kicked", 2, func(ctx context.Context) error {
 		res = r.c.DoMulti(ctx, r.c.B().Exists().Key(r.key("kick", room, user)).Build(),
 			r.c.B().Exists().Key(r.key("mute", room, user)).Build())
 		for _, x := range res {

@@ -61,6 +61,16 @@ func TestRedisState(t *testing.T) {
 	if k, _ := b.Kicked(ctx, "r", "k"); k {
 		t.Fatal("kick did not expire")
 	}
+	// A send asks Kicked then Muted: one round trip answers both.
+	if err := a.Mute(ctx, "r", "s", time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if k, err := b.Kicked(ctx, "r", "s"); k || err != nil {
+		t.Fatalf("kicked %v %v", k, err)
+	}
+	if m, _ := b.Muted(ctx, "r", "s"); !m {
+		t.Fatal("mute read along with the kick lost")
+	}
 	unlimited := NewRedis(c, 0, 0, RedisConfig{Prefix: prefix})
 	if ok, _, err := unlimited.Allow(ctx, "u"); !ok || err != nil {
 		t.Fatal("rate limit off must allow")
