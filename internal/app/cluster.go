@@ -40,7 +40,7 @@ func redisSeams(ctx context.Context, cfg *config.Config, rate config.Rate, m *me
 	}
 	client, err := rueidis.NewClient(opt)
 	if err != nil {
-		return nil, fmt.Errorf("--redis %s: %w", cfg.Redis, err)
+		return nil, fmt.Errorf("--redis %v: %w", opt.InitAddress, err) // the URL may hold a password
 	}
 	prefix := cfg.RedisPrefix
 	if prefix == "" {
@@ -74,8 +74,8 @@ func redisSeams(ctx context.Context, cfg *config.Config, rate config.Rate, m *me
 // list of Redis Cluster seeds (host:port or redis:// URLs).
 func redisOptions(spec string) (rueidis.ClientOption, error) {
 	var opt rueidis.ClientOption
-	parts := strings.Split(spec, ",")
-	for i, p := range parts {
+	var addrs []string
+	for _, p := range strings.Split(spec, ",") {
 		p = strings.TrimSpace(p)
 		if p == "" {
 			continue
@@ -85,16 +85,16 @@ func redisOptions(spec string) (rueidis.ClientOption, error) {
 		}
 		o, err := rueidis.ParseURL(p)
 		if err != nil {
-			return opt, fmt.Errorf("--redis %q: %w", spec, err)
+			return opt, fmt.Errorf("--redis: %w", err)
 		}
-		if i == 0 || opt.InitAddress == nil {
-			addrs := opt.InitAddress
+		if addrs == nil { // the first URL's credentials and database apply to all
 			opt = o
-			opt.InitAddress = append(addrs, o.InitAddress...)
-		} else {
-			opt.InitAddress = append(opt.InitAddress, o.InitAddress...)
+		} else if o.SelectDB != opt.SelectDB {
+			return opt, errors.New("--redis: seeds name different databases")
 		}
+		addrs = append(addrs, o.InitAddress...)
 	}
+	opt.InitAddress = addrs
 	if len(opt.InitAddress) == 0 {
 		return opt, errors.New("--redis: no address")
 	}

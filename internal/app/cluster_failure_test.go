@@ -127,6 +127,9 @@ func TestClusterOutageInProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.close()
+	if _, err := w.next(ctx, "batch"); err != nil { // attached
+		t.Fatal(err)
+	}
 	sendOK := func(text string) uint64 {
 		code, ans := s.send("o", anchor, map[string]string{"kind": "chat", "text": text})
 		if code != 201 {

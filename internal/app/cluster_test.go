@@ -204,7 +204,7 @@ func TestClusterThreeNodes(t *testing.T) {
 		t.Logf("node C killed mid-run: its %d readers resumed on A and B; seq %d..%d gap-free", len(readers), from+1, acked.max.Load())
 
 		// C's viewers of "side" (2) left the counts with C.
-		eventually(t, "the dead node's viewers leave the count", 5*time.Second, func() bool {
+		eventually(t, "the dead node's viewers leave the count", 10*time.Second, func() bool {
 			var v struct{ Online int }
 			a.do("GET", "/api/rooms/side", "", nil, &v)
 			return v.Online == 4

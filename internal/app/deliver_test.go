@@ -118,6 +118,12 @@ func TestUserScopeAndBroadcast(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b1.close()
+	// A connection is attached once its first batch arrives.
+	for _, c := range []*wsClient{a1, a2, b1} {
+		if _, err := c.next(ctx, "batch"); err != nil {
+			t.Fatal(err)
+		}
+	}
 	code, ans := s.send("one", anchor, map[string]string{"kind": "notice", "scope": "user", "to": "alice", "text": "for alice"})
 	if code != 201 {
 		t.Fatalf("user send: %d %+v", code, ans)

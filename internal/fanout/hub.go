@@ -41,6 +41,7 @@ type Hub struct {
 	snap          []*Conn                     // snapshot of conns for dispatch; rebuilt when connsChanged
 	connsChanged  bool                        // guarded by mu
 	direct        []directMsg                 // user-scoped messages for local conns; guarded by mu
+	waiting       []waiter                    // conns whose cursor is ahead of dispatch; guarded by mu
 	dirty         bool                        // queued in node.dirty; guarded by mu
 	ready         bool                        // window loaded; guarded by mu
 	tokens        float64                     // render-budget bucket; guarded by mu
@@ -271,7 +272,7 @@ func (h *Hub) markDirtyLocked() {
 // attach adds c, first queueing what it missed since cursor (or the warm
 // start when it has none) so no message is lost or doubled between the
 // backlog and the next tick's batch.
-func (h *Hub) attach(c *Conn, cursor uint64, hasCursor bool, older []*message.Message) error {
+func (h *Hub) attach(c *Conn, cursor uint64, hasCursor bool, older []*message.Message, ahead bool) error {
 	now := h.node.now()
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -279,13 +280,38 @@ func (h *Hub) attach(c *Conn, cursor uint64, hasCursor bool, older []*message.Me
 		return errHubClosed
 	}
 	h.lastUse = now
+	c.hub = h
+	// A cursor past what this hub has dispatched is a client that saw more
+	// elsewhere (another node, before a failover): it joins once the hub has
+	// caught up to it, so it gets neither a duplicate nor a gap.
+	if hasCursor && cursor > h.cursor && (cursor <= h.win.head || ahead) {
+		h.waiting = append(h.waiting, waiter{c: c, cursor: cursor, deadline: now.Add(waitLimit)})
+		h.markDirtyLocked()
+		return nil
+	}
+	return h.joinLocked(c, cursor, hasCursor, older, now)
+}
+
+// waitLimit bounds how long a connection waits for its hub to catch up with
+// its cursor before it is reset instead.
+const waitLimit = 5 * time.Second
+
+// waiter is a connection whose cursor is ahead of the hub's dispatch.
+type waiter struct {
+	c        *Conn
+	cursor   uint64
+	deadline time.Time
+}
+
+// joinLocked sends c its first batch (what it missed since cursor, or the
+// warm start) and the current counts, and adds it to the room.
+func (h *Hub) joinLocked(c *Conn, cursor uint64, hasCursor bool, older []*message.Message, now time.Time) error {
 	msgs, reset := h.collectLocked(cursor, hasCursor, h.cursor, older, now)
 	if h.node.cfg.Budget > 0 {
 		msgs, _ = selectTop(msgs, max(h.node.cfg.Budget*warmSeconds(h.node.cfg.WarmWindow), 1), !hasCursor || reset)
 	} else if !hasCursor || reset {
 		msgs = msgs[max(0, len(msgs)-maxWarm):]
 	}
-	c.hub = h
 	p := &Payload{Data: AppendBatch(make([]byte, 0, batchSize(msgs)), h.room, msgs, h.cursor, reset)}
 	if err := c.Sink.Send(p); err != nil {
 		return err
@@ -298,6 +324,31 @@ func (h *Hub) attach(c *Conn, cursor uint64, hasCursor bool, older []*message.Me
 	_ = c.Sink.Send(&Payload{Data: appendCount(nil, "online", h.room, "count", int64(h.online))})
 	_ = c.Sink.Send(&Payload{Data: appendCount(nil, "likes", h.room, "total", h.likes)})
 	return nil
+}
+
+// admitWaitingLocked joins the waiting connections the hub has caught up
+// with (after this tick's dispatch), and resets those that waited too long.
+func (h *Hub) admitWaitingLocked(now time.Time) {
+	if len(h.waiting) == 0 {
+		return
+	}
+	keep := h.waiting[:0]
+	for _, w := range h.waiting {
+		switch {
+		case w.cursor <= h.cursor:
+			if err := h.joinLocked(w.c, w.cursor, true, nil, now); err != nil {
+				w.c.Sink.Close(1011, "attach failed")
+			}
+		case now.After(w.deadline):
+			if err := h.joinLocked(w.c, h.win.head+1, true, nil, now); err != nil { // past the head: a reset
+				w.c.Sink.Close(1011, "attach failed")
+			}
+		default:
+			keep = append(keep, w)
+		}
+	}
+	clear(h.waiting[len(keep):])
+	h.waiting = keep
 }
 
 // maxWarm caps the messages a new viewer receives at once in unlimited mode.
@@ -353,6 +404,13 @@ func (h *Hub) collectLocked(cursor uint64, hasCursor bool, upTo uint64, older []
 func (h *Hub) detach(c *Conn) (user string, ok bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	for i, w := range h.waiting {
+		if w.c == c {
+			h.waiting = append(h.waiting[:i], h.waiting[i+1:]...)
+			h.lastUse = h.node.now()
+			return c.Member.UserID, true
+		}
+	}
 	if _, ok := h.conns[c]; !ok {
 		return "", false
 	}
@@ -433,6 +491,9 @@ func (h *Hub) prepare(now time.Time, b *batch) bool {
 	b.cursor = h.cursor
 	b.conns = h.snap
 	b.msgs = len(msgs)
+	// Joined after the snapshot: they get this tick's messages in their
+	// own first batch, and the shared batches from the next tick on.
+	h.admitWaitingLocked(now)
 	if len(msgs) == 0 && len(b.direct) == 0 {
 		return false
 	}

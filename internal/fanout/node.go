@@ -234,8 +234,11 @@ func (n *Node) Attach(ctx context.Context, c *Conn, cursor uint64, hasCursor boo
 		h, err := n.hub(ctx, c.Room)
 		if err == nil {
 			var older []*message.Message
+			var ahead bool
 			if older, err = n.olderThanWindow(ctx, h, cursor, hasCursor); err == nil {
-				err = h.attach(c, cursor, hasCursor, older)
+				if ahead, err = n.aheadOfWindow(ctx, h, cursor, hasCursor); err == nil {
+					err = h.attach(c, cursor, hasCursor, older, ahead)
+				}
 			}
 		}
 		if errors.Is(err, errHubClosed) {
@@ -274,6 +277,27 @@ func (n *Node) olderThanWindow(ctx context.Context, h *Hub, cursor uint64, hasCu
 	}
 	msgs, _, _, err := n.deps.Timeline.Range(ctx, h.room, cursor, int(min(first-1-cursor, 1000)))
 	return msgs, err
+}
+
+// aheadOfWindow reports whether a cursor past the hub's window head is still
+// a real position in the room (the timeline's head is at or past it): a
+// client that saw messages on another node which have not reached this one
+// yet. A cursor past the timeline head is from another epoch and resets.
+func (n *Node) aheadOfWindow(ctx context.Context, h *Hub, cursor uint64, hasCursor bool) (bool, error) {
+	if !hasCursor {
+		return false, nil
+	}
+	h.mu.Lock()
+	head := h.win.head
+	h.mu.Unlock()
+	if cursor <= head {
+		return false, nil
+	}
+	tlHead, err := n.deps.Timeline.Head(ctx, h.room)
+	if err != nil {
+		return false, err
+	}
+	return cursor <= tlHead, nil
 }
 
 // Detach removes a connection (after it closed).
@@ -486,7 +510,10 @@ func (n *Node) second(now time.Time) {
 			h.likes = total
 			frames = append(frames, &Payload{Data: appendCount(nil, "likes", h.room, "total", total)})
 		}
-		idle := len(h.conns) == 0 && now.Sub(h.lastUse) > n.cfg.IdleHub
+		if len(h.waiting) > 0 {
+			h.markDirtyLocked() // admits or resets waiters past their deadline
+		}
+		idle := len(h.conns) == 0 && len(h.waiting) == 0 && now.Sub(h.lastUse) > n.cfg.IdleHub
 		if idle {
 			h.closed = true
 		}

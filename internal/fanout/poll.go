@@ -59,7 +59,11 @@ func (n *Node) Poll(ctx context.Context, room string, q PollQuery) (PollAnswer, 
 		if err != nil {
 			return PollAnswer{}, err
 		}
-		a, err := h.poll(q, older, joined)
+		ahead, err := n.aheadOfWindow(ctx, h, q.Cursor, q.HasCursor)
+		if err != nil {
+			return PollAnswer{}, err
+		}
+		a, err := h.poll(q, older, joined, ahead)
 		if errors.Is(err, errHubClosed) {
 			continue
 		}
@@ -68,7 +72,7 @@ func (n *Node) Poll(ctx context.Context, room string, q PollQuery) (PollAnswer, 
 	}
 }
 
-func (h *Hub) poll(q PollQuery, older []*message.Message, joined bool) (PollAnswer, error) {
+func (h *Hub) poll(q PollQuery, older []*message.Message, joined, ahead bool) (PollAnswer, error) {
 	now := h.node.now()
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -80,6 +84,10 @@ func (h *Hub) poll(q PollQuery, older []*message.Message, joined bool) (PollAnsw
 		h.noteJoinLocked(q.Member)
 	}
 	upTo := h.win.head
+	if q.HasCursor && q.Cursor > upTo && ahead {
+		// The client saw more on another node; this one has not caught up.
+		return PollAnswer{Cursor: q.Cursor, Online: h.online, Likes: h.likes}, nil
+	}
 	msgs, reset := h.collectLocked(q.Cursor, q.HasCursor, upTo, older, now)
 	a := PollAnswer{Reset: reset, Online: h.online, Likes: h.likes}
 	fresh := !q.HasCursor || reset
