@@ -16,7 +16,8 @@
 # Environment: DURATION (measured window per scenario, default 20s; QUICK 5s),
 # HTTP_PORT (18480), RTMP_PORT (19435), OUT (results dir, default
 # /tmp/roomcast-bench-<time>), CACHE (pre-encoded media, ~/.cache/roomcast-bench),
-# ROOMCAST_BIN (use this binary instead of building ./cmd/roomcast).
+# ROOMCAST_BIN (use this binary instead of building ./cmd/roomcast), SERVER_ARGS (extra
+# flags for roomcast serve, e.g. "--big-room -1").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -66,7 +67,7 @@ stop_server() {
 start_server() {
 	stop_server
 	"$BIN" serve --data "$DATA" --http "127.0.0.1:$HTTP_PORT" --rtmp "127.0.0.1:$RTMP_PORT" \
-		--render-budget 0 --rate-limit 0 --admin-key "$ADMIN" --secret "$SECRET" --log-level warn \
+		--render-budget 0 --rate-limit 0 --admin-key "$ADMIN" --secret "$SECRET" --log-level warn ${SERVER_ARGS:-} \
 		>>"$OUT/server.log" 2>&1 &
 	SERVER_PID=$!
 	for _ in $(seq 1 150); do

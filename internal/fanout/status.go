@@ -1,0 +1,114 @@
+// status.go: the once-a-second work of a node: online counts, like totals,
+// presence summaries, window trimming and idle hubs.
+
+package fanout
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"time"
+
+	"roomcast/internal/message"
+)
+
+// Online returns the room's online count as of the last second.
+func (n *Node) Online(room string) (int, int64) {
+	n.mu.RLock()
+	h := n.hubs[room]
+	n.mu.RUnlock()
+	if h == nil {
+		return 0, 0
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.online, h.likes
+}
+
+// LikesTotal returns room's like total from the counter.
+func (n *Node) LikesTotal(ctx context.Context, room string) (int64, error) {
+	return n.deps.Likes.Total(ctx, room)
+}
+
+// second refreshes online counts and like totals (pushing changes), hands
+// presence summaries to OnPresence, trims windows by age and drops idle hubs.
+func (n *Node) second(now time.Time) {
+	ctx := context.Background()
+	n.mu.RLock()
+	hubs := make([]*Hub, 0, len(n.hubs))
+	for _, h := range n.hubs {
+		if h.isReady() && h.loadErr == nil {
+			hubs = append(hubs, h)
+		}
+	}
+	n.mu.RUnlock()
+	var wg sync.WaitGroup
+	for _, h := range hubs {
+		online, err := n.deps.Presence.Count(ctx, h.room)
+		if err != nil {
+			online = -1
+		}
+		total, err := n.deps.Likes.Total(ctx, h.room)
+		if err != nil {
+			total = -1
+		}
+		h.mu.Lock()
+		h.win.dropOlder(now.Add(-n.cfg.WindowAge).UnixMilli())
+		named, joined, left := h.joins, h.joinN, h.leaveN
+		h.joins, h.joinN, h.leaveN = nil, 0, 0
+		var frames []*Payload
+		if online >= 0 && online != h.online {
+			h.online = online
+			frames = append(frames, &Payload{Data: appendCount(nil, "online", h.room, "count", int64(online))})
+		}
+		if total >= 0 && total != h.likes {
+			h.likes = total
+			frames = append(frames, &Payload{Data: appendCount(nil, "likes", h.room, "total", total)})
+		}
+		if len(h.waiting) > 0 {
+			h.markDirtyLocked() // admits or resets waiters past their deadline
+		}
+		idle := len(h.conns) == 0 && len(h.waiting) == 0 && now.Sub(h.lastUse) > n.cfg.IdleHub
+		if idle {
+			h.closed = true
+		}
+		conns := h.snap
+		if h.connsChanged {
+			conns = make([]*Conn, 0, len(h.conns))
+			for c := range h.conns {
+				conns = append(conns, c)
+			}
+		}
+		h.mu.Unlock()
+		for _, f := range frames {
+			n.submit(f, conns, &wg)
+		}
+		wg.Wait() // conns may be h.snap, which the next tick rebuilds
+		if (joined > 0 || left > 0) && n.deps.OnPresence != nil {
+			n.deps.OnPresence(h.room, named, joined, left)
+		}
+		if idle {
+			n.mu.Lock()
+			if n.hubs[h.room] == h {
+				delete(n.hubs, h.room)
+				if h.unsub != nil {
+					h.unsub()
+				}
+			}
+			n.deps.Metrics.RoomsActive.Set(float64(len(n.hubs)))
+			n.mu.Unlock()
+		}
+	}
+}
+
+func appendCount(b []byte, typ, room, field string, v int64) []byte {
+	b = append(b, `{"type":"`...)
+	b = append(b, typ...)
+	b = append(b, `","room":`...)
+	b = message.AppendString(b, room)
+	b = append(b, `,"`...)
+	b = append(b, field...)
+	b = append(b, `":`...)
+	b = strconv.AppendInt(b, v, 10)
+	return append(b, '}')
+}
