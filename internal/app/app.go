@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"roomcast/internal/auth"
@@ -55,7 +56,8 @@ type App struct {
 	ws       *ws.Server
 	http     *http.Server
 	httpLn   net.Listener
-	closers  []func(context.Context) error // in reverse order of start
+	shutMu   sync.Mutex                    // serializes Shutdown
+	closers  []func(context.Context) error // in order of creation; guarded by shutMu after New
 }
 
 // Secrets loads (or generates and keeps) the token secret and admin key of
@@ -218,6 +220,11 @@ func (a *App) HTTPAddr() string { return a.httpLn.Addr().String() }
 // Shutdown stops accepting, closes WebSocket connections with 1001 going
 // away after flushing, stops the node and closes the stores.
 func (a *App) Shutdown(ctx context.Context) error {
+	a.shutMu.Lock()
+	defer a.shutMu.Unlock()
+	if a.closers == nil {
+		return nil // already shut down
+	}
 	var errsOut []error
 	if a.gw != nil {
 		a.gw.SetDraining()
@@ -229,6 +236,11 @@ func (a *App) Shutdown(ctx context.Context) error {
 	}
 	if a.http != nil {
 		if err := a.http.Shutdown(ctx); err != nil {
+			errsOut = append(errsOut, err)
+		}
+	}
+	if a.Node != nil { // what was acknowledged goes out before the connections close
+		if err := a.Node.Flush(ctx); err != nil {
 			errsOut = append(errsOut, err)
 		}
 	}

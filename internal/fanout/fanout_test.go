@@ -166,7 +166,7 @@ func BenchmarkTickFanout(b *testing.B) {
 	for b.Loop() {
 		r.append(b, "big", message.KindChat, 100)
 		r.append(b, "big", message.KindGift, 600)
-		r.node.tick(time.Now())
+		r.node.tick(time.Now(), false)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*conns*2), "ns/delivery")
 }
@@ -198,10 +198,10 @@ func TestFanoutPathAllocs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	r.node.tick(time.Now()) // build the snapshot
+	r.node.tick(time.Now(), false) // build the snapshot
 	allocs := testing.AllocsPerRun(20, func() {
 		r.append(t, "big", message.KindChat, 100)
-		r.node.tick(time.Now())
+		r.node.tick(time.Now(), false)
 	})
 	if allocs > 40 { // per tick, independent of the 1,000 connections
 		t.Fatalf("%.0f allocations per tick for 1,000 connections", allocs)
@@ -227,7 +227,7 @@ func TestBigRoomMergeWindow(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		r.append(t, "big", message.KindChat, 100)
 		r.append(t, "small", message.KindChat, 100)
-		r.node.tick(time.Now())
+		r.node.tick(time.Now(), false)
 		got := big[0].n.Load() - base
 		if want := int64(i / 3); got != want {
 			t.Fatalf("after tick %d the big room sent %d batches, want %d", i, got, want)
@@ -273,7 +273,7 @@ func TestAttachAheadOfDispatch(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		r.append(t, "f", message.KindChat, 100)
 	}
-	r.node.tick(time.Now())
+	r.node.tick(time.Now(), false)
 	r.append(t, "f", message.KindChat, 100) // 4 and 5: stored, not yet dispatched here
 	r.append(t, "f", message.KindChat, 100)
 	at5, at4 := &countSink{keep: true}, &countSink{keep: true}
@@ -288,9 +288,9 @@ func TestAttachAheadOfDispatch(t *testing.T) {
 	if at5.n.Load() != 0 {
 		t.Fatal("a client ahead of the hub must wait")
 	}
-	r.node.tick(time.Now())
+	r.node.tick(time.Now(), false)
 	r.append(t, "f", message.KindChat, 100)
-	r.node.tick(time.Now())
+	r.node.tick(time.Now(), false)
 	if got := fmt.Sprint(at5.seqs(t)); got != "[6]" {
 		t.Fatalf("client at 5 got %s, want [6]", got)
 	}

@@ -113,6 +113,7 @@ type Node struct {
 	dirty   []*Hub // hubs with work for the next tick; guarded by dirtyMu
 
 	tickNo uint64 // owned by run
+	flush  chan chan struct{}
 	jobs   chan writeJob
 	stop   chan struct{}
 	wg     sync.WaitGroup
@@ -134,7 +135,8 @@ func New(cfg Config, deps Deps) (*Node, error) {
 		deps.Log = slog.Default()
 	}
 	n := &Node{cfg: cfg.withDefaults(), deps: deps, log: deps.Log, now: time.Now, hubs: map[string]*Hub{},
-		users: map[string]map[*Conn]struct{}{}, jobs: make(chan writeJob, 256), stop: make(chan struct{})}
+		users: map[string]map[*Conn]struct{}{}, jobs: make(chan writeJob, 256), stop: make(chan struct{}),
+		flush: make(chan chan struct{})}
 	for _, sub := range []struct {
 		t bus.Topic
 		h bus.Handler
@@ -160,6 +162,26 @@ func (n *Node) unsubscribeAll() {
 		u()
 	}
 	n.unsubs = nil
+}
+
+// Flush dispatches everything pending now (every room, whatever its merge
+// window) and returns when it is written to the connections' queues; for
+// graceful shutdown, before connections are closed.
+func (n *Node) Flush(ctx context.Context) error {
+	done := make(chan struct{})
+	select {
+	case n.flush <- done:
+	case <-n.stop:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Close stops the loops and unsubscribes every hub. Connections are the
@@ -366,8 +388,11 @@ func (n *Node) run() {
 		select {
 		case <-n.stop:
 			return
+		case done := <-n.flush:
+			n.tick(n.now(), true)
+			close(done)
 		case now := <-t.C:
-			n.tick(now)
+			n.tick(now, false)
 			if now.Sub(lastSecond) >= time.Second {
 				lastSecond = now
 				n.second(now)
@@ -413,7 +438,7 @@ func (n *Node) submit(p *Payload, conns []*Conn, wg *sync.WaitGroup) {
 // tick dispatches every hub with work: each batch is encoded once and its
 // writes fanned out; the tick ends when all writes are done, so batches of a
 // room are never reordered.
-func (n *Node) tick(now time.Time) {
+func (n *Node) tick(now time.Time, force bool) {
 	n.dirtyMu.Lock()
 	hubs := n.dirty
 	n.dirty = nil
@@ -429,7 +454,7 @@ func (n *Node) tick(now time.Time) {
 	n.tickNo++
 	bigEvery := uint64(n.cfg.BigTick / n.cfg.Tick)
 	for _, h := range hubs {
-		if n.cfg.BigRoom > 0 && bigEvery > 1 && n.tickNo%bigEvery != 0 && int(h.nconns.Load()) >= n.cfg.BigRoom {
+		if !force && n.cfg.BigRoom > 0 && bigEvery > 1 && n.tickNo%bigEvery != 0 && int(h.nconns.Load()) >= n.cfg.BigRoom {
 			n.markDirty(h) // a big room merges over BigTick
 			continue
 		}
