@@ -124,6 +124,25 @@ func (c *common) register(fs *flag.FlagSet, defDuration time.Duration) {
 }
 
 // profile starts the client CPU profile if asked; call the result when done.
+// setup does what every scenario needs before it runs: resolve the target,
+// make room for files open connections, start watching the server process
+// and the optional CPU profile (stop ends it).
+func (c *common) setup(ctx context.Context, files int) (t target, watch *serverWatch, stop func(), err error) {
+	if t, err = c.target(ctx); err != nil {
+		return target{}, nil, nil, err
+	}
+	if err = ensureFiles(files); err != nil {
+		return target{}, nil, nil, err
+	}
+	if watch, err = newServerWatch(c.pid); err != nil {
+		return target{}, nil, nil, err
+	}
+	if stop, err = c.profile(); err != nil {
+		return target{}, nil, nil, err
+	}
+	return t, watch, stop, nil
+}
+
 func (c *common) profile() (stop func(), err error) {
 	if c.cpuprof == "" {
 		return func() {}, nil

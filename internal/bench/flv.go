@@ -113,18 +113,7 @@ func runFLV(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if !strings.HasSuffix(strings.SplitN(o.url, "?", 2)[0], ".flv") {
 		o.url = strings.TrimSuffix(o.url, "/") + "/live/" + url.PathEscape(o.room) + ".flv"
 	}
-	t, err := o.target(ctx)
-	if err != nil {
-		return err
-	}
-	if err := ensureFiles(o.viewers); err != nil {
-		return err
-	}
-	watch, err := newServerWatch(o.pid)
-	if err != nil {
-		return err
-	}
-	stopProf, err := o.profile()
+	t, watch, stopProf, err := o.setup(ctx, o.viewers)
 	if err != nil {
 		return err
 	}

@@ -100,18 +100,7 @@ func runPoll(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if o.sendRate == 0 {
 		o.senders = 0
 	}
-	t, err := o.target(ctx)
-	if err != nil {
-		return err
-	}
-	if err := ensureFiles(o.pollers + o.senders); err != nil {
-		return err
-	}
-	watch, err := newServerWatch(o.pid)
-	if err != nil {
-		return err
-	}
-	stopProf, err := o.profile()
+	t, watch, stopProf, err := o.setup(ctx, o.pollers+o.senders)
 	if err != nil {
 		return err
 	}

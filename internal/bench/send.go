@@ -45,18 +45,7 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	case o.sp.rate < 0 || o.sp.inflight < 1:
 		return errors.New("bench send: --rate must be ≥ 0 and --inflight ≥ 1")
 	}
-	t, err := o.target(ctx)
-	if err != nil {
-		return err
-	}
-	if err := ensureFiles(o.sp.writers); err != nil {
-		return err
-	}
-	watch, err := newServerWatch(o.pid)
-	if err != nil {
-		return err
-	}
-	stopProf, err := o.profile()
+	t, watch, stopProf, err := o.setup(ctx, o.sp.writers)
 	if err != nil {
 		return err
 	}

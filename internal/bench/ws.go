@@ -72,22 +72,11 @@ func runWS(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if o.sendRate == 0 {
 		o.senders = 0
 	}
-	t, err := o.target(ctx)
-	if err != nil {
-		return err
-	}
 	extra := 0
 	if o.via == "http" {
 		extra = o.senders
 	}
-	if err := ensureFiles(o.conns + extra); err != nil {
-		return err
-	}
-	watch, err := newServerWatch(o.pid)
-	if err != nil {
-		return err
-	}
-	stop, err := o.profile()
+	t, watch, stop, err := o.setup(ctx, o.conns+extra)
 	if err != nil {
 		return err
 	}
