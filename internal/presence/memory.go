@@ -22,7 +22,7 @@ type Memory struct {
 var _ Presence = (*Memory)(nil)
 
 type memRoom struct {
-	sessions map[string]*session
+	sessions sessions
 	watch    map[string]*Watch // by user id; bounded by maxWatchers
 	peak     int
 }
@@ -31,6 +31,30 @@ type session struct {
 	m       Member
 	polling bool
 	seen    time.Time
+}
+
+// sessions is one room's sessions on this node; both the memory and the
+// Redis presence keep them the same way.
+type sessions map[string]*session
+
+// join adds m's session or refreshes it. It reports whether the session is
+// new and whether its member changed (a connection identified later, by a
+// WebSocket auth frame, keeps its arrival time).
+func (ss sessions) join(m Member, polling bool, now time.Time) (isNew, changed bool) {
+	if m.Since.IsZero() {
+		m.Since = now
+	}
+	if s, ok := ss[m.Session]; ok {
+		s.seen = now
+		if m.UserID != "" && s.m.UserID != m.UserID {
+			m.Since = s.m.Since
+			s.m = m
+			return false, true
+		}
+		return false, false
+	}
+	ss[m.Session] = &session{m: m, polling: polling, seen: now}
+	return true, true
 }
 
 // maxWatchers bounds the per-room watch-time table; beyond it the users with
@@ -86,23 +110,12 @@ func (p *Memory) roomLocked(id string) *memRoom {
 
 func (p *Memory) join(room string, m Member, polling bool) bool {
 	now := p.now()
-	if m.Since.IsZero() {
-		m.Since = now
-	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	r := p.roomLocked(room)
-	if s, ok := r.sessions[m.Session]; ok {
-		s.seen = now
-		if m.UserID != "" && s.m.UserID != m.UserID { // identified later (auth frame)
-			m.Since = s.m.Since
-			s.m = m
-		}
-		return false
-	}
-	r.sessions[m.Session] = &session{m: m, polling: polling, seen: now}
+	isNew, _ := r.sessions.join(m, polling, now)
 	r.peak = max(r.peak, len(r.sessions))
-	return true
+	return isNew
 }
 
 // Join implements Presence.

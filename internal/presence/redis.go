@@ -63,7 +63,7 @@ type RedisConfig struct {
 }
 
 type redisRoom struct {
-	sessions map[string]*session
+	sessions sessions
 	pending  map[string]*Watch // watch seconds not yet written, by user
 	written  int               // the count this node last wrote
 	present  bool              // this node has an entry in Redis
@@ -133,24 +133,12 @@ func (p *Redis) roomLocked(id string) *redisRoom {
 
 func (p *Redis) join(room string, m Member, polling bool) bool {
 	now := p.now()
-	if m.Since.IsZero() {
-		m.Since = now
-	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	r := p.roomLocked(room)
-	if s, ok := r.sessions[m.Session]; ok {
-		s.seen = now
-		if m.UserID != "" && s.m.UserID != m.UserID { // identified later (auth frame)
-			m.Since = s.m.Since
-			s.m = m
-			r.dirty = true
-		}
-		return false
-	}
-	r.sessions[m.Session] = &session{m: m, polling: polling, seen: now}
-	r.dirty = true
-	return true
+	isNew, changed := r.sessions.join(m, polling, now)
+	r.dirty = r.dirty || changed
+	return isNew
 }
 
 // Join implements Presence; it sends nothing to Redis.
