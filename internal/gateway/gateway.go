@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"unicode/utf8"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"roomcast/internal/auth"
 	"roomcast/internal/bus"
 	"roomcast/internal/config"
@@ -62,11 +64,16 @@ type Gateway struct {
 	ready    atomic.Bool
 	draining atomic.Bool
 	mux      *http.ServeMux
+
+	// Poll counters by result, looked up once (polls are the hot path).
+	pollOK, pollReset, pollError prometheus.Counter
 }
 
 // New builds the gateway and its routes.
 func New(ctx context.Context, d Deps) (*Gateway, error) {
-	g := &Gateway{d: d, cfg: d.Config, log: d.Log, mux: http.NewServeMux()}
+	g := &Gateway{d: d, cfg: d.Config, log: d.Log, mux: http.NewServeMux(),
+		pollOK: d.Metrics.Polls.WithLabelValues("ok"), pollReset: d.Metrics.Polls.WithLabelValues("reset"),
+		pollError: d.Metrics.Polls.WithLabelValues("error")}
 	steps, err := config.ParsePollIntervals(d.Config.PollIntervals)
 	if err != nil {
 		return nil, err
@@ -228,6 +235,12 @@ func (g *Gateway) identity(r *http.Request, required, allowQuery bool) (service.
 	if tok == "" && allowQuery {
 		tok = r.URL.Query().Get("token")
 	}
+	return g.identityOf(tok, required)
+}
+
+// identityOf verifies a credential: the admin key or a user token. An empty
+// one is an error only when required.
+func (g *Gateway) identityOf(tok string, required bool) (service.Identity, error) {
 	if tok == "" {
 		if required {
 			return service.Identity{}, errs.New(errs.Unauthorized, "a token is required (Authorization: Bearer TOKEN)")

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"roomcast/internal/auth"
 	"roomcast/internal/errs"
 	"roomcast/internal/fanout"
 	"roomcast/internal/message"
@@ -25,7 +26,7 @@ func (g *Gateway) handlePoll(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	id, ok := g.requireRoom(w, r)
 	if !ok {
-		g.d.Metrics.Polls.WithLabelValues("error").Inc()
+		g.pollError.Inc()
 		return
 	}
 	q := r.URL.Query()
@@ -46,7 +47,11 @@ func (g *Gateway) handlePoll(w http.ResponseWriter, r *http.Request) {
 		}
 		pq.Limit = min(n, maxPollLimit)
 	}
-	who, err := g.identity(r, !g.cfg.PublicRead, true)
+	tok := auth.BearerToken(r.Header.Get("Authorization"))
+	if tok == "" {
+		tok = q.Get("token")
+	}
+	who, err := g.identityOf(tok, !g.cfg.PublicRead)
 	if err != nil {
 		g.pollErr(w, err)
 		return
@@ -97,16 +102,16 @@ func (g *Gateway) handlePoll(w http.ResponseWriter, r *http.Request) {
 		*bp = b
 		pollBufs.Put(bp)
 	}
-	result := "ok"
 	if a.Reset {
-		result = "reset"
+		g.pollReset.Inc()
+	} else {
+		g.pollOK.Inc()
 	}
-	g.d.Metrics.Polls.WithLabelValues(result).Inc()
 	g.d.Metrics.PollDuration.Observe(time.Since(start).Seconds())
 }
 
 func (g *Gateway) pollErr(w http.ResponseWriter, err error) {
-	g.d.Metrics.Polls.WithLabelValues("error").Inc()
+	g.pollError.Inc()
 	writeErr(w, err)
 }
 

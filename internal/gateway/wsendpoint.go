@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"roomcast/internal/auth"
 	"roomcast/internal/errs"
 	"roomcast/internal/fanout"
 	"roomcast/internal/message"
@@ -202,7 +201,7 @@ func (g *Gateway) OnMessage(c *ws.Conn, data []byte) {
 }
 
 func (g *Gateway) onAuth(c *ws.Conn, st *wsState, f clientFrame) {
-	id, err := g.identityFromToken(f.Token)
+	id, err := g.identityOf(f.Token, true)
 	if err == nil {
 		err = g.checkKicked(context.Background(), st.room, id)
 	}
@@ -224,17 +223,6 @@ func (g *Gateway) onAuth(c *ws.Conn, st *wsState, f clientFrame) {
 	b = append(b, `,"user":`...)
 	b = message.AppendString(b, id.Claims.Sub)
 	_ = c.SendText(append(b, '}'))
-}
-
-func (g *Gateway) identityFromToken(tok string) (service.Identity, error) {
-	if auth.CheckKey(tok, g.d.AdminKey) {
-		return service.Identity{Admin: true, Claims: auth.Claims{Sub: "admin", Name: "admin", Level: 100, Role: auth.RoleAdmin}}, nil
-	}
-	c, err := g.d.Signer.Verify(tok)
-	if err != nil {
-		return service.Identity{}, err
-	}
-	return service.Identity{Claims: c, Admin: c.Role == auth.RoleAdmin}, nil
 }
 
 func (g *Gateway) onSend(c *ws.Conn, st *wsState, f clientFrame) {
