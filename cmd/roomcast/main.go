@@ -111,7 +111,8 @@ func token(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("roomcast token", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	data := fs.String("data", "./data", "data directory whose secret signs the token")
-	secret := fs.String("secret", "", "signing secret (overrides the data dir's)")
+	db := fs.String("db", "", "shared SQL store (postgres://, mysql://) whose secret signs the token, instead of --data")
+	secret := fs.String("secret", "", "signing secret (overrides the stored one)")
 	sub := fs.String("sub", "", "user id (required)")
 	name := fs.String("name", "", "display name (default: the user id)")
 	level := fs.Int("level", 0, "user level 0–100")
@@ -122,7 +123,7 @@ func token(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	cfg := config.Default()
-	cfg.Data, cfg.Secret = *data, *secret
+	cfg.Data, cfg.DB, cfg.Secret = *data, *db, *secret
 	st, err := app.OpenStore(cfg)
 	if err != nil {
 		return err
