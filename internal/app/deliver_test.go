@@ -152,6 +152,34 @@ func TestUserScopeAndBroadcast(t *testing.T) {
 			break
 		}
 	}
+	// A poller with alice's token gets her message too (seq 0, after the
+	// room's), once: the answer's user_cursor moves past it. Bob's does not.
+	var ap struct {
+		Messages   []msg `json:"messages"`
+		UserCursor int64 `json:"user_cursor"`
+	}
+	s.do("GET", "/api/rooms/one/messages?token="+alice, "", nil, &ap)
+	got := 0
+	for _, m := range ap.Messages {
+		if m.Text == "for alice" && m.Seq == 0 && m.Scope == "user" {
+			got++
+		}
+	}
+	if got != 1 || ap.UserCursor == 0 {
+		t.Fatalf("alice's poll: %+v", ap)
+	}
+	s.do("GET", fmt.Sprintf("/api/rooms/one/messages?token=%s&user_cursor=%d", alice, ap.UserCursor), "", nil, &ap)
+	for _, m := range ap.Messages {
+		if m.Text == "for alice" {
+			t.Fatal("user_cursor did not move past alice's message")
+		}
+	}
+	s.do("GET", "/api/rooms/one/messages?token="+bob, "", nil, &ap)
+	for _, m := range ap.Messages {
+		if m.Text == "for alice" {
+			t.Fatal("bob's poll returned alice's message")
+		}
+	}
 	// Viewers may not send user-scoped or broadcast messages.
 	if code, _ := s.send("one", bob, map[string]string{"kind": "chat", "scope": "broadcast", "text": "x"}); code != 403 {
 		t.Fatalf("viewer broadcast: %d", code)

@@ -109,6 +109,8 @@ type Node struct {
 	usersMu sync.Mutex
 	users   map[string]map[*Conn]struct{} // local connections by user id; guarded by usersMu
 
+	inbox inboxes // user-scoped messages for pollers
+
 	dirtyMu sync.Mutex
 	dirty   []*Hub // hubs with work for the next tick; guarded by dirtyMu
 
@@ -349,6 +351,7 @@ func (n *Node) onUserEvent(ev bus.Event) {
 	if ev.Type != bus.EvUserMsg || ev.Msg == nil {
 		return
 	}
+	n.inbox.add(ev.User, ev.Msg, n.now())
 	n.usersMu.Lock()
 	conns := make([]*Conn, 0, len(n.users[ev.User]))
 	for c := range n.users[ev.User] {

@@ -14,8 +14,12 @@ type PollQuery struct {
 	HasCursor bool
 	Limit     int
 	// Member identifies the poller for presence; an empty Session is not
-	// counted online.
-	Member presence.Member
+	// counted online. With a UserID, the answer also holds that user's
+	// user-scoped messages newer than UserCursor (a message ts in Unix ms;
+	// without HasUserCursor, those of the warm window).
+	Member        presence.Member
+	UserCursor    int64
+	HasUserCursor bool
 }
 
 // PollAnswer is what a poll returns.
@@ -25,6 +29,10 @@ type PollAnswer struct {
 	Reset    bool
 	Online   int
 	Likes    int64
+	// UserMessages are the poller's user-scoped messages (seq 0), and
+	// UserCursor what to send as user_cursor next time.
+	UserMessages []*message.Message
+	UserCursor   int64
 	// Stale is set when the shared store is unreachable: the answer comes
 	// from this node's window and may miss what other nodes accepted.
 	Stale bool
@@ -68,6 +76,16 @@ func (n *Node) Poll(ctx context.Context, room string, q PollQuery) (PollAnswer, 
 			continue
 		}
 		a.Stale = n.deps.Stale != nil && n.deps.Stale()
+		if err == nil && q.Member.UserID != "" {
+			after := q.UserCursor
+			if !q.HasUserCursor {
+				after = n.now().Add(-n.cfg.WarmWindow).UnixMilli()
+			}
+			a.UserMessages, a.UserCursor = n.inbox.since(q.Member.UserID, after), after
+			if k := len(a.UserMessages); k > 0 {
+				a.UserCursor = a.UserMessages[k-1].TS
+			}
+		}
 		return a, err
 	}
 }

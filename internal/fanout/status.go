@@ -34,6 +34,7 @@ func (n *Node) LikesTotal(ctx context.Context, room string) (int64, error) {
 // presence summaries to OnPresence, trims windows by age and drops idle hubs.
 func (n *Node) second(now time.Time) {
 	ctx := context.Background()
+	n.inbox.sweep(now)
 	n.mu.RLock()
 	hubs := make([]*Hub, 0, len(n.hubs))
 	for _, h := range n.hubs {

@@ -69,6 +69,14 @@ func (g *Gateway) handlePoll(w http.ResponseWriter, r *http.Request) {
 	default:
 		sess = "pa:" + clientIP(r)
 	}
+	if s := q.Get("user_cursor"); s != "" {
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || v < 0 {
+			g.pollErr(w, errs.New(errs.BadRequest, "user_cursor must be a non-negative integer"))
+			return
+		}
+		pq.UserCursor, pq.HasUserCursor = v, true
+	}
 	pq.Member = presence.Member{Session: sess, UserID: who.Claims.Sub, Name: who.Claims.Name, Level: who.Claims.Level}
 	a, err := g.d.Node.Poll(r.Context(), id, pq)
 	if err != nil {
@@ -83,6 +91,13 @@ func (g *Gateway) handlePoll(w http.ResponseWriter, r *http.Request) {
 		}
 		b = append(b, m.Encoded()...)
 	}
+	// The poller's user-scoped messages (seq 0) follow the room's.
+	for i, m := range a.UserMessages {
+		if i > 0 || len(a.Messages) > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, m.Encoded()...)
+	}
 	b = append(b, `],"cursor":`...)
 	b = strconv.AppendUint(b, a.Cursor, 10)
 	b = append(b, `,"poll_after_ms":`...)
@@ -93,6 +108,10 @@ func (g *Gateway) handlePoll(w http.ResponseWriter, r *http.Request) {
 	b = strconv.AppendInt(b, int64(a.Online), 10)
 	b = append(b, `,"likes":`...)
 	b = strconv.AppendInt(b, a.Likes, 10)
+	if who.Claims.Sub != "" {
+		b = append(b, `,"user_cursor":`...)
+		b = strconv.AppendInt(b, a.UserCursor, 10)
+	}
 	if a.Stale { // cluster mode with Redis unreachable: served from this node's cache
 		b = append(b, `,"stale":true`...)
 	}

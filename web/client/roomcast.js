@@ -64,6 +64,7 @@ export class RoomClient {
   #seen = new Set();      // seqs (and ids of unsequenced messages) already handed out
   #floor = 0;             // seqs ≤ floor count as seen (pruned from #seen)
   #sid;                   // poll session id (presence)
+  #userCursor = null;     // ts of the last user-scoped message received by polling
   // WebSocket state.
   #ws = null;
   #wsOpenAt = 0;
@@ -398,6 +399,7 @@ export class RoomClient {
     u.searchParams.set('limit', String(this.#o.limit));
     u.searchParams.set('sid', this.#sid);
     if (this.#cursor !== null) u.searchParams.set('cursor', String(this.#cursor));
+    if (this.#userCursor !== null) u.searchParams.set('user_cursor', String(this.#userCursor));
     const ac = new AbortController();
     this.#pollAbort = ac;
     let wait = this.#route?.poll_after_ms || 2000;
@@ -414,6 +416,7 @@ export class RoomClient {
         if (body.reset) this.#reset();
         this.#deliver(body.messages || []);
         this.#advance(body.cursor, body.reset);
+        if (typeof body.user_cursor === 'number') this.#userCursor = body.user_cursor;
         if (typeof body.online === 'number') this.#setOnline(body.online);
         if (typeof body.likes === 'number') this.#setLikes(body.likes);
         if (body.poll_after_ms > 0) wait = body.poll_after_ms;
