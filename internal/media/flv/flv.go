@@ -202,7 +202,7 @@ func (h *Handler) stream(reqCtx context.Context, sk sink, rd *hub.Reader, st hub
 	batch := make([]*hub.Frame, 0, h.cfg.BatchFrames)
 	batch = append(batch, st.Config...)
 	first := true
-	var pause *time.Timer // reused: one wake-up per BatchDelay, not per frame
+	pause := hub.NewPacer(h.cfg.BatchDelay)
 	for {
 		var err error
 		batch, err = rd.Next(ctx, batch)
@@ -222,18 +222,7 @@ func (h *Handler) stream(reqCtx context.Context, sk sink, rd *hub.Reader, st hub
 		if err != nil {
 			return err
 		}
-		if h.cfg.BatchDelay > 0 {
-			if pause == nil {
-				pause = time.NewTimer(h.cfg.BatchDelay)
-			} else {
-				pause.Reset(h.cfg.BatchDelay)
-			}
-			select {
-			case <-pause.C:
-			case <-ctx.Done():
-				pause.Stop()
-			}
-		}
+		pause.Wait(ctx) // the next write carries more frames
 	}
 }
 

@@ -108,7 +108,7 @@ func (s *Server) servePlay(ctx context.Context, sess *session, rd *hub.Reader, s
 
 	var ch chunker
 	var deadline time.Time
-	var pause *time.Timer
+	pause := hub.NewPacer(s.cfg.BatchDelay)
 	batch := make([]*hub.Frame, 0, s.cfg.BatchFrames)
 	batch = append(batch, st.Config...)
 	first := true
@@ -148,19 +148,6 @@ func (s *Server) servePlay(ctx context.Context, sess *session, rd *hub.Reader, s
 		case err != nil:
 			return err
 		}
-		// Wait BatchDelay so the next write carries more frames (fewer
-		// syscalls and wake-ups per viewer).
-		if s.cfg.BatchDelay > 0 {
-			if pause == nil {
-				pause = time.NewTimer(s.cfg.BatchDelay)
-			} else {
-				pause.Reset(s.cfg.BatchDelay)
-			}
-			select {
-			case <-pause.C:
-			case <-ctx.Done():
-				pause.Stop()
-			}
-		}
+		pause.Wait(ctx) // the next write carries more frames
 	}
 }
