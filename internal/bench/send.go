@@ -110,23 +110,7 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	winStart := time.Now()
 	winCtx, winStop := context.WithTimeout(runCtx, o.duration)
 	var writers sync.WaitGroup
-	path := []byte(t.base.Path + "/api/rooms/" + o.room + "/messages")
-	for i := 0; i < sp.writers; i++ {
-		writers.Add(1)
-		if sp.via == "http" {
-			hc := newRawHTTP(runCtx, t.addr, t.base.Host, o.timeout)
-			go func(i int) {
-				defer writers.Done()
-				defer hc.release()
-				st.httpWriter(winCtx, hc, sp, i, path, toks[i], winStart)
-			}(i)
-		} else {
-			go func(c *wsClient, i int) {
-				defer writers.Done()
-				c.wsWriter(winCtx, sp, i, winStart)
-			}(clients[i], i)
-		}
-	}
+	st.startWriters(runCtx, winCtx, &writers, t, &o.common, sp, sp.writers, toks, clients, winStart)
 	<-winCtx.Done()
 	winStop()
 	writers.Wait()

@@ -247,3 +247,27 @@ func (s *sendStats) report(sp *sendSpec, window time.Duration) *SendReport {
 	}
 	return r
 }
+
+// startWriters starts n writers for the window ending with winCtx: over
+// HTTP (one keep-alive connection each, opened on runCtx) with toks[i], or
+// over the WebSocket clients[i]. writers tracks them.
+func (s *sendStats) startWriters(runCtx, winCtx context.Context, writers *sync.WaitGroup, t target, o *common, sp *sendSpec,
+	n int, toks []string, clients []*wsClient, start time.Time) {
+	path := []byte(t.base.Path + "/api/rooms/" + o.room + "/messages")
+	for i := 0; i < n; i++ {
+		writers.Add(1)
+		if sp.via == "http" {
+			hc := newRawHTTP(runCtx, t.addr, t.base.Host, o.timeout)
+			go func(i int) {
+				defer writers.Done()
+				defer hc.release()
+				s.httpWriter(winCtx, hc, sp, i, path, toks[i], start)
+			}(i)
+			continue
+		}
+		go func(c *wsClient, i int) {
+			defer writers.Done()
+			c.wsWriter(winCtx, sp, i, start)
+		}(clients[i], i)
+	}
+}

@@ -270,23 +270,7 @@ func (o *wsOpts) run(ctx context.Context, t target, watch *serverWatch, fs *flag
 	winStart := time.Now()
 	winCtx, winStop := context.WithTimeout(runCtx, o.duration)
 	var writers sync.WaitGroup
-	for i := 0; i < o.senders; i++ {
-		writers.Add(1)
-		if o.via == "http" {
-			hc := newRawHTTP(runCtx, t.addr, t.base.Host, o.timeout)
-			path := []byte(t.base.Path + "/api/rooms/" + o.room + "/messages")
-			go func(i int) {
-				defer writers.Done()
-				defer hc.release()
-				run.send.httpWriter(winCtx, hc, sp, i, path, httpTokens[i], winStart)
-			}(i)
-		} else {
-			go func(c *wsClient, i int) {
-				defer writers.Done()
-				c.wsWriter(winCtx, sp, i, winStart)
-			}(clients[i], i)
-		}
-	}
+	run.send.startWriters(runCtx, winCtx, &writers, t, &o.common, sp, o.senders, httpTokens, clients, winStart)
 	<-winCtx.Done()
 	winStop()
 	writers.Wait()
