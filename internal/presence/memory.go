@@ -57,6 +57,16 @@ func (ss sessions) join(m Member, polling bool, now time.Time) (isNew, changed b
 	return true, true
 }
 
+// leave removes sess and returns its member and the whole seconds it stayed.
+func (ss sessions) leave(sess string, at time.Time) (Member, int64, bool) {
+	s, ok := ss[sess]
+	if !ok {
+		return Member{}, 0, false
+	}
+	delete(ss, sess)
+	return s.m, int64(at.Sub(s.m.Since).Round(time.Second) / time.Second), true
+}
+
 // maxWatchers bounds the per-room watch-time table; beyond it the users with
 // the least watch time are forgotten.
 const maxWatchers = 100000
@@ -140,23 +150,19 @@ func (p *Memory) Leave(_ context.Context, room, sess string) error {
 }
 
 func (r *memRoom) leaveLocked(sess string, at time.Time) {
-	s, ok := r.sessions[sess]
-	if !ok {
+	m, secs, ok := r.sessions.leave(sess, at)
+	if !ok || m.UserID == "" {
 		return
 	}
-	delete(r.sessions, sess)
-	if s.m.UserID == "" {
-		return
-	}
-	w := r.watch[s.m.UserID]
+	w := r.watch[m.UserID]
 	if w == nil {
 		if len(r.watch) >= maxWatchers {
 			r.evictLocked()
 		}
-		w = &Watch{UserID: s.m.UserID, Name: s.m.Name}
-		r.watch[s.m.UserID] = w
+		w = &Watch{UserID: m.UserID, Name: m.Name}
+		r.watch[m.UserID] = w
 	}
-	w.Seconds += int64(at.Sub(s.m.Since).Round(time.Second) / time.Second)
+	w.Seconds += secs
 }
 
 func (r *memRoom) evictLocked() {

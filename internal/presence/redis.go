@@ -163,21 +163,20 @@ func (p *Redis) Leave(_ context.Context, room, sess string) error {
 }
 
 func (r *redisRoom) leaveLocked(sess string, at time.Time) {
-	s, ok := r.sessions[sess]
+	m, secs, ok := r.sessions.leave(sess, at)
 	if !ok {
 		return
 	}
-	delete(r.sessions, sess)
 	r.dirty = true
-	if s.m.UserID == "" {
+	if m.UserID == "" {
 		return
 	}
-	w := r.pending[s.m.UserID]
+	w := r.pending[m.UserID]
 	if w == nil {
-		w = &Watch{UserID: s.m.UserID, Name: s.m.Name}
-		r.pending[s.m.UserID] = w
+		w = &Watch{UserID: m.UserID, Name: m.Name}
+		r.pending[m.UserID] = w
 	}
-	w.Seconds += int64(at.Sub(s.m.Since).Round(time.Second) / time.Second)
+	w.Seconds += secs
 }
 
 // Count implements Presence: the room's total across live nodes as of the
