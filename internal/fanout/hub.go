@@ -107,8 +107,9 @@ func (h *Hub) waitReady(ctx context.Context) error {
 }
 
 type directMsg struct {
-	c *Conn
-	m *message.Message
+	c      *Conn
+	m      *message.Message
+	cursor uint64 // the room cursor its batch carries; set at dispatch
 }
 
 // maxFuture bounds messages held ahead of a gap before a repair read.
@@ -438,7 +439,7 @@ func (h *Hub) queueDirect(c *Conn, m *message.Message) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if len(h.direct) < 10000 {
-		h.direct = append(h.direct, directMsg{c, m})
+		h.direct = append(h.direct, directMsg{c: c, m: m})
 	} else {
 		h.node.drop("direct_overflow", 1)
 	}
@@ -447,7 +448,6 @@ func (h *Hub) queueDirect(c *Conn, m *message.Message) {
 
 // batch is one hub's work for a tick, prepared under the lock.
 type batch struct {
-	hub     *Hub
 	payload *Payload
 	conns   []*Conn
 	msgs    int
@@ -471,7 +471,7 @@ func (h *Hub) prepare(now time.Time, b *batch) bool {
 	}
 	msgs := h.pending
 	h.pending = nil
-	b.hub, b.direct = h, h.direct
+	b.direct = h.direct
 	h.direct = nil
 	if len(msgs) > 0 {
 		// The cursor moves past everything considered, sent or not.

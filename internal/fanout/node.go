@@ -453,7 +453,6 @@ func (n *Node) tick(now time.Time, force bool) {
 	var wg sync.WaitGroup
 	var b batch
 	var direct []directMsg
-	var directCursor []uint64
 	n.tickNo++
 	bigEvery := uint64(n.cfg.BigTick / n.cfg.Tick)
 	for _, h := range hubs {
@@ -475,15 +474,15 @@ func (n *Node) tick(now time.Time, force bool) {
 			m.DeliveryLatency.Observe(float64(now.UnixMilli()-b.oldest) / 1000)
 		}
 		for _, d := range b.direct {
+			d.cursor = b.cursor
 			direct = append(direct, d)
-			directCursor = append(directCursor, b.cursor)
 		}
 	}
 	wg.Wait()
 	// User-scoped messages go after the room batches they share a cursor
 	// with, so a client never holds a cursor ahead of what it received.
-	for i, d := range direct {
-		p := &Payload{Data: AppendBatch(nil, d.c.Room, []*message.Message{d.m}, directCursor[i], false)}
+	for _, d := range direct {
+		p := &Payload{Data: AppendBatch(nil, d.c.Room, []*message.Message{d.m}, d.cursor, false)}
 		_ = d.c.Sink.Send(p)
 	}
 	n.deps.Metrics.TickDuration.Observe(time.Since(now).Seconds())

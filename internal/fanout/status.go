@@ -12,19 +12,6 @@ import (
 	"roomcast/internal/message"
 )
 
-// Online returns the room's online count as of the last second.
-func (n *Node) Online(room string) (int, int64) {
-	n.mu.RLock()
-	h := n.hubs[room]
-	n.mu.RUnlock()
-	if h == nil {
-		return 0, 0
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.online, h.likes
-}
-
 // LikesTotal returns room's like total from the counter.
 func (n *Node) LikesTotal(ctx context.Context, room string) (int64, error) {
 	return n.deps.Likes.Total(ctx, room)
