@@ -1,5 +1,5 @@
 # roomcast — common tasks. `make test` is the whole suite (what CI runs).
-.PHONY: build test test-quick bench screenshots vendor-web fmt vet
+.PHONY: build test test-quick bench screenshots vendor-web fmt vet proto
 
 build:
 	go build -o roomcast ./cmd/roomcast
@@ -30,3 +30,11 @@ screenshots:
 # Re-vendor the browser players (mpegts.js, hls.js) into web/static/vendor/.
 vendor-web:
 	bash scripts/vendor-web.sh
+
+# Regenerate the Go code of the wire schema (proto/roomcast/v1/*.proto) with
+# protoc (Debian's protobuf-compiler, see scripts/deps.sh) and the pinned
+# protoc-gen-go. The generated files are committed; a test fails when they
+# are out of date.
+proto:
+	GOBIN="$(CURDIR)/.bin" go install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+	PATH="$(CURDIR)/.bin:$$PATH" protoc --go_out=. --go_opt=module=roomcast proto/roomcast/v1/*.proto

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh go-svc machine (Debian):
 # ffmpeg/ffprobe for the media tests, Chromium and chromedriver for the
-# browser tests. Idempotent; fails loudly when something cannot be installed,
-# because tests must fail, never skip, when a dependency is missing.
+# browser tests, protoc (protobuf-compiler) for the wire schema's generated
+# code (`make proto` and its up-to-date test). Idempotent; fails loudly when
+# something cannot be installed, because tests must fail, never skip, when a
+# dependency is missing.
 set -euo pipefail
 
 # services starts the local services the cluster tests use (Redis, PostgreSQL,
@@ -46,6 +48,7 @@ command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 command -v ffprobe >/dev/null 2>&1 || need+=(ffmpeg)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 if [ ${#need[@]} -gt 0 ]; then
   echo "deps: installing ${need[*]}" >&2
   SUDO=""
@@ -53,7 +56,7 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-for c in ffmpeg ffprobe chromium chromedriver; do
+for c in ffmpeg ffprobe chromium chromedriver protoc; do
   command -v "$c" >/dev/null 2>&1 || { echo "deps: $c is still missing" >&2; exit 1; }
 done
 # Local services the cluster tests use (started by the machine; restarted here if stopped).
