@@ -46,28 +46,3 @@ func TestRateLimitBucket(t *testing.T) {
 		t.Fatal("not allowed after waiting retry_after")
 	}
 }
-
-func TestMuteKickExpire(t *testing.T) {
-	m := NewMemory(0, 0)
-	now := time.Unix(1000, 0)
-	m.now = func() time.Time { return now }
-	ctx := context.Background()
-	_ = m.Mute(ctx, "r", "u", now.Add(time.Minute))
-	_ = m.Kick(ctx, "r", "k", now.Add(time.Minute))
-	if muted, _ := m.Muted(ctx, "r", "u"); !muted {
-		t.Fatal("not muted")
-	}
-	if muted, _ := m.Muted(ctx, "other", "u"); muted {
-		t.Fatal("mute leaked to another room")
-	}
-	if kicked, _ := m.Kicked(ctx, "r", "k"); !kicked {
-		t.Fatal("not kicked")
-	}
-	now = now.Add(2 * time.Minute)
-	if muted, _ := m.Muted(ctx, "r", "u"); muted {
-		t.Fatal("mute did not expire")
-	}
-	if kicked, _ := m.Kicked(ctx, "r", "k"); kicked {
-		t.Fatal("kick did not expire")
-	}
-}

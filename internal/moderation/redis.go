@@ -159,12 +159,22 @@ func (r *Redis) exists(ctx context.Context, op, key string) (bool, error) {
 
 // Mute implements State.
 func (r *Redis) Mute(ctx context.Context, room, user string, until time.Time) error {
+	defer r.forgetMute(room, user)
 	return r.set(ctx, "mod_mute", r.key("mute", room, user), until)
 }
 
 // Unmute implements State.
 func (r *Redis) Unmute(ctx context.Context, room, user string) error {
+	defer r.forgetMute(room, user)
 	return r.del(ctx, "mod_unmute", r.key("mute", room, user))
+}
+
+// forgetMute drops a mute answer read along with a kick: this node's own
+// mute or unmute holds from the next Muted on.
+func (r *Redis) forgetMute(room, user string) {
+	r.mu.Lock()
+	delete(r.mutes, key(room, user))
+	r.mu.Unlock()
 }
 
 // Muted implements State. Right after Kicked for the same room and user it
