@@ -20,8 +20,8 @@
 // machine with the server it measures: one goroutine per connection with
 // reused buffers, frames scanned for the few fields checked (scanFrame)
 // instead of decoded, a minimal HTTP/1.1 client (rawHTTP) for polls and
-// sends, a streaming FLV tag parser (flvParser) that skips media payloads,
-// and latency histograms of fixed size (Hist).
+// sends, the codec package's FLV reader (flvtag) keeping only tag headers and
+// the first bytes of each body, and latency histograms of fixed size (Hist).
 //
 // Messages the bench sends carry "bench:<send time in Unix ns>" as their
 // text; receivers compute latency from it. Sequence checks assume the

@@ -186,31 +186,20 @@ func runFLV(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		v.up.Store(true)
 		v.alive.Store(true)
 		defer v.alive.Store(false)
-		buf := make([]byte, o.readBuf)
-		var p flvParser
 		kf := false
-		for {
-			n, err := resp.Body.Read(buf)
-			if n > 0 {
-				p.feed(buf[:n])
-				v.bytes.Add(int64(n))
-				if p.st.KeyframeSeen {
-					if !kf {
-						kf = true
-						ttfk.Record(time.Since(t0))
-					}
-					v.mediaMs.Store(int64(p.st.TSMax - p.st.TSFirstKey))
+		err = readFLV(resp.Body, &v.bytes, &v.st, func() {
+			if v.st.KeyframeSeen {
+				if !kf {
+					kf = true
+					ttfk.Record(time.Since(t0))
 				}
+				v.mediaMs.Store(int64(v.st.TSMax - v.st.TSFirstKey))
 			}
-			if err != nil {
-				if !stopping.Load() {
-					v.ended = "stream ended: " + errLabel(err)
-					ended.Add(1)
-				}
-				break
-			}
+		})
+		if !stopping.Load() {
+			v.ended = "stream ended: " + errLabel(err)
+			ended.Add(1)
 		}
-		v.st = p.st
 	}
 
 	rampEst := time.Duration(0)

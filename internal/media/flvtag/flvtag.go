@@ -105,6 +105,7 @@ const (
 	exPacketSequenceStart = 0
 	exPacketCodedFrames   = 1
 	exPacketFramesX       = 3
+	exPacketMultitrack    = 6
 )
 
 // AVCConfigRecord builds an AVCDecoderConfigurationRecord for one SPS and PPS

@@ -146,3 +146,54 @@ func BenchmarkVideoFrameTag(b *testing.B) {
 		VideoFrameTag(1234, false, false, 0, nalus)
 	}
 }
+
+// TestVideoKinds: ParseVideo tells coded pictures from sequence headers,
+// ends of sequence and command frames, legacy and Enhanced RTMP alike.
+func TestVideoKinds(t *testing.T) {
+	cases := []struct {
+		body                 []byte
+		key, seq, frame, cmd bool
+	}{
+		{[]byte{0x17, 0, 0, 0, 0}, true, true, false, false},
+		{[]byte{0x17, 1, 0, 0, 0}, true, false, true, false},
+		{[]byte{0x27, 1, 0, 0, 0}, false, false, true, false},
+		{[]byte{0x27, 2, 0, 0, 0}, false, false, false, false},
+		{[]byte{0x57, 0, 0, 0, 0}, false, true, false, true},
+		{[]byte{0x22, 9}, false, false, true, false}, // Sorenson H.263: no AVC header
+		{[]byte{0x90, 'h', 'v', 'c', '1', 1}, true, true, false, false},
+		{[]byte{0x91, 'h', 'v', 'c', '1', 0, 0, 0, 9}, true, false, true, false},
+		{[]byte{0xa3, 'h', 'v', 'c', '1', 9}, false, false, true, false},
+		{[]byte{0xd3, 'h', 'v', 'c', '1', 9}, false, false, false, true},
+	}
+	for _, c := range cases {
+		vi, err := ParseVideo(c.body)
+		if err != nil || vi.Key != c.key || vi.SeqHeader != c.seq || vi.Frame != c.frame || vi.Command != c.cmd {
+			t.Errorf("% x: %+v %v", c.body, vi, err)
+		}
+	}
+}
+
+// TestReadTagHead: a tag read by its head keeps the first bytes of its body,
+// reports its size and leaves the reader at the next tag.
+func TestReadTagHead(t *testing.T) {
+	var stream []byte
+	stream = append(stream, FileHeader(true, false)...)
+	big := TagFromBody(TypeVideo, 40, append([]byte{0x17, 1, 0, 0, 0}, make([]byte, 5000)...))
+	stream = append(stream, big...)
+	stream = append(stream, TagFromBody(TypeAudio, 41, []byte{0xaf, 0})...)
+	r := NewReader(bytes.NewReader(stream))
+	if _, err := r.ReadFileHeader(); err != nil {
+		t.Fatal(err)
+	}
+	tag, err := r.ReadTagHead(16)
+	if err != nil || tag.Type != TypeVideo || tag.Timestamp != 40 || tag.Size != 5005 || len(tag.Body) != 16 {
+		t.Fatalf("video head %+v %v", tag, err)
+	}
+	tag, err = r.ReadTagHead(16)
+	if err != nil || tag.Type != TypeAudio || tag.Size != 2 || !bytes.Equal(tag.Body, []byte{0xaf, 0}) {
+		t.Fatalf("audio head %+v %v", tag, err)
+	}
+	if _, err := r.ReadTagHead(16); err != io.EOF {
+		t.Fatalf("end: %v", err)
+	}
+}

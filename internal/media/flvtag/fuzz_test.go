@@ -24,17 +24,30 @@ func FuzzReader(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r := NewReader(bytes.NewReader(data))
 		r.MaxSize = 1 << 20
+		// head reads the same bytes keeping only each body's first bytes:
+		// it must see the same tags and fail at the same offset.
+		head := NewReader(bytes.NewReader(data))
+		head.MaxSize = r.MaxSize
 		if _, err := r.ReadFileHeader(); err != nil {
 			return
 		}
+		_, _ = head.ReadFileHeader()
 		for range 1000 {
 			tag, err := r.ReadTag()
+			htag, herr := head.ReadTagHead(16)
+			if (err == nil) != (herr == nil) || r.Offset() != head.Offset() {
+				t.Fatalf("ReadTag %v at %d, ReadTagHead %v at %d", err, r.Offset(), herr, head.Offset())
+			}
 			if err != nil {
 				var fe *Error
 				if !errors.Is(err, io.EOF) && !errors.As(err, &fe) {
 					t.Fatalf("unexpected error type %T: %v", err, err)
 				}
 				return
+			}
+			if htag.Type != tag.Type || htag.Timestamp != tag.Timestamp || htag.Size != len(tag.Body) || tag.Size != len(tag.Body) ||
+				!bytes.Equal(htag.Body, tag.Body[:min(16, len(tag.Body))]) {
+				t.Fatalf("ReadTagHead %+v differs from ReadTag %+v", htag, tag)
 			}
 			if len(tag.Body) > r.MaxSize {
 				t.Fatalf("body of %d bytes beyond MaxSize", len(tag.Body))

@@ -29,6 +29,7 @@ type Tag struct {
 	Timestamp uint32 // milliseconds, with the extended byte applied
 	StreamID  uint32
 	Body      []byte
+	Size      int // the body's size: len(Body), except after ReadTagHead
 }
 
 // Reader reads FLV tags from a byte stream with a bounded buffer.
@@ -51,6 +52,19 @@ func (r *Reader) readFull(b []byte) error {
 	r.off += int64(n)
 	if err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) || (errors.Is(err, io.EOF) && n > 0) {
+			return &Error{Off: r.off, Err: io.ErrUnexpectedEOF}
+		}
+		return err
+	}
+	return nil
+}
+
+// skip consumes n bytes without keeping them.
+func (r *Reader) skip(n int) error {
+	k, err := io.CopyN(io.Discard, r.r, int64(n))
+	r.off += k
+	if err != nil {
+		if errors.Is(err, io.EOF) {
 			return &Error{Off: r.off, Err: io.ErrUnexpectedEOF}
 		}
 		return err
@@ -85,7 +99,17 @@ func (r *Reader) ReadFileHeader() (FileInfo, error) {
 
 // ReadTag reads the next tag and the PreviousTagSize after it. io.EOF means
 // the stream ended cleanly at a tag boundary.
-func (r *Reader) ReadTag() (Tag, error) {
+func (r *Reader) ReadTag() (Tag, error) { return r.readTag(-1) }
+
+// ReadTagHead is ReadTag for a client that watches a stream without
+// decoding it: Body holds only the first keep bytes of the tag's body (enough
+// for ParseVideo and ParseAudio: 16), and the rest is skipped without being
+// buffered, so a viewer's memory does not grow with its keyframes. Size is
+// the whole body's size.
+func (r *Reader) ReadTagHead(keep int) (Tag, error) { return r.readTag(max(keep, 0)) }
+
+// readTag reads a tag keeping keep bytes of its body (all of it if keep < 0).
+func (r *Reader) readTag(keep int) (Tag, error) {
 	if err := r.readFull(r.hdr[:HeaderSize]); err != nil {
 		return Tag{}, err
 	}
@@ -104,17 +128,21 @@ func (r *Reader) ReadTag() (Tag, error) {
 	}
 	ts := uint32(h[4])<<16 | uint32(h[5])<<8 | uint32(h[6]) | uint32(h[7])<<24
 	sid := uint32(h[8])<<16 | uint32(h[9])<<8 | uint32(h[10])
-	if cap(r.buf) < size {
-		r.buf = make([]byte, size)
+	if keep < 0 || keep > size {
+		keep = size
 	}
-	body := r.buf[:size]
-	if err := r.readFull(body); err != nil {
-		if errors.Is(err, io.EOF) {
-			err = &Error{Off: r.off, Err: io.ErrUnexpectedEOF}
-		}
-		return Tag{}, err
+	if cap(r.buf) < keep {
+		r.buf = make([]byte, keep)
 	}
-	if err := r.readFull(r.hdr[HeaderSize:]); err != nil {
+	body := r.buf[:keep]
+	err := r.readFull(body)
+	if err == nil && keep < size {
+		err = r.skip(size - keep)
+	}
+	if err == nil {
+		err = r.readFull(r.hdr[HeaderSize:])
+	}
+	if err != nil {
 		if errors.Is(err, io.EOF) {
 			err = &Error{Off: r.off, Err: io.ErrUnexpectedEOF}
 		}
@@ -123,7 +151,7 @@ func (r *Reader) ReadTag() (Tag, error) {
 	if prev := binary.BigEndian.Uint32(r.hdr[HeaderSize:]); prev != uint32(HeaderSize+size) {
 		return Tag{}, &Error{Off: r.off - PrevSizeLen, Err: fmt.Errorf("PreviousTagSize %d, want %d", prev, HeaderSize+size)}
 	}
-	return Tag{Type: typ, Timestamp: ts, StreamID: sid, Body: body}, nil
+	return Tag{Type: typ, Timestamp: ts, StreamID: sid, Body: body, Size: size}, nil
 }
 
 // VideoInfo describes a video tag body.
@@ -132,6 +160,8 @@ type VideoInfo struct {
 	Key       bool   // frame type 1 (keyframe)
 	SeqHeader bool   // AVC sequence header / Enhanced RTMP SequenceStart
 	EndOfSeq  bool
+	Command   bool  // frame type 5: video info or command frame, no picture
+	Frame     bool  // carries coded pictures (not a header, end or command)
 	CTS       int32 // composition time offset, ms
 	Payload   []byte
 }
@@ -148,7 +178,7 @@ func ParseVideo(b []byte) (VideoInfo, error) {
 		if len(b) < 5 {
 			return VideoInfo{}, errors.New("flv: short enhanced video tag")
 		}
-		vi := VideoInfo{Key: frameType == 1, Codec: "other"}
+		vi := VideoInfo{Key: frameType == 1, Command: frameType == 5, Codec: "other"}
 		if [4]byte(b[1:5]) == FourCCHEVC {
 			vi.Codec = "h265"
 		} else if string(b[1:5]) == "avc1" {
@@ -159,6 +189,7 @@ func ParseVideo(b []byte) (VideoInfo, error) {
 		case exPacketSequenceStart:
 			vi.SeqHeader = true
 		case exPacketCodedFrames:
+			vi.Frame = true
 			if vi.Codec == "h264" || vi.Codec == "h265" {
 				if len(rest) < 3 {
 					return VideoInfo{}, errors.New("flv: short enhanced coded frames")
@@ -168,18 +199,22 @@ func ParseVideo(b []byte) (VideoInfo, error) {
 			}
 		case 2:
 			vi.EndOfSeq = true
+		case exPacketFramesX, exPacketMultitrack:
+			vi.Frame = true
 		}
+		vi.Frame = vi.Frame && !vi.Command
 		vi.Payload = rest
 		return vi, nil
 	}
 	codec := b[0] & 0x0F
-	vi := VideoInfo{Key: frameType == 1, Codec: "other"}
+	vi := VideoInfo{Key: frameType == 1, Command: frameType == 5, Codec: "other"}
 	switch codec {
 	case CodecAVC:
 		vi.Codec = "h264"
 	case CodecHEVC:
 		vi.Codec = "h265"
 	default:
+		vi.Frame = !vi.Command
 		vi.Payload = b[1:]
 		return vi, nil
 	}
@@ -189,6 +224,8 @@ func ParseVideo(b []byte) (VideoInfo, error) {
 	switch b[1] {
 	case 0:
 		vi.SeqHeader = true
+	case 1:
+		vi.Frame = !vi.Command
 	case 2:
 		vi.EndOfSeq = true
 	}

@@ -3,8 +3,10 @@ package bench
 import (
 	"bytes"
 	"encoding/binary"
+	"io"
 	"math/rand/v2"
 	"os"
+	"sync/atomic"
 	"testing"
 )
 
@@ -19,7 +21,7 @@ type flvTag struct {
 }
 
 // splitFLV cuts a whole FLV file into its header (with PreviousTagSize0) and
-// tags, independently of flvParser.
+// tags, independently of readFLV.
 func splitFLV(t testing.TB, b []byte) (head []byte, tags []flvTag) {
 	t.Helper()
 	off := int(binary.BigEndian.Uint32(b[5:9]))
@@ -60,12 +62,41 @@ func readTestFLV(t testing.TB) []byte {
 	return b
 }
 
-func TestFLVParserFile(t *testing.T) {
+// statsOf reads stream through readFLV as a viewer would.
+func statsOf(t testing.TB, r io.Reader) flvStats {
+	t.Helper()
+	var st flvStats
+	var n atomic.Int64
+	if err := readFLV(r, &n, &st, func() {}); err != io.EOF {
+		t.Fatalf("readFLV ended with %v", err)
+	}
+	return st
+}
+
+// pieces returns b in random pieces, small or large.
+type pieces struct {
+	b     []byte
+	r     *rand.Rand
+	small bool
+}
+
+func (p *pieces) Read(out []byte) (int, error) {
+	if len(p.b) == 0 {
+		return 0, io.EOF
+	}
+	n := 1 + p.r.IntN(3000)
+	if p.small {
+		n = 1 + p.r.IntN(12)
+	}
+	n = copy(out[:min(n, len(out))], p.b)
+	p.b = p.b[n:]
+	return n, nil
+}
+
+func TestFLVStatsFile(t *testing.T) {
 	b := readTestFLV(t)
-	var p flvParser
-	p.feed(b)
-	s := p.st
-	if !s.HeaderOK || s.Corrupt != "" || s.BadPrevSize != 0 {
+	s := statsOf(t, bytes.NewReader(b))
+	if !s.HeaderOK || s.Corrupt != "" || s.Bytes != int64(len(b)) {
 		t.Fatalf("stats %+v", s)
 	}
 	if !s.FirstVideoSeqHdr || !s.FirstFrameKey || !s.KeyframeSeen || !s.FirstAudioSeqHdr || len(s.violations()) != 0 {
@@ -91,25 +122,16 @@ func TestFLVParserFile(t *testing.T) {
 	if k := s.contentKbps(); k < 100 || k > 1000 || s.TSMax-s.TSFirstKey < 3500 {
 		t.Fatalf("content %.0f kbit/s over %d ms", k, s.TSMax-s.TSFirstKey)
 	}
-	// Fed in any pieces, the same result.
+	// Arriving in any pieces, the same result.
 	r := rand.New(rand.NewPCG(7, 7))
 	for round := 0; round < 20; round++ {
-		var q flvParser
-		for rest := b; len(rest) > 0; {
-			n := min(len(rest), 1+r.IntN(3000))
-			if round%2 == 0 {
-				n = min(len(rest), 1+r.IntN(12))
-			}
-			q.feed(rest[:n])
-			rest = rest[n:]
-		}
-		if q.st != s {
-			t.Fatalf("split feeding differs:\n%+v\n%+v", q.st, s)
+		if q := statsOf(t, &pieces{b: b, r: r, small: round%2 == 0}); q != s {
+			t.Fatalf("split reading differs:\n%+v\n%+v", q, s)
 		}
 	}
 }
 
-func TestFLVParserViolations(t *testing.T) {
+func TestFLVStatsViolations(t *testing.T) {
 	b := readTestFLV(t)
 	head, tags := splitFLV(t, b)
 	build := func(keep func(i int, tg flvTag) bool) []byte {
@@ -133,71 +155,37 @@ func TestFLVParserViolations(t *testing.T) {
 		"first video frame not a keyframe":      build(func(i int, tg flvTag) bool { return !(tg.typ == 9 && i == firstKey) }),
 	}
 	for want, stream := range cases {
-		var p flvParser
-		p.feed(stream)
-		v := p.st.violations()
-		if len(v) != 1 || v[0] != want {
+		st := statsOf(t, bytes.NewReader(stream))
+		if v := st.violations(); len(v) != 1 || v[0] != want {
 			t.Errorf("want [%s], got %v", want, v)
 		}
 	}
-	var p flvParser
-	p.feed([]byte("NOTFLV\x00\x00\x00\x09\x00\x00\x00\x00"))
-	if v := p.st.violations(); len(v) == 0 || p.st.HeaderOK {
-		t.Errorf("bad header not reported: %v", v)
+	bad := []byte("NOTFLV\x00\x00\x00\x09\x00\x00\x00\x00")
+	if st := statsOf(t, bytes.NewReader(bad)); len(st.violations()) == 0 || st.HeaderOK || st.Bytes != int64(len(bad)) {
+		t.Errorf("bad header not reported: %+v", st)
 	}
-	p = flvParser{}
-	p.feed(append(bytes.Clone(head), 0x77, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1))
-	if p.st.Corrupt == "" {
-		t.Error("bad tag type not reported")
+	// A bad tag type: corrupt, and nothing after it is parsed (but counted).
+	corrupt := append(append(bytes.Clone(head), 0x77, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 12), b...)
+	if st := statsOf(t, bytes.NewReader(corrupt)); st.Corrupt == "" || st.Tags != 0 || st.Bytes != int64(len(corrupt)) {
+		t.Errorf("bad tag type: %+v", st)
 	}
-	p.feed(b) // a dead parser ignores the rest
-	if p.st.Tags != 0 {
-		t.Error("parsed after corruption")
+	stream := func(bodies ...[]byte) []byte {
+		out := bytes.Clone(head)
+		for i, body := range bodies {
+			out = append(out, makeTag(9, uint32(40*i)%100, body)...)
+		}
+		return out
 	}
-	// Enhanced RTMP (HEVC): sequence start, then a coded keyframe.
-	p = flvParser{}
-	p.feed(head)
-	p.feed(makeTag(9, 0, []byte{0x90, 'h', 'v', 'c', '1', 1, 2}))
-	p.feed(makeTag(9, 0, []byte{0x91, 'h', 'v', 'c', '1', 0, 0, 0, 9}))
-	p.feed(makeTag(9, 40, []byte{0xa3, 'h', 'v', 'c', '1', 9}))
-	p.feed(makeTag(9, 20, []byte{0xa3, 'h', 'v', 'c', '1', 9})) // ts back
-	if v := p.st.violations(); len(v) != 0 || !p.st.KeyframeSeen || p.st.SeqHeaders != 1 || p.st.TSBack != 1 {
-		t.Errorf("enhanced: %+v %v", p.st, v)
+	// Enhanced RTMP (HEVC): sequence start, then a coded keyframe, then a
+	// frame whose timestamp went back.
+	st := statsOf(t, bytes.NewReader(stream([]byte{0x90, 'h', 'v', 'c', '1', 1, 2}, []byte{0x91, 'h', 'v', 'c', '1', 0, 0, 0, 9},
+		[]byte{0xa3, 'h', 'v', 'c', '1', 9}, []byte{0xa3, 'h', 'v', 'c', '1', 9})))
+	if v := st.violations(); len(v) != 0 || !st.KeyframeSeen || st.SeqHeaders != 1 || st.TSBack != 1 {
+		t.Errorf("enhanced: %+v %v", st, v)
 	}
 	// Video info frames and empty tags are skipped.
-	p = flvParser{}
-	p.feed(head)
-	p.feed(makeTag(9, 0, nil))
-	p.feed(makeTag(9, 0, []byte{0x57, 0}))
-	p.feed(makeTag(9, 0, []byte{0x17, 0, 0, 0, 0}))
-	p.feed(makeTag(9, 0, []byte{0x17, 1, 0, 0, 0}))
-	if v := p.st.violations(); len(v) != 0 || p.st.BadPrevSize != 0 {
-		t.Errorf("skips: %+v %v", p.st, v)
+	st = statsOf(t, bytes.NewReader(stream(nil, []byte{0x57, 0}, []byte{0x17, 0, 0, 0, 0}, []byte{0x17, 1, 0, 0, 0})))
+	if v := st.violations(); len(v) != 0 || st.Video != 4 || st.Keyframes != 1 {
+		t.Errorf("skips: %+v %v", st, v)
 	}
-}
-
-func FuzzFLVParser(f *testing.F) {
-	b := readTestFLV(f)
-	f.Add(b[:2000], uint16(7))
-	f.Add(b[:13], uint16(1))
-	f.Add([]byte("FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00\x09\x00\x00\x02\x00\x00\x00\x00\x00\x00\x00\x17\x00"), uint16(3))
-	f.Fuzz(func(t *testing.T, data []byte, split uint16) {
-		var whole flvParser
-		whole.feed(data)
-		var parts flvParser
-		n := int(split%64) + 1
-		for rest := data; len(rest) > 0; {
-			k := min(n, len(rest))
-			parts.feed(rest[:k])
-			rest = rest[k:]
-		}
-		if whole.st != parts.st {
-			t.Fatalf("whole and split parses differ:\n%+v\n%+v", whole.st, parts.st)
-		}
-		if whole.st.Bytes != int64(len(data)) {
-			t.Fatal("byte count")
-		}
-		_ = whole.st.violations()
-		_ = whole.st.contentKbps()
-	})
 }
