@@ -2,6 +2,8 @@
 //
 //	roomcast serve [flags]      run a node
 //	roomcast token [flags]      print a signed user token
+//	roomcast admin login [flags] print a one-time studio sign-in link
+//	roomcast doctor [serve flags] check the set-up and say what is wrong
 //	roomcast bench SUB [flags]  load generator (ws, poll, send, flv)
 //	roomcast version
 package main
@@ -36,6 +38,8 @@ const usage = `roomcast — live streaming with the live room built in
 usage:
   roomcast serve [flags]          run a node (roomcast serve -h for flags)
   roomcast token [flags]          print a signed user token
+  roomcast admin login [flags]    print a one-time studio sign-in link
+  roomcast doctor [serve flags]   check the set-up (ports, data dir, Redis, SQL, ffmpeg, clocks)
   roomcast bench ws|poll|send|flv [flags]   load generator
   roomcast version
 `
@@ -48,7 +52,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var err error
 	switch args[0] {
 	case "serve":
-		err = serve(args[1:], stderr)
+		err = serve(args[1:], stdout, stderr)
+	case "admin":
+		err = admin(args[1:], stdout, stderr)
+	case "doctor":
+		err = doctor(args[1:], stdout, stderr)
 	case "token":
 		err = token(args[1:], stdout, stderr)
 	case "bench":
@@ -83,7 +91,7 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-func serve(args []string, stderr io.Writer) error {
+func serve(args []string, stdout, stderr io.Writer) error {
 	cfg, err := config.Load("roomcast serve", args, os.LookupEnv)
 	if err != nil {
 		return err
@@ -99,7 +107,10 @@ func serve(args []string, stderr io.Writer) error {
 		a.Shutdown(context.Background())
 		return err
 	}
-	log.Info("ready", "data", cfg.Data, "admin_key_hint", "stored in the data dir unless --admin-key is set")
+	log.Info("ready", "data", cfg.Data)
+	if err := a.Welcome(ctx, stdout); err != nil {
+		log.Warn("welcome", "err", err)
+	}
 	<-ctx.Done()
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)

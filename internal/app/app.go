@@ -129,6 +129,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 		RTMP: cfg.RTMP, GOPCache: cfg.GOPCache, PublishTakeover: cfg.PublishTakeover, PlaySignKey: cfg.PlaySignKey,
 		HookPublish: cfg.HookPublish, HookUnpublish: cfg.HookUnpublish, HookPlay: cfg.HookPlay,
 		HLSLowLatency: cfg.HLSLowLatency, HLSSegment: cfg.HLSSegment, HLSSegments: cfg.HLSSegments, BatchDelay: cfg.MediaBatch,
+		ThumbnailEvery: cfg.ThumbnailEvery, CoverDir: coverDir(cfg),
 	}, a.Rooms, log, a.Metrics.Reg)
 	if err != nil {
 		return nil, fmt.Errorf("media: %w", err)
@@ -157,6 +158,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 			}})
 		},
 		StreamInfo: func(id string) (any, bool) { return a.Media.StreamInfo(id) },
+		Picture:    a.Media.PictureURL,
 	})
 	if err != nil {
 		return nil, err

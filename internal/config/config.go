@@ -22,6 +22,10 @@ type Config struct {
 	// Listeners.
 	HTTP string // HTTP API, WebSocket, pages, HTTP-FLV and HLS; default ":8080"
 	RTMP string // RTMP ingest and play; default ":1935"; "" disables RTMP
+	// PublicURL is the base URL people reach this server at (behind a
+	// reverse proxy, e.g. "https://live.example.com"), used in the links
+	// roomcast prints; "" means http://localhost:PORT from HTTP.
+	PublicURL string
 
 	// Data is the directory holding the embedded SQLite database (rooms,
 	// keys, secrets, settings); default "./data".
@@ -90,6 +94,9 @@ type Config struct {
 	HLSLowLatency   bool          // low-latency HLS variant
 	HLSSegment      time.Duration // target segment duration; default 1s
 	HLSSegments     int           // segments in the playlist; default 7
+	// ThumbnailEvery is the least time between two decodes of a live room's
+	// picture (/live/{room}.jpg); default 10s; 0 means the default.
+	ThumbnailEvery time.Duration
 
 	LogLevel string // debug, info (default), warn, error
 	LogJSON  bool
@@ -103,6 +110,7 @@ type Config struct {
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.HTTP, "http", ":8080", "HTTP listen address")
 	fs.StringVar(&c.RTMP, "rtmp", ":1935", "RTMP listen address (\"\" disables)")
+	fs.StringVar(&c.PublicURL, "public-url", "", "base URL of this server in printed links (default http://localhost:PORT)")
 	fs.StringVar(&c.Data, "data", "./data", "data directory (SQLite, generated secrets)")
 	fs.StringVar(&c.DB, "db", "", "SQL DSN for durable records (postgres://, mysql://); default SQLite in --data")
 	fs.StringVar(&c.Redis, "redis", "", "Redis URL or cluster seeds for multi-node mode")
@@ -141,6 +149,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.HLSLowLatency, "hls-low-latency", false, "serve low-latency HLS")
 	fs.DurationVar(&c.HLSSegment, "hls-segment", time.Second, "HLS target segment duration")
 	fs.IntVar(&c.HLSSegments, "hls-segments", 7, "HLS segments in the playlist")
+	fs.DurationVar(&c.ThumbnailEvery, "thumbnail-every", 10*time.Second, "least time between two decodes of a live room's picture (/live/{room}.jpg)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&c.LogJSON, "log-json", false, "JSON logs")
 	fs.BoolVar(&c.Pprof, "pprof", true, "serve /debug/pprof behind the admin key")

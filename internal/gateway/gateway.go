@@ -53,6 +53,9 @@ type Deps struct {
 	Mount func(mux *http.ServeMux)
 	// StreamInfo answers GET /api/rooms/{id}/stream (nil: 404).
 	StreamInfo func(roomID string) (any, bool)
+	// Picture is the URL of a room's picture (live thumbnail or cover), ""
+	// when it has none; rooms carry it as thumbnail_url (nil: never).
+	Picture func(roomID string) string
 }
 
 // Gateway is the HTTP handler set.
@@ -113,6 +116,7 @@ func (g *Gateway) SetDraining() { g.draining.Store(true) }
 func (g *Gateway) routes() {
 	m := g.mux
 	m.HandleFunc("POST /api/guest", g.handleGuest)
+	m.HandleFunc("POST /api/signin", g.handleSignin)
 	m.HandleFunc("GET /api/gifts", g.handleGifts)
 	m.HandleFunc("POST /api/rooms", g.handleCreateRoom)
 	m.HandleFunc("GET /api/rooms", g.handleListRooms)

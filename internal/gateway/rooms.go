@@ -33,6 +33,9 @@ type roomView struct {
 	room.Room
 	Online   int   `json:"online"`
 	UptimeMS int64 `json:"uptime_ms,omitempty"`
+	// Thumbnail is the room's picture: a recent frame while live, the last
+	// one as its cover after (issue 15).
+	Thumbnail string `json:"thumbnail_url,omitempty"`
 }
 
 func (g *Gateway) view(r *http.Request, rm room.Room) roomView {
@@ -42,6 +45,9 @@ func (g *Gateway) view(r *http.Request, rm room.Room) roomView {
 	}
 	if rm.Live && rm.LiveStartedAt != nil {
 		v.UptimeMS = time.Since(*rm.LiveStartedAt).Milliseconds()
+	}
+	if g.d.Picture != nil {
+		v.Thumbnail = g.d.Picture(rm.ID)
 	}
 	return v
 }
@@ -57,14 +63,27 @@ func (g *Gateway) handleCreateRoom(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var body struct {
-		Title string `json:"title"`
-		ID    string `json:"id"`
+		Title  string `json:"title"`
+		ID     string `json:"id"`
+		Anchor string `json:"anchor"` // admins create rooms for an anchor (issue 15)
 	}
 	if err := decode(w, r, &body); err != nil {
 		writeErr(w, err)
 		return
 	}
-	rm, created, err := g.d.Rooms.Create(r.Context(), id.Claims.Sub, body.Title, body.ID)
+	anchor := id.Claims.Sub
+	if body.Anchor != "" {
+		if !id.Admin {
+			writeErr(w, errs.New(errs.Forbidden, "only admins create rooms for another anchor"))
+			return
+		}
+		if len(body.Anchor) > 128 {
+			writeErr(w, errs.New(errs.BadRequest, "anchor must be 1–128 characters"))
+			return
+		}
+		anchor = body.Anchor
+	}
+	rm, created, err := g.d.Rooms.Create(r.Context(), anchor, body.Title, body.ID)
 	if err != nil {
 		writeErr(w, err)
 		return

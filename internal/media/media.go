@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,6 +35,7 @@ import (
 	"roomcast/internal/media/hls"
 	"roomcast/internal/media/hub"
 	"roomcast/internal/media/rtmp"
+	"roomcast/internal/media/thumb"
 )
 
 // Rooms is what media needs from the room registry (*room.Registry
@@ -93,6 +95,12 @@ type Config struct {
 	// (measured: 1,000 viewers of 2.5 Mbps cost ~29 % of a core instead of
 	// ~40 % without batching); negative writes every frame at once.
 	BatchDelay time.Duration
+
+	// Thumbnails (GET /live/{room}.jpg, .webp): ThumbnailEvery is the least
+	// time between two decodes of a room (0 means 10 s); CoverDir keeps the
+	// last picture of ended sessions ("" keeps covers in memory only).
+	ThumbnailEvery time.Duration
+	CoverDir       string
 }
 
 // Server is the media service.
@@ -104,6 +112,7 @@ type Server struct {
 	rtmp  *rtmp.Server // nil when RTMP is disabled
 	flv   *flv.Handler
 	hls   *hls.Server
+	thumb *thumb.Thumbnailer
 	http  http.Handler
 	start bool
 }
@@ -150,6 +159,9 @@ func New(cfg Config, rooms Rooms, log *slog.Logger, reg prometheus.Registerer) (
 		LowLatency: cfg.HLSLowLatency, SegmentDuration: cfg.HLSSegment,
 		SegmentCount: cfg.HLSSegments, EndedTTL: cfg.HLSEndedTTL,
 	}, m, acc, log)
+	s.thumb = thumb.New(thumb.Config{Every: cfg.ThumbnailEvery, Dir: cfg.CoverDir}, m,
+		func(room string, r *http.Request) error { return acc.CheckSignature(room, r.URL.Query()) }, log)
+	m.AddObserver(s.thumb)
 	if cfg.RTMP != "" {
 		s.rtmp = rtmp.New(rtmp.Config{Addr: cfg.RTMP, WriteTimeout: cfg.WriteTimeout, BatchDelay: cfg.BatchDelay}, m, rooms, acc, log)
 	}
@@ -192,6 +204,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.hub.Close()
 	s.flv.Close()
 	s.hls.Close()
+	s.thumb.Close()
 	done := make(chan struct{})
 	go func() {
 		s.acc.Wait()
@@ -237,10 +250,26 @@ func (s *Server) SignPlayQuery(room string, ttl time.Duration) string {
 	return access.SignedQuery(s.cfg.PlaySignKey, room, time.Now(), ttl)
 }
 
+// PictureURL is the URL of room's picture (live thumbnail or cover), with
+// a version for caches and a signature when play URLs are signed; "" when
+// the room has none yet.
+func (s *Server) PictureURL(room string) string {
+	v, ok := s.thumb.Version(room)
+	if !ok {
+		return ""
+	}
+	u := "/live/" + room + ".jpg?v=" + strconv.FormatInt(v, 10)
+	if q := s.SignPlayQuery(room, time.Hour); q != "" {
+		u += "&" + q
+	}
+	return u
+}
+
 // HTTPHandler serves everything under /live/:
 //
 //	GET /live/{room}.flv     HTTP-FLV
 //	GET /live/{room}.m3u8    HLS playlist
+//	GET /live/{room}.jpg     a recent picture (or the cover); .webp too
 //	GET /live/{room}/{file}  HLS media playlists and segments
 //	OPTIONS /live/…          CORS preflight
 //
@@ -278,6 +307,12 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request) {
 		return
 	} else if room, ok := strings.CutSuffix(rest, ".m3u8"); ok && validRoom(room) {
 		s.hls.ServeIndex(w, r, room)
+		return
+	} else if room, ok := strings.CutSuffix(rest, ".jpg"); ok && validRoom(room) {
+		s.thumb.Serve(w, r, room, thumb.JPEG)
+		return
+	} else if room, ok := strings.CutSuffix(rest, ".webp"); ok && validRoom(room) {
+		s.thumb.Serve(w, r, room, thumb.WebP)
 		return
 	}
 	flv.SetCORS(w.Header())

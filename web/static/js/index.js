@@ -15,6 +15,7 @@ function card(r, big) {
     el('a', { href: '/room/' + encodeURIComponent(r.id), class: 'card-link' },
       el('div', { class: 'thumb' + (big ? '' : ' thumb-small'), attrs: { 'aria-hidden': 'true' } },
         el('span', { class: 'thumb-initial', text: initial }),
+        r.thumbnail_url ? picture(r.thumbnail_url) : null,
         statusBadge(r),
         live ? uptime : null,
       ),
@@ -27,6 +28,16 @@ function card(r, big) {
       ),
     ),
   );
+}
+
+// The room's picture (a recent frame while live, the cover after); the
+// initial stays underneath until it has loaded.
+function picture(url) {
+  const old = document.querySelector(`img.thumb-img[src="${CSS.escape(url)}"]`);
+  if (old && old.complete) return old.cloneNode();
+  const img = el('img', { class: 'thumb-img', attrs: { src: url, alt: '', decoding: 'async' } });
+  img.addEventListener('error', () => img.remove());
+  return img;
 }
 
 function render() {

@@ -100,6 +100,7 @@ function renderRoom() {
   document.title = (room.title || room.id) + ' · roomcast';
   $('#anchor').textContent = room.anchor_id || '';
   setOnline(room.online || 0);
+  if (room.thumbnail_url && video.getAttribute('poster') !== room.thumbnail_url) video.poster = room.thumbnail_url;
   setStatus(room.status === 'live' || room.live ? 'live' : room.status || 'idle');
 }
 

@@ -4,7 +4,7 @@
 // and moderation (remove a message, mute, kick).
 
 import { RoomClient, tokenClaims } from '/client/roomcast.js';
-import { $, api, copyText, el, errorText, fmtCount, fmtDuration, tokenExpired, validRoomID } from './ui.js';
+import { $, api, copyText, el, errorText, fmtCount, fmtDuration, statusBadge, tokenExpired, validRoomID } from './ui.js';
 import { LineChart } from './chart.js';
 import { Player } from './player.js';
 
@@ -29,14 +29,31 @@ let lastSampleAt = 0;
 const timers = [];
 
 function show(section) {
-  for (const id of ['signin', 'create', 'dash']) $('#' + id).hidden = id !== section;
+  for (const id of ['signin', 'admin', 'create', 'dash']) $('#' + id).hidden = id !== section;
 }
 
-function takeURLToken() {
+// A token (from a host app) or a one-time sign-in code (from the link the
+// server printed) in the URL; either is removed from the address bar.
+function takeURL() {
   const q = new URLSearchParams(location.search), h = new URLSearchParams(location.hash.slice(1));
   const t = q.get('token') || h.get('token') || '';
-  if (t) history.replaceState(null, '', location.pathname);
-  return t;
+  const code = q.get('code') || h.get('code') || '';
+  if (t || code) history.replaceState(null, '', location.pathname);
+  return { t, code };
+}
+
+// Exchanges a sign-in code or the admin key for a studio session (an admin
+// token), then signs in with it.
+async function exchange(body) {
+  const err = $('#signin-error');
+  try {
+    const out = await api('/api/signin', { method: 'POST', body });
+    await signIn(out.token, true);
+  } catch (e) {
+    show('signin');
+    err.textContent = errorText(e);
+    err.hidden = false;
+  }
 }
 
 // ---- sign in ------------------------------------------------------------------
@@ -65,6 +82,11 @@ async function signIn(t, fromForm) {
   } catch (e) {
     return fail(errorText(e));
   }
+  if (c.role === 'admin') {
+    const want = new URLSearchParams(location.search).get('room');
+    if (want && rooms.some((r) => r.id === want)) return openRoom(want, fail);
+    return showAdmin(rooms);
+  }
   const mine = rooms.find((r) => r.anchor_id === c.sub);
   if (!mine) {
     show('create');
@@ -89,12 +111,45 @@ async function openRoom(id, fail) {
 $('#signin-form').addEventListener('submit', (ev) => {
   ev.preventDefault();
   const t = $('#token-input').value.trim();
-  if (t) signIn(t, true);
+  if (!t) return;
+  if (tokenClaims(t)) signIn(t, true);
+  else exchange({ admin_key: t }); // not a token: the admin key
 });
 
 $('#signout').addEventListener('click', () => {
   store.del(KEY);
   location.href = '/studio';
+});
+
+// ---- admin: every room, create one for an anchor ----------------------------------
+
+function showAdmin(rooms) {
+  show('admin');
+  $('#admin-rooms').replaceChildren(...rooms.map((r) => el('tr', { data: { room: r.id } },
+    el('td', {}, el('b', { text: r.title || r.id }), el('div', { class: 'muted small', text: r.id })),
+    el('td', { text: r.anchor_id }),
+    el('td', {}, statusBadge(r)),
+    el('td', {}, el('a', { class: 'btn btn-xs', href: '/studio?room=' + encodeURIComponent(r.id), text: 'Open' })))));
+}
+
+$('#admin-create-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const err = $('#admin-error');
+  err.hidden = true;
+  const anchor = $('#admin-anchor').value.trim(), title = $('#admin-title').value.trim(), id = $('#admin-room-id').value.trim();
+  if (id && !validRoomID(id)) {
+    err.textContent = 'The id may have letters, digits, - and _ (up to 64), starting with a letter or digit.';
+    err.hidden = false;
+    return;
+  }
+  try {
+    const r = await api('/api/rooms', { method: 'POST', token, body: { title, anchor, id: id || undefined } });
+    history.replaceState(null, '', '/studio?room=' + encodeURIComponent(r.id));
+    await openRoom(r.id, (msg) => { err.textContent = msg; err.hidden = false; });
+  } catch (e) {
+    err.textContent = errorText(e);
+    err.hidden = false;
+  }
 });
 
 // ---- create -----------------------------------------------------------------------
@@ -159,6 +214,7 @@ function renderRoom() {
   $('#room-online').textContent = fmtCount(room.online || 0);
   $('#room-link').href = '/room/' + encodeURIComponent(room.id);
   $('#stream-key').value = room.stream_key || '';
+  $('#all-rooms').hidden = !claims || claims.role !== 'admin';
 }
 
 async function refreshRoom() {
@@ -382,6 +438,8 @@ async function refreshAudience() {
 
 // ---- start -------------------------------------------------------------------------------
 
-const initial = takeURLToken() || store.get(KEY) || '';
-if (initial) signIn(initial, true);
+const fromURL = takeURL();
+const initial = fromURL.t || store.get(KEY) || '';
+if (fromURL.code) exchange({ code: fromURL.code });
+else if (initial) signIn(initial, true);
 else show('signin');
