@@ -143,9 +143,15 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 		return nil, err
 	}
 	a.closers = append(a.closers, func(context.Context) error { a.Node.Close(); return nil })
+	var place gateway.Placement
+	if sm.placement != nil && cfg.HotRoom > 0 { // cluster mode: hot rooms placed on chosen nodes (R14)
+		agent := sm.placement(a.Node.Online)
+		a.closers = append(a.closers, func(context.Context) error { return agent.Close() })
+		place = agent
+	}
 
 	a.gw, err = gateway.New(ctx, gateway.Deps{Config: cfg, Signer: a.Signer, AdminKey: adminKey, Rooms: a.Rooms, Service: a.Service,
-		Node: a.Node, Presence: a.presence, Store: a.Store, Bus: a.bus, Router: route.New(route.DefaultRules()), Metrics: a.Metrics, Log: log,
+		Node: a.Node, Presence: a.presence, Store: a.Store, Bus: a.bus, Router: route.New(route.DefaultRules()), Placement: place, Metrics: a.Metrics, Log: log,
 		Mount: func(m *http.ServeMux) {
 			m.Handle("/live/", a.Media.HTTPHandler())
 			m.Handle("/control/", livegoHandler)

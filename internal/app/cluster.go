@@ -22,6 +22,7 @@ import (
 	"roomcast/internal/likes"
 	"roomcast/internal/metrics"
 	"roomcast/internal/moderation"
+	"roomcast/internal/placement"
 	"roomcast/internal/presence"
 	"roomcast/internal/timeline"
 )
@@ -66,6 +67,14 @@ func redisSeams(ctx context.Context, cfg *config.Config, rate config.Rate, m *me
 	s.likes = likes.NewRedis(client, likes.RedisConfig{Prefix: prefix, Call: g.call})
 	s.mod = moderation.NewRedis(client, rate.N, rate.Per, moderation.RedisConfig{Prefix: prefix, Call: g.call})
 	s.closers = append(s.closers, tl.Close, rb.Close, p.Close, s.likes.Close, s.mod.Close)
+	s.placement = func(loads func() map[string]int) *placement.Agent {
+		id := cfg.Advertise
+		if id == "" {
+			id = host + "-" + auth.RandomHex(3)
+		}
+		return placement.NewAgent(client, id, placement.AgentConfig{Prefix: prefix, URL: cfg.Advertise, Weight: cfg.Weight,
+			Placement: placement.Config{Hot: cfg.HotRoom, Balance: cfg.PlacementBalance}, Loads: loads, Call: g.call, Log: log, Reg: m.Reg})
+	}
 	log.Info("cluster mode", "redis", opt.InitAddress, "mode", client.Mode(), "prefix", prefix)
 	return s, nil
 }

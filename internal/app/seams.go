@@ -12,6 +12,7 @@ import (
 	"roomcast/internal/message"
 	"roomcast/internal/metrics"
 	"roomcast/internal/moderation"
+	"roomcast/internal/placement"
 	"roomcast/internal/presence"
 	"roomcast/internal/timeline"
 )
@@ -23,7 +24,10 @@ type seams struct {
 	presence presence.Presence
 	likes    likes.Counter
 	mod      moderation.State
-	closers  []func() error // in order of creation
+	// placement starts the hot-room placement agent (cluster mode only;
+	// nil in memory mode), reading room loads from loads.
+	placement func(loads func() map[string]int) *placement.Agent
+	closers   []func() error // in order of creation
 }
 
 func (s *seams) close(context.Context) error {

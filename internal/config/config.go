@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/url"
 	"os"
 	"sort"
 	"strconv"
@@ -50,6 +51,20 @@ type Config struct {
 	// instead of Tick (default 1000; negative disables).
 	BigRoom int
 	BigTick time.Duration // default 200ms
+	// HotRoom is the online count from which a room is placed on nodes
+	// chosen for it (R14, cluster mode); it stays placed until it falls
+	// under half of it. 0 disables placement (every room is served where
+	// its viewers connect). Default 5000.
+	HotRoom int
+	// PlacementBalance bounds each node's share of the hot rooms' load to
+	// this many times its weighted average; must be > 1; default 1.25.
+	PlacementBalance float64
+	// Advertise is this node's public base URL (http(s)://host:port) that
+	// clients are sent to; "" means the node carries no placed hot room
+	// (it still serves every room a client asks it for).
+	Advertise string
+	// Weight is this node's relative capacity for hot rooms; default 1.
+	Weight float64
 	// AdminKey protects admin APIs; "" means generated on first start and
 	// kept in the data dir.
 	AdminKey string
@@ -119,6 +134,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.Tick, "tick", 100*time.Millisecond, "fan-out merge window")
 	fs.IntVar(&c.BigRoom, "big-room", 1000, "viewers from which a room merges over --big-room-tick (negative = never)")
 	fs.DurationVar(&c.BigTick, "big-room-tick", 200*time.Millisecond, "merge window of big rooms")
+	fs.IntVar(&c.HotRoom, "hot-room", 5000, "online count from which a room is placed on chosen nodes (cluster mode; 0 = off)")
+	fs.Float64Var(&c.PlacementBalance, "placement-balance", 1.25, "no node carries more than this × its weighted share of hot rooms (> 1)")
+	fs.StringVar(&c.Advertise, "advertise", "", "this node's public base URL for hot-room placement (\"\" = carries no placed room)")
+	fs.Float64Var(&c.Weight, "weight", 1, "this node's relative capacity for hot rooms (> 0)")
 	fs.StringVar(&c.AdminKey, "admin-key", "", "admin API key (generated if empty)")
 	fs.StringVar(&c.Secret, "secret", "", "token signing secret (generated if empty)")
 	fs.StringVar(&c.RateLimit, "rate-limit", "5/10s", "per-user send rate, N/duration (0 = off)")
@@ -279,6 +298,22 @@ func (c *Config) Validate() error {
 	}
 	if c.Heartbeat <= 0 {
 		return errors.New("--heartbeat must be > 0")
+	}
+	if c.HotRoom < 0 {
+		return errors.New("--hot-room must be ≥ 0 (0 = off)")
+	}
+	if !(c.PlacementBalance > 1) {
+		return errors.New("--placement-balance must be > 1")
+	}
+	if !(c.Weight > 0) {
+		return errors.New("--weight must be > 0")
+	}
+	if c.Advertise != "" {
+		u, err := url.Parse(c.Advertise)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+			return fmt.Errorf("--advertise %q: want http(s)://host:port", c.Advertise)
+		}
+		c.Advertise = u.Scheme + "://" + u.Host
 	}
 	return nil
 }

@@ -20,6 +20,9 @@ type Conn struct {
 	Room    string
 	Session string          // unique per connection
 	Member  presence.Member // identity for presence (UserID "" = anonymous)
+	// Move, when set, is the better node for this room (R14): the first
+	// batch carries it as "move" and the client reconnects there next time.
+	Move string
 
 	hub *Hub
 }
@@ -313,7 +316,11 @@ func (h *Hub) joinLocked(c *Conn, cursor uint64, hasCursor bool, older []*messag
 	} else if !hasCursor || reset {
 		msgs = msgs[max(0, len(msgs)-maxWarm):]
 	}
-	p := &Payload{Data: AppendBatch(make([]byte, 0, batchSize(msgs)), h.room, msgs, h.cursor, reset)}
+	p := &Payload{Data: AppendBatch(make([]byte, 0, batchSize(msgs)+len(c.Move)+16), h.room, msgs, h.cursor, reset)}
+	if c.Move != "" { // {"type":"batch",…} → {"type":"batch",…,"move":URL}
+		p.Data = append(append(p.Data[:len(p.Data)-1], `,"move":`...), message.AppendString(nil, c.Move)...)
+		p.Data = append(p.Data, '}')
+	}
 	if err := c.Sink.Send(p); err != nil {
 		return err
 	}

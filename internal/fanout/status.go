@@ -17,6 +17,24 @@ func (n *Node) LikesTotal(ctx context.Context, room string) (int64, error) {
 	return n.deps.Likes.Total(ctx, room)
 }
 
+// Online returns the online count (across nodes) of every room this node
+// serves, as last refreshed: the load a placement of hot rooms reads (R14).
+func (n *Node) Online() map[string]int {
+	n.mu.RLock()
+	hubs := make([]*Hub, 0, len(n.hubs))
+	for _, h := range n.hubs {
+		hubs = append(hubs, h)
+	}
+	n.mu.RUnlock()
+	out := make(map[string]int, len(hubs))
+	for _, h := range hubs {
+		h.mu.Lock()
+		out[h.room] = h.online
+		h.mu.Unlock()
+	}
+	return out
+}
+
 // second refreshes online counts and like totals (pushing changes), hands
 // presence summaries to OnPresence, trims windows by age and drops idle hubs.
 func (n *Node) second(now time.Time) {

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -127,22 +129,27 @@ func (g *Gateway) handleRoute(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, errs.New(errs.BadRequest, "uid, device or version too long"))
 		return
 	}
-	scheme, wsScheme := "http", "ws"
-	if r.TLS != nil {
-		scheme, wsScheme = "https", "wss"
-	}
+	// The client connects to the first of nodes: the room's placed node for
+	// it when the room is hot (R14), else this one.
+	nodes := []string{g.selfURL(r)}
 	online := 0
-	pollURL, wsURL := scheme+"://"+r.Host+"/api/rooms/{room}/messages", wsScheme+"://"+r.Host+"/ws"
 	if roomID != "" {
-		pollURL = scheme + "://" + r.Host + "/api/rooms/" + roomID + "/messages"
-		wsURL += "?room=" + roomID
+		nodes = g.nodesFor(r, roomID, placementKey(uid, device, r))
 		online, _ = g.d.Presence.Count(r.Context(), roomID)
+	}
+	base := nodes[0]
+	wsBase := "ws" + strings.TrimPrefix(base, "http")
+	pollURL, wsURL := base+"/api/rooms/{room}/messages", wsBase+"/ws"
+	if roomID != "" {
+		pollURL = base + "/api/rooms/" + url.PathEscape(roomID) + "/messages"
+		wsURL += "?room=" + url.QueryEscape(roomID)
 	}
 	writeJSON(w, 200, map[string]any{
 		"transport":     g.d.Router.Decide(uid, device, version),
 		"ws_url":        wsURL,
 		"poll_url":      pollURL,
 		"poll_after_ms": g.pollAfter(online),
+		"nodes":         nodes,
 	})
 }
 

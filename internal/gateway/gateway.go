@@ -47,8 +47,10 @@ type Deps struct {
 	Bus      bus.Bus
 	WS       *ws.Server
 	Router   *route.Router
-	Metrics  *metrics.Metrics
-	Log      *slog.Logger
+	// Placement is the hot-room placement (R14); nil places nothing.
+	Placement Placement
+	Metrics   *metrics.Metrics
+	Log       *slog.Logger
 	// Extra handlers mounted by the app (media, livego, web pages).
 	Mount func(mux *http.ServeMux)
 	// StreamInfo answers GET /api/rooms/{id}/stream (nil: 404).

@@ -112,6 +112,12 @@ func (g *Gateway) handlePoll(w http.ResponseWriter, r *http.Request) {
 		b = append(b, `,"user_cursor":`...)
 		b = strconv.AppendInt(b, a.UserCursor, 10)
 	}
+	if !pq.HasCursor { // a first poll: the better node for a hot room (R14)
+		if mv := g.moveFor(id, placementKey(who.Claims.Sub, "", r)); mv != "" {
+			b = append(b, `,"move":`...)
+			b = message.AppendString(b, mv)
+		}
+	}
 	if a.Stale { // cluster mode with Redis unreachable: served from this node's cache
 		b = append(b, `,"stale":true`...)
 	}

@@ -41,6 +41,8 @@ type wsState struct {
 	attached bool             // guarded by mu
 	cursor   uint64
 	hasCur   bool
+	// placementKey spreads a hot room's clients over its nodes (R14).
+	placementKey string
 }
 
 // checkOrigin allows non-browser clients (no Origin), the same host, and the
@@ -107,6 +109,7 @@ func (g *Gateway) handleWS(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, errs.New(errs.BadOrigin, "origin not allowed"))
 		return
 	}
+	st.placementKey = placementKey(st.id.Claims.Sub, "", r)
 	c, err := g.d.WS.Upgrade(w, r)
 	if err != nil {
 		return // Upgrade answered the client
@@ -145,7 +148,8 @@ func (g *Gateway) attach(c *ws.Conn, st *wsState) error {
 	}
 	sess := "w:" + strconv.FormatUint(uint64(connSeq.Add(1)), 36) + ":" + c.RemoteAddr().String()
 	st.fc = &fanout.Conn{Sink: wsSink{c}, Room: st.room, Session: sess, Member: presence.Member{
-		Session: sess, UserID: st.id.Claims.Sub, Name: st.id.Claims.Name, Level: st.id.Claims.Level}}
+		Session: sess, UserID: st.id.Claims.Sub, Name: st.id.Claims.Name, Level: st.id.Claims.Level},
+		Move: g.moveFor(st.room, st.placementKey)}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := g.d.Node.Attach(ctx, st.fc, st.cursor, st.hasCur); err != nil {

@@ -65,6 +65,7 @@ export class RoomClient {
   #floor = 0;             // seqs ≤ floor count as seen (pruned from #seen)
   #sid;                   // poll session id (presence)
   #userCursor = null;     // ts of the last user-scoped message received by polling
+  #moveTo = null;         // a better node for this room (R14), followed at the next (re)connect
   // WebSocket state.
   #ws = null;
   #wsOpenAt = 0;
@@ -217,6 +218,7 @@ export class RoomClient {
   #connect(probe) {
     if (this.#closed || this.#ws) return;
     clearTimeout(this.#reconnectTimer);
+    this.#follow();
     const u = new URL(this.#route.ws_url, globalThis.location?.href);
     if (!u.searchParams.get('room')) u.searchParams.set('room', this.room);
     if (this.#cursor !== null) u.searchParams.set('cursor', String(this.#cursor));
@@ -321,6 +323,7 @@ export class RoomClient {
     switch (f.type) {
       case 'batch': {
         const msgs = f.messages || [];
+        if (typeof f.move === 'string' && f.move) this.#moveTo = f.move;
         if (f.reset) this.#reset();
         this.#deliver(msgs);
         // A batch of user-scoped messages only (seq 0) does not move the cursor.
@@ -394,6 +397,7 @@ export class RoomClient {
 
   async #pollOnce() {
     if (this.#closed || this.#transport !== 'poll' || this.#pollAbort) return;
+    this.#follow();
     const base = this.#route?.poll_url || this.#url(`/api/rooms/${encodeURIComponent(this.room)}/messages`);
     const u = new URL(base.replace('{room}', encodeURIComponent(this.room)), globalThis.location?.href);
     u.searchParams.set('limit', String(this.#o.limit));
@@ -413,6 +417,7 @@ export class RoomClient {
         wait = Math.max(this.#pollBackoff(wait), e.retry_after_ms || 0);
       } else {
         this.#pollErrors = 0;
+        if (typeof body.move === 'string' && body.move) this.#moveTo = body.move;
         if (body.reset) this.#reset();
         this.#deliver(body.messages || []);
         this.#advance(body.cursor, body.reset);
@@ -492,6 +497,21 @@ export class RoomClient {
   }
 
   #url(p) { return this.#o.base.replace(/\/$/, '') + p; }
+
+  // #follow moves to the node the server named ("move", R14): from now on
+  // the route service, sends, polls and the WebSocket use that node. The
+  // open connection is not dropped for it; the move happens at the next
+  // (re)connect or poll, with the cursor, so nothing is missed.
+  #follow() {
+    const to = this.#moveTo;
+    this.#moveTo = null;
+    if (!to || !/^https?:\/\//.test(to)) return;
+    const base = to.replace(/\/$/, '');
+    this.#o.base = base;
+    const room = encodeURIComponent(this.room);
+    this.#route = { ...(this.#route || {}), ws_url: 'ws' + base.slice(4) + '/ws?room=' + room,
+      poll_url: base + '/api/rooms/' + room + '/messages' };
+  }
 
   async #http(method, p, body) {
     const res = await this.#o.fetch(this.#url(p), {
