@@ -105,7 +105,7 @@ type Config struct {
 	HookPublish     string        // URL POSTed on publish; non-2xx refuses
 	HookUnpublish   string        // URL POSTed on unpublish
 	HookPlay        string        // URL POSTed on play; non-2xx refuses
-	MediaBatch      time.Duration // spacing of writes to each FLV/RTMP viewer (more tags per syscall); default 50ms, negative = per frame
+	MediaBatch      time.Duration // spacing of writes to each FLV/RTMP viewer (more tags per syscall; a key frame or 64 KiB queued write at once); default 50ms; 0 = off (every frame written at once)
 	HLSLowLatency   bool          // low-latency HLS variant
 	HLSSegment      time.Duration // target segment duration; default 1s
 	HLSSegments     int           // segments in the playlist; default 7
@@ -164,7 +164,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.HookPublish, "hook-publish", "", "on_publish webhook URL")
 	fs.StringVar(&c.HookUnpublish, "hook-unpublish", "", "on_unpublish webhook URL")
 	fs.StringVar(&c.HookPlay, "hook-play", "", "on_play webhook URL")
-	fs.DurationVar(&c.MediaBatch, "media-batch", 50*time.Millisecond, "spacing of writes to each FLV/RTMP viewer (negative = write every frame at once)")
+	fs.DurationVar(&c.MediaBatch, "media-batch", 50*time.Millisecond, "spacing of writes to each FLV/RTMP viewer; a key frame or 64 KiB queued is written at once (0 = off: every frame at once)")
 	fs.BoolVar(&c.HLSLowLatency, "hls-low-latency", false, "serve low-latency HLS")
 	fs.DurationVar(&c.HLSSegment, "hls-segment", time.Second, "HLS target segment duration")
 	fs.IntVar(&c.HLSSegments, "hls-segments", 7, "HLS segments in the playlist")
@@ -298,6 +298,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Heartbeat <= 0 {
 		return errors.New("--heartbeat must be > 0")
+	}
+	if c.MediaBatch < 0 {
+		return errors.New("--media-batch must be ≥ 0 (0 = off: every frame written at once)")
 	}
 	if c.HotRoom < 0 {
 		return errors.New("--hot-room must be ≥ 0 (0 = off)")

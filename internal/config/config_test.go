@@ -47,3 +47,23 @@ func TestDefaultsAndTables(t *testing.T) {
 		t.Fatal("negative threshold accepted")
 	}
 }
+
+// Issue 14: --media-batch 0 means off (not the default), negative is
+// refused; the placement flags check their ranges.
+func TestMediaBatchAndPlacementFlags(t *testing.T) {
+	none := func(string) (string, bool) { return "", false }
+	c := Default()
+	if c.MediaBatch != 50*time.Millisecond || c.HotRoom != 5000 || c.PlacementBalance != 1.25 || c.Weight != 1 || c.Advertise != "" {
+		t.Fatalf("defaults: media-batch %v hot-room %d balance %v weight %v advertise %q", c.MediaBatch, c.HotRoom, c.PlacementBalance, c.Weight, c.Advertise)
+	}
+	c, err := Load("t", []string{"--media-batch", "0", "--advertise", "https://edge-1.example.com:8443/"}, none)
+	if err != nil || c.MediaBatch != 0 || c.Advertise != "https://edge-1.example.com:8443" {
+		t.Fatalf("--media-batch 0: %v, advertise %q, %v", c.MediaBatch, c.Advertise, err)
+	}
+	for _, bad := range [][]string{{"--media-batch", "-1ms"}, {"--placement-balance", "1"}, {"--weight", "0"},
+		{"--hot-room", "-1"}, {"--advertise", "edge-1:8080"}, {"--advertise", "http://h:1/path"}} {
+		if _, err := Load("t", bad, none); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
+	}
+}

@@ -204,6 +204,7 @@ func (h *Handler) stream(reqCtx context.Context, sk sink, rd *hub.Reader, st hub
 	first := true
 	pause := hub.NewPacer(h.cfg.BatchDelay)
 	for {
+		early := rd.Flush() // taken before reading: a key frame arriving after the read still ends the pause
 		var err error
 		batch, err = rd.Next(ctx, batch)
 		if len(batch) > 0 {
@@ -222,7 +223,7 @@ func (h *Handler) stream(reqCtx context.Context, sk sink, rd *hub.Reader, st hub
 		if err != nil {
 			return err
 		}
-		pause.Wait(ctx) // the next write carries more frames
+		pause.Wait(ctx, early) // the next write carries more frames
 	}
 }
 

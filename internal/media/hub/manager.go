@@ -175,7 +175,7 @@ func (m *Manager) Publish(ctx context.Context, room, remote string) (*Publisher,
 		room: room, m: m, id: m.ids.Add(1), remote: remote, startedAt: time.Now(),
 		ctx: sctx, cancel: cancel, ready: make(chan struct{}),
 		ringCap: m.cfg.RingFrames, ringMax: m.cfg.RingBytes,
-		ring: make([]*Frame, m.cfg.RingFrames), signal: make(chan struct{}),
+		ring: make([]*Frame, m.cfg.RingFrames), signal: make(chan struct{}), flush: make(chan struct{}),
 		readers: map[*Reader]struct{}{},
 	}
 	m.streams[room] = s

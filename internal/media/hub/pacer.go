@@ -16,8 +16,9 @@ type Pacer struct {
 // NewPacer returns a Pacer waiting d between writes.
 func NewPacer(d time.Duration) *Pacer { return &Pacer{d: d} }
 
-// Wait blocks for the delay or until ctx ends.
-func (p *Pacer) Wait(ctx context.Context) {
+// Wait blocks for the delay, until early is closed (a key frame or enough
+// bytes are queued: Reader.Flush), or until ctx ends.
+func (p *Pacer) Wait(ctx context.Context, early <-chan struct{}) {
 	if p.d <= 0 {
 		return
 	}
@@ -28,6 +29,8 @@ func (p *Pacer) Wait(ctx context.Context) {
 	}
 	select {
 	case <-p.t.C:
+	case <-early:
+		p.t.Stop()
 	case <-ctx.Done():
 		p.t.Stop()
 	}

@@ -180,6 +180,15 @@ func (r *Reader) collectLocked(buf []*Frame) ([]*Frame, error) {
 	return buf, nil
 }
 
+// Flush returns a channel closed when the stream next receives a key frame
+// or FlushBytes since the last such signal (or ends): a paced writer's
+// reason to write before its delay is up.
+func (r *Reader) Flush() <-chan struct{} {
+	r.s.mu.RLock()
+	defer r.s.mu.RUnlock()
+	return r.s.flush
+}
+
 // TS returns the timestamp, in ms, to write for f: DTS rebased so that this
 // reader's first media frame is at 0 and the cached GOP plays smoothly
 // into the live frames. Sequence headers take the last timestamp written.

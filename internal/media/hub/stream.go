@@ -99,6 +99,12 @@ type Stream struct {
 	gopOK     bool          // guarded by mu
 	lastDTS   time.Duration // DTS of the newest frame; guarded by mu
 	signal    chan struct{} // closed and replaced on every append; guarded by mu
+	// flush is closed and replaced when a key frame or FlushBytes arrive:
+	// paced writers (Pacer) write at once instead of at their next tick,
+	// so a GOP's start reaches viewers without the pacing delay while the
+	// small frames in between still go out batched. Guarded by mu.
+	flush     chan struct{}
+	unflushed int // bytes appended since flush was last closed; guarded by mu
 	readers   map[*Reader]struct{}
 	hls       map[string]time.Time // HLS client → last request; guarded by mu
 
@@ -159,7 +165,15 @@ func (s *Stream) appendLocked(f *Frame) {
 	}
 	close(s.signal)
 	s.signal = make(chan struct{})
+	if s.unflushed += len(f.Tag); f.Key || s.unflushed >= FlushBytes {
+		close(s.flush)
+		s.flush, s.unflushed = make(chan struct{}), 0
+	}
 }
+
+// FlushBytes is how many queued bytes make paced writers write at once: one
+// write of this size amortizes its syscall as well as a timer tick would.
+const FlushBytes = 64 << 10
 
 // at returns the frame at seq; the caller holds mu and checks the bounds.
 func (s *Stream) at(seq uint64) *Frame { return s.ring[seq%uint64(s.ringCap)] }
@@ -174,6 +188,8 @@ func (s *Stream) end() bool {
 	s.ended = true
 	close(s.signal)
 	s.signal = make(chan struct{})
+	close(s.flush)
+	s.flush = make(chan struct{})
 	select {
 	case <-s.ready:
 	default:

@@ -113,6 +113,7 @@ func (s *Server) servePlay(ctx context.Context, sess *session, rd *hub.Reader, s
 	batch = append(batch, st.Config...)
 	first := true
 	for {
+		early := rd.Flush() // taken before reading: a key frame arriving after the read still ends the pause
 		var err error
 		batch, err = rd.Next(ctx, batch)
 		if len(batch) > 0 {
@@ -148,6 +149,6 @@ func (s *Server) servePlay(ctx context.Context, sess *session, rd *hub.Reader, s
 		case err != nil:
 			return err
 		}
-		pause.Wait(ctx) // the next write carries more frames
+		pause.Wait(ctx, early) // the next write carries more frames
 	}
 }
