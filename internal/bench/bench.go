@@ -34,6 +34,39 @@
 // localhost), every run is bounded by its ramp, --duration and drain, and it
 // raises its open-file limit to the hard limit at start and refuses more
 // connections than that allows.
+//
+// # Scenarios
+//
+// Every subcommand is a scenario (scenario.go): a type whose methods are the
+// phases of a run — flags, check, setup, ramp, measure, drain, stop, report —
+// which runScenario calls in that order, with a runner holding what the
+// phases share (contexts, target, server watch, tokens, the Report) and the
+// pieces most scenarios use: rampUp, settle, runWindow and closeWindow,
+// waitUntil, violation. The clients are shared too: wsClient (a WebSocket
+// reader and writer with sequence checks, wsconn.go), rawHTTP (httpc.go),
+// sendStats and its writers (sender.go), readFLV (flvstats.go).
+//
+// Adding a scenario, say `bench quiz`:
+//
+//  1. In quiz.go, a quizScenario struct embedding common (the flags every
+//     scenario has) with its own flags and its clients' state; embed noRamp
+//     or noDrain for phases it does not have.
+//  2. Its methods: flags registers the flags; check validates them and
+//     returns how many connections the run opens; setup makes tokens and
+//     clients (not measured); ramp starts them with r.rampUp; measure runs
+//     r.runWindow (start writers on its context) then r.closeWindow; stop
+//     closes the clients and waits for their goroutines; report sets its
+//     section of r.rep (add a field to Report, and a table section in
+//     report.go) and its violations. Keep each method short: the phases are
+//     the structure.
+//  3. One line in the scenarios table (scenario.go): name, usage text,
+//     default --duration.
+//  4. A test beside it running the scenario against the fake server
+//     (fake_test.go, runBench), and the scenario in scripts/bench.sh if its
+//     figures belong in docs/BENCHMARKS.md.
+//
+// A new option of an existing scenario (`bench ws --format proto`) is a
+// flag in its flags method and a field its clients read.
 package bench
 
 import (
@@ -56,34 +89,44 @@ import (
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		usage(stderr)
-		return errors.New("bench: missing scenario (ws, poll, send or flv)")
+		return fmt.Errorf("bench: missing scenario (%s)", scenarioNames())
+	}
+	for _, sc := range scenarios {
+		if sc.name == args[0] {
+			return runScenario(ctx, sc, args[1:], stdout, stderr)
+		}
 	}
 	switch args[0] {
-	case "ws":
-		return runWS(ctx, args[1:], stdout, stderr)
-	case "poll":
-		return runPoll(ctx, args[1:], stdout, stderr)
-	case "send":
-		return runSend(ctx, args[1:], stdout, stderr)
-	case "flv":
-		return runFLV(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		usage(stdout)
 		return nil
 	}
 	usage(stderr)
-	return fmt.Errorf("bench: unknown scenario %q (ws, poll, send or flv)", args[0])
+	return fmt.Errorf("bench: unknown scenario %q (%s)", args[0], scenarioNames())
+}
+
+// scenarioNames lists the scenarios: "ws, poll, send or flv".
+func scenarioNames() string {
+	var s string
+	for i, sc := range scenarios {
+		switch {
+		case i == 0:
+		case i == len(scenarios)-1:
+			s += " or "
+		default:
+			s += ", "
+		}
+		s += sc.name
+	}
+	return s
 }
 
 func usage(w io.Writer) {
-	fmt.Fprint(w, `usage: roomcast bench SCENARIO [flags]
-
-scenarios:
-  ws    N WebSocket viewers of a room, optional senders (latency, seq checks, idle memory)
-  poll  N pollers of a room (requests/s, latency, seq checks)
-  send  K writers posting messages (acks/s, send→ack latency, errors)
-  flv   N HTTP-FLV viewers of a stream (bitrate, first keyframe, stalls)
-
+	fmt.Fprint(w, "usage: roomcast bench SCENARIO [flags]\n\nscenarios:\n")
+	for _, sc := range scenarios {
+		fmt.Fprintf(w, "  %-5s %s\n", sc.name, sc.about)
+	}
+	fmt.Fprint(w, `
 Run "roomcast bench SCENARIO -h" for a scenario's flags.
 Targets must be loopback addresses. --json prints machine-readable output.
 `)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -17,14 +16,30 @@ import (
 	"time"
 )
 
-type flvOpts struct {
+// flvScenario is `bench flv`: N HTTP-FLV viewers of a stream.
+type flvScenario struct {
 	common
+	noDrain
 	viewers    int
-	ramp       int
+	rampRate   int
 	bitrate    float64
 	stallRatio float64
 	readBuf    int
-	settle     time.Duration
+	settleFor  time.Duration
+
+	client    *http.Client
+	tr        *http.Transport
+	vs        []*flvViewer
+	stopping  atomic.Bool
+	connected atomic.Int64
+	failed    atomic.Int64
+	ended     atomic.Int64
+	ttfb      Hist // request → response headers
+	ttfk      Hist // request → first keyframe
+	mu        sync.Mutex
+	errs      errCounter // guarded by mu
+	wg        sync.WaitGroup
+	prevBytes int64 // for the progress line
 }
 
 // FLVReport covers the HTTP-FLV viewers.
@@ -87,190 +102,202 @@ type flvViewer struct {
 	ended   string
 }
 
-func runFLV(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var o flvOpts
-	fs := flag.NewFlagSet("flv", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	o.register(fs, 20*time.Second)
-	fs.IntVar(&o.viewers, "viewers", 10, "concurrent HTTP-FLV viewers")
-	fs.IntVar(&o.viewers, "conns", 10, "alias of --viewers")
-	fs.IntVar(&o.ramp, "ramp", 200, "viewers started per second (0 = all at once)")
-	fs.Float64Var(&o.bitrate, "bitrate", 0, "the stream's bitrate in kbit/s (0 = measure it from the media)")
-	fs.Float64Var(&o.stallRatio, "stall-ratio", 0.9, "a viewer below this share of the stream bitrate is stalled")
-	fs.IntVar(&o.readBuf, "read-buffer", 32<<10, "read buffer per viewer (bytes)")
-	fs.DurationVar(&o.settle, "settle", time.Second, "wait after the ramp before the window starts")
-	if done, err := parseFlags(fs, args); done {
-		return err
-	}
+func (s *flvScenario) base() *common { return &s.common }
+
+func (s *flvScenario) flags(fs *flag.FlagSet) {
+	fs.IntVar(&s.viewers, "viewers", 10, "concurrent HTTP-FLV viewers")
+	fs.IntVar(&s.viewers, "conns", 10, "alias of --viewers")
+	fs.IntVar(&s.rampRate, "ramp", 200, "viewers started per second (0 = all at once)")
+	fs.Float64Var(&s.bitrate, "bitrate", 0, "the stream's bitrate in kbit/s (0 = measure it from the media)")
+	fs.Float64Var(&s.stallRatio, "stall-ratio", 0.9, "a viewer below this share of the stream bitrate is stalled")
+	fs.IntVar(&s.readBuf, "read-buffer", 32<<10, "read buffer per viewer (bytes)")
+	fs.DurationVar(&s.settleFor, "settle", time.Second, "wait after the ramp before the window starts")
+}
+
+func (s *flvScenario) check() (int, error) {
 	switch {
-	case o.viewers < 1:
-		return errors.New("bench flv: --viewers must be at least 1")
-	case o.stallRatio <= 0 || o.stallRatio > 1 || o.bitrate < 0:
-		return errors.New("bench flv: --stall-ratio must be in (0,1] and --bitrate ≥ 0")
-	case o.readBuf < 1024:
-		return errors.New("bench flv: --read-buffer must be at least 1024")
+	case s.viewers < 1:
+		return 0, errors.New("bench flv: --viewers must be at least 1")
+	case s.stallRatio <= 0 || s.stallRatio > 1 || s.bitrate < 0:
+		return 0, errors.New("bench flv: --stall-ratio must be in (0,1] and --bitrate ≥ 0")
+	case s.readBuf < 1024:
+		return 0, errors.New("bench flv: --read-buffer must be at least 1024")
 	}
-	if !strings.HasSuffix(strings.SplitN(o.url, "?", 2)[0], ".flv") {
-		o.url = strings.TrimSuffix(o.url, "/") + "/live/" + url.PathEscape(o.room) + ".flv"
+	if !strings.HasSuffix(strings.SplitN(s.url, "?", 2)[0], ".flv") {
+		s.url = strings.TrimSuffix(s.url, "/") + "/live/" + url.PathEscape(s.room) + ".flv"
 	}
-	t, watch, stopProf, err := o.setup(ctx, o.viewers)
-	if err != nil {
-		return err
-	}
-	defer stopProf()
-	meter := newClientMeter()
-	rep := &Report{Scenario: "flv", StartedAt: time.Now(), Target: t.base.String(), Room: o.room, Params: params(fs)}
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	tr := &http.Transport{
-		DialContext:           (&net.Dialer{Timeout: o.timeout}).DialContext,
+	return s.viewers, nil
+}
+
+func (s *flvScenario) setup(*runner) error {
+	s.tr = &http.Transport{
+		DialContext:           (&net.Dialer{Timeout: s.timeout}).DialContext,
 		DisableCompression:    true,
-		ResponseHeaderTimeout: o.timeout,
+		ResponseHeaderTimeout: s.timeout,
 		MaxIdleConnsPerHost:   -1,
-		ReadBufferSize:        o.readBuf,
+		ReadBufferSize:        s.readBuf,
 	}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr}
+	s.client = &http.Client{Transport: s.tr}
+	s.vs = make([]*flvViewer, s.viewers)
+	for i := range s.vs {
+		s.vs[i] = &flvViewer{}
+	}
+	return nil
+}
 
-	var (
-		stopping  atomic.Bool
-		connected atomic.Int64
-		failed    atomic.Int64
-		ended     atomic.Int64
-		ttfb      Hist
-		ttfk      Hist
-		emu       sync.Mutex
-		errs      errCounter
-		wg        sync.WaitGroup
-		phase     atomic.Value
-	)
-	phase.Store("ramp")
-	vs := make([]*flvViewer, o.viewers)
-	for i := range vs {
-		vs[i] = &flvViewer{}
-	}
-	fail := func(label string) {
-		emu.Lock()
-		errs.add(label, 1)
-		emu.Unlock()
-	}
-	viewer := func(v *flvViewer) {
-		defer wg.Done()
-		req, err := http.NewRequestWithContext(runCtx, "GET", o.url, nil)
-		if err != nil {
-			failed.Add(1)
-			fail(errLabel(err))
-			return
-		}
-		t0 := time.Now()
-		resp, err := client.Do(req)
-		if err != nil {
-			if !stopping.Load() {
-				failed.Add(1)
-				var ue *url.Error
-				if errors.As(err, &ue) {
-					err = ue.Err
-				}
-				fail(errLabel(err))
-			}
-			return
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != 200 {
-			failed.Add(1)
-			fail("status " + strconv.Itoa(resp.StatusCode))
-			return
-		}
-		ttfb.Record(time.Since(t0))
-		connected.Add(1)
-		v.up.Store(true)
-		v.alive.Store(true)
-		defer v.alive.Store(false)
-		kf := false
-		err = readFLV(resp.Body, &v.bytes, &v.st, func() {
-			if v.st.KeyframeSeen {
-				if !kf {
-					kf = true
-					ttfk.Record(time.Since(t0))
-				}
-				v.mediaMs.Store(int64(v.st.TSMax - v.st.TSFirstKey))
-			}
-		})
-		if !stopping.Load() {
-			v.ended = "stream ended: " + errLabel(err)
-			ended.Add(1)
-		}
-	}
+func (s *flvScenario) estimate() time.Duration {
+	return rampTime(s.viewers, s.rampRate) + s.settleFor + s.duration
+}
 
-	rampEst := time.Duration(0)
-	if o.ramp > 0 {
-		rampEst = time.Duration(float64(o.viewers) / float64(o.ramp) * float64(time.Second))
+func (s *flvScenario) status(r *runner, dt time.Duration) string {
+	var b int64
+	for _, v := range s.vs {
+		b += v.bytes.Load()
 	}
-	var prevBytes int64
-	sumBytes := func() (n int64) {
-		for _, v := range vs {
-			n += v.bytes.Load()
+	line := fmt.Sprintf("%-6s viewers %d/%d  %.1f Mbit/s  first keyframe p99 %s  errs %d",
+		r.phase.Load(), s.connected.Load(), s.viewers, float64(b-s.prevBytes)*8/1e6/dt.Seconds(),
+		ms(float64(s.ttfk.Quantile(0.99))/1e6), s.failed.Load()+s.ended.Load())
+	s.prevBytes = b
+	return line
+}
+
+func (s *flvScenario) fail(label string) {
+	s.mu.Lock()
+	s.errs.add(label, 1)
+	s.mu.Unlock()
+}
+
+func (s *flvScenario) ramp(r *runner) {
+	r.rampUp(s.viewers, s.rampRate, func(i int) {
+		s.wg.Add(1)
+		go s.view(r.runCtx, s.vs[i])
+	}, nil)
+	r.settle(s.settleFor)
+}
+
+// view is one viewer: it requests the stream and reads it until the run
+// stops or the stream ends.
+func (s *flvScenario) view(ctx context.Context, v *flvViewer) {
+	defer s.wg.Done()
+	t0 := time.Now()
+	resp, err := s.get(ctx)
+	if err != nil {
+		if !s.stopping.Load() {
+			s.failed.Add(1)
+			s.fail(errLabel(err))
 		}
 		return
 	}
-	bar := startProgress(stderr, o.progress, "flv", rampEst+o.settle+o.duration, func(dt time.Duration) string {
-		meter.sample()
-		watch.sample()
-		b := sumBytes()
-		s := fmt.Sprintf("%-6s viewers %d/%d  %.1f Mbit/s  first keyframe p99 %s  errs %d",
-			phase.Load(), connected.Load(), o.viewers, float64(b-prevBytes)*8/1e6/dt.Seconds(),
-			ms(float64(ttfk.Quantile(0.99))/1e6), failed.Load()+ended.Load())
-		prevBytes = b
-		return s
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		s.failed.Add(1)
+		s.fail("status " + strconv.Itoa(resp.StatusCode))
+		return
+	}
+	s.ttfb.Record(time.Since(t0))
+	s.connected.Add(1)
+	v.up.Store(true)
+	v.alive.Store(true)
+	defer v.alive.Store(false)
+	kf := false
+	err = readFLV(resp.Body, &v.bytes, &v.st, func() {
+		if v.st.KeyframeSeen {
+			if !kf {
+				kf = true
+				s.ttfk.Record(time.Since(t0))
+			}
+			v.mediaMs.Store(int64(v.st.TSMax - v.st.TSFirstKey))
+		}
 	})
-	defer bar.Stop()
-
-	rampStart := time.Now()
-	started := 0
-	for i, v := range vs {
-		if o.ramp > 0 && !sleepCtx(runCtx, time.Until(rampStart.Add(time.Duration(float64(i)/float64(o.ramp)*float64(time.Second))))) {
-			break
-		}
-		if runCtx.Err() != nil {
-			break
-		}
-		started++
-		wg.Add(1)
-		go viewer(v)
+	if !s.stopping.Load() {
+		v.ended = "stream ended: " + errLabel(err)
+		s.ended.Add(1)
 	}
-	rep.RampS = round3(time.Since(rampStart).Seconds())
-	phase.Store("settle")
-	sleepCtx(runCtx, o.settle)
+}
 
-	phase.Store("run")
-	watch.start()
-	for _, v := range vs {
-		v.inWin = v.alive.Load()
-		v.b0, v.m0 = v.bytes.Load(), v.mediaMs.Load()
+// get requests the stream; a failed request's error is unwrapped from
+// *url.Error for its label.
+func (s *flvScenario) get(ctx context.Context) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", s.url, nil)
+	if err != nil {
+		return nil, err
 	}
-	winStart := time.Now()
-	sleepCtx(runCtx, o.duration)
-	window := time.Since(winStart)
-	for _, v := range vs {
+	resp, err := s.client.Do(req)
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return resp, err
+}
+
+// measure reads every viewer's bytes and media time at the start and the
+// end of the window.
+func (s *flvScenario) measure(r *runner) {
+	r.runWindow(func(context.Context) {
+		for _, v := range s.vs {
+			v.inWin = v.alive.Load()
+			v.b0, v.m0 = v.bytes.Load(), v.mediaMs.Load()
+		}
+	})
+	r.closeWindow()
+	for _, v := range s.vs {
 		v.b1, v.m1 = v.bytes.Load(), v.mediaMs.Load()
 	}
-	rep.Server = watch.finish(window)
-	rep.WindowS = round3(window.Seconds())
-	rep.Interrupted = ctx.Err() != nil
-	stopping.Store(true)
-	cancel()
-	wg.Wait()
-	bar.Stop()
+	r.rep.Server = r.watch.finish(r.window)
+}
 
-	fr := &FLVReport{URL: o.url, Viewers: o.viewers, Connected: int(connected.Load()), Failed: int(failed.Load()),
-		EndedEarly: int(ended.Load()), FirstByte: ttfb.Summary(), FirstKeyframe: ttfk.Summary(),
-		StallRatio: o.stallRatio, StartProblems: map[string]int{}}
-	var content, kbps, speed []float64
+func (s *flvScenario) stop(r *runner) {
+	s.stopping.Store(true)
+	r.cancel()
+	s.wg.Wait()
+	s.tr.CloseIdleConnections()
+}
+
+func (s *flvScenario) report(r *runner) {
+	rep := r.rep
+	fr := &FLVReport{URL: s.url, Viewers: s.viewers, Connected: int(s.connected.Load()), Failed: int(s.failed.Load()),
+		EndedEarly: int(s.ended.Load()), FirstByte: s.ttfb.Summary(), FirstKeyframe: s.ttfk.Summary(),
+		StallRatio: s.stallRatio, StartProblems: map[string]int{}}
+	kbps, contentKbps := s.viewerFigures(fr, r.window)
+	fr.StreamKbps, fr.StreamSource = s.bitrate, "flag"
+	if s.bitrate == 0 {
+		fr.StreamKbps, fr.StreamSource = round1(contentKbps), "measured (median content bitrate)"
+	}
+	if fr.StreamKbps > 0 {
+		for _, k := range kbps {
+			if k < s.stallRatio*fr.StreamKbps {
+				fr.Stalled++
+			}
+		}
+	}
+	s.mu.Lock()
+	fr.Errors = s.errs.m
+	s.mu.Unlock()
+	rep.FLV = fr
+	if sv := rep.Server; sv != nil && sv.MeasurementProblem == "" && fr.Connected > 0 {
+		sv.CPUPercentPerView = round3(sv.CPUPercent / float64(fr.Connected))
+		sv.KiBPerViewer = round1(float64(sv.RSSEndKiB-sv.RSSBaseKiB) / float64(fr.Connected))
+	}
+	r.violation(uint64(fr.Failed), "failed viewer")
+	if !rep.Interrupted {
+		r.violation(uint64(fr.EndedEarly), "stream%s that ended early")
+		r.violation(uint64(fr.Stalled), "stalled viewer")
+		r.violation(uint64(fr.NoKeyframe), "viewer%s without a keyframe")
+	}
+	for _, k := range sortedKeys(fr.StartProblems) {
+		rep.Violations = append(rep.Violations, fmt.Sprintf("%s: %d viewers", k, fr.StartProblems[k]))
+	}
+}
+
+// viewerFigures adds up the viewers' streams into fr and returns each
+// viewer's bitrate over the window and their median content bitrate.
+func (s *flvScenario) viewerFigures(fr *FLVReport, window time.Duration) (kbps []float64, contentKbps float64) {
+	var content, speed []float64
 	var total int64
-	for _, v := range vs {
+	for _, v := range s.vs {
 		total += v.bytes.Load()
 		if v.ended != "" {
-			fail(v.ended)
+			s.fail(v.ended)
 		}
 		if !v.up.Load() {
 			continue
@@ -298,40 +325,5 @@ func runFLV(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fr.ReceivedMiB = round1(float64(total) / (1 << 20))
 	fr.ViewerKbps = dist(slices.Clone(kbps))
 	fr.MediaSpeed = dist(speed)
-	fr.StreamKbps, fr.StreamSource = o.bitrate, "flag"
-	if o.bitrate == 0 {
-		fr.StreamKbps, fr.StreamSource = round1(dist(content).P50), "measured (median content bitrate)"
-	}
-	if fr.StreamKbps > 0 {
-		for _, k := range kbps {
-			if k < o.stallRatio*fr.StreamKbps {
-				fr.Stalled++
-			}
-		}
-	}
-	emu.Lock()
-	fr.Errors = errs.m
-	emu.Unlock()
-	rep.FLV = fr
-	if s := rep.Server; s != nil && s.MeasurementProblem == "" && fr.Connected > 0 {
-		s.CPUPercentPerView = round3(s.CPUPercent / float64(fr.Connected))
-		s.KiBPerViewer = round1(float64(s.RSSEndKiB-s.RSSBaseKiB) / float64(fr.Connected))
-	}
-	rep.Client = meter.report()
-
-	add := func(n int, what string) {
-		if n > 0 {
-			rep.Violations = append(rep.Violations, plural(uint64(n), what))
-		}
-	}
-	add(fr.Failed, "failed viewer")
-	if !rep.Interrupted {
-		add(fr.EndedEarly, "stream%s that ended early")
-		add(fr.Stalled, "stalled viewer")
-		add(fr.NoKeyframe, "viewer%s without a keyframe")
-	}
-	for _, k := range sortedKeys(fr.StartProblems) {
-		rep.Violations = append(rep.Violations, fmt.Sprintf("%s: %d viewers", k, fr.StartProblems[k]))
-	}
-	return rep.finish(o.json, stdout)
+	return kbps, dist(content).P50
 }

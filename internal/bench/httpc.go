@@ -172,17 +172,50 @@ func (h *rawHTTP) readResponse(method string) (status int, body []byte, got, kee
 		return 0, nil, got, false, fmt.Errorf("malformed status line %q", trimCRLF(line))
 	}
 	status = int(st)
-	keep = string(line[:8]) == "HTTP/1.1"
-	length := int64(-1)
-	chunked := false
+	hd, err := readHeaders(br)
+	if err != nil {
+		return 0, nil, got, false, err
+	}
+	keep = string(line[:8]) == "HTTP/1.1" && !hd.close
+	b := h.body[:0]
+	switch {
+	case method == "HEAD" || status == 204 || status == 304 || (status >= 100 && status < 200):
+	case hd.chunked:
+		b, err = readChunked(br, b)
+	case hd.length >= 0:
+		if hd.length > maxBody {
+			return 0, nil, got, false, errBodyTooLarge
+		}
+		b, err = readN(br, b, int(hd.length))
+	default:
+		keep = false
+		b, err = readToEOF(br, b)
+	}
+	if err != nil {
+		return 0, nil, got, false, err
+	}
+	h.body = b
+	return status, b, got, keep, nil
+}
+
+// respHeaders is what readResponse needs of a response's headers.
+type respHeaders struct {
+	length  int64 // Content-Length; -1 when absent
+	chunked bool
+	close   bool // Connection: close
+}
+
+// readHeaders reads the header lines up to the empty one.
+func readHeaders(br *bufio.Reader) (respHeaders, error) {
+	hd := respHeaders{length: -1}
 	for {
-		line, err = br.ReadSlice('\n')
+		line, err := br.ReadSlice('\n')
 		if err != nil {
-			return 0, nil, got, false, err
+			return hd, err
 		}
 		l := trimCRLF(line)
 		if len(l) == 0 {
-			break
+			return hd, nil
 		}
 		colon := indexByte(l, ':')
 		if colon <= 0 {
@@ -193,83 +226,71 @@ func (h *rawHTTP) readResponse(method string) (status int, body []byte, got, kee
 		case equalFold(k, "content-length"):
 			n, ok := parseUint(v)
 			if !ok || len(v) > 12 {
-				return 0, nil, got, false, errors.New("malformed Content-Length")
+				return hd, errors.New("malformed Content-Length")
 			}
-			length = int64(n)
+			hd.length = int64(n)
 		case equalFold(k, "transfer-encoding"):
-			chunked = containsFold(v, "chunked")
+			hd.chunked = containsFold(v, "chunked")
 		case equalFold(k, "connection"):
-			if containsFold(v, "close") {
-				keep = false
-			}
+			hd.close = hd.close || containsFold(v, "close")
 		}
 	}
-	b := h.body[:0]
-	switch {
-	case method == "HEAD" || status == 204 || status == 304 || (status >= 100 && status < 200):
-	case chunked:
-		for {
-			line, err = br.ReadSlice('\n')
-			if err != nil {
-				return 0, nil, got, false, err
-			}
-			n, err := strconv.ParseUint(string(hexPrefix(trimCRLF(line))), 16, 32)
-			if err != nil {
-				return 0, nil, got, false, errors.New("malformed chunk size")
-			}
-			if n == 0 {
-				// Trailers up to the empty line.
-				for {
-					line, err = br.ReadSlice('\n')
-					if err != nil {
-						return 0, nil, got, false, err
-					}
-					if len(trimCRLF(line)) == 0 {
-						break
-					}
-				}
-				break
-			}
-			if len(b)+int(n) > maxBody {
-				return 0, nil, got, false, errBodyTooLarge
-			}
-			b, err = readN(br, b, int(n))
-			if err != nil {
-				return 0, nil, got, false, err
-			}
-			if _, err := br.Discard(2); err != nil {
-				return 0, nil, got, false, err
-			}
-		}
-	case length >= 0:
-		if length > maxBody {
-			return 0, nil, got, false, errBodyTooLarge
-		}
-		b, err = readN(br, b, int(length))
+}
+
+// readChunked appends a chunked body to b, up to maxBody.
+func readChunked(br *bufio.Reader, b []byte) ([]byte, error) {
+	for {
+		line, err := br.ReadSlice('\n')
 		if err != nil {
-			return 0, nil, got, false, err
+			return b, err
 		}
-	default:
-		keep = false
-		for {
-			if len(b) == cap(b) {
-				if len(b) >= maxBody {
-					return 0, nil, got, false, errBodyTooLarge
+		n, err := strconv.ParseUint(string(hexPrefix(trimCRLF(line))), 16, 32)
+		if err != nil {
+			return b, errors.New("malformed chunk size")
+		}
+		if n == 0 {
+			// Trailers up to the empty line.
+			for {
+				line, err = br.ReadSlice('\n')
+				if err != nil {
+					return b, err
 				}
-				b = append(b, 0)[:len(b)]
+				if len(trimCRLF(line)) == 0 {
+					return b, nil
+				}
 			}
-			n, err := br.Read(b[len(b):cap(b)])
-			b = b[:len(b)+n]
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				return 0, nil, got, false, err
-			}
+		}
+		if len(b)+int(n) > maxBody {
+			return b, errBodyTooLarge
+		}
+		if b, err = readN(br, b, int(n)); err != nil {
+			return b, err
+		}
+		if _, err := br.Discard(2); err != nil {
+			return b, err
 		}
 	}
-	h.body = b
-	return status, b, got, keep, nil
+}
+
+// readToEOF appends a body that ends with the connection to b, up to
+// maxBody.
+func readToEOF(br *bufio.Reader, b []byte) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			if len(b) >= maxBody {
+				return b, errBodyTooLarge
+			}
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := br.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
 }
 
 func readN(r io.Reader, b []byte, n int) ([]byte, error) {

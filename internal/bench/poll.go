@@ -5,25 +5,48 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-type pollOpts struct {
+// pollScenario is `bench poll`: N pollers following their own cursors, with
+// optional HTTP senders.
+type pollScenario struct {
 	common
 	pollers    int
-	ramp       int
+	rampRate   int
 	interval   string
 	limit      int
-	allowGaps  bool
 	readerAuth bool
 	sendRate   float64
 	senders    int
 	textSize   int
-	drain      time.Duration
+	drainFor   time.Duration
+
+	auto     bool          // --interval auto: honour poll_after_ms
+	fixed    time.Duration // the fixed interval otherwise
+	basePath string
+	ps       []*poller
+	toks     []string // the pollers' tokens (--reader-auth)
+	sendToks []string
+	readerChecks
+	reqLat     shardedHist // request latency (window only)
+	measuring  atomic.Bool // in the window: request latencies count
+	stopping   atomic.Bool
+	catchUp    atomic.Bool   // the drain: poll back to back until caught up
+	wake       chan struct{} // closed when the drain starts
+	started    atomic.Int64
+	wg         sync.WaitGroup
+	send       sendStats
+	sp         *sendSpec
+	writers    sync.WaitGroup
+	drainStart time.Time
+
+	start   pollCounts // at the window's start
+	endReqs uint64     // requests at the window's end
+	prev    uint64     // requests at the last progress line
 }
 
 // PollReport covers the pollers' requests.
@@ -45,6 +68,7 @@ type PollReport struct {
 type poller struct {
 	id     int
 	hc     *rawHTTP
+	tok    string
 	seq    seqCheck
 	fi     frameInfo
 	path   []byte
@@ -60,304 +84,305 @@ type poller struct {
 	polled bool
 }
 
-func runPoll(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var o pollOpts
-	fs := flag.NewFlagSet("poll", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	o.register(fs, 10*time.Second)
-	fs.IntVar(&o.pollers, "pollers", 100, "concurrent pollers, one keep-alive connection each")
-	fs.IntVar(&o.pollers, "conns", 100, "alias of --pollers")
-	fs.IntVar(&o.ramp, "ramp", 1000, "pollers started per second (0 = all at once)")
-	fs.StringVar(&o.interval, "interval", "auto", `wait between polls: "auto" honours poll_after_ms, "0" polls back to back, or a duration`)
-	fs.IntVar(&o.limit, "limit", 100, "limit= of each poll (0 = server default)")
-	fs.BoolVar(&o.allowGaps, "allow-gaps", false, "a render budget is on: only duplicates and reorderings count")
-	fs.BoolVar(&o.readerAuth, "reader-auth", false, "pollers send a token (one user each)")
-	fs.Float64Var(&o.sendRate, "send-rate", 0, "messages/s sent to the room during the window (0 = none)")
-	fs.IntVar(&o.senders, "senders", 1, "sending users (HTTP)")
-	fs.IntVar(&o.textSize, "text-size", 0, "pad message texts to this many bytes")
-	fs.DurationVar(&o.drain, "drain", 3*time.Second, "after the window: poll until caught up, at most this long")
-	if done, err := parseFlags(fs, args); done {
-		return err
-	}
-	var fixed time.Duration
-	auto := o.interval == "auto"
-	if !auto {
-		d, err := time.ParseDuration(o.interval)
-		if o.interval == "0" {
+// pollCounts are the pollers' counters summed.
+type pollCounts struct{ reqs, msgs, bench, errs uint64 }
+
+func (s *pollScenario) base() *common { return &s.common }
+
+func (s *pollScenario) flags(fs *flag.FlagSet) {
+	fs.IntVar(&s.pollers, "pollers", 100, "concurrent pollers, one keep-alive connection each")
+	fs.IntVar(&s.pollers, "conns", 100, "alias of --pollers")
+	fs.IntVar(&s.rampRate, "ramp", 1000, "pollers started per second (0 = all at once)")
+	fs.StringVar(&s.interval, "interval", "auto", `wait between polls: "auto" honours poll_after_ms, "0" polls back to back, or a duration`)
+	fs.IntVar(&s.limit, "limit", 100, "limit= of each poll (0 = server default)")
+	fs.BoolVar(&s.allowGaps, "allow-gaps", false, "a render budget is on: only duplicates and reorderings count")
+	fs.BoolVar(&s.readerAuth, "reader-auth", false, "pollers send a token (one user each)")
+	fs.Float64Var(&s.sendRate, "send-rate", 0, "messages/s sent to the room during the window (0 = none)")
+	fs.IntVar(&s.senders, "senders", 1, "sending users (HTTP)")
+	fs.IntVar(&s.textSize, "text-size", 0, "pad message texts to this many bytes")
+	fs.DurationVar(&s.drainFor, "drain", 3*time.Second, "after the window: poll until caught up, at most this long")
+}
+
+func (s *pollScenario) check() (int, error) {
+	s.auto = s.interval == "auto"
+	if !s.auto {
+		d, err := time.ParseDuration(s.interval)
+		if s.interval == "0" {
 			d, err = 0, nil
 		}
 		if err != nil || d < 0 {
-			return fmt.Errorf("bench poll: --interval %q: want auto, 0 or a duration", o.interval)
+			return 0, fmt.Errorf("bench poll: --interval %q: want auto, 0 or a duration", s.interval)
 		}
-		fixed = d
+		s.fixed = d
 	}
 	switch {
-	case o.pollers < 1:
-		return errors.New("bench poll: --pollers must be at least 1")
-	case o.limit < 0 || o.sendRate < 0 || o.senders < 1:
-		return errors.New("bench poll: --limit and --send-rate must be ≥ 0, --senders ≥ 1")
+	case s.pollers < 1:
+		return 0, errors.New("bench poll: --pollers must be at least 1")
+	case s.limit < 0 || s.sendRate < 0 || s.senders < 1:
+		return 0, errors.New("bench poll: --limit and --send-rate must be ≥ 0, --senders ≥ 1")
 	}
-	if o.sendRate == 0 {
-		o.senders = 0
+	if s.sendRate == 0 {
+		s.senders = 0
 	}
-	t, watch, stopProf, err := o.setup(ctx, o.pollers+o.senders)
-	if err != nil {
-		return err
-	}
-	defer stopProf()
-	meter := newClientMeter()
-	rep := &Report{Scenario: "poll", StartedAt: time.Now(), Target: t.base.String(), Room: o.room, Params: params(fs)}
-	since := rep.StartedAt.UnixNano()
-	tk, err := newTokens(&o.common, t, o.duration+time.Hour)
-	if err != nil {
-		return err
-	}
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	return s.pollers + s.senders, nil
+}
 
-	var (
-		counts   seqCounts
-		lat      shardedHist // request latency (window only)
-		recv     shardedHist // send→receive
-		measure  atomic.Bool
-		stop     atomic.Bool
-		catchUp  atomic.Bool
-		started  atomic.Int64
-		wg       sync.WaitGroup
-		phase    atomic.Value
-		wake     = make(chan struct{}) // closed when the drain starts
-		basePath = t.base.Path + "/api/rooms/" + o.room + "/messages"
-	)
-	phase.Store("ramp")
-	ps := make([]*poller, o.pollers)
-	toks := make([]string, o.pollers)
-	for i := range ps {
-		ps[i] = &poller{id: i, hc: newRawHTTP(runCtx, t.addr, t.base.Host, o.timeout)}
-		if o.readerAuth {
-			if toks[i], err = tk.get(ctx, "bench-u"+strconv.Itoa(i)); err != nil {
+func (s *pollScenario) setup(r *runner) error {
+	if err := r.initTokens(); err != nil {
+		return err
+	}
+	s.since = r.rep.StartedAt.UnixNano()
+	s.basePath = r.t.base.Path + "/api/rooms/" + s.room + "/messages"
+	s.wake = make(chan struct{})
+	s.sp = &sendSpec{rate: s.sendRate, writers: s.senders, via: "http", kind: "chat", textSize: s.textSize, honour: true}
+	s.ps = make([]*poller, s.pollers)
+	for i := range s.ps {
+		p := &poller{id: i, hc: newRawHTTP(r.runCtx, r.t.addr, r.t.base.Host, s.timeout)}
+		if s.readerAuth {
+			var err error
+			if p.tok, err = r.token("bench-u" + strconv.Itoa(i)); err != nil {
 				return err
 			}
 		}
+		s.ps[i] = p
 	}
-	sendToks := make([]string, o.senders)
-	for i := range sendToks {
-		if sendToks[i], err = tk.get(ctx, "bench-s"+strconv.Itoa(i)); err != nil {
-			return err
-		}
-	}
-	sum := func() (reqs, msgs, bench, errs uint64) {
-		for _, p := range ps {
-			reqs += p.reqs.Load()
-			msgs += p.msgs.Load()
-			bench += p.bench.Load()
-			errs += p.nerr.Load()
-		}
-		return
-	}
+	var err error
+	s.sendToks, err = r.tokens("bench-s", s.senders)
+	return err
+}
 
-	pollOnce := func(p *poller, tok string) (wait time.Duration) {
-		// Only a poll that started after the senders stopped can tell that
-		// this poller has caught up.
-		draining := catchUp.Load()
-		b := append(p.path[:0], basePath...)
-		b = append(b, "?limit="...)
-		b = strconv.AppendInt(b, int64(o.limit), 10)
+func (s *pollScenario) estimate() time.Duration { return rampTime(s.pollers, s.rampRate) + s.duration }
+
+func (s *pollScenario) status(r *runner, dt time.Duration) string {
+	c := s.sum()
+	line := fmt.Sprintf("%-5s pollers %d/%d  req %s  msgs %d  p99 %s  errs %d",
+		r.phase.Load(), s.started.Load(), s.pollers, rate(c.reqs-s.prev, dt), c.msgs, ms(float64(s.reqLat.Quantile(0.99))/1e6), c.errs)
+	s.prev = c.reqs
+	return line
+}
+
+func (s *pollScenario) sum() (c pollCounts) {
+	for _, p := range s.ps {
+		c.reqs += p.reqs.Load()
+		c.msgs += p.msgs.Load()
+		c.bench += p.bench.Load()
+		c.errs += p.nerr.Load()
+	}
+	return c
+}
+
+func (s *pollScenario) ramp(r *runner) {
+	r.rampUp(s.pollers, s.rampRate, func(i int) {
+		s.started.Add(1)
+		s.wg.Add(1)
+		go s.loop(r.runCtx, s.ps[i])
+	}, nil)
+}
+
+// loop polls until the run stops or, in the drain, p has caught up.
+func (s *pollScenario) loop(ctx context.Context, p *poller) {
+	defer s.wg.Done()
+	defer p.hc.release()
+	for !s.stopping.Load() || s.catchUp.Load() {
+		w := s.poll(p)
+		if w < 0 || ctx.Err() != nil {
+			return
+		}
+		if w > 0 {
+			t := time.NewTimer(w)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-s.wake:
+				t.Stop()
+			case <-t.C:
+			}
+		}
+	}
+}
+
+// poll makes one request and returns how long to wait before the next (-1:
+// caught up in the drain).
+func (s *pollScenario) poll(p *poller) time.Duration {
+	// Only a poll that started after the senders stopped can tell that
+	// this poller has caught up.
+	draining := s.catchUp.Load()
+	t0 := time.Now()
+	status, body, err := p.hc.Do("GET", s.pollPath(p), p.tok, nil)
+	d := time.Since(t0)
+	if s.stopping.Load() && !s.catchUp.Load() {
+		return 0
+	}
+	fi := &p.fi
+	if wait, ok := p.answer(status, body, err); !ok {
+		return wait
+	}
+	if s.measuring.Load() {
+		s.reqLat.Record(p.id, d)
+	}
+	s.observe(p)
+	if s.catchUp.Load() {
+		if draining && len(fi.msgs) == 0 {
+			return -1 // caught up
+		}
+		return 0
+	}
+	if s.auto {
+		return time.Duration(fi.pollAfterMs) * time.Millisecond
+	}
+	return s.fixed
+}
+
+// pollPath builds p's next request path: limit, and its cursor once it has
+// one.
+func (s *pollScenario) pollPath(p *poller) []byte {
+	b := append(p.path[:0], s.basePath...)
+	b = append(b, "?limit="...)
+	b = strconv.AppendInt(b, int64(s.limit), 10)
+	if p.polled && p.seq.started {
+		b = append(b, "&cursor="...)
+		b = strconv.AppendUint(b, p.seq.last, 10)
+	}
+	if s.limit == 0 {
+		b = b[:len(s.basePath)]
 		if p.polled && p.seq.started {
-			b = append(b, "&cursor="...)
+			b = append(b, "?cursor="...)
 			b = strconv.AppendUint(b, p.seq.last, 10)
 		}
-		if o.limit == 0 {
-			b = b[:len(basePath)]
-			if p.polled && p.seq.started {
-				b = append(b, "?cursor="...)
-				b = strconv.AppendUint(b, p.seq.last, 10)
-			}
-		}
-		p.path = b
-		t0 := time.Now()
-		status, body, err := p.hc.Do("GET", b, tok, nil)
-		d := time.Since(t0)
-		if stop.Load() && !catchUp.Load() {
-			return 0
-		}
-		if err != nil {
-			p.nerr.Add(1)
-			p.errs.add(errLabel(err), 1)
-			return 100 * time.Millisecond
-		}
-		fi := &p.fi
-		serr := scanFrame(body, fi)
-		if status != 200 {
-			p.nerr.Add(1)
-			p.errs.add(statusLabel(status, fi.code), 1)
-			if fi.retryAfterMs > 0 {
-				return time.Duration(fi.retryAfterMs) * time.Millisecond
-			}
-			return 100 * time.Millisecond
-		}
-		if serr != nil {
-			p.nerr.Add(1)
-			p.errs.add("200 malformed", 1)
-			return 100 * time.Millisecond
-		}
-		if measure.Load() {
-			lat.Record(p.id, d)
-		}
-		if fi.reset {
-			counts.resets.Add(1)
-			p.seq.rebase()
-		}
-		p.polled = true
-		var now int64
-		var nb uint64
-		for _, m := range fi.msgs {
-			p.seq.observe(m.seq, &counts, o.allowGaps)
-			if m.sent >= since {
-				if now == 0 {
-					now = time.Now().UnixNano()
-				}
-				recv.Record(p.id, time.Duration(now-m.sent))
-				nb++
-			}
-		}
-		if fi.hasCursor {
-			p.seq.advance(fi.cursor, &counts, o.allowGaps)
-		}
-		if p.seq.started {
-			p.last.Store(p.seq.last)
-		}
-		p.reqs.Add(1)
-		p.msgs.Add(uint64(len(fi.msgs)))
-		p.bench.Add(nb)
-		if len(fi.msgs) == 0 {
-			p.empty.Add(1)
-		}
-		if pa := fi.pollAfterMs; pa > 0 {
-			if p.paMin == 0 || pa < p.paMin {
-				p.paMin = pa
-			}
-			p.paMax = max(p.paMax, pa)
-		}
-		if catchUp.Load() {
-			if draining && len(fi.msgs) == 0 {
-				return -1 // caught up
-			}
-			return 0
-		}
-		if auto {
-			return time.Duration(fi.pollAfterMs) * time.Millisecond
-		}
-		return fixed
 	}
+	p.path = b
+	return b
+}
 
-	rampEst := time.Duration(0)
-	if o.ramp > 0 {
-		rampEst = time.Duration(float64(o.pollers) / float64(o.ramp) * float64(time.Second))
+// answer scans a poll's answer into p.fi; on an error it counts it and says
+// how long to wait before polling again.
+func (p *poller) answer(status int, body []byte, err error) (time.Duration, bool) {
+	if err != nil {
+		p.nerr.Add(1)
+		p.errs.add(errLabel(err), 1)
+		return 100 * time.Millisecond, false
 	}
-	var prevReqs uint64
-	bar := startProgress(stderr, o.progress, "poll", rampEst+o.duration, func(dt time.Duration) string {
-		meter.sample()
-		watch.sample()
-		r, m, _, e := sum()
-		s := fmt.Sprintf("%-5s pollers %d/%d  req %s  msgs %d  p99 %s  errs %d",
-			phase.Load(), started.Load(), o.pollers, rate(r-prevReqs, dt), m, ms(float64(lat.Quantile(0.99))/1e6), e)
-		prevReqs = r
-		return s
+	fi := &p.fi
+	serr := scanFrame(body, fi)
+	if status != 200 {
+		p.nerr.Add(1)
+		p.errs.add(statusLabel(status, fi.code), 1)
+		if fi.retryAfterMs > 0 {
+			return time.Duration(fi.retryAfterMs) * time.Millisecond, false
+		}
+		return 100 * time.Millisecond, false
+	}
+	if serr != nil {
+		p.nerr.Add(1)
+		p.errs.add("200 malformed", 1)
+		return 100 * time.Millisecond, false
+	}
+	return 0, true
+}
+
+// observe checks and counts the messages of p's last answer.
+func (s *pollScenario) observe(p *poller) {
+	fi := &p.fi
+	if fi.reset {
+		s.seq.resets.Add(1)
+		p.seq.rebase()
+	}
+	p.polled = true
+	nb := s.batch(fi, &p.seq, p.id)
+	p.seq.publish(&p.last)
+	p.reqs.Add(1)
+	p.msgs.Add(uint64(len(fi.msgs)))
+	p.bench.Add(nb)
+	if len(fi.msgs) == 0 {
+		p.empty.Add(1)
+	}
+	if pa := fi.pollAfterMs; pa > 0 {
+		if p.paMin == 0 || pa < p.paMin {
+			p.paMin = pa
+		}
+		p.paMax = max(p.paMax, pa)
+	}
+}
+
+func (s *pollScenario) measure(r *runner) {
+	r.runWindow(func(win context.Context) {
+		s.start = s.sum()
+		s.measuring.Store(true)
+		s.send.startWriters(r.runCtx, win, &s.writers, r.t, &s.common, s.sp, s.senders, s.sendToks, nil, r.winStart)
 	})
-	defer bar.Stop()
+	s.measuring.Store(false)
+	r.closeWindow()
+	s.endReqs = s.sum().reqs
+	r.rep.Server = r.watch.finish(r.window)
+	s.writers.Wait()
+}
 
-	rampStart := time.Now()
-	for i, p := range ps {
-		if o.ramp > 0 && !sleepCtx(runCtx, time.Until(rampStart.Add(time.Duration(float64(i)/float64(o.ramp)*float64(time.Second))))) {
-			break
-		}
-		if runCtx.Err() != nil {
-			break
-		}
-		started.Add(1)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer p.hc.release()
-			for !stop.Load() || catchUp.Load() {
-				w := pollOnce(p, toks[p.id])
-				if w < 0 || runCtx.Err() != nil {
-					return
-				}
-				if w > 0 {
-					t := time.NewTimer(w)
-					select {
-					case <-runCtx.Done():
-						t.Stop()
-						return
-					case <-wake:
-						t.Stop()
-					case <-t.C:
-					}
-				}
+// drain, with senders, polls back to back until each poller is caught up
+// (at most --drain), so the tail check sees everything that was
+// acknowledged.
+func (s *pollScenario) drain(r *runner) {
+	s.drainStart = time.Now()
+	if s.senders == 0 || r.rep.Interrupted {
+		return
+	}
+	r.phase.Store("drain")
+	s.catchUp.Store(true)
+	s.stopping.Store(true)
+	close(s.wake)
+	ctx, stop := context.WithTimeout(r.runCtx, s.drainFor)
+	defer stop()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	s.catchUp.Store(false)
+}
+
+func (s *pollScenario) stop(r *runner) {
+	s.stopping.Store(true)
+	r.cancel()
+	s.wg.Wait()
+	r.rep.DrainS = round3(time.Since(s.drainStart).Seconds())
+}
+
+func (s *pollScenario) report(r *runner) {
+	rep := r.rep
+	end := s.sum()
+	rep.Poll = s.pollReport(r.window)
+	if s.senders > 0 {
+		rep.Send = s.send.report(s.sp, r.window)
+	}
+	started := s.started.Load()
+	d := &DeliveryReport{Messages: end.msgs - s.start.msgs, BenchMessages: end.bench - s.start.bench, Latency: s.lat.Summary()}
+	d.expect(s.send.acked.Load(), uint64(started), r.window)
+	rep.Delivery = d
+	sr := s.seq.report(s.allowGaps, int(started))
+	if top := s.send.top.Load(); top > 0 && !s.allowGaps && !rep.Interrupted {
+		sr.LastAcked = top
+		for _, p := range s.ps[:started] {
+			if last := p.last.Load(); last < top {
+				sr.Behind++
+				sr.BehindSeqs += top - last
 			}
-		}()
-	}
-	rep.RampS = round3(time.Since(rampStart).Seconds())
-
-	phase.Store("run")
-	watch.start()
-	reqs0, msgs0, bench0, _ := sum()
-	measure.Store(true)
-	winStart := time.Now()
-	winCtx, winStop := context.WithTimeout(runCtx, o.duration)
-	send := &sendStats{}
-	sp := &sendSpec{rate: o.sendRate, writers: o.senders, via: "http", kind: "chat", textSize: o.textSize, honour: true}
-	var writers sync.WaitGroup
-	for i := 0; i < o.senders; i++ {
-		writers.Add(1)
-		hc := newRawHTTP(runCtx, t.addr, t.base.Host, o.timeout)
-		go func(i int) {
-			defer writers.Done()
-			defer hc.release()
-			send.httpWriter(winCtx, hc, sp, i, []byte(basePath), sendToks[i], winStart)
-		}(i)
-	}
-	<-winCtx.Done()
-	winStop()
-	measure.Store(false)
-	window := time.Since(winStart)
-	reqs1, _, _, _ := sum()
-	rep.Server = watch.finish(window)
-	writers.Wait()
-	rep.Interrupted = ctx.Err() != nil
-
-	// Drain: with senders, poll back to back until each poller is caught up,
-	// so the tail check sees everything that was acknowledged.
-	drainStart := time.Now()
-	if o.senders > 0 && !rep.Interrupted {
-		phase.Store("drain")
-		catchUp.Store(true)
-		stop.Store(true)
-		close(wake)
-		dctx, dstop := context.WithTimeout(runCtx, o.drain)
-		done := make(chan struct{})
-		go func() { wg.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-dctx.Done():
 		}
-		dstop()
-		catchUp.Store(false)
 	}
-	stop.Store(true)
-	cancel()
-	wg.Wait()
-	bar.Stop()
-	_, msgs1, bench1, _ := sum()
-	rep.WindowS = round3(window.Seconds())
-	rep.DrainS = round3(time.Since(drainStart).Seconds())
+	rep.Seq = &sr
+	if sv := rep.Server; sv != nil && sv.MeasurementProblem == "" && sv.CPUSeconds > 0 {
+		sv.PollsPerCPUS = round1(float64(rep.Poll.Requests) / sv.CPUSeconds)
+		sv.USPerPoll = round3(perUnit(sv.CPUSeconds*1e6, float64(rep.Poll.Requests)))
+	}
+	r.readerViolations(s.allowGaps)
+}
 
-	pr := &PollReport{Pollers: o.pollers, Interval: o.interval, Limit: o.limit, Requests: reqs1 - reqs0,
-		Latency: lat.Summary(), Errors: map[string]uint64{}}
+func (s *pollScenario) pollReport(window time.Duration) *PollReport {
+	pr := &PollReport{Pollers: s.pollers, Interval: s.interval, Limit: s.limit, Requests: s.endReqs - s.start.reqs,
+		Latency: s.reqLat.Summary(), Errors: map[string]uint64{}}
 	pr.PerS = round1(perUnit(float64(pr.Requests), window.Seconds()))
 	var errs errCounter
-	for _, p := range ps {
+	for _, p := range s.ps {
 		errs.merge(p.errs.m)
 		pr.Empty += p.empty.Load()
 		if p.paMin > 0 && (pr.PollAfterMin == 0 || p.paMin < pr.PollAfterMin) {
@@ -368,39 +393,5 @@ func runPoll(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if errs.m != nil {
 		pr.Errors = errs.m
 	}
-	rep.Poll = pr
-	if o.senders > 0 {
-		rep.Send = send.report(sp, window)
-	}
-	d := &DeliveryReport{Messages: msgs1 - msgs0, BenchMessages: bench1 - bench0, Latency: recv.Summary()}
-	d.PerS = round1(perUnit(float64(d.Messages), window.Seconds()))
-	d.Expected = send.acked.Load() * uint64(started.Load())
-	if d.Expected > d.BenchMessages {
-		d.Lost = d.Expected - d.BenchMessages
-	}
-	rep.Delivery = d
-	sr := counts.report(o.allowGaps, int(started.Load()))
-	if top := send.top.Load(); top > 0 && !o.allowGaps && !rep.Interrupted {
-		sr.LastAcked = top
-		for _, p := range ps[:started.Load()] {
-			if last := p.last.Load(); last < top {
-				sr.Behind++
-				sr.BehindSeqs += top - last
-			}
-		}
-	}
-	rep.Seq = &sr
-	if s := rep.Server; s != nil && s.MeasurementProblem == "" && s.CPUSeconds > 0 {
-		s.PollsPerCPUS = round1(float64(pr.Requests) / s.CPUSeconds)
-		s.USPerPoll = round3(perUnit(s.CPUSeconds*1e6, float64(pr.Requests)))
-	}
-	rep.Client = meter.report()
-	rep.Violations = append(rep.Violations, sr.violations()...)
-	if !o.allowGaps && d.Lost > 0 && !rep.Interrupted {
-		rep.Violations = append(rep.Violations, plural(d.Lost, "undelivered bench message"))
-	}
-	if rep.Send != nil && rep.Send.DupSeqs > 0 {
-		rep.Violations = append(rep.Violations, plural(rep.Send.DupSeqs, "duplicate acked seq"))
-	}
-	return rep.finish(o.json, stdout)
+	return pr
 }

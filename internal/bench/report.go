@@ -121,136 +121,160 @@ func (r *Report) finish(asJSON bool, stdout io.Writer) error {
 }
 
 func (r *Report) table(w io.Writer) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	row := func(k string, format string, a ...any) {
-		fmt.Fprintf(tw, "  %s\t"+format+"\n", append([]any{k}, a...)...)
-	}
-	sec := func(s string) { fmt.Fprintf(tw, "%s\n", s) }
-	lat := func(k string, l Latency) {
-		if l.Count == 0 {
-			row(k, "-")
-			return
-		}
-		row(k, "p50 %s  p90 %s  p99 %s  max %s  (n=%d)", ms(l.P50), ms(l.P90), ms(l.P99), ms(l.Max), l.Count)
-	}
-	errs := func(k string, m map[string]uint64) {
-		if len(m) == 0 {
-			row(k, "none")
-			return
-		}
-		var parts []string
-		for _, e := range sortedKeys(m) {
-			parts = append(parts, fmt.Sprintf("%s ×%d", e, m[e]))
-		}
-		row(k, "%s", strings.Join(parts, ", "))
-	}
-	sec(fmt.Sprintf("roomcast bench %s  %s  %s", r.Scenario, r.Target, r.StartedAt.Format(time.RFC3339)))
-	row("window", "%.1fs (ramp %.1fs, drain %.1fs)%s", r.WindowS, r.RampS, r.DrainS, map[bool]string{true: "  INTERRUPTED"}[r.Interrupted])
+	t := table{tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)}
+	t.sec(fmt.Sprintf("roomcast bench %s  %s  %s", r.Scenario, r.Target, r.StartedAt.Format(time.RFC3339)))
+	t.row("window", "%.1fs (ramp %.1fs, drain %.1fs)%s", r.WindowS, r.RampS, r.DrainS, map[bool]string{true: "  INTERRUPTED"}[r.Interrupted])
 	if c := r.Conns; c != nil {
-		sec("connections")
-		row("connected", "%d / %d  (failed %d, %.0f/s)", c.Connected, c.Target, c.Failed, c.ConnectsPerS)
-		lat("connect time", c.Connect)
-		if len(c.Errors) > 0 {
-			errs("connect errors", c.Errors)
-		}
-		row("dropped", "%d  (reconnects %d)", c.Dropped, c.Reconnects)
-		if len(c.CloseReasons) > 0 {
-			errs("close reasons", c.CloseReasons)
-		}
+		t.conns(c)
 	}
 	if s := r.Send; s != nil {
-		sec("sending")
-		rate := "as fast as possible"
-		if s.TargetRate > 0 {
-			rate = fmt.Sprintf("%.0f/s target", s.TargetRate)
-		}
-		row("writers", "%d via %s, %s", s.Writers, s.Via, rate)
-		row("sent / acked", "%d / %d  (%.1f acks/s)", s.Sent, s.Acked, s.AcksPerS)
-		lat("send→ack", s.Latency)
-		errs("errors", s.Errors)
-		row("seqs", "%d..%d, %d duplicate", s.MinSeq, s.MaxSeq, s.DupSeqs)
+		t.send(s)
 	}
 	if p := r.Poll; p != nil {
-		sec("polling")
-		row("pollers", "%d, interval %s, limit %d", p.Pollers, p.Interval, p.Limit)
-		row("requests", "%d  (%.1f/s, %d empty)", p.Requests, p.PerS, p.Empty)
-		lat("latency", p.Latency)
-		errs("errors", p.Errors)
-		row("poll_after_ms", "min %d  max %d", p.PollAfterMin, p.PollAfterMax)
+		t.sec("polling")
+		t.row("pollers", "%d, interval %s, limit %d", p.Pollers, p.Interval, p.Limit)
+		t.row("requests", "%d  (%.1f/s, %d empty)", p.Requests, p.PerS, p.Empty)
+		t.lat("latency", p.Latency)
+		t.errs("errors", p.Errors)
+		t.row("poll_after_ms", "min %d  max %d", p.PollAfterMin, p.PollAfterMax)
 	}
 	if d := r.Delivery; d != nil {
-		sec("delivery")
-		row("messages", "%d  (%.1f/s, %d frames)", d.Messages, d.PerS, d.Frames)
-		row("bench messages", "%d of %d expected (lost %d)", d.BenchMessages, d.Expected, d.Lost)
-		lat("send→receive", d.Latency)
+		t.sec("delivery")
+		t.row("messages", "%d  (%.1f/s, %d frames)", d.Messages, d.PerS, d.Frames)
+		t.row("bench messages", "%d of %d expected (lost %d)", d.BenchMessages, d.Expected, d.Lost)
+		t.lat("send→receive", d.Latency)
 		if d.BadFrames+d.ErrorFrames > 0 {
-			row("bad / error frames", "%d / %d", d.BadFrames, d.ErrorFrames)
+			t.row("bad / error frames", "%d / %d", d.BadFrames, d.ErrorFrames)
 		}
 	}
 	if s := r.Seq; s != nil {
-		sec("sequence (" + s.Mode + ")")
-		row("readers", "%d", s.Readers)
-		row("gaps / missing", "%d / %d", s.Gaps, s.Missing)
-		row("dups / reorders", "%d / %d", s.Dups, s.Reorders)
-		row("resets", "%d", s.Resets)
-		row("behind at end", "%d readers, %d seqs (last acked %d)", s.Behind, s.BehindSeqs, s.LastAcked)
+		t.sec("sequence (" + s.Mode + ")")
+		t.row("readers", "%d", s.Readers)
+		t.row("gaps / missing", "%d / %d", s.Gaps, s.Missing)
+		t.row("dups / reorders", "%d / %d", s.Dups, s.Reorders)
+		t.row("resets", "%d", s.Resets)
+		t.row("behind at end", "%d readers, %d seqs (last acked %d)", s.Behind, s.BehindSeqs, s.LastAcked)
 	}
 	if f := r.FLV; f != nil {
-		sec("http-flv viewers")
-		row("url", "%s", f.URL)
-		row("viewers", "%d / %d  (failed %d, ended early %d)", f.Connected, f.Viewers, f.Failed, f.EndedEarly)
-		if len(f.Errors) > 0 {
-			errs("errors", f.Errors)
-		}
-		lat("first byte", f.FirstByte)
-		lat("first keyframe", f.FirstKeyframe)
-		row("stream bitrate", "%.0f kbit/s (%s)", f.StreamKbps, f.StreamSource)
-		d := f.ViewerKbps
-		row("viewer kbit/s", "min %.0f  p10 %.0f  p50 %.0f  p90 %.0f  max %.0f  (n=%d)", d.Min, d.P10, d.P50, d.P90, d.Max, d.N)
-		d = f.MediaSpeed
-		row("media speed", "min %.3f  p10 %.3f  p50 %.3f  max %.3f", d.Min, d.P10, d.P50, d.Max)
-		row("stalled", "%d  (below %.0f%% of the stream bitrate)", f.Stalled, f.StallRatio*100)
-		var sp []string
-		for _, k := range sortedKeys(f.StartProblems) {
-			sp = append(sp, fmt.Sprintf("%s ×%d", k, f.StartProblems[k]))
-		}
-		if len(sp) == 0 {
-			sp = []string{"none"}
-		}
-		row("start problems", "%s  (no keyframe %d)", strings.Join(sp, ", "), f.NoKeyframe)
-		row("ts regressions", "%d viewers  (audio w/o seq header %d)", f.TSBack, f.AudioNoSeqHdr)
-		row("received", "%.1f MiB", f.ReceivedMiB)
+		t.flv(f)
 	}
 	if s := r.Server; s != nil {
-		sec(fmt.Sprintf("server (pid %d)", s.PID))
-		if s.MeasurementProblem != "" {
-			row("error", "%s", s.MeasurementProblem)
-		}
-		row("cpu", "%.3fs  (%.1f%% of a core)", s.CPUSeconds, s.CPUPercent)
-		row("rss", "before %s  start %s  end %s  peak %s", kib(s.RSSBaseKiB), kib(s.RSSStartKiB), kib(s.RSSEndKiB), kib(s.RSSPeakKiB))
-		opt := func(k string, v float64, f string) {
-			if v != 0 {
-				row(k, f, v)
-			}
-		}
-		opt("µs cpu / delivery", s.USPerDelivery, "%.3f")
-		opt("deliveries / cpu-s", s.DeliveriesPerCPUS, "%.0f")
-		opt("KiB rss / conn", s.KiBPerConn, "%.2f")
-		opt("idle KiB rss / conn", s.IdleKiBPerConn, "%.2f")
-		opt("polls / cpu-s", s.PollsPerCPUS, "%.0f")
-		opt("µs cpu / poll", s.USPerPoll, "%.2f")
-		opt("µs cpu / ack", s.USPerAck, "%.2f")
-		opt("% core / viewer", s.CPUPercentPerView, "%.4f")
-		opt("KiB rss / viewer", s.KiBPerViewer, "%.1f")
+		t.server(s)
 	}
-	sec("bench client")
-	row("cpu", "%.3fs  (%.1f%% of a core, GOMAXPROCS %d, %d goroutines)", r.Client.CPUSeconds, r.Client.CPUPercent, r.Client.GOMAXPROCS, r.Client.Goroutines)
+	t.sec("bench client")
+	t.row("cpu", "%.3fs  (%.1f%% of a core, GOMAXPROCS %d, %d goroutines)", r.Client.CPUSeconds, r.Client.CPUPercent, r.Client.GOMAXPROCS, r.Client.Goroutines)
 	if len(r.Violations) == 0 {
-		sec("result: OK")
+		t.sec("result: OK")
 	} else {
-		sec("result: FAILED — " + strings.Join(r.Violations, "; "))
+		t.sec("result: FAILED — " + strings.Join(r.Violations, "; "))
 	}
-	tw.Flush()
+	t.Flush()
+}
+
+// table prints a report's sections: a heading, then indented rows of a key
+// and its figures, aligned.
+type table struct{ *tabwriter.Writer }
+
+func (t table) row(k string, format string, a ...any) {
+	fmt.Fprintf(t, "  %s\t"+format+"\n", append([]any{k}, a...)...)
+}
+
+func (t table) sec(s string) { fmt.Fprintf(t, "%s\n", s) }
+
+func (t table) lat(k string, l Latency) {
+	if l.Count == 0 {
+		t.row(k, "-")
+		return
+	}
+	t.row(k, "p50 %s  p90 %s  p99 %s  max %s  (n=%d)", ms(l.P50), ms(l.P90), ms(l.P99), ms(l.Max), l.Count)
+}
+
+func (t table) errs(k string, m map[string]uint64) {
+	if len(m) == 0 {
+		t.row(k, "none")
+		return
+	}
+	var parts []string
+	for _, e := range sortedKeys(m) {
+		parts = append(parts, fmt.Sprintf("%s ×%d", e, m[e]))
+	}
+	t.row(k, "%s", strings.Join(parts, ", "))
+}
+
+func (t table) conns(c *ConnReport) {
+	t.sec("connections")
+	t.row("connected", "%d / %d  (failed %d, %.0f/s)", c.Connected, c.Target, c.Failed, c.ConnectsPerS)
+	t.lat("connect time", c.Connect)
+	if len(c.Errors) > 0 {
+		t.errs("connect errors", c.Errors)
+	}
+	t.row("dropped", "%d  (reconnects %d)", c.Dropped, c.Reconnects)
+	if len(c.CloseReasons) > 0 {
+		t.errs("close reasons", c.CloseReasons)
+	}
+}
+
+func (t table) send(s *SendReport) {
+	t.sec("sending")
+	rate := "as fast as possible"
+	if s.TargetRate > 0 {
+		rate = fmt.Sprintf("%.0f/s target", s.TargetRate)
+	}
+	t.row("writers", "%d via %s, %s", s.Writers, s.Via, rate)
+	t.row("sent / acked", "%d / %d  (%.1f acks/s)", s.Sent, s.Acked, s.AcksPerS)
+	t.lat("send→ack", s.Latency)
+	t.errs("errors", s.Errors)
+	t.row("seqs", "%d..%d, %d duplicate", s.MinSeq, s.MaxSeq, s.DupSeqs)
+}
+
+func (t table) flv(f *FLVReport) {
+	t.sec("http-flv viewers")
+	t.row("url", "%s", f.URL)
+	t.row("viewers", "%d / %d  (failed %d, ended early %d)", f.Connected, f.Viewers, f.Failed, f.EndedEarly)
+	if len(f.Errors) > 0 {
+		t.errs("errors", f.Errors)
+	}
+	t.lat("first byte", f.FirstByte)
+	t.lat("first keyframe", f.FirstKeyframe)
+	t.row("stream bitrate", "%.0f kbit/s (%s)", f.StreamKbps, f.StreamSource)
+	d := f.ViewerKbps
+	t.row("viewer kbit/s", "min %.0f  p10 %.0f  p50 %.0f  p90 %.0f  max %.0f  (n=%d)", d.Min, d.P10, d.P50, d.P90, d.Max, d.N)
+	d = f.MediaSpeed
+	t.row("media speed", "min %.3f  p10 %.3f  p50 %.3f  max %.3f", d.Min, d.P10, d.P50, d.Max)
+	t.row("stalled", "%d  (below %.0f%% of the stream bitrate)", f.Stalled, f.StallRatio*100)
+	var sp []string
+	for _, k := range sortedKeys(f.StartProblems) {
+		sp = append(sp, fmt.Sprintf("%s ×%d", k, f.StartProblems[k]))
+	}
+	if len(sp) == 0 {
+		sp = []string{"none"}
+	}
+	t.row("start problems", "%s  (no keyframe %d)", strings.Join(sp, ", "), f.NoKeyframe)
+	t.row("ts regressions", "%d viewers  (audio w/o seq header %d)", f.TSBack, f.AudioNoSeqHdr)
+	t.row("received", "%.1f MiB", f.ReceivedMiB)
+}
+
+func (t table) server(s *ServerReport) {
+	t.sec(fmt.Sprintf("server (pid %d)", s.PID))
+	if s.MeasurementProblem != "" {
+		t.row("error", "%s", s.MeasurementProblem)
+	}
+	t.row("cpu", "%.3fs  (%.1f%% of a core)", s.CPUSeconds, s.CPUPercent)
+	t.row("rss", "before %s  start %s  end %s  peak %s", kib(s.RSSBaseKiB), kib(s.RSSStartKiB), kib(s.RSSEndKiB), kib(s.RSSPeakKiB))
+	opt := func(k string, v float64, f string) {
+		if v != 0 {
+			t.row(k, f, v)
+		}
+	}
+	opt("µs cpu / delivery", s.USPerDelivery, "%.3f")
+	opt("deliveries / cpu-s", s.DeliveriesPerCPUS, "%.0f")
+	opt("KiB rss / conn", s.KiBPerConn, "%.2f")
+	opt("idle KiB rss / conn", s.IdleKiBPerConn, "%.2f")
+	opt("polls / cpu-s", s.PollsPerCPUS, "%.0f")
+	opt("µs cpu / poll", s.USPerPoll, "%.2f")
+	opt("µs cpu / ack", s.USPerAck, "%.2f")
+	opt("% core / viewer", s.CPUPercentPerView, "%.4f")
+	opt("KiB rss / viewer", s.KiBPerViewer, "%.1f")
 }
 
 func ms(v float64) string {

@@ -96,22 +96,12 @@ func scanFrame(b []byte, f *frameInfo) error {
 		if depth > 0 {
 			cur = int(stack[depth-1])
 		}
-		inObject := depth > 0 && key == nil && isObjectCtx(stack[depth-1])
-		if inObject {
+		var err error
+		if depth > 0 && key == nil && isObjectCtx(stack[depth-1]) {
 			// A key is expected.
-			if c != '"' {
-				return errScan
-			}
-			s, next, err := scanString(b, i)
-			if err != nil {
+			if key, i, err = scanKey(b, i); err != nil {
 				return err
 			}
-			i = skipSpace(b, next)
-			if i >= len(b) || b[i] != ':' {
-				return errScan
-			}
-			i++
-			key = s
 			continue
 		}
 		// A value, for key (nil in arrays and at the top).
@@ -122,87 +112,123 @@ func scanFrame(b []byte, f *frameInfo) error {
 			if depth == maxScanDepth {
 				return errScan
 			}
-			next := ctxOther
-			switch {
-			case depth == 0 && c == '{':
-				next = ctxTop
-			case cur == ctxTop && c == '[' && string(k) == "messages":
-				next = ctxMessages
-			case cur == ctxTop && c == '{' && string(k) == "error":
-				next = ctxError
-			case cur == ctxMessages && c == '{':
-				next = ctxMessage
-				f.msgs = append(f.msgs, msgInfo{})
-			}
-			if c == '{' && next == ctxOther {
-				next = ctxOtherObject
-			}
-			stack[depth] = uint8(next)
+			stack[depth] = f.open(c, depth, cur, k)
 			depth++
 			i++
 		case c == '"':
-			s, next, err := scanString(b, i)
-			if err != nil {
-				return err
-			}
-			i = next
-			switch cur {
-			case ctxTop:
-				switch string(k) {
-				case "type":
-					f.typ = frameType(s)
-				case "id":
-					f.id = s
-				}
-			case ctxMessage:
-				if string(k) == "text" && bytes.HasPrefix(s, []byte(benchMark)) {
-					if v, ok := parseUint(s[len(benchMark):]); ok {
-						f.msgs[len(f.msgs)-1].sent = int64(v)
-					}
-				}
-			case ctxError:
-				if string(k) == "code" {
-					f.code = s
-				}
-			}
+			i, err = f.stringValue(b, i, cur, k)
 		default:
-			// Number or literal: up to the next delimiter.
-			j := i
-			for j < len(b) && !isDelim(b[j]) {
-				j++
-			}
-			tok := b[i:j]
-			if j == i {
-				return errScan
-			}
-			i = j
-			switch cur {
-			case ctxTop:
-				switch string(k) {
-				case "seq":
-					f.seq, f.hasSeq = parseUint(tok)
-				case "cursor":
-					f.cursor, f.hasCursor = parseUint(tok)
-				case "poll_after_ms":
-					v, _ := parseUint(tok)
-					f.pollAfterMs = int64(v)
-				case "retry_after_ms":
-					v, _ := parseUint(tok)
-					f.retryAfterMs = int64(v)
-				case "reset":
-					f.reset = string(tok) == "true"
-				}
-			case ctxMessage:
-				if string(k) == "seq" {
-					f.msgs[len(f.msgs)-1].seq, _ = parseUint(tok)
-				}
-			}
+			i, err = f.literalValue(b, i, cur, k)
+		}
+		if err != nil {
+			return err
 		}
 	}
 	if depth != 0 {
 		return errScan
 	}
 	return nil
+}
+
+// scanKey reads an object key and its colon at b[i]; it returns the key and
+// the index of its value.
+func scanKey(b []byte, i int) (key []byte, next int, err error) {
+	if b[i] != '"' {
+		return nil, 0, errScan
+	}
+	key, next, err = scanString(b, i)
+	if err != nil {
+		return nil, 0, err
+	}
+	next = skipSpace(b, next)
+	if next >= len(b) || b[next] != ':' {
+		return nil, 0, errScan
+	}
+	return key, next + 1, nil
+}
+
+// open returns the context of a container c opened at depth inside cur as
+// the value of key k.
+func (f *frameInfo) open(c byte, depth, cur int, k []byte) uint8 {
+	next := ctxOther
+	switch {
+	case depth == 0 && c == '{':
+		next = ctxTop
+	case cur == ctxTop && c == '[' && string(k) == "messages":
+		next = ctxMessages
+	case cur == ctxTop && c == '{' && string(k) == "error":
+		next = ctxError
+	case cur == ctxMessages && c == '{':
+		next = ctxMessage
+		f.msgs = append(f.msgs, msgInfo{})
+	}
+	if c == '{' && next == ctxOther {
+		next = ctxOtherObject
+	}
+	return uint8(next)
+}
+
+// stringValue reads the string value at b[i] of key k in context cur.
+func (f *frameInfo) stringValue(b []byte, i, cur int, k []byte) (int, error) {
+	s, next, err := scanString(b, i)
+	if err != nil {
+		return 0, err
+	}
+	switch cur {
+	case ctxTop:
+		switch string(k) {
+		case "type":
+			f.typ = frameType(s)
+		case "id":
+			f.id = s
+		}
+	case ctxMessage:
+		if string(k) == "text" && bytes.HasPrefix(s, []byte(benchMark)) {
+			if v, ok := parseUint(s[len(benchMark):]); ok {
+				f.msgs[len(f.msgs)-1].sent = int64(v)
+			}
+		}
+	case ctxError:
+		if string(k) == "code" {
+			f.code = s
+		}
+	}
+	return next, nil
+}
+
+// literalValue reads the number or literal at b[i] (up to the next
+// delimiter) of key k in context cur.
+func (f *frameInfo) literalValue(b []byte, i, cur int, k []byte) (int, error) {
+	j := i
+	for j < len(b) && !isDelim(b[j]) {
+		j++
+	}
+	if j == i {
+		return 0, errScan
+	}
+	tok := b[i:j]
+	switch cur {
+	case ctxTop:
+		switch string(k) {
+		case "seq":
+			f.seq, f.hasSeq = parseUint(tok)
+		case "cursor":
+			f.cursor, f.hasCursor = parseUint(tok)
+		case "poll_after_ms":
+			v, _ := parseUint(tok)
+			f.pollAfterMs = int64(v)
+		case "retry_after_ms":
+			v, _ := parseUint(tok)
+			f.retryAfterMs = int64(v)
+		case "reset":
+			f.reset = string(tok) == "true"
+		}
+	case ctxMessage:
+		if string(k) == "seq" {
+			f.msgs[len(f.msgs)-1].seq, _ = parseUint(tok)
+		}
+	}
+	return j, nil
 }
 
 // ctxOtherObject marks an object we do not look into (its keys are still

@@ -5,146 +5,135 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-type sendOpts struct {
+// sendScenario is `bench send`: K writers posting messages over HTTP or
+// WebSocket, at a total rate or flat out.
+type sendScenario struct {
 	common
+	noRamp
+	noDrain
 	sp       sendSpec
 	maxFrame int
+
+	toks     []string
+	st       sendStats
+	clients  []*wsClient // --via ws: the writers' connections
+	readers  sync.WaitGroup
+	stopping atomic.Bool
+	writers  sync.WaitGroup
+	prevAcks uint64 // for the progress line
 }
 
-func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var o sendOpts
-	fs := flag.NewFlagSet("send", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	o.register(fs, 10*time.Second)
-	fs.IntVar(&o.sp.writers, "senders", 16, "concurrent writers, one user and one connection each")
-	fs.Float64Var(&o.sp.rate, "rate", 0, "total messages/s over all writers (0 = as fast as possible)")
-	fs.StringVar(&o.sp.via, "via", "http", "http (POST /api/rooms/{id}/messages) or ws (send frames)")
-	fs.IntVar(&o.sp.inflight, "inflight", 1, "ws: sends awaiting an ack per writer")
-	fs.StringVar(&o.sp.kind, "kind", "chat", "message kind: chat or gift")
-	fs.StringVar(&o.sp.gift, "gift", "rose", "gift id for --kind gift")
-	fs.IntVar(&o.sp.textSize, "text-size", 0, "pad message texts to this many bytes")
-	fs.BoolVar(&o.sp.honour, "honour-retry", true, "after a 429, wait retry_after_ms")
-	fs.IntVar(&o.maxFrame, "max-frame", 16<<20, "ws: largest server frame accepted (bytes)")
-	if done, err := parseFlags(fs, args); done {
-		return err
-	}
+func (s *sendScenario) base() *common { return &s.common }
+
+func (s *sendScenario) flags(fs *flag.FlagSet) {
+	fs.IntVar(&s.sp.writers, "senders", 16, "concurrent writers, one user and one connection each")
+	fs.Float64Var(&s.sp.rate, "rate", 0, "total messages/s over all writers (0 = as fast as possible)")
+	fs.StringVar(&s.sp.via, "via", "http", "http (POST /api/rooms/{id}/messages) or ws (send frames)")
+	fs.IntVar(&s.sp.inflight, "inflight", 1, "ws: sends awaiting an ack per writer")
+	fs.StringVar(&s.sp.kind, "kind", "chat", "message kind: chat or gift")
+	fs.StringVar(&s.sp.gift, "gift", "rose", "gift id for --kind gift")
+	fs.IntVar(&s.sp.textSize, "text-size", 0, "pad message texts to this many bytes")
+	fs.BoolVar(&s.sp.honour, "honour-retry", true, "after a 429, wait retry_after_ms")
+	fs.IntVar(&s.maxFrame, "max-frame", 16<<20, "ws: largest server frame accepted (bytes)")
+}
+
+func (s *sendScenario) check() (int, error) {
 	switch {
-	case o.sp.writers < 1:
-		return errors.New("bench send: --senders must be at least 1")
-	case o.sp.via != "http" && o.sp.via != "ws":
-		return errors.New("bench send: --via must be http or ws")
-	case o.sp.kind != "chat" && o.sp.kind != "gift":
-		return errors.New("bench send: --kind must be chat or gift")
-	case o.sp.rate < 0 || o.sp.inflight < 1:
-		return errors.New("bench send: --rate must be ≥ 0 and --inflight ≥ 1")
+	case s.sp.writers < 1:
+		return 0, errors.New("bench send: --senders must be at least 1")
+	case s.sp.via != "http" && s.sp.via != "ws":
+		return 0, errors.New("bench send: --via must be http or ws")
+	case s.sp.kind != "chat" && s.sp.kind != "gift":
+		return 0, errors.New("bench send: --kind must be chat or gift")
+	case s.sp.rate < 0 || s.sp.inflight < 1:
+		return 0, errors.New("bench send: --rate must be ≥ 0 and --inflight ≥ 1")
 	}
-	t, watch, stopProf, err := o.setup(ctx, o.sp.writers)
-	if err != nil {
-		return err
-	}
-	defer stopProf()
-	meter := newClientMeter()
-	rep := &Report{Scenario: "send", StartedAt: time.Now(), Target: t.base.String(), Room: o.room, Params: params(fs)}
-	tk, err := newTokens(&o.common, t, o.duration+time.Hour)
-	if err != nil {
-		return err
-	}
-	toks := make([]string, o.sp.writers)
-	for i := range toks {
-		if toks[i], err = tk.get(ctx, "bench-s"+strconv.Itoa(i)); err != nil {
-			return err
-		}
-	}
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	st := &sendStats{}
-	sp := &o.sp
+	return s.sp.writers, nil
+}
 
-	// WebSocket writers connect first (not measured).
-	var clients []*wsClient
-	var readers sync.WaitGroup
-	var run *wsRun
-	var stopping atomic.Bool
-	if sp.via == "ws" {
-		run = &wsRun{t: t, room: o.room, allowGaps: true, timeout: o.timeout, maxFrame: o.maxFrame,
-			since: rep.StartedAt.UnixNano(), send: st}
-		for i := range toks {
-			c := &wsClient{run: run, id: i, token: toks[i], sem: make(chan struct{}, sp.inflight)}
-			if err := c.dial(runCtx, 0); err != nil {
-				for _, c := range clients {
-					c.shutdown()
-				}
-				return fmt.Errorf("bench send: connecting writer %d: %s", i, dialLabel(err))
+// setup fetches the writers' tokens and, with --via ws, connects them (not
+// measured).
+func (s *sendScenario) setup(r *runner) error {
+	if err := r.initTokens(); err != nil {
+		return err
+	}
+	var err error
+	if s.toks, err = r.tokens("bench-s", s.sp.writers); err != nil || s.sp.via != "ws" {
+		return err
+	}
+	run := &wsRun{t: r.t, room: s.room, timeout: s.timeout, maxFrame: s.maxFrame, send: &s.st,
+		readerChecks: readerChecks{allowGaps: true, since: r.rep.StartedAt.UnixNano()}}
+	for i, tok := range s.toks {
+		c := &wsClient{run: run, id: i, token: tok, sem: make(chan struct{}, s.sp.inflight)}
+		if err := c.dial(r.runCtx, 0); err != nil {
+			for _, c := range s.clients {
+				c.shutdown()
 			}
-			clients = append(clients, c)
-			readers.Add(1)
-			go func() {
-				defer readers.Done()
-				if err := c.readLoop(); !stopping.Load() {
-					st.fail("ws closed: " + errLabel(err))
-				}
-			}()
+			return fmt.Errorf("bench send: connecting writer %d: %s", i, dialLabel(err))
 		}
+		s.clients = append(s.clients, c)
+		s.readers.Add(1)
+		go func() {
+			defer s.readers.Done()
+			if err := c.readLoop(); !s.stopping.Load() {
+				s.st.fail("ws closed: " + errLabel(err))
+			}
+		}()
 	}
+	return nil
+}
 
-	var prevAcks uint64
-	bar := startProgress(stderr, o.progress, "send", o.duration, func(dt time.Duration) string {
-		meter.sample()
-		watch.sample()
-		a := st.acked.Load()
-		s := fmt.Sprintf("writers %d  sent %d  acks %s  p99 %s  errs %d",
-			sp.writers, st.sent.Load(), rate(a-prevAcks, dt), ms(float64(st.lat.Quantile(0.99))/1e6), st.errs.Load())
-		prevAcks = a
-		return s
+func (s *sendScenario) estimate() time.Duration { return s.duration }
+
+func (s *sendScenario) status(_ *runner, dt time.Duration) string {
+	a := s.st.acked.Load()
+	line := fmt.Sprintf("writers %d  sent %d  acks %s  p99 %s  errs %d",
+		s.sp.writers, s.st.sent.Load(), rate(a-s.prevAcks, dt), ms(float64(s.st.lat.Quantile(0.99))/1e6), s.st.errs.Load())
+	s.prevAcks = a
+	return line
+}
+
+// measure sends for --duration; over WebSocket it then gives the last acks a
+// moment (bounded) to arrive, inside the window.
+func (s *sendScenario) measure(r *runner) {
+	r.runWindow(func(win context.Context) {
+		s.st.startWriters(r.runCtx, win, &s.writers, r.t, &s.common, &s.sp, s.sp.writers, s.toks, s.clients, r.winStart)
 	})
-	defer bar.Stop()
-
-	watch.start()
-	winStart := time.Now()
-	winCtx, winStop := context.WithTimeout(runCtx, o.duration)
-	var writers sync.WaitGroup
-	st.startWriters(runCtx, winCtx, &writers, t, &o.common, sp, sp.writers, toks, clients, winStart)
-	<-winCtx.Done()
-	winStop()
-	writers.Wait()
-	if sp.via == "ws" && ctx.Err() == nil {
-		// Give the last acks a moment (bounded) to arrive.
-		deadline := time.Now().Add(min(o.timeout, 2*time.Second))
-		for time.Now().Before(deadline) && st.acked.Load()+st.errs.Load() < st.sent.Load() {
-			time.Sleep(20 * time.Millisecond)
-		}
+	s.writers.Wait()
+	if s.sp.via == "ws" && r.ctx.Err() == nil {
+		r.waitUntil(time.Now().Add(min(s.timeout, 2*time.Second)), 20*time.Millisecond, func() bool {
+			return s.st.acked.Load()+s.st.errs.Load() >= s.st.sent.Load()
+		})
 	}
-	window := time.Since(winStart)
-	rep.Server = watch.finish(window)
-	rep.Interrupted = ctx.Err() != nil
-	stopping.Store(true)
-	for _, c := range clients {
+	r.closeWindow()
+	r.rep.Server = r.watch.finish(r.window)
+}
+
+func (s *sendScenario) stop(r *runner) {
+	s.stopping.Store(true)
+	for _, c := range s.clients {
 		c.shutdown()
 	}
-	cancel()
-	readers.Wait()
-	bar.Stop()
-	for _, c := range clients {
-		st.addSeqs(c.acks)
+	r.cancel()
+	s.readers.Wait()
+}
+
+func (s *sendScenario) report(r *runner) {
+	rep := r.rep
+	for _, c := range s.clients {
+		s.st.addSeqs(c.acks)
 	}
-	rep.WindowS = round3(window.Seconds())
-	rep.Send = st.report(sp, window)
-	if s := rep.Server; s != nil && s.MeasurementProblem == "" {
-		s.USPerAck = round3(perUnit(s.CPUSeconds*1e6, float64(rep.Send.Acked)))
+	rep.Send = s.st.report(&s.sp, r.window)
+	if sv := rep.Server; sv != nil && sv.MeasurementProblem == "" {
+		sv.USPerAck = round3(perUnit(sv.CPUSeconds*1e6, float64(rep.Send.Acked)))
 	}
-	rep.Client = meter.report()
-	if rep.Send.DupSeqs > 0 {
-		rep.Violations = append(rep.Violations, plural(rep.Send.DupSeqs, "duplicate acked seq"))
-	}
+	r.violation(rep.Send.DupSeqs, "duplicate acked seq")
 	if rep.Send.Acked == 0 && !rep.Interrupted {
 		rep.Violations = append(rep.Violations, "no message was acknowledged")
 	}
-	return rep.finish(o.json, stdout)
 }

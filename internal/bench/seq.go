@@ -1,6 +1,9 @@
 package bench
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+	"time"
+)
 
 // seqCounts accumulates sequence violations over all readers. Violations are
 // rare, so shared atomics cost nothing on the per-message path.
@@ -83,6 +86,14 @@ func (s *seqCheck) advance(cursor uint64, c *seqCounts, allowGaps bool) {
 }
 
 // rebase starts over after a "reset":true answer.
+// publish stores the last seq s saw (for the tail check), once it saw
+// one.
+func (s *seqCheck) publish(last *atomic.Uint64) {
+	if s.started {
+		last.Store(s.last)
+	}
+}
+
 func (s *seqCheck) rebase() { *s = seqCheck{} }
 
 func (s *seqCheck) shift(d uint64) {
@@ -138,4 +149,35 @@ func (r SeqReport) violations() []string {
 	add(r.Reorders, "reordering")
 	add(r.CursorBak, "cursor regression")
 	return v
+}
+
+// readerChecks is what the readers of one run (WebSocket connections or
+// pollers) share to check what they receive.
+type readerChecks struct {
+	allowGaps bool        // a render budget is on: gaps do not count
+	since     int64       // bench messages sent before this (Unix ns) are not ours
+	seq       seqCounts   // sequence violations over every reader
+	lat       shardedHist // send→receive of bench messages
+}
+
+// batch checks one batch of messages a reader got: each seq, then the
+// batch's cursor, against sc, and the send→receive latency of the bench
+// messages (recorded in shard). It returns how many bench messages the batch
+// held.
+func (rc *readerChecks) batch(fi *frameInfo, sc *seqCheck, shard int) (bench uint64) {
+	var now int64
+	for _, m := range fi.msgs {
+		sc.observe(m.seq, &rc.seq, rc.allowGaps)
+		if m.sent >= rc.since {
+			if now == 0 {
+				now = time.Now().UnixNano()
+			}
+			rc.lat.Record(shard, time.Duration(now-m.sent))
+			bench++
+		}
+	}
+	if fi.hasCursor {
+		sc.advance(fi.cursor, &rc.seq, rc.allowGaps)
+	}
+	return bench
 }

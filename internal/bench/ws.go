@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -14,377 +13,375 @@ import (
 	"github.com/gobwas/ws"
 )
 
-type wsOpts struct {
+// wsScenario is `bench ws`: N WebSocket readers of a room, ramped, with
+// optional senders over HTTP or over the first connections.
+type wsScenario struct {
 	common
-	conns, ramp int
-	sendRate    float64
-	senders     int
-	via         string
-	textSize    int
-	inflight    int
-	maxFrame    int
-	allowGaps   bool
-	idle        bool
-	readerAuth  bool
-	reconnect   bool
-	settle      time.Duration
-	drain       time.Duration
-	ping        time.Duration
+	conns, rampRate int
+	sendRate        float64
+	senders         int
+	via             string
+	textSize        int
+	inflight        int
+	maxFrame        int
+	allowGaps       bool
+	idle            bool
+	readerAuth      bool
+	reconnect       bool
+	settleFor       time.Duration
+	drainFor        time.Duration
+	ping            time.Duration
+
+	sp         *sendSpec
+	run        *wsRun
+	clients    []*wsClient
+	httpTokens []string
+	conn       connStats
+	dialSem    chan struct{}
+	dials      sync.WaitGroup
+	writers    sync.WaitGroup
+	rampDur    time.Duration
+
+	idleRSS, idleConns int64 // --idle: server RSS once the connections settled
+	readersAtStart     int64
+	start, end         wsCounts // at the window's start and after the drain
+	acked, top         uint64   // acknowledged sends and the highest acked seq
+	seq                SeqReport
+	prevMsgs           uint64 // for the progress line
 }
 
-func runWS(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var o wsOpts
-	fs := flag.NewFlagSet("ws", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	o.register(fs, 10*time.Second)
-	fs.IntVar(&o.conns, "conns", 100, "WebSocket connections (readers)")
-	fs.IntVar(&o.ramp, "ramp", 1000, "connections opened per second (0 = all at once)")
-	fs.Float64Var(&o.sendRate, "send-rate", 0, "messages/s sent to the room during the window (0 = none)")
-	fs.IntVar(&o.senders, "senders", 1, "sending users (the rate is split between them)")
-	fs.StringVar(&o.via, "send-via", "http", "send over http (POST) or ws (the first --senders connections)")
-	fs.IntVar(&o.textSize, "text-size", 0, "pad message texts to this many bytes")
-	fs.IntVar(&o.inflight, "inflight", 4, "ws sends awaiting an ack per sender")
-	fs.IntVar(&o.maxFrame, "max-frame", 16<<20, "largest server frame accepted (bytes)")
-	fs.BoolVar(&o.allowGaps, "allow-gaps", false, "a render budget is on: only duplicates and reorderings count")
-	fs.BoolVar(&o.idle, "idle", false, "measure idle connections: server RSS before/after connecting, per connection")
-	fs.BoolVar(&o.readerAuth, "reader-auth", false, "readers connect with a token too (one user each)")
-	fs.BoolVar(&o.reconnect, "reconnect", true, "a dropped reader reconnects with its cursor (and keeps checking)")
-	fs.DurationVar(&o.settle, "settle", 2*time.Second, "wait after the ramp before the window (and, with --idle, before reading RSS)")
-	fs.DurationVar(&o.drain, "drain", 3*time.Second, "after the last send, wait for every reader to get the last acked seq, at most this long")
-	fs.DurationVar(&o.ping, "ping", 15*time.Second, "send {\"type\":\"ping\"} on every connection this often (0 = never)")
-	if done, err := parseFlags(fs, args); done {
-		return err
-	}
+// connStats counts what happened to the connections. The readers update it.
+type connStats struct {
+	stopping   atomic.Bool // the run is closing them: losses are not drops
+	connected  atomic.Int64
+	failed     atomic.Int64
+	dropped    atomic.Uint64
+	reconnects atomic.Uint64
+	hist       Hist // dial to handshake done
+	mu         sync.Mutex
+	errs       errCounter // guarded by mu
+	readers    sync.WaitGroup
+}
+
+// wsCounts are the readers' counters summed.
+type wsCounts struct{ msgs, bench, frames uint64 }
+
+func (s *wsScenario) base() *common { return &s.common }
+
+func (s *wsScenario) flags(fs *flag.FlagSet) {
+	fs.IntVar(&s.conns, "conns", 100, "WebSocket connections (readers)")
+	fs.IntVar(&s.rampRate, "ramp", 1000, "connections opened per second (0 = all at once)")
+	fs.Float64Var(&s.sendRate, "send-rate", 0, "messages/s sent to the room during the window (0 = none)")
+	fs.IntVar(&s.senders, "senders", 1, "sending users (the rate is split between them)")
+	fs.StringVar(&s.via, "send-via", "http", "send over http (POST) or ws (the first --senders connections)")
+	fs.IntVar(&s.textSize, "text-size", 0, "pad message texts to this many bytes")
+	fs.IntVar(&s.inflight, "inflight", 4, "ws sends awaiting an ack per sender")
+	fs.IntVar(&s.maxFrame, "max-frame", 16<<20, "largest server frame accepted (bytes)")
+	fs.BoolVar(&s.allowGaps, "allow-gaps", false, "a render budget is on: only duplicates and reorderings count")
+	fs.BoolVar(&s.idle, "idle", false, "measure idle connections: server RSS before/after connecting, per connection")
+	fs.BoolVar(&s.readerAuth, "reader-auth", false, "readers connect with a token too (one user each)")
+	fs.BoolVar(&s.reconnect, "reconnect", true, "a dropped reader reconnects with its cursor (and keeps checking)")
+	fs.DurationVar(&s.settleFor, "settle", 2*time.Second, "wait after the ramp before the window (and, with --idle, before reading RSS)")
+	fs.DurationVar(&s.drainFor, "drain", 3*time.Second, "after the last send, wait for every reader to get the last acked seq, at most this long")
+	fs.DurationVar(&s.ping, "ping", 15*time.Second, "send {\"type\":\"ping\"} on every connection this often (0 = never)")
+}
+
+func (s *wsScenario) check() (int, error) {
 	switch {
-	case o.conns < 1:
-		return errors.New("bench ws: --conns must be at least 1")
-	case o.via != "http" && o.via != "ws":
-		return errors.New("bench ws: --send-via must be http or ws")
-	case o.sendRate < 0 || o.senders < 1:
-		return errors.New("bench ws: --send-rate must be ≥ 0 and --senders ≥ 1")
-	case o.idle && o.sendRate > 0:
-		return errors.New("bench ws: --idle measures idle connections; drop --send-rate")
-	case o.via == "ws" && o.senders > o.conns:
-		return errors.New("bench ws: --senders exceeds --conns with --send-via ws")
-	case o.inflight < 1:
-		return errors.New("bench ws: --inflight must be at least 1")
+	case s.conns < 1:
+		return 0, errors.New("bench ws: --conns must be at least 1")
+	case s.via != "http" && s.via != "ws":
+		return 0, errors.New("bench ws: --send-via must be http or ws")
+	case s.sendRate < 0 || s.senders < 1:
+		return 0, errors.New("bench ws: --send-rate must be ≥ 0 and --senders ≥ 1")
+	case s.idle && s.sendRate > 0:
+		return 0, errors.New("bench ws: --idle measures idle connections; drop --send-rate")
+	case s.via == "ws" && s.senders > s.conns:
+		return 0, errors.New("bench ws: --senders exceeds --conns with --send-via ws")
+	case s.inflight < 1:
+		return 0, errors.New("bench ws: --inflight must be at least 1")
 	}
-	if o.sendRate == 0 {
-		o.senders = 0
+	if s.sendRate == 0 {
+		s.senders = 0
 	}
-	extra := 0
-	if o.via == "http" {
-		extra = o.senders
+	if s.via == "http" {
+		return s.conns + s.senders, nil
 	}
-	t, watch, stop, err := o.setup(ctx, o.conns+extra)
-	if err != nil {
-		return err
-	}
-	defer stop()
-	return o.run(ctx, t, watch, fs, stdout, stderr)
+	return s.conns, nil
 }
 
-func (o *wsOpts) run(ctx context.Context, t target, watch *serverWatch, fs *flag.FlagSet, stdout, stderr io.Writer) error {
-	meter := newClientMeter()
-	rep := &Report{Scenario: "ws", StartedAt: time.Now(), Target: t.base.String(), Room: o.room, Params: params(fs)}
-	sp := &sendSpec{rate: o.sendRate, writers: o.senders, via: o.via, kind: "chat", textSize: o.textSize, honour: true, inflight: o.inflight}
-	run := &wsRun{t: t, room: o.room, allowGaps: o.allowGaps, timeout: o.timeout, maxFrame: o.maxFrame,
-		since: rep.StartedAt.UnixNano(), send: &sendStats{}}
-
-	// Tokens first, so that minting or fetching them is not measured.
-	ttl := o.duration + time.Hour
-	tk, err := newTokens(&o.common, t, ttl)
-	if err != nil {
+func (s *wsScenario) setup(r *runner) error {
+	if err := r.initTokens(); err != nil {
 		return err
 	}
-	clients := make([]*wsClient, o.conns)
-	for i := range clients {
-		clients[i] = &wsClient{run: run, id: i}
-		if o.readerAuth || (o.via == "ws" && i < o.senders) {
-			if clients[i].token, err = tk.get(ctx, "bench-u"+strconv.Itoa(i)); err != nil {
+	s.sp = &sendSpec{rate: s.sendRate, writers: s.senders, via: s.via, kind: "chat", textSize: s.textSize, honour: true, inflight: s.inflight}
+	s.run = &wsRun{t: r.t, room: s.room, timeout: s.timeout, maxFrame: s.maxFrame, send: &sendStats{},
+		readerChecks: readerChecks{allowGaps: s.allowGaps, since: r.rep.StartedAt.UnixNano()}}
+	s.clients = make([]*wsClient, s.conns)
+	for i := range s.clients {
+		c := &wsClient{run: s.run, id: i}
+		sender := s.via == "ws" && i < s.senders
+		if s.readerAuth || sender {
+			var err error
+			if c.token, err = r.token("bench-u" + strconv.Itoa(i)); err != nil {
 				return err
 			}
 		}
-		if o.via == "ws" && i < o.senders {
-			clients[i].sem = make(chan struct{}, o.inflight)
+		if sender {
+			c.sem = make(chan struct{}, s.inflight)
 		}
+		s.clients[i] = c
 	}
-	var httpTokens []string
-	if o.via == "http" {
-		for i := 0; i < o.senders; i++ {
-			tok, err := tk.get(ctx, "bench-s"+strconv.Itoa(i))
-			if err != nil {
-				return err
-			}
-			httpTokens = append(httpTokens, tok)
-		}
+	if s.via == "http" {
+		var err error
+		s.httpTokens, err = r.tokens("bench-s", s.senders)
+		return err
 	}
+	return nil
+}
 
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		stopping   atomic.Bool
-		connected  atomic.Int64
-		failed     atomic.Int64
-		dropped    atomic.Uint64
-		reconnects atomic.Uint64
-		connHist   Hist
-		cmu        sync.Mutex
-		connErrs   errCounter
-		readers    sync.WaitGroup
-		dials      sync.WaitGroup
-		phase      atomic.Value
-	)
-	phase.Store("ramp")
-	sum := func() (msgs, bench uint64) {
-		for _, c := range clients {
-			msgs += c.msgs.Load()
-			bench += c.bench.Load()
+func (s *wsScenario) estimate() time.Duration {
+	return rampTime(s.conns, s.rampRate) + s.settleFor + s.duration + s.drainFor
+}
+
+func (s *wsScenario) status(r *runner, dt time.Duration) string {
+	m := s.counts().msgs
+	c, sent := &s.conn, s.run.send
+	line := fmt.Sprintf("%-5s conns %d/%d  msgs %s  sent %d  p99 %s  errs %d",
+		r.phase.Load(), c.connected.Load(), s.conns, rate(m-s.prevMsgs, dt), sent.sent.Load(),
+		ms(float64(s.run.lat.Quantile(0.99))/1e6), c.failed.Load()+int64(c.dropped.Load())+int64(sent.errs.Load()))
+	s.prevMsgs = m
+	return line
+}
+
+func (s *wsScenario) counts() (n wsCounts) {
+	for _, c := range s.clients {
+		n.msgs += c.msgs.Load()
+		n.bench += c.bench.Load()
+		n.frames += c.frames.Load()
+	}
+	return n
+}
+
+// ramp opens the connections at --ramp per second, at most 512 dialling,
+// starts the pings, settles and, with --idle, reads the server's RSS.
+func (s *wsScenario) ramp(r *runner) {
+	s.dialSem = make(chan struct{}, 512)
+	_, s.rampDur = r.rampUp(s.conns, s.rampRate, func(i int) {
+		select {
+		case s.dialSem <- struct{}{}:
+		case <-r.runCtx.Done():
+			return
 		}
+		s.dials.Add(1)
+		s.conn.readers.Add(1)
+		go s.reader(r.runCtx, s.clients[i])
+	}, s.dials.Wait)
+	if s.ping > 0 {
+		go s.pinger(r.runCtx)
+	}
+	r.settle(s.settleFor)
+	if s.idle && r.watch != nil && r.ctx.Err() == nil {
+		s.idleConns, s.idleRSS = s.conn.connected.Load(), r.watch.sample()
+	}
+}
+
+// reader connects c and reads until the run stops, reconnecting with its
+// cursor (--reconnect) when the connection drops.
+func (s *wsScenario) reader(ctx context.Context, c *wsClient) {
+	cs := &s.conn
+	defer cs.readers.Done()
+	t0 := time.Now()
+	err := c.dial(ctx, 0)
+	<-s.dialSem
+	s.dials.Done()
+	if err != nil {
+		cs.failed.Add(1)
+		cs.mu.Lock()
+		cs.errs.add(dialLabel(err), 1)
+		cs.mu.Unlock()
 		return
 	}
-	rampEst := time.Duration(0)
-	if o.ramp > 0 {
-		rampEst = time.Duration(float64(o.conns) / float64(o.ramp) * float64(time.Second))
-	}
-	total := rampEst + o.settle + o.duration + o.drain
-	var prevMsgs uint64
-	bar := startProgress(stderr, o.progress, "ws", total, func(dt time.Duration) string {
-		meter.sample()
-		watch.sample()
-		m, _ := sum()
-		s := fmt.Sprintf("%-5s conns %d/%d  msgs %s  sent %d  p99 %s  errs %d",
-			phase.Load(), connected.Load(), o.conns, rate(m-prevMsgs, dt), run.send.sent.Load(),
-			ms(float64(run.lat.Quantile(0.99))/1e6), failed.Load()+int64(dropped.Load())+int64(run.send.errs.Load()))
-		prevMsgs = m
-		return s
-	})
-	defer bar.Stop()
-
-	// Ramp: open the connections at --ramp per second, at most 512 dialling.
-	dialSem := make(chan struct{}, 512)
-	rampStart := time.Now()
-	for i, c := range clients {
-		if o.ramp > 0 {
-			if !sleepCtx(runCtx, time.Until(rampStart.Add(time.Duration(float64(i)/float64(o.ramp)*float64(time.Second))))) {
-				break
-			}
+	cs.hist.Record(time.Since(t0))
+	cs.connected.Add(1)
+	for {
+		err := c.readLoop()
+		if cs.stopping.Load() {
+			return
 		}
+		cs.dropped.Add(1)
+		s.run.lost(err)
+		c.close()
+		if !s.reconnect || !s.redial(ctx, c) {
+			return
+		}
+	}
+}
+
+// redial reconnects c after a drop, resuming after the last seq it saw, with
+// backoff; false when the run stopped first.
+func (s *wsScenario) redial(ctx context.Context, c *wsClient) bool {
+	for len(c.sem) > 0 {
+		<-c.sem
+	}
+	for try := 0; ; try++ {
+		if !sleepCtx(ctx, time.Duration(100<<min(try, 4))*time.Millisecond) || s.conn.stopping.Load() {
+			return false
+		}
+		var cursor uint64
+		if c.seq.started {
+			cursor = c.seq.last
+		}
+		if c.dial(ctx, cursor) == nil {
+			s.conn.reconnects.Add(1)
+			return true
+		}
+	}
+}
+
+// pinger sends {"type":"ping"} on every connection each --ping.
+func (s *wsScenario) pinger(ctx context.Context) {
+	tick := time.NewTicker(s.ping)
+	defer tick.Stop()
+	for {
 		select {
-		case dialSem <- struct{}{}:
-		case <-runCtx.Done():
-		}
-		if runCtx.Err() != nil {
-			break
-		}
-		dials.Add(1)
-		readers.Add(1)
-		go func() {
-			defer readers.Done()
-			t0 := time.Now()
-			err := c.dial(runCtx, 0)
-			<-dialSem
-			dials.Done()
-			if err != nil {
-				failed.Add(1)
-				cmu.Lock()
-				connErrs.add(dialLabel(err), 1)
-				cmu.Unlock()
-				return
-			}
-			connHist.Record(time.Since(t0))
-			connected.Add(1)
-			for {
-				err := c.readLoop()
-				if stopping.Load() {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			for _, c := range s.clients {
+				if ctx.Err() != nil {
 					return
 				}
-				dropped.Add(1)
-				run.lost(err)
-				c.close()
-				if !o.reconnect {
-					return
-				}
-				for len(c.sem) > 0 {
-					<-c.sem
-				}
-				for try := 0; ; try++ {
-					if !sleepCtx(runCtx, time.Duration(100<<min(try, 4))*time.Millisecond) || stopping.Load() {
-						return
-					}
-					var cursor uint64
-					if c.seq.started {
-						cursor = c.seq.last
-					}
-					if c.dial(runCtx, cursor) == nil {
-						reconnects.Add(1)
-						break
-					}
-				}
-			}
-		}()
-	}
-	dials.Wait()
-	rampTime := time.Since(rampStart)
-	rep.RampS = round3(rampTime.Seconds())
-
-	if o.ping > 0 {
-		pctx, pstop := context.WithCancel(runCtx)
-		defer pstop()
-		go func() {
-			tick := time.NewTicker(o.ping)
-			defer tick.Stop()
-			for {
-				select {
-				case <-pctx.Done():
-					return
-				case <-tick.C:
-					for _, c := range clients {
-						if pctx.Err() != nil {
-							return
-						}
-						c.write(ws.OpText, []byte(`{"type":"ping"}`))
-					}
-				}
-			}
-		}()
-	}
-
-	// Let the server finish setting the connections up before measuring.
-	phase.Store("settle")
-	sleepCtx(runCtx, o.settle)
-	var idleRSS, idleConns int64
-	if o.idle && watch != nil && ctx.Err() == nil {
-		idleConns, idleRSS = connected.Load(), watch.sample()
-	}
-
-	// The measured window.
-	phase.Store("run")
-	readersAtStart := connected.Load()
-	watch.start()
-	msgs0, bench0 := sum()
-	frames0 := uint64(0)
-	for _, c := range clients {
-		frames0 += c.frames.Load()
-	}
-	winStart := time.Now()
-	winCtx, winStop := context.WithTimeout(runCtx, o.duration)
-	var writers sync.WaitGroup
-	run.send.startWriters(runCtx, winCtx, &writers, t, &o.common, sp, o.senders, httpTokens, clients, winStart)
-	<-winCtx.Done()
-	winStop()
-	writers.Wait()
-	window := time.Since(winStart)
-	rep.Interrupted = ctx.Err() != nil
-	drainEnd := time.Now().Add(o.drain)
-	if o.via == "ws" && !rep.Interrupted {
-		// WebSocket sends still in flight: wait for their acks (bounded).
-		for time.Now().Before(drainEnd) && run.send.acked.Load()+run.send.errs.Load() < run.send.sent.Load() {
-			if !sleepCtx(runCtx, 5*time.Millisecond) {
-				break
+				c.write(ws.OpText, []byte(`{"type":"ping"}`))
 			}
 		}
 	}
-	top := run.send.top.Load()
-	caughtUp := func() bool {
-		for _, c := range clients {
-			if c.up.Load() && c.last.Load() < top {
-				return false
-			}
-		}
-		return true
-	}
-	if o.senders > 0 && !rep.Interrupted {
-		// Drain: until every reader has the last acknowledged seq, at most
-		// --drain.
-		phase.Store("drain")
-		for time.Now().Before(drainEnd) && !(top > 0 && caughtUp()) {
-			if !sleepCtx(runCtx, 10*time.Millisecond) {
-				break
-			}
-		}
-	}
-	measured := time.Since(winStart)
-	msgs1, bench1 := sum()
-	acked := run.send.acked.Load()
-	sr := run.seq.report(o.allowGaps, int(connected.Load()))
-	if top > 0 && !o.allowGaps && !rep.Interrupted {
-		sr.LastAcked = top
-		for _, c := range clients {
-			if last := c.last.Load(); c.up.Load() && last < top {
-				sr.Behind++
-				sr.BehindSeqs += top - last
-			}
-		}
-	}
-	frames1 := uint64(0)
-	for _, c := range clients {
-		frames1 += c.frames.Load()
-	}
-	rep.Server = watch.finish(measured)
-	rep.WindowS = round3(window.Seconds())
-	rep.DrainS = round3((measured - window).Seconds())
+}
 
-	// Stop: close every connection and wait for the readers.
-	stopping.Store(true)
-	for _, c := range clients {
+func (s *wsScenario) measure(r *runner) {
+	r.runWindow(func(win context.Context) {
+		s.readersAtStart = s.conn.connected.Load()
+		s.start = s.counts()
+		s.run.send.startWriters(r.runCtx, win, &s.writers, r.t, &s.common, s.sp, s.senders, s.httpTokens, s.clients, r.winStart)
+	})
+	s.writers.Wait()
+	r.closeWindow()
+}
+
+// drain waits (at most --drain) for the acks of WebSocket sends still in
+// flight, then for every reader to get the last acknowledged seq.
+func (s *wsScenario) drain(r *runner) {
+	send := s.run.send
+	end := time.Now().Add(s.drainFor)
+	if s.via == "ws" && !r.rep.Interrupted {
+		r.waitUntil(end, 5*time.Millisecond, func() bool { return send.acked.Load()+send.errs.Load() >= send.sent.Load() })
+	}
+	s.top = send.top.Load()
+	if s.senders > 0 && !r.rep.Interrupted {
+		r.phase.Store("drain")
+		r.waitUntil(end, 10*time.Millisecond, func() bool { return s.top > 0 && s.behind(nil) == 0 })
+	}
+	measured := time.Since(r.winStart)
+	s.end = s.counts()
+	s.acked = send.acked.Load()
+	s.seq = s.run.seq.report(s.allowGaps, int(s.conn.connected.Load()))
+	if s.top > 0 && !s.allowGaps && !r.rep.Interrupted {
+		s.seq.LastAcked = s.top
+		s.seq.Behind = s.behind(&s.seq.BehindSeqs)
+	}
+	r.rep.Server = r.watch.finish(measured)
+	r.rep.DrainS = round3((measured - r.window).Seconds())
+}
+
+// behind counts the connected readers short of the highest acked seq, and
+// adds the seqs they lack to seqs (if not nil).
+func (s *wsScenario) behind(seqs *uint64) int {
+	n := 0
+	for _, c := range s.clients {
+		if last := c.last.Load(); c.up.Load() && last < s.top {
+			n++
+			if seqs != nil {
+				*seqs += s.top - last
+			}
+		}
+	}
+	return n
+}
+
+func (s *wsScenario) stop(r *runner) {
+	s.conn.stopping.Store(true)
+	for _, c := range s.clients {
 		c.shutdown()
 	}
-	cancel()
-	readers.Wait()
-	bar.Stop()
+	r.cancel()
+	s.conn.readers.Wait()
+}
 
-	// Report.
-	for _, c := range clients {
+func (s *wsScenario) report(r *runner) {
+	rep := r.rep
+	for _, c := range s.clients {
 		if len(c.acks) > 0 {
-			run.send.addSeqs(c.acks)
+			s.run.send.addSeqs(c.acks)
 		}
 	}
-	cmu.Lock()
-	cr := &ConnReport{Target: o.conns, Connected: int(connected.Load()), Failed: int(failed.Load()),
-		Connect: connHist.Summary(), Errors: connErrs.m, Dropped: dropped.Load(), Reconnects: reconnects.Load()}
-	cmu.Unlock()
-	cr.ConnectsPerS = round1(perUnit(float64(cr.Connected), rampTime.Seconds()))
-	run.mu.Lock()
-	cr.CloseReasons = run.closes.m
-	run.mu.Unlock()
-	rep.Conns = cr
-	if o.senders > 0 {
-		rep.Send = run.send.report(sp, window)
+	rep.Conns = s.connReport()
+	if s.senders > 0 {
+		rep.Send = s.run.send.report(s.sp, r.window)
 	}
-	d := &DeliveryReport{Messages: msgs1 - msgs0, Frames: frames1 - frames0, BenchMessages: bench1 - bench0,
-		Latency: run.lat.Summary(), BadFrames: run.badFrames.Load(), ErrorFrames: run.errFrames.Load()}
+	d := &DeliveryReport{Messages: s.end.msgs - s.start.msgs, Frames: s.end.frames - s.start.frames,
+		BenchMessages: s.end.bench - s.start.bench, Latency: s.run.lat.Summary(),
+		BadFrames: s.run.badFrames.Load(), ErrorFrames: s.run.errFrames.Load()}
+	d.expect(s.acked, uint64(s.readersAtStart), r.window)
+	rep.Delivery = d
+	rep.Seq = &s.seq
+	if sv := rep.Server; sv != nil && sv.MeasurementProblem == "" {
+		cpu := sv.CPUSeconds
+		sv.USPerDelivery = round3(perUnit(cpu*1e6, float64(d.Messages)))
+		sv.DeliveriesPerCPUS = round1(perUnit(float64(d.Messages), cpu))
+		sv.KiBPerConn = round3(perUnit(float64(sv.RSSEndKiB-sv.RSSBaseKiB), float64(rep.Conns.Connected)))
+		if s.idleConns > 0 {
+			sv.IdleRSSSettledKiB, sv.IdleConnsMeasured = s.idleRSS, int(s.idleConns)
+			sv.IdleKiBPerConn = round3(float64(s.idleRSS-sv.RSSBaseKiB) / float64(s.idleConns))
+		}
+	}
+	r.violation(uint64(rep.Conns.Failed), "failed connection")
+	r.violation(rep.Conns.Dropped, "dropped connection")
+	r.readerViolations(s.allowGaps)
+}
+
+func (s *wsScenario) connReport() *ConnReport {
+	cs := &s.conn
+	cs.mu.Lock()
+	cr := &ConnReport{Target: s.conns, Connected: int(cs.connected.Load()), Failed: int(cs.failed.Load()),
+		Connect: cs.hist.Summary(), Errors: cs.errs.m, Dropped: cs.dropped.Load(), Reconnects: cs.reconnects.Load()}
+	cs.mu.Unlock()
+	cr.ConnectsPerS = round1(perUnit(float64(cr.Connected), s.rampDur.Seconds()))
+	s.run.mu.Lock()
+	cr.CloseReasons = s.run.closes.m
+	s.run.mu.Unlock()
+	return cr
+}
+
+// expect sets the messages per second over window, the bench messages
+// expected (every acked message to every reader present from the start) and
+// how many of them were lost.
+func (d *DeliveryReport) expect(acked, readers uint64, window time.Duration) {
 	d.PerS = round1(perUnit(float64(d.Messages), window.Seconds()))
-	d.Expected = acked * uint64(readersAtStart)
+	d.Expected = acked * readers
 	if d.Expected > d.BenchMessages {
 		d.Lost = d.Expected - d.BenchMessages
 	}
-	rep.Delivery = d
-	rep.Seq = &sr
-	if s := rep.Server; s != nil && s.MeasurementProblem == "" {
-		cpu := s.CPUSeconds
-		s.USPerDelivery = round3(perUnit(cpu*1e6, float64(d.Messages)))
-		s.DeliveriesPerCPUS = round1(perUnit(float64(d.Messages), cpu))
-		s.KiBPerConn = round3(perUnit(float64(s.RSSEndKiB-s.RSSBaseKiB), float64(cr.Connected)))
-		if idleConns > 0 {
-			s.IdleRSSSettledKiB, s.IdleConnsMeasured = idleRSS, int(idleConns)
-			s.IdleKiBPerConn = round3(float64(idleRSS-s.RSSBaseKiB) / float64(idleConns))
-		}
-	}
-	rep.Client = meter.report()
+}
 
-	if cr.Failed > 0 {
-		rep.Violations = append(rep.Violations, plural(uint64(cr.Failed), "failed connection"))
+// readerViolations adds the violations of a scenario whose readers follow a
+// room (ws, poll): sequence checks, lost bench messages, duplicate acks.
+func (r *runner) readerViolations(allowGaps bool) {
+	rep := r.rep
+	rep.Violations = append(rep.Violations, rep.Seq.violations()...)
+	if !allowGaps && !rep.Interrupted {
+		r.violation(rep.Delivery.Lost, "undelivered bench message")
 	}
-	if cr.Dropped > 0 {
-		rep.Violations = append(rep.Violations, plural(cr.Dropped, "dropped connection"))
+	if rep.Send != nil {
+		r.violation(rep.Send.DupSeqs, "duplicate acked seq")
 	}
-	rep.Violations = append(rep.Violations, sr.violations()...)
-	if !o.allowGaps && d.Lost > 0 && !rep.Interrupted {
-		rep.Violations = append(rep.Violations, plural(d.Lost, "undelivered bench message"))
-	}
-	if rep.Send != nil && rep.Send.DupSeqs > 0 {
-		rep.Violations = append(rep.Violations, plural(rep.Send.DupSeqs, "duplicate acked seq"))
-	}
-	return rep.finish(o.json, stdout)
 }

@@ -19,15 +19,12 @@ import (
 
 // wsRun is what the WebSocket clients of one run share.
 type wsRun struct {
-	t         target
-	room      string
-	allowGaps bool
-	timeout   time.Duration
-	maxFrame  int
-	since     int64 // bench messages sent before this (Unix ns) are not ours
+	t        target
+	room     string
+	timeout  time.Duration
+	maxFrame int
+	readerChecks
 
-	lat       shardedHist // send→receive of bench messages
-	seq       seqCounts
 	send      *sendStats // acks of WS sends
 	badFrames atomic.Uint64
 	errFrames atomic.Uint64
@@ -274,28 +271,12 @@ func (c *wsClient) handle(p []byte) {
 	}
 	switch fi.typ {
 	case frameBatch:
-		var now int64
-		var nb uint64
-		for _, m := range fi.msgs {
-			c.seq.observe(m.seq, &r.seq, r.allowGaps)
-			if m.sent >= r.since {
-				if now == 0 {
-					now = time.Now().UnixNano()
-				}
-				r.lat.Record(c.id, time.Duration(now-m.sent))
-				nb++
-			}
-		}
-		if fi.hasCursor {
-			c.seq.advance(fi.cursor, &r.seq, r.allowGaps)
-		}
+		nb := r.batch(fi, &c.seq, c.id)
 		c.msgs.Add(uint64(len(fi.msgs)))
 		if nb > 0 {
 			c.bench.Add(nb)
 		}
-		if c.seq.started {
-			c.last.Store(c.seq.last)
-		}
+		c.seq.publish(&c.last) // after the counts: a reader caught up has them
 	case frameAck:
 		if sent, ok := ackTime(fi.id); ok && r.send != nil {
 			r.send.ack(fi.seq, time.Duration(time.Now().UnixNano()-sent))
