@@ -61,8 +61,9 @@ type Thumbnailer struct {
 	streams Streams
 	allow   func(room string, r *http.Request) error
 	log     *slog.Logger
-	webp    bool
-	ffmpeg  bool // the binary was found at New
+	probe   sync.Once
+	webp    bool // ffmpeg has libwebp; set by probe
+	ffmpeg  bool // the binary runs; set by probe
 
 	mu     sync.Mutex
 	rooms  map[string]*entry // guarded by mu
@@ -96,17 +97,18 @@ func New(cfg Config, streams Streams, allow func(room string, r *http.Request) e
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
 	}
-	t := &Thumbnailer{cfg: cfg, streams: streams, allow: allow, log: log, rooms: map[string]*entry{}, done: make(chan struct{})}
-	if out, err := exec.Command(cfg.FFmpeg, "-hide_banner", "-encoders").Output(); err == nil {
-		t.ffmpeg, t.webp = true, bytes.Contains(out, []byte(" libwebp "))
-	}
-	return t
+	return &Thumbnailer{cfg: cfg, streams: streams, allow: allow, log: log, rooms: map[string]*entry{}, done: make(chan struct{})}
 }
 
-// Available reports whether ffmpeg can be run.
-func (t *Thumbnailer) Available() bool {
-	_, err := exec.LookPath(t.cfg.FFmpeg)
-	return err == nil
+// probed runs ffmpeg once, on first use, to learn whether it exists and
+// can write WebP.
+func (t *Thumbnailer) probed() *Thumbnailer {
+	t.probe.Do(func() {
+		if out, err := exec.Command(t.cfg.FFmpeg, "-hide_banner", "-encoders").Output(); err == nil {
+			t.ffmpeg, t.webp = true, bytes.Contains(out, []byte(" libwebp "))
+		}
+	})
+	return t
 }
 
 // StreamStarted implements hub.Observer: when the session ends, its last
@@ -256,7 +258,7 @@ func (t *Thumbnailer) Serve(w http.ResponseWriter, r *http.Request, room, format
 			return
 		}
 	}
-	if format == WebP && !t.webp {
+	if format == WebP && !t.probed().webp {
 		writeErr(w, http.StatusNotFound, "not_found", "this server's ffmpeg has no WebP encoder; use /live/"+room+".jpg")
 		return
 	}
@@ -266,7 +268,7 @@ func (t *Thumbnailer) Serve(w http.ResponseWriter, r *http.Request, room, format
 			writeImage(w, r, img, format, t.cfg.Every)
 			return
 		}
-		if !errors.Is(err, errNoPicture) && !t.Available() {
+		if !errors.Is(err, errNoPicture) && !t.probed().ffmpeg {
 			writeErr(w, http.StatusServiceUnavailable, "unavailable", "thumbnails need ffmpeg, which is not installed on the server")
 			return
 		}
@@ -323,7 +325,7 @@ func writeErr(w http.ResponseWriter, status int, code, msg string) {
 // room with a cover, the cover's time. ok is false when the room has no
 // picture (a request would answer 404).
 func (t *Thumbnailer) Version(room string) (v int64, ok bool) {
-	if s := t.streams.Stream(room); s != nil && t.ffmpeg {
+	if s := t.streams.Stream(room); s != nil && t.probed().ffmpeg {
 		if _, _, has := s.KeyFrame(); has {
 			return time.Now().UnixNano() / int64(t.cfg.Every), true
 		}
