@@ -10,9 +10,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"time"
 
+	"roomcast/internal/archive"
 	"roomcast/internal/auth"
 	"roomcast/internal/bus"
 	"roomcast/internal/config"
@@ -25,6 +27,7 @@ import (
 	"roomcast/internal/metrics"
 	"roomcast/internal/moderation"
 	"roomcast/internal/presence"
+	"roomcast/internal/record"
 	"roomcast/internal/room"
 	"roomcast/internal/route"
 	"roomcast/internal/service"
@@ -46,6 +49,8 @@ type App struct {
 	Node     *fanout.Node
 	Metrics  *metrics.Metrics
 	Media    *media.Server
+	Recorder *record.Recorder
+	Archive  *archive.Archive
 
 	tl       timeline.Timeline
 	bus      bus.Bus
@@ -117,23 +122,43 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 	a.closers = append(a.closers, sm.close)
 	a.tl, a.bus, a.presence, a.likes, a.mod = sm.tl, sm.bus, sm.presence, sm.likes, sm.mod
 
+	// Recording and the danmaku archive (issue 10) come before the service,
+	// which stamps every room message with the session clock and hands it
+	// to the archive; the recorder joins the media hub as an observer below.
+	mediaCfg := media.Config{
+		RTMP: cfg.RTMP, GOPCache: cfg.GOPCache, PublishTakeover: cfg.PublishTakeover, PlaySignKey: cfg.PlaySignKey,
+		HookPublish: cfg.HookPublish, HookUnpublish: cfg.HookUnpublish, HookPlay: cfg.HookPlay, HookRecordDone: cfg.HookRecordDone,
+		HLSLowLatency: cfg.HLSLowLatency, HLSSegment: cfg.HLSSegment, HLSSegments: cfg.HLSSegments, BatchDelay: cfg.MediaBatch,
+		ThumbnailEvery: cfg.ThumbnailEvery, CoverDir: coverDir(cfg),
+	}
+	mediaCfg.Access = media.NewAccess(mediaCfg, log.With("component", "media"))
+	if a.Archive, err = archive.New(ctx, archive.Config{Buffer: cfg.ArchiveBuffer}, a.Store, a.Metrics.Reg, log); err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, a.Archive.Close)
+	recDir := cfg.RecordDir
+	if recDir == "" {
+		recDir = filepath.Join(cfg.Data, "recordings")
+	}
+	if a.Recorder, err = record.New(ctx, record.Config{Enabled: cfg.Record, Dir: recDir, SessionGap: cfg.SessionGap,
+		Retention: cfg.RecordRetention, Segment: cfg.RecordSegment}, a.Store, mediaCfg.Access, log); err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, func(context.Context) error { return a.Recorder.Close() })
+
 	a.Service = service.New(service.Config{Limits: message.Limits{MaxTextRunes: cfg.MaxText}, KickBlock: cfg.KickBlock}, service.Deps{
 		Rooms: nil, Timeline: a.tl, Bus: a.bus, Likes: a.likes, Mod: a.mod,
 		Filter: moderation.NewFilter(cfg.Keywords, cfg.KeywordMode == "mask"), Gifts: message.NewCatalogue(cfg.Gifts),
-		Metrics: a.Metrics, Log: log,
+		Metrics: a.Metrics, Log: log, Clock: a.Recorder, Archive: a.Archive,
 	})
 	a.Rooms = room.New(a.Store, log, a.Service.Lifecycle)
 	a.Service.SetRooms(a.Rooms)
 
-	a.Media, err = media.New(media.Config{
-		RTMP: cfg.RTMP, GOPCache: cfg.GOPCache, PublishTakeover: cfg.PublishTakeover, PlaySignKey: cfg.PlaySignKey,
-		HookPublish: cfg.HookPublish, HookUnpublish: cfg.HookUnpublish, HookPlay: cfg.HookPlay,
-		HLSLowLatency: cfg.HLSLowLatency, HLSSegment: cfg.HLSSegment, HLSSegments: cfg.HLSSegments, BatchDelay: cfg.MediaBatch,
-		ThumbnailEvery: cfg.ThumbnailEvery, CoverDir: coverDir(cfg),
-	}, a.Rooms, log, a.Metrics.Reg)
+	a.Media, err = media.New(mediaCfg, a.Rooms, log, a.Metrics.Reg)
 	if err != nil {
 		return nil, fmt.Errorf("media: %w", err)
 	}
+	a.Media.Hub().AddObserver(a.Recorder)
 	livegoHandler := livego.New(livego.Config{AdminKey: adminKey, LoopbackOpen: cfg.AdminKey == "", RTMPPort: rtmpPort(cfg.RTMP)}, a.Rooms, a.Media, log)
 
 	a.Node, err = fanout.New(fanout.Config{Tick: cfg.Tick, BigRoom: cfg.BigRoom, BigTick: cfg.BigTick, Budget: cfg.RenderBudget, Staleness: cfg.Staleness, WarmWindow: cfg.WarmWindow},
@@ -154,6 +179,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 		Node: a.Node, Presence: a.presence, Store: a.Store, Bus: a.bus, Router: route.New(route.DefaultRules()), Placement: place, Metrics: a.Metrics, Log: log,
 		Mount: func(m *http.ServeMux) {
 			m.Handle("/live/", a.Media.HTTPHandler())
+			m.Handle("/vod/", a.Recorder.VOD())
 			m.Handle("/control/", livegoHandler)
 			m.Handle("/stat/", livegoHandler)
 			web.Mount(m, web.Options{RTMP: cfg.RTMP, RTMPAddr: func() string {
@@ -165,6 +191,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 		},
 		StreamInfo: func(id string) (any, bool) { return a.Media.StreamInfo(id) },
 		Picture:    a.Media.PictureURL,
+		Recordings: a.Recorder, Archive: a.Archive,
 	})
 	if err != nil {
 		return nil, err

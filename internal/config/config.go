@@ -113,6 +113,15 @@ type Config struct {
 	// picture (/live/{room}.jpg); default 10s; 0 means the default.
 	ThumbnailEvery time.Duration
 
+	// Recording and replay (issue 10).
+	Record          bool          // record live sessions (rooms without their own setting); default true
+	RecordDir       string        // where recordings go; "" means DATA/recordings
+	RecordSegment   time.Duration // recording segment length, the most a crash can lose; default 4s
+	RecordRetention time.Duration // delete recordings of sessions ended longer ago; 0 = keep forever
+	SessionGap      time.Duration // a publisher back within it continues the session; default 30s
+	HookRecordDone  string        // URL POSTed when a session's recording is complete
+	ArchiveBuffer   int           // danmaku archive queue bound (messages); default 100000
+
 	LogLevel string // debug, info (default), warn, error
 	LogJSON  bool
 	Pprof    bool // expose /debug/pprof behind the admin key; default true
@@ -169,6 +178,13 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.HLSSegment, "hls-segment", time.Second, "HLS target segment duration")
 	fs.IntVar(&c.HLSSegments, "hls-segments", 7, "HLS segments in the playlist")
 	fs.DurationVar(&c.ThumbnailEvery, "thumbnail-every", 10*time.Second, "least time between two decodes of a live room's picture (/live/{room}.jpg)")
+	fs.BoolVar(&c.Record, "record", true, "record live sessions (rooms can turn it off or on: PUT /api/rooms/{id}/recording)")
+	fs.StringVar(&c.RecordDir, "record-dir", "", "directory of recordings (default DATA/recordings)")
+	fs.DurationVar(&c.RecordSegment, "record-segment", 4*time.Second, "recording segment length (cut at key frames); the most a crash can lose")
+	fs.DurationVar(&c.RecordRetention, "record-retention", 0, "delete recordings of sessions ended longer ago than this (0 = keep forever)")
+	fs.DurationVar(&c.SessionGap, "session-gap", 30*time.Second, "a publisher reconnecting within this continues the session")
+	fs.StringVar(&c.HookRecordDone, "hook-record-done", "", "on_record_done webhook URL")
+	fs.IntVar(&c.ArchiveBuffer, "archive-buffer", 100000, "messages the danmaku archive may queue while SQL is slow or down")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&c.LogJSON, "log-json", false, "JSON logs")
 	fs.BoolVar(&c.Pprof, "pprof", true, "serve /debug/pprof behind the admin key")
@@ -295,6 +311,9 @@ func (c *Config) Validate() error {
 	}
 	if c.KeywordMode != "reject" && c.KeywordMode != "mask" {
 		return errors.New(`--keyword-mode must be "reject" or "mask"`)
+	}
+	if c.RecordSegment < 0 || c.RecordRetention < 0 || c.SessionGap < 0 {
+		return errors.New("--record-segment, --record-retention and --session-gap must be ≥ 0")
 	}
 	if c.Heartbeat <= 0 {
 		return errors.New("--heartbeat must be > 0")

@@ -58,6 +58,9 @@ type Deps struct {
 	// Picture is the URL of a room's picture (live thumbnail or cover), ""
 	// when it has none; rooms carry it as thumbnail_url (nil: never).
 	Picture func(roomID string) string
+	// Recordings and Archive serve sessions and replay (nil: 404).
+	Recordings Recordings
+	Archive    Archive
 }
 
 // Gateway is the HTTP handler set.
@@ -133,6 +136,12 @@ func (g *Gateway) routes() {
 	m.HandleFunc("GET /api/rooms/{id}/audience", g.handleAudience)
 	m.HandleFunc("GET /api/rooms/{id}/stats", g.handleStats)
 	m.HandleFunc("GET /api/rooms/{id}/stream", g.handleStream)
+	m.HandleFunc("GET /api/rooms/{id}/sessions", g.handleSessions)
+	m.HandleFunc("GET /api/rooms/{id}/recording", g.handleGetRecording)
+	m.HandleFunc("PUT /api/rooms/{id}/recording", g.handlePutRecording)
+	m.HandleFunc("GET /api/sessions/{sid}", g.handleSession)
+	m.HandleFunc("GET /api/sessions/{sid}/messages", g.handleSessionMessages)
+	m.HandleFunc("GET /api/sessions/{sid}/messages/around", g.handleSessionAround)
 	m.HandleFunc("GET /api/route", g.handleRoute)
 	m.HandleFunc("POST /api/broadcast", g.handleBroadcast)
 	m.HandleFunc("GET /api/admin/route", g.admin(g.handleGetRouteRules))

@@ -71,7 +71,9 @@ type Config struct {
 	HookPublish   string
 	HookUnpublish string
 	HookPlay      string
-	HookTimeout   time.Duration
+	// HookRecordDone is POSTed when a session's recording is complete.
+	HookRecordDone string
+	HookTimeout    time.Duration
 	// HLSLowLatency serves Low-Latency HLS (fMP4 parts) instead of MPEG-TS.
 	HLSLowLatency bool
 	// HLSSegment is the target segment duration; 0 means 1 s.
@@ -80,6 +82,10 @@ type Config struct {
 	HLSSegments int
 	// HLSEndedTTL keeps an ended stream's playlist (with ENDLIST); 0 means 30 s.
 	HLSEndedTTL time.Duration
+
+	// Access is the play checker to use; nil builds one from the fields
+	// above (NewAccess).
+	Access *access.Checker
 
 	// Hub tuning; zero means the hub defaults (see hub.Config).
 	RingBytes  int
@@ -103,6 +109,16 @@ type Config struct {
 	// last picture of ended sessions ("" keeps covers in memory only).
 	ThumbnailEvery time.Duration
 	CoverDir       string
+}
+
+// NewAccess builds the play checker (signed URLs, webhooks) of cfg, for
+// callers that share it with media (the recorder's VOD).
+func NewAccess(cfg Config, log *slog.Logger) *access.Checker {
+	return &access.Checker{
+		SignKey: cfg.PlaySignKey, HookPublish: cfg.HookPublish, HookUnpublish: cfg.HookUnpublish,
+		HookPlay: cfg.HookPlay, HookRecordDone: cfg.HookRecordDone, HookTimeout: cfg.HookTimeout, Log: log,
+		Client: &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()},
+	}
 }
 
 // Server is the media service.
@@ -144,10 +160,9 @@ func New(cfg Config, rooms Rooms, log *slog.Logger, reg prometheus.Registerer) (
 			}
 		}
 	}
-	acc := &access.Checker{
-		SignKey: cfg.PlaySignKey, HookPublish: cfg.HookPublish, HookUnpublish: cfg.HookUnpublish,
-		HookPlay: cfg.HookPlay, HookTimeout: cfg.HookTimeout, Log: log,
-		Client: &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()},
+	acc := cfg.Access
+	if acc == nil {
+		acc = NewAccess(cfg, log)
 	}
 	cfg.BatchDelay = max(cfg.BatchDelay, 0)
 	s := &Server{cfg: cfg, log: log, hub: m, acc: acc}
@@ -261,6 +276,12 @@ func (s *Server) PictureURL(room string) string {
 	}
 	return u
 }
+
+// Hub is the media hub (recorders attach to it like viewers).
+func (s *Server) Hub() *hub.Manager { return s.hub }
+
+// Access is the play checker (signed URLs, webhooks), shared with VOD.
+func (s *Server) Access() *access.Checker { return s.acc }
 
 // HTTPHandler serves everything under /live/:
 //

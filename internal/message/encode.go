@@ -72,6 +72,10 @@ func (m *Message) AppendJSON(b []byte) []byte {
 		b = append(b, `,"ref":`...)
 		b = AppendString(b, m.Ref)
 	}
+	if m.VideoMS != nil {
+		b = append(b, `,"video_ms":`...)
+		b = strconv.AppendInt(b, *m.VideoMS, 10)
+	}
 	if len(m.Data) > 0 && json.Valid(m.Data) {
 		b = append(b, `,"data":`...)
 		b = append(b, m.Data...)

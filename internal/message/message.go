@@ -75,6 +75,11 @@ type Message struct {
 	TS       int64           `json:"ts"`
 	Ref      string          `json:"ref,omitempty"`  // id of the message a retract removes
 	Data     json.RawMessage `json:"data,omitempty"` // kind-specific payload of function messages
+	// VideoMS is the message's position on the live session's clock: ms
+	// since the session's first frame, on the recording's timeline (issue
+	// 10). Stamped once, where the message is sequenced; nil when the room
+	// was not live.
+	VideoMS *int64 `json:"video_ms,omitempty"`
 
 	// enc caches the JSON encoding; see Encoded.
 	enc []byte

@@ -30,6 +30,9 @@ type Request struct {
 	To    string          `json:"to,omitempty"`
 	Ref   string          `json:"ref,omitempty"`
 	Data  json.RawMessage `json:"data,omitempty"` // function kinds only (admin)
+	// VideoMS is the position of the live video the sender was watching;
+	// the server uses it when plausible (see service).
+	VideoMS *int64 `json:"video_ms,omitempty"`
 }
 
 // Limits bound what a client may send.

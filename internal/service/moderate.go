@@ -64,7 +64,7 @@ func (s *Service) Mute(ctx context.Context, by Identity, roomID, user string, d 
 	m := &message.Message{ID: s.newID(), Room: roomID, Kind: message.KindMute, Scope: message.ScopeUser, To: user, User: &u,
 		Text: "you are muted", Data: []byte(`{"until":` + strconv.FormatInt(until.UnixMilli(), 10) + `}`)}
 	m.Priority = message.ComputePriority(m)
-	_, err := s.deliver(ctx, m)
+	_, err := s.deliver(ctx, m, nil)
 	return err
 }
 
@@ -91,7 +91,7 @@ func (s *Service) Retract(ctx context.Context, by Identity, roomID, msgID string
 	u := systemUser
 	m := &message.Message{ID: s.newID(), Room: roomID, Kind: message.KindRetract, Scope: message.ScopeRoom, User: &u, Ref: msgID}
 	m.Priority = message.ComputePriority(m)
-	if _, err := s.tl.Append(ctx, m); err != nil {
+	if err := s.appendRoom(ctx, m, nil); err != nil {
 		return nil, unavailable(err)
 	}
 	return m, nil

@@ -32,6 +32,18 @@ type Rooms interface {
 	IDs(ctx context.Context) ([]string, error)
 }
 
+// Clock is the live session clock (record.Recorder): the session live in
+// room now and the video position in it, in ms since its first frame.
+type Clock interface {
+	Position(ctx context.Context, room string) (session string, ms int64, ok bool)
+}
+
+// Archive keeps the room messages of live sessions (archive.Archive). Add
+// must not block: the send's ack never waits for it.
+type Archive interface {
+	Add(session string, m *message.Message)
+}
+
 // Config tunes the service.
 type Config struct {
 	Limits    message.Limits
@@ -50,6 +62,8 @@ type Service struct {
 	gifts    *message.Catalogue
 	metrics  *metrics.Metrics
 	log      *slog.Logger
+	clock    Clock   // nil: no video_ms stamping
+	archive  Archive // nil: no archive
 	idPrefix string
 	idSeq    atomic.Uint64
 }
@@ -65,6 +79,9 @@ type Deps struct {
 	Gifts    *message.Catalogue
 	Metrics  *metrics.Metrics
 	Log      *slog.Logger
+	// Clock and Archive (issue 10) may be nil: no video_ms, no archive.
+	Clock   Clock
+	Archive Archive
 }
 
 // New returns a Service.
@@ -73,7 +90,7 @@ func New(cfg Config, d Deps) *Service {
 		cfg.KickBlock = 5 * time.Minute
 	}
 	return &Service{cfg: cfg, rooms: d.Rooms, tl: d.Timeline, bus: d.Bus, likes: d.Likes, mod: d.Mod, filter: d.Filter,
-		gifts: d.Gifts, metrics: d.Metrics, log: d.Log, idPrefix: auth.RandomHex(4) + "-"}
+		gifts: d.Gifts, metrics: d.Metrics, log: d.Log, clock: d.Clock, archive: d.Archive, idPrefix: auth.RandomHex(4) + "-"}
 }
 
 // Gifts returns the gift catalogue.
@@ -173,11 +190,12 @@ func (s *Service) send(ctx context.Context, id Identity, roomID string, req *mes
 		m.TS = time.Now().UnixMilli()
 		return Result{Msg: m, Likes: total}, nil
 	}
-	return s.deliver(ctx, m)
+	return s.deliver(ctx, m, req.VideoMS)
 }
 
 // deliver stores and publishes m according to its scope.
-func (s *Service) deliver(ctx context.Context, m *message.Message) (Result, error) {
+// clientMS is the video position the sender reported, if any.
+func (s *Service) deliver(ctx context.Context, m *message.Message, clientMS *int64) (Result, error) {
 	switch m.Scope {
 	case message.ScopeUser:
 		m.TS = time.Now().UnixMilli()
@@ -196,7 +214,7 @@ func (s *Service) deliver(ctx context.Context, m *message.Message) (Result, erro
 			cp := *m
 			cp.Room = rid
 			cp.ID = m.ID + "." + rid // ids stay globally unique; the prefix names the broadcast
-			if _, err := s.tl.Append(ctx, &cp); err != nil {
+			if err := s.appendRoom(ctx, &cp, nil); err != nil {
 				return Result{}, unavailable(err)
 			}
 			if rid == m.Room {
@@ -208,10 +226,38 @@ func (s *Service) deliver(ctx context.Context, m *message.Message) (Result, erro
 		}
 		return Result{Msg: own}, nil
 	}
-	if _, err := s.tl.Append(ctx, m); err != nil {
+	if err := s.appendRoom(ctx, m, clientMS); err != nil {
 		return Result{}, unavailable(err)
 	}
 	return Result{Msg: m}, nil
+}
+
+// maxClientLag is how far behind the stream a client-reported video
+// position may be and still be used.
+const maxClientLag = 30000
+
+// appendRoom stamps m with the room's session clock, sequences and stores
+// it, and hands it to the archive (which never blocks). The stamp is the
+// client's reported position when plausible — not ahead of the stream and
+// at most 30 s behind it — and the server's own position otherwise.
+func (s *Service) appendRoom(ctx context.Context, m *message.Message, clientMS *int64) error {
+	var session string
+	if s.clock != nil {
+		if sid, pos, ok := s.clock.Position(ctx, m.Room); ok {
+			v := pos
+			if clientMS != nil && *clientMS >= 0 && *clientMS <= pos && pos-*clientMS <= maxClientLag {
+				v = *clientMS
+			}
+			m.VideoMS, session = &v, sid
+		}
+	}
+	if _, err := s.tl.Append(ctx, m); err != nil {
+		return err
+	}
+	if session != "" && s.archive != nil {
+		s.archive.Add(session, m)
+	}
+	return nil
 }
 
 func unavailable(err error) error {
@@ -236,7 +282,7 @@ func (s *Service) System(ctx context.Context, roomID string, kind message.Kind, 
 		m.Data = raw
 	}
 	m.Priority = message.ComputePriority(m)
-	if _, err := s.tl.Append(ctx, m); err != nil {
+	if err := s.appendRoom(ctx, m, nil); err != nil {
 		return nil, unavailable(err)
 	}
 	s.metrics.MessagesIn.WithLabelValues(string(kind)).Inc()
@@ -260,7 +306,7 @@ func (s *Service) Presence(roomID string, named []presence.Member, joined, left 
 			m.Data = []byte(`{"count":` + strconv.Itoa(count) + `}`)
 		}
 		m.Priority = message.ComputePriority(m)
-		if _, err := s.tl.Append(ctx, m); err != nil {
+		if err := s.appendRoom(ctx, m, nil); err != nil {
 			s.log.Debug("service: presence message", "room", roomID, "err", err)
 		}
 	}

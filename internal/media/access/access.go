@@ -72,6 +72,9 @@ type Checker struct {
 	HookPublish   string // "" disables the hook
 	HookUnpublish string
 	HookPlay      string
+	// HookRecordDone is POSTed when a session's recording is complete
+	// (--hook-record-done); "" disables it.
+	HookRecordDone string
 	// HookTimeout bounds each webhook call; 0 means 5 s.
 	HookTimeout time.Duration
 	Client      *http.Client     // nil means a private client
@@ -197,25 +200,56 @@ func (c *Checker) call(ctx context.Context, hook string, ev Event) error {
 		}
 		ev.Time = now().Unix()
 	}
-	body, err := json.Marshal(ev)
+	return c.post(ctx, hook, ev.Action, ev)
+}
+
+// RecordDone is the body of the on_record_done hook (issue 10).
+type RecordDone struct {
+	Action     string `json:"action"`      // on_record_done
+	Room       string `json:"room"`        // room id
+	Session    string `json:"session"`     // session id
+	Path       string `json:"path"`        // the recording's directory on the server
+	DurationMS int64  `json:"duration_ms"` // recorded length
+}
+
+// OnRecordDone sends the on_record_done hook in the background (informative,
+// like on_unpublish); Wait waits for it.
+func (c *Checker) OnRecordDone(ev RecordDone) {
+	if c == nil || c.HookRecordDone == "" {
+		return
+	}
+	ev.Action = "on_record_done"
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		if err := c.post(context.Background(), c.HookRecordDone, ev.Action, ev); err != nil {
+			c.log().Warn("on_record_done hook failed", "room", ev.Room, "session", ev.Session, "err", err)
+		}
+	}()
+}
+
+// post sends v as JSON to hook; a failure or non-2xx answer is an error
+// wrapping ErrForbidden.
+func (c *Checker) post(ctx context.Context, hook, action string, v any) error {
+	body, err := json.Marshal(v)
 	if err != nil {
-		return fmt.Errorf("%s hook: %w", ev.Action, err)
+		return fmt.Errorf("%s hook: %w", action, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout())
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, hook, bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("%w: %s hook: %v", ErrForbidden, ev.Action, err)
+		return fmt.Errorf("%w: %s hook: %v", ErrForbidden, action, err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.client().Do(req)
 	if err != nil {
-		return fmt.Errorf("%w: %s hook: %v", ErrForbidden, ev.Action, err)
+		return fmt.Errorf("%w: %s hook: %v", ErrForbidden, action, err)
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	_ = resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%w: %s hook answered %d", ErrForbidden, ev.Action, resp.StatusCode)
+		return fmt.Errorf("%w: %s hook answered %d", ErrForbidden, action, resp.StatusCode)
 	}
 	return nil
 }

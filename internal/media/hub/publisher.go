@@ -92,18 +92,20 @@ func (p *Publisher) Start(t Tracks) error {
 	s.height.Store(int32(height))
 	close(s.ready)
 	s.mu.Unlock()
-	if !m.live[s.room] { // a takeover keeps the room live without a new live_start
-		m.setLive(s, true)
-		m.live[s.room] = true
-	}
-	m.lifeMu.Unlock()
-
+	// Observers first (still under lifeMu, so a takeover cannot interleave):
+	// the recorder opens the session before the room's live_start message
+	// is sequenced, so that message lands in the session's archive.
 	m.mu.Lock()
 	obs := append([]Observer(nil), m.observers...)
 	m.mu.Unlock()
 	for _, o := range obs {
 		o.StreamStarted(s)
 	}
+	if !m.live[s.room] { // a takeover keeps the room live without a new live_start
+		m.setLive(s, true)
+		m.live[s.room] = true
+	}
+	m.lifeMu.Unlock()
 	m.log.Info("stream started", "room", s.room, "remote", s.remote, "video", codecOf(t), "width", width, "height", height)
 	return nil
 }

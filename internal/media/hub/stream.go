@@ -228,6 +228,14 @@ func (s *Stream) pruneHLSLocked(now time.Time) int {
 	return len(s.hls)
 }
 
+// LastDTS is the DTS of the newest audio or video frame: how far the
+// stream has come since its first frame (the session clock reads it).
+func (s *Stream) LastDTS() time.Duration {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.lastDTS
+}
+
 // Buffered reports the frames and tag bytes the ring holds (bounded by
 // Config.RingFrames and Config.RingBytes).
 func (s *Stream) Buffered() (frames, bytes int) {

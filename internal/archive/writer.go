@@ -1,0 +1,256 @@
+// Package archive keeps the danmaku of live sessions in SQL (issue 10, R9,
+// R15) and answers replay queries from there — never from the live
+// timeline store.
+//
+// Writer: the message service hands it each room message of a live session
+// right after the message was sequenced (Add never blocks: the send's ack
+// does not wait for SQL). One goroutine writes batches; while SQL is slow or
+// down it retries and the queue grows up to Config.Buffer messages, so an
+// outage delays the archive without losing it. What does not fit is counted
+// in roomcast_archive_dropped_total and logged — never silently dropped.
+//
+// Exactly once: a message is archived by the node that sequenced it (the
+// only node that ever holds it before fan-out), and the table's primary key
+// (session_id, msg_id) with insert-or-ignore makes a retried batch harmless.
+// Message ids are unique across nodes and timeline epochs.
+package archive
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"roomcast/internal/message"
+	"roomcast/internal/store"
+)
+
+var schema = []string{
+	`CREATE TABLE IF NOT EXISTS archive (
+		session_id VARCHAR(40) NOT NULL,
+		msg_id VARCHAR(128) NOT NULL,
+		room VARCHAR(64) NOT NULL,
+		seq BIGINT NOT NULL,
+		video_ms BIGINT NOT NULL,
+		ts BIGINT NOT NULL,
+		kind VARCHAR(16) NOT NULL,
+		body TEXT NOT NULL,
+		PRIMARY KEY (session_id, msg_id)
+	)`,
+	`CREATE INDEX IF NOT EXISTS archive_time ON archive (session_id, video_ms, seq)`,
+}
+
+// Config tunes the writer. Zero values mean the defaults.
+type Config struct {
+	// Buffer bounds the queue of messages waiting for SQL; default 100,000.
+	Buffer int
+	// Batch is the most rows per INSERT; default 200.
+	Batch int
+	// Linger is how long the writer waits to fill a batch; default 100 ms.
+	Linger time.Duration
+}
+
+// Metrics are the archive's collectors.
+type Metrics struct {
+	Written prometheus.Counter
+	Dropped prometheus.Counter
+	Retries prometheus.Counter
+	Queue   prometheus.GaugeFunc
+}
+
+type entry struct {
+	session string
+	m       *message.Message
+}
+
+// Archive is the writer and the reader of the danmaku archive.
+type Archive struct {
+	// Static after construction.
+	cfg  Config
+	st   *store.Store
+	log  *slog.Logger
+	met  Metrics
+	q    chan entry
+	stop chan struct{}
+	done chan struct{}
+
+	closeOnce sync.Once
+	logMu     sync.Mutex
+	lastLog   time.Time // last overflow log line; guarded by logMu
+}
+
+// New creates the archive table and starts the writer. reg may be nil.
+func New(ctx context.Context, cfg Config, st *store.Store, reg prometheus.Registerer, log *slog.Logger) (*Archive, error) {
+	if cfg.Buffer <= 0 {
+		cfg.Buffer = 100000
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = 200
+	}
+	if cfg.Linger <= 0 {
+		cfg.Linger = 100 * time.Millisecond
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	if err := st.Migrate(ctx, schema...); err != nil {
+		return nil, err
+	}
+	a := &Archive{cfg: cfg, st: st, log: log.With("component", "archive"), q: make(chan entry, cfg.Buffer),
+		stop: make(chan struct{}), done: make(chan struct{})}
+	a.met = Metrics{
+		Written: prometheus.NewCounter(prometheus.CounterOpts{Name: "roomcast_archive_written_total", Help: "Messages written to the danmaku archive."}),
+		Dropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "roomcast_archive_dropped_total",
+			Help: "Messages not archived because the archive queue was full (SQL too slow or down for too long)."}),
+		Retries: prometheus.NewCounter(prometheus.CounterOpts{Name: "roomcast_archive_retries_total", Help: "Archive batches retried after a SQL error."}),
+		Queue: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "roomcast_archive_queue_messages", Help: "Messages waiting to be archived."},
+			func() float64 { return float64(len(a.q)) }),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{a.met.Written, a.met.Dropped, a.met.Retries, a.met.Queue} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("archive: metrics: %w", err)
+			}
+		}
+	}
+	go a.run()
+	return a, nil
+}
+
+// Add queues m (already sequenced, sealed, stamped with video_ms) for the
+// archive of session. It never blocks; a full queue drops and counts.
+func (a *Archive) Add(session string, m *message.Message) {
+	select {
+	case a.q <- entry{session, m}:
+	default:
+		a.met.Dropped.Inc()
+		a.logMu.Lock()
+		if time.Since(a.lastLog) > 10*time.Second {
+			a.lastLog = time.Now()
+			a.log.Error("archive queue full: messages are not being archived", "buffer", a.cfg.Buffer, "session", session)
+		}
+		a.logMu.Unlock()
+	}
+}
+
+// Close writes what is queued (bounded by ctx) and stops the writer.
+func (a *Archive) Close(ctx context.Context) error {
+	a.closeOnce.Do(func() { close(a.stop) })
+	select {
+	case <-a.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("archive: %d messages not written at shutdown: %w", len(a.q), ctx.Err())
+	}
+}
+
+// run owns the batch: it collects up to Batch entries (waiting at most
+// Linger once one is there), writes them, and retries a failed write with
+// backoff until it succeeds or Close gives up.
+func (a *Archive) run() {
+	defer close(a.done)
+	batch := make([]entry, 0, a.cfg.Batch)
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for {
+		if len(batch) == 0 {
+			select {
+			case e := <-a.q:
+				batch = append(batch, e)
+			case <-a.stop:
+				a.drain(batch)
+				return
+			}
+			t.Reset(a.cfg.Linger)
+		}
+	fill:
+		for len(batch) < a.cfg.Batch {
+			select {
+			case e := <-a.q:
+				batch = append(batch, e)
+			case <-t.C:
+				break fill
+			case <-a.stop:
+				break fill
+			}
+		}
+		if !a.writeRetrying(batch) {
+			return // stopped while SQL is down
+		}
+		clear(batch)
+		batch = batch[:0]
+	}
+}
+
+// drain writes everything queued at Close.
+func (a *Archive) drain(batch []entry) {
+	for {
+		for len(batch) < a.cfg.Batch {
+			select {
+			case e := <-a.q:
+				batch = append(batch, e)
+				continue
+			default:
+			}
+			break
+		}
+		if len(batch) == 0 || !a.writeRetrying(batch) {
+			return
+		}
+		clear(batch)
+		batch = batch[:0]
+	}
+}
+
+func (a *Archive) writeRetrying(batch []entry) bool {
+	backoff := 100 * time.Millisecond
+	for {
+		err := a.write(batch)
+		if err == nil {
+			a.met.Written.Add(float64(len(batch)))
+			return true
+		}
+		a.met.Retries.Inc()
+		a.log.Warn("archive write failed; retrying", "rows", len(batch), "queued", len(a.q), "err", err)
+		select {
+		case <-time.After(backoff):
+		case <-a.stop:
+			// Shutting down: one last try, then give up (counted).
+			if a.write(batch) == nil {
+				a.met.Written.Add(float64(len(batch)))
+				return true
+			}
+			a.met.Dropped.Add(float64(len(batch) + len(a.q)))
+			a.log.Error("archive: SQL unreachable at shutdown; messages not archived", "count", len(batch)+len(a.q))
+			return false
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+const cols = 8
+
+func (a *Archive) write(batch []entry) error {
+	var b strings.Builder
+	b.WriteString(`INSERT INTO archive (session_id, msg_id, room, seq, video_ms, ts, kind, body) VALUES `)
+	args := make([]any, 0, len(batch)*cols)
+	for i, e := range batch {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?)")
+		var vms int64
+		if e.m.VideoMS != nil {
+			vms = *e.m.VideoMS
+		}
+		args = append(args, e.session, e.m.ID, e.m.Room, int64(e.m.Seq), vms, e.m.TS, string(e.m.Kind), string(e.m.Encoded()))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := a.st.Exec(ctx, a.st.InsertIgnoreRaw(b.String()), args...)
+	return err
+}

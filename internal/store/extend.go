@@ -1,0 +1,66 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+)
+
+// The helpers below let other packages keep their own tables (recorded
+// sessions, the danmaku archive) in the same database without knowing which
+// SQL dialect it speaks.
+
+// Migrate runs schema statements written for SQLite/PostgreSQL (CREATE
+// TABLE/INDEX IF NOT EXISTS) on this database, under the same lock and
+// MySQL adaptations as the store's own schema.
+func (s *Store) Migrate(ctx context.Context, stmts ...string) error {
+	return s.withSchemaLock(ctx, func(exec ddlExec) error {
+		for _, q := range stmts {
+			if err := exec(ctx, q); err != nil {
+				return fmt.Errorf("store: migrate: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+// Rebind rewrites ? placeholders for the dialect ($1… on PostgreSQL).
+func (s *Store) Rebind(q string) string { return s.q(q) }
+
+// InsertIgnore turns "INSERT INTO t (…) VALUES (…)" into the dialect's
+// insert that silently skips rows whose unique key already exists, with
+// placeholders rebound.
+func (s *Store) InsertIgnore(q string) string { return s.q(s.InsertIgnoreRaw(q)) }
+
+// InsertIgnoreRaw is InsertIgnore without rebinding, for queries passed
+// on to Exec (which rebinds).
+func (s *Store) InsertIgnoreRaw(q string) string {
+	if s.dialect == mysql {
+		return strings.Replace(q, "INSERT INTO", "INSERT IGNORE INTO", 1)
+	}
+	return q + " ON CONFLICT DO NOTHING"
+}
+
+// Shared reports whether the database is a shared server (PostgreSQL,
+// MySQL) that several nodes may use, rather than the node's own SQLite.
+func (s *Store) Shared() bool { return s.dialect != sqlite }
+
+// Exec runs q (with ? placeholders) and returns the rows affected.
+func (s *Store) Exec(ctx context.Context, q string, args ...any) (int64, error) {
+	res, err := s.db.ExecContext(ctx, s.q(q), args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// Query runs q (with ? placeholders).
+func (s *Store) Query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	return s.db.QueryContext(ctx, s.q(q), args...)
+}
+
+// QueryRow runs q (with ? placeholders) for one row.
+func (s *Store) QueryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	return s.db.QueryRowContext(ctx, s.q(q), args...)
+}
