@@ -292,4 +292,3 @@ func (c *concat) Close() error {
 	}
 	return nil
 }
-

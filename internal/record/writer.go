@@ -88,18 +88,18 @@ const maxSegmentBytes = 64 << 20
 // segWriter writes one publish of a session. Owned by the session's
 // recorder goroutine.
 type segWriter struct {
-	dir     string
-	initK   int
-	target  time.Duration
-	offset  time.Duration // session clock at this publish's DTS 0
-	clockMS int64         // wall Unix ms at which the session clock read 0
-	video   *track
-	audio   *track
-	params  [][]byte // current video parameter sets, put before each IDR
-	next    *int     // next segment number, shared by the session's publishes
-	disc    bool     // the next segment follows a discontinuity
-	bytes   int
-	written time.Duration // end of the last written segment (session clock)
+	dir      string
+	initK    int
+	target   time.Duration
+	offset   time.Duration // session clock at this publish's DTS 0
+	clockMS  int64         // wall Unix ms at which the session clock read 0
+	video    *track
+	audio    *track
+	params   [][]byte // current video parameter sets, put before each IDR
+	next     *int     // next segment number, shared by the session's publishes
+	disc     bool     // the next segment follows a discontinuity
+	bytes    int
+	written  time.Duration // end of the last written segment (session clock)
 	wroteAny bool
 }
 
