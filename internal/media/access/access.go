@@ -175,11 +175,16 @@ func (c *Checker) OnUnpublish(ev Event) {
 		return
 	}
 	ev.Action = "on_unpublish"
+	c.background(func() error { return c.call(context.Background(), c.HookUnpublish, ev) }, ev.Action, ev.Room)
+}
+
+// background runs an informative hook call; Wait waits for it.
+func (c *Checker) background(call func() error, action, room string) {
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		if err := c.call(context.Background(), c.HookUnpublish, ev); err != nil {
-			c.log().Warn("on_unpublish hook failed", "room", ev.Room, "err", err)
+		if err := call(); err != nil {
+			c.log().Warn(action+" hook failed", "room", room, "err", err)
 		}
 	}()
 }
@@ -219,13 +224,7 @@ func (c *Checker) OnRecordDone(ev RecordDone) {
 		return
 	}
 	ev.Action = "on_record_done"
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		if err := c.post(context.Background(), c.HookRecordDone, ev.Action, ev); err != nil {
-			c.log().Warn("on_record_done hook failed", "room", ev.Room, "session", ev.Session, "err", err)
-		}
-	}()
+	c.background(func() error { return c.post(context.Background(), c.HookRecordDone, ev.Action, ev) }, ev.Action, ev.Room)
 }
 
 // post sends v as JSON to hook; a failure or non-2xx answer is an error
