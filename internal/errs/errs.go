@@ -100,3 +100,14 @@ func From(err error) *Error {
 	}
 	return &Error{Code: Internal, Message: "internal error"}
 }
+
+// Codes returns every code this package defines (each has a status), for
+// transports that map codes to their own numbers and the tests that check
+// none is missing.
+func Codes() []string {
+	out := make([]string, 0, len(statuses))
+	for c := range statuses {
+		out = append(out, c)
+	}
+	return out
+}

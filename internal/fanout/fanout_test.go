@@ -34,7 +34,7 @@ func (s *countSink) Send(p *Payload) error {
 	s.n.Add(1)
 	if s.keep {
 		s.mu.Lock()
-		s.frames = append(s.frames, p.Data)
+		s.frames = append(s.frames, p.Bytes(JSON))
 		s.mu.Unlock()
 	}
 	return nil

@@ -316,11 +316,8 @@ func (h *Hub) joinLocked(c *Conn, cursor uint64, hasCursor bool, older []*messag
 	} else if !hasCursor || reset {
 		msgs = msgs[max(0, len(msgs)-maxWarm):]
 	}
-	p := &Payload{Data: AppendBatch(make([]byte, 0, batchSize(msgs)+len(c.Move)+16), h.room, msgs, h.cursor, reset)}
-	if c.Move != "" { // {"type":"batch",…} → {"type":"batch",…,"move":URL}
-		p.Data = append(append(p.Data[:len(p.Data)-1], `,"move":`...), message.AppendString(nil, c.Move)...)
-		p.Data = append(p.Data, '}')
-	}
+	p := newBatch(h.room, msgs, h.cursor, reset)
+	p.content.Move = c.Move // the first batch tells a client of a placed room where to go next time
 	if err := c.Sink.Send(p); err != nil {
 		return err
 	}
@@ -329,8 +326,8 @@ func (h *Hub) joinLocked(c *Conn, cursor uint64, hasCursor bool, older []*messag
 	h.connsChanged = true
 	h.noteJoinLocked(c.Member)
 	// The current counts at once; later ones are pushed when they change.
-	_ = c.Sink.Send(&Payload{Data: appendCount(nil, "online", h.room, "count", int64(h.online))})
-	_ = c.Sink.Send(&Payload{Data: appendCount(nil, "likes", h.room, "total", h.likes)})
+	_ = c.Sink.Send(newCount(h.room, "online", int64(h.online), h.cursor))
+	_ = c.Sink.Send(newCount(h.room, "likes", h.likes, h.cursor))
 	return nil
 }
 
@@ -506,7 +503,7 @@ func (h *Hub) prepare(now time.Time, b *batch) bool {
 	}
 	if len(msgs) > 0 {
 		b.oldest = msgs[0].TS
-		b.payload = &Payload{Data: AppendBatch(make([]byte, 0, batchSize(msgs)), h.room, msgs, h.cursor, false)}
+		b.payload = newBatch(h.room, msgs, h.cursor, false)
 	}
 	return true
 }

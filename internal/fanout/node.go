@@ -482,8 +482,7 @@ func (n *Node) tick(now time.Time, force bool) {
 	// User-scoped messages go after the room batches they share a cursor
 	// with, so a client never holds a cursor ahead of what it received.
 	for _, d := range direct {
-		p := &Payload{Data: AppendBatch(nil, d.c.Room, []*message.Message{d.m}, d.cursor, false)}
-		_ = d.c.Sink.Send(p)
+		_ = d.c.Sink.Send(newBatch(d.c.Room, []*message.Message{d.m}, d.cursor, false))
 	}
 	n.deps.Metrics.TickDuration.Observe(time.Since(now).Seconds())
 }

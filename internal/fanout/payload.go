@@ -6,23 +6,94 @@ import (
 	"sync"
 
 	"roomcast/internal/message"
+	"roomcast/internal/wire"
+	"roomcast/internal/ws"
 )
 
-// Payload is one encoded server frame (JSON), shared by every connection it
-// goes to. A transport may attach its own framing once per payload with
-// Cached, so that work too happens once per room per tick.
+// Encoding is a wire encoding of server frames.
+type Encoding uint8
+
+// Encodings a connection may speak.
+const (
+	JSON  Encoding = iota // text messages: the default protocol (docs/protocol.md)
+	Proto                 // binary messages of length-prefixed proto/roomcast/v1 Frames (internal/wire)
+	numEncodings
+)
+
+// Payload is one server frame (a batch or a count update), shared by every
+// connection it goes to. It keeps what the frame says and builds each
+// encoding at most once, the first time a connection speaking it needs it,
+// together with that encoding's WebSocket framing: so a room's batch is
+// encoded once per tick per encoding in use, and every connection of an
+// encoding is sent the same bytes. Safe for concurrent use.
 type Payload struct {
-	Data []byte
+	content wire.BatchContent // immutable after construction
+	count   string            // "online" or "likes" for a count update; "" for a batch
 
-	once sync.Once
-	enc  any
+	enc [numEncodings]encoded
 }
 
-// Cached returns build(p.Data), computed once per payload.
-func (p *Payload) Cached(build func([]byte) any) any {
-	p.once.Do(func() { p.enc = build(p.Data) })
-	return p.enc
+// encoded is one encoding of a payload, built once.
+type encoded struct {
+	once  sync.Once
+	data  []byte
+	frame *ws.Prepared
 }
+
+// newBatch is the payload of a batch (msgs must not change afterwards).
+func newBatch(room string, msgs []*message.Message, cursor uint64, reset bool) *Payload {
+	return &Payload{content: wire.BatchContent{Room: room, Messages: msgs, Cursor: cursor, Reset: reset, Online: -1, Likes: -1}}
+}
+
+// newCount is the payload of a count update: the JSON "online" or "likes"
+// frame, in protobuf a batch without messages carrying the count (and the
+// room's cursor, which the connection has already received).
+func newCount(room, count string, v int64, cursor uint64) *Payload {
+	p := &Payload{content: wire.BatchContent{Room: room, Cursor: cursor, Online: -1, Likes: -1}, count: count}
+	if count == "online" {
+		p.content.Online = v
+	} else {
+		p.content.Likes = v
+	}
+	return p
+}
+
+func (p *Payload) encoded(e Encoding) *encoded {
+	x := &p.enc[e]
+	x.once.Do(func() {
+		if e == Proto {
+			x.data = wire.AppendBatch(nil, p.content)
+		} else {
+			x.data = p.appendJSON()
+		}
+		x.frame = ws.NewPrepared(x.data, e == JSON)
+	})
+	return x
+}
+
+func (p *Payload) appendJSON() []byte {
+	c := p.content
+	switch p.count {
+	case "online":
+		return appendCount(nil, "online", c.Room, "count", c.Online)
+	case "likes":
+		return appendCount(nil, "likes", c.Room, "total", c.Likes)
+	}
+	b := AppendBatch(make([]byte, 0, batchSize(c.Messages)+len(c.Move)+16), c.Room, c.Messages, c.Cursor, c.Reset)
+	if c.Move != "" { // {"type":"batch",…} → {"type":"batch",…,"move":URL}
+		b = append(append(b[:len(b)-1], `,"move":`...), message.AppendString(nil, c.Move)...)
+		b = append(b, '}')
+	}
+	return b
+}
+
+// Bytes returns the payload in encoding e (a JSON text, or length-prefixed
+// protobuf Frames), encoding it the first time.
+func (p *Payload) Bytes(e Encoding) []byte { return p.encoded(e).data }
+
+// Frame returns the payload in encoding e framed as one WebSocket message
+// (text for JSON, binary for protobuf), built once for every connection.
+func (p *Payload) Frame(e Encoding) *ws.Prepared { return p.encoded(e).frame }
 
 // Sink is one viewer connection as the hub sees it. Send must not block: a
 // connection that cannot keep up is the sink's to drop (it then reports

@@ -16,24 +16,26 @@ import (
 	"roomcast/internal/message"
 	"roomcast/internal/presence"
 	"roomcast/internal/service"
+	"roomcast/internal/wire"
 	"roomcast/internal/ws"
 )
 
-// wsSink adapts a WebSocket connection to the fan-out: a batch's frame is
-// built once (Payload.Cached) and shared by every connection.
-type wsSink struct{ c *ws.Conn }
-
-func buildPrepared(b []byte) any { return ws.NewPrepared(b, true) }
-
-func (s wsSink) Send(p *fanout.Payload) error {
-	return s.c.Send(p.Cached(buildPrepared).(*ws.Prepared))
+// wsSink adapts a WebSocket connection to the fan-out: a batch's frame in
+// the connection's encoding is built once (Payload.Frame) and shared by
+// every connection of that encoding.
+type wsSink struct {
+	c   *ws.Conn
+	enc fanout.Encoding
 }
+
+func (s wsSink) Send(p *fanout.Payload) error { return s.c.Send(p.Frame(s.enc)) }
 
 func (s wsSink) Close(code int, reason string) { s.c.Close(code, reason) }
 
 // wsState is the gateway's per-connection state.
 type wsState struct {
 	room string
+	enc  fanout.Encoding // negotiated in the handshake; static
 	fc   *fanout.Conn
 
 	mu       sync.Mutex
@@ -85,6 +87,11 @@ func (g *Gateway) handleWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st := &wsState{room: roomID}
+	queryEnc, err := queryFormat(q.Get("format"))
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
 	if s := q.Get("cursor"); s != "" {
 		c, ok := parseUint(s)
 		if !ok {
@@ -110,10 +117,11 @@ func (g *Gateway) handleWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st.placementKey = placementKey(st.id.Claims.Sub, "", r)
-	c, err := g.d.WS.Upgrade(w, r)
+	c, err := g.d.WS.Upgrade(w, r, wire.SubprotocolJSON, wire.SubprotocolProto)
 	if err != nil {
 		return // Upgrade answered the client
 	}
+	st.enc = negotiatedFormat(c.Subprotocol(), queryEnc)
 	c.SetValue(st)
 	// Without a token on a private server, the connection attaches after its
 	// auth frame.
@@ -147,7 +155,7 @@ func (g *Gateway) attach(c *ws.Conn, st *wsState) error {
 		return nil
 	}
 	sess := "w:" + strconv.FormatUint(uint64(connSeq.Add(1)), 36) + ":" + c.RemoteAddr().String()
-	st.fc = &fanout.Conn{Sink: wsSink{c}, Room: st.room, Session: sess, Member: presence.Member{
+	st.fc = &fanout.Conn{Sink: wsSink{c, st.enc}, Room: st.room, Session: sess, Member: presence.Member{
 		Session: sess, UserID: st.id.Claims.Sub, Name: st.id.Claims.Name, Level: st.id.Claims.Level},
 		Move: g.moveFor(st.room, st.placementKey)}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -179,6 +187,10 @@ func (g *Gateway) OnMessage(c *ws.Conn, data []byte) {
 	if st == nil {
 		return
 	}
+	if st.enc == fanout.Proto {
+		g.onProtoMessage(c, st, data)
+		return
+	}
 	var f clientFrame
 	if err := json.Unmarshal(data, &f); err != nil {
 		g.d.Metrics.WSFrames.WithLabelValues("bad").Inc()
@@ -205,13 +217,33 @@ func (g *Gateway) OnMessage(c *ws.Conn, data []byte) {
 }
 
 func (g *Gateway) onAuth(c *ws.Conn, st *wsState, f clientFrame) {
-	id, err := g.identityOf(f.Token, true)
+	id, err := g.authenticate(c, st, f.Token)
+	if err == errAttach {
+		return // closed with 1011
+	} else if err != nil {
+		g.sendError(c, f.ID, err)
+		return
+	}
+	b := append([]byte(`{"type":"auth_ok","id":`), message.AppendString(nil, f.ID)...)
+	b = append(b, `,"user":`...)
+	b = message.AppendString(b, id.Claims.Sub)
+	_ = c.SendText(append(b, '}'))
+}
+
+// errAttach is returned by authenticate after it closed the connection.
+var errAttach = errs.New(errs.Unavailable, "attach failed")
+
+// authenticate makes the connection the token's user (an auth frame, in
+// either encoding): a refused token changes nothing. A connection not yet
+// attached (private reads) is attached now; if that fails it is closed
+// with 1011 and errAttach returned.
+func (g *Gateway) authenticate(c *ws.Conn, st *wsState, token string) (service.Identity, error) {
+	id, err := g.identityOf(token, true)
 	if err == nil {
 		err = g.checkKicked(context.Background(), st.room, id)
 	}
 	if err != nil {
-		g.sendError(c, f.ID, err)
-		return
+		return service.Identity{}, err
 	}
 	st.mu.Lock()
 	attached := st.attached
@@ -221,26 +253,14 @@ func (g *Gateway) onAuth(c *ws.Conn, st *wsState, f clientFrame) {
 		g.d.Node.Identify(st.fc, presence.Member{UserID: id.Claims.Sub, Name: id.Claims.Name, Level: id.Claims.Level})
 	} else if err := g.attach(c, st); err != nil {
 		c.Close(1011, "attach failed")
-		return
+		return service.Identity{}, errAttach
 	}
-	b := append([]byte(`{"type":"auth_ok","id":`), message.AppendString(nil, f.ID)...)
-	b = append(b, `,"user":`...)
-	b = message.AppendString(b, id.Claims.Sub)
-	_ = c.SendText(append(b, '}'))
+	return id, nil
 }
 
 func (g *Gateway) onSend(c *ws.Conn, st *wsState, f clientFrame) {
-	st.mu.Lock()
-	id := st.id
-	st.mu.Unlock()
-	if id.Claims.Sub == "" {
-		g.sendError(c, f.ID, errs.New(errs.Unauthorized, "sending needs a token (connect with ?token= or send an auth frame)"))
-		return
-	}
 	req := &message.Request{ID: f.ID, Kind: f.Kind, Text: f.Text, Gift: f.Gift, Scope: f.Scope, To: f.To, Data: f.Data}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	res, err := g.d.Service.Send(ctx, id, st.room, req)
+	res, err := g.sendAs(st, req)
 	if err != nil {
 		g.sendError(c, f.ID, err)
 		return
@@ -255,6 +275,20 @@ func (g *Gateway) onSend(c *ws.Conn, st *wsState, f clientFrame) {
 		b = strconv.AppendInt(b, res.Likes, 10)
 	}
 	_ = c.SendText(append(b, '}'))
+}
+
+// sendAs sends req into the connection's room as its user (a send frame, in
+// either encoding), with the same rules as the HTTP send.
+func (g *Gateway) sendAs(st *wsState, req *message.Request) (service.Result, error) {
+	st.mu.Lock()
+	id := st.id
+	st.mu.Unlock()
+	if id.Claims.Sub == "" {
+		return service.Result{}, errs.New(errs.Unauthorized, "sending needs a token (connect with ?token= or send an auth frame)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return g.d.Service.Send(ctx, id, st.room, req)
 }
 
 func (g *Gateway) sendError(c *ws.Conn, id string, err error) {

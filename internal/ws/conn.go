@@ -63,6 +63,8 @@ type Conn struct {
 	gen        uint32 // tells this Conn from an earlier one with the same fd
 	compressed bool
 	remote     net.Addr
+	// subprotocol is the negotiated Sec-WebSocket-Protocol ("" for none).
+	subprotocol string
 
 	value    atomic.Pointer[any]
 	lastRead atomic.Int64 // Server clock at the last successful read
@@ -164,6 +166,16 @@ func (c *Conn) Value() any {
 
 // RemoteAddr is the peer's address.
 func (c *Conn) RemoteAddr() net.Addr { return c.remote }
+
+// Subprotocol is the application protocol selected in the handshake
+// ("" when the client offered none the server supports).
+func (c *Conn) Subprotocol() string { return c.subprotocol }
+
+// SendBinary sends payload as one binary message to this connection only.
+// Same queueing rules as Send. The payload is copied.
+func (c *Conn) SendBinary(payload []byte) error {
+	return c.sendFrame(buildFrame(opBinary, false, payload))
+}
 
 // Compressed reports whether permessage-deflate was negotiated.
 func (c *Conn) Compressed() bool { return c.compressed }

@@ -57,7 +57,8 @@
 // # Ownership
 //
 // Conn fields are owned as follows:
-//   - set in Upgrade and then read-only: s, nc, rc, fd, gen, compressed, remote;
+//   - set in Upgrade and then read-only: s, nc, rc, fd, gen, compressed, remote,
+//     subprotocol;
 //   - owned by the poller goroutine (by Start before it publishes
 //     started): in, inWant, frag, fragOp, fragRSV1;
 //   - guarded by c.mu: connection state, the write queue (wq, queued),

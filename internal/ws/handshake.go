@@ -46,7 +46,12 @@ const acceptGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 // (unavailable, during shutdown), and returns a *HandshakeError. The
 // hijacked bufio buffers are dropped; bytes the client sent after its
 // request are kept and parsed on Start.
-func (s *Server) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error) {
+//
+// subprotocols are the application protocols the server speaks: the first
+// one the client offers (Sec-WebSocket-Protocol, in the client's order of
+// preference) is selected, echoed in the response and reported by
+// Conn.Subprotocol; when the client offers none of them, none is selected.
+func (s *Server) Upgrade(w http.ResponseWriter, r *http.Request, subprotocols ...string) (*Conn, error) {
 	key, err := checkHandshake(r)
 	if err != nil {
 		if errors.Is(err, errBadVersion) {
@@ -80,7 +85,7 @@ func (s *Server) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error) 
 	}
 	// brw is dropped here: no bufio buffers stay with the connection.
 
-	c, err := s.finishUpgrade(nc, key, compress, initial)
+	c, err := s.finishUpgrade(nc, key, compress, selectSubprotocol(r.Header, subprotocols), initial)
 	if err != nil {
 		_ = nc.Close()
 		return nil, err
@@ -88,7 +93,7 @@ func (s *Server) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error) 
 	return c, nil
 }
 
-func (s *Server) finishUpgrade(nc net.Conn, key string, compress bool, initial []byte) (*Conn, error) {
+func (s *Server) finishUpgrade(nc net.Conn, key string, compress bool, subprotocol string, initial []byte) (*Conn, error) {
 	if tc, ok := nc.(*net.TCPConn); ok && s.cfg.SendBuffer > 0 {
 		if err := tc.SetWriteBuffer(s.cfg.SendBuffer); err != nil {
 			return nil, fmt.Errorf("ws: upgrade: SO_SNDBUF: %w", err)
@@ -114,6 +119,10 @@ func (s *Server) finishUpgrade(nc net.Conn, key string, compress bool, initial [
 		resp = append(resp, "\r\nSec-WebSocket-Extensions: "...)
 		resp = append(resp, deflateResponse...)
 	}
+	if subprotocol != "" {
+		resp = append(resp, "\r\nSec-WebSocket-Protocol: "...)
+		resp = append(resp, subprotocol...)
+	}
 	resp = append(resp, "\r\n\r\n"...)
 	// A blocking write through the runtime poller with a deadline: the
 	// response is small and goes out at once on any live connection.
@@ -129,6 +138,7 @@ func (s *Server) finishUpgrade(nc net.Conn, key string, compress bool, initial [
 	}
 
 	c := newConn(s, nc, rc, fd, compress, initial)
+	c.subprotocol = subprotocol
 	if err := s.register(c); err != nil {
 		return nil, fmt.Errorf("ws: upgrade: %w", err)
 	}
@@ -170,6 +180,25 @@ func headerHasToken(h http.Header, name, token string) bool {
 		}
 	}
 	return false
+}
+
+// selectSubprotocol returns the first protocol the client offers that the
+// server supports (exact match, as RFC 6455 tokens are case-sensitive), or "".
+func selectSubprotocol(h http.Header, supported []string) string {
+	if len(supported) == 0 {
+		return ""
+	}
+	for _, v := range h.Values("Sec-WebSocket-Protocol") {
+		for t := range strings.SplitSeq(v, ",") {
+			t = strings.TrimSpace(t)
+			for _, p := range supported {
+				if t == p {
+					return p
+				}
+			}
+		}
+	}
+	return ""
 }
 
 func acceptKey(key string) string {

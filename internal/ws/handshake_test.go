@@ -42,6 +42,34 @@ func TestHandshakeGood(t *testing.T) {
 	}
 }
 
+// TestHandshakeSubprotocol: the first subprotocol the client offers that
+// the server speaks is selected and echoed; none when there is no match.
+func TestHandshakeSubprotocol(t *testing.T) {
+	ts := newTestServer(t, Config{}, newRecHandler(false))
+	for _, tt := range []struct {
+		offer []string
+		want  string
+	}{
+		{nil, ""},
+		{[]string{"x.v9"}, ""},
+		{[]string{"x.v9", "b.v1", "a.v1"}, "b.v1"},
+		{[]string{"a.v1"}, "a.v1"},
+		{[]string{"A.V1"}, ""}, // tokens are case-sensitive
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		cc, resp, err := websocket.Dial(ctx, ts.url, &websocket.DialOptions{Subprotocols: tt.offer})
+		cancel()
+		if err != nil {
+			t.Fatalf("offer %v: %v", tt.offer, err)
+		}
+		c := ts.nextConn(t)
+		if got := resp.Header.Get("Sec-WebSocket-Protocol"); got != tt.want || c.Subprotocol() != tt.want || cc.Subprotocol() != tt.want {
+			t.Errorf("offer %v: header %q, server %q, client %q; want %q", tt.offer, got, c.Subprotocol(), cc.Subprotocol(), tt.want)
+		}
+		cc.CloseNow()
+	}
+}
+
 func TestHandshakeBad(t *testing.T) {
 	ts := newTestServer(t, Config{CheckOrigin: func(r *http.Request) bool {
 		return r.Header.Get("Origin") == "" || r.Header.Get("Origin") == "https://good.example"

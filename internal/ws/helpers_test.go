@@ -102,7 +102,7 @@ func newTestServer(t testing.TB, cfg Config, h Handler) *testServer {
 	}
 	ts := &testServer{Server: s, conns: make(chan *Conn, 8192)}
 	ts.hs = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := s.Upgrade(w, r)
+		c, err := s.Upgrade(w, r, testSubprotocols...)
 		if err != nil {
 			return
 		}
@@ -119,6 +119,9 @@ func newTestServer(t testing.TB, cfg Config, h Handler) *testServer {
 	})
 	return ts
 }
+
+// testSubprotocols are the subprotocols the test server speaks.
+var testSubprotocols = []string{"a.v1", "b.v1"}
 
 func (ts *testServer) nextConn(t testing.TB) *Conn {
 	t.Helper()

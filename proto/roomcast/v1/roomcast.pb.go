@@ -101,7 +101,7 @@ type Frame struct {
 	Token string `protobuf:"bytes,7,opt,name=token,proto3" json:"token,omitempty"`
 	// The business payload: a message of the type's schema (below).
 	Body []byte `protobuf:"bytes,8,opt,name=body,proto3" json:"body,omitempty"`
-	// Set with code 133 (rate limited): when to try again.
+	// Set on rate_limited errors (code 131): when to try again.
 	RetryAfterMs int64 `protobuf:"varint,9,opt,name=retry_after_ms,json=retryAfterMs,proto3" json:"retry_after_ms,omitempty"`
 	// The JSON protocol's error code for a non-zero code ("unknown_gift", …).
 	ErrorCode     string `protobuf:"bytes,10,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
@@ -429,14 +429,17 @@ func (x *Heartbeat) GetOnline() int64 {
 // protocol's "batch" frames. A batch without messages that carries online
 // or likes is a count update (the JSON "online" and "likes" frames).
 type Batch struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Messages      []*Message             `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
-	Cursor        int64                  `protobuf:"varint,2,opt,name=cursor,proto3" json:"cursor,omitempty"`
-	Reset_        bool                   `protobuf:"varint,3,opt,name=reset,proto3" json:"reset,omitempty"`
-	Online        *int64                 `protobuf:"varint,4,opt,name=online,proto3,oneof" json:"online,omitempty"`
-	Likes         *int64                 `protobuf:"varint,5,opt,name=likes,proto3,oneof" json:"likes,omitempty"`
-	Epoch         string                 `protobuf:"bytes,6,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	Room          string                 `protobuf:"bytes,7,opt,name=room,proto3" json:"room,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Messages []*Message             `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	Cursor   int64                  `protobuf:"varint,2,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	Reset_   bool                   `protobuf:"varint,3,opt,name=reset,proto3" json:"reset,omitempty"`
+	Online   *int64                 `protobuf:"varint,4,opt,name=online,proto3,oneof" json:"online,omitempty"`
+	Likes    *int64                 `protobuf:"varint,5,opt,name=likes,proto3,oneof" json:"likes,omitempty"`
+	Epoch    string                 `protobuf:"bytes,6,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Room     string                 `protobuf:"bytes,7,opt,name=room,proto3" json:"room,omitempty"`
+	// First batch only: the node to reconnect to next time when a hot room is
+	// placed on other nodes (R14), as the JSON batch's "move".
+	Move          string `protobuf:"bytes,8,opt,name=move,proto3" json:"move,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -516,6 +519,13 @@ func (x *Batch) GetEpoch() string {
 func (x *Batch) GetRoom() string {
 	if x != nil {
 		return x.Room
+	}
+	return ""
+}
+
+func (x *Batch) GetMove() string {
+	if x != nil {
+		return x.Move
 	}
 	return ""
 }
@@ -830,7 +840,7 @@ const file_proto_roomcast_v1_roomcast_proto_rawDesc = "" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x14\n" +
 	"\x05likes\x18\x03 \x01(\x03R\x05likes\"#\n" +
 	"\tHeartbeat\x12\x16\n" +
-	"\x06online\x18\x01 \x01(\x03R\x06online\"\xde\x01\n" +
+	"\x06online\x18\x01 \x01(\x03R\x06online\"\xf2\x01\n" +
 	"\x05Batch\x120\n" +
 	"\bmessages\x18\x01 \x03(\v2\x14.roomcast.v1.MessageR\bmessages\x12\x16\n" +
 	"\x06cursor\x18\x02 \x01(\x03R\x06cursor\x12\x14\n" +
@@ -838,7 +848,8 @@ const file_proto_roomcast_v1_roomcast_proto_rawDesc = "" +
 	"\x06online\x18\x04 \x01(\x03H\x00R\x06online\x88\x01\x01\x12\x19\n" +
 	"\x05likes\x18\x05 \x01(\x03H\x01R\x05likes\x88\x01\x01\x12\x14\n" +
 	"\x05epoch\x18\x06 \x01(\tR\x05epoch\x12\x12\n" +
-	"\x04room\x18\a \x01(\tR\x04roomB\t\n" +
+	"\x04room\x18\a \x01(\tR\x04room\x12\x12\n" +
+	"\x04move\x18\b \x01(\tR\x04moveB\t\n" +
 	"\a_onlineB\b\n" +
 	"\x06_likes\"\xc8\x02\n" +
 	"\aMessage\x12\x10\n" +
