@@ -62,6 +62,13 @@ type DeliveryReport struct {
 	Latency       Latency `json:"latency"` // send→receive of this run's messages
 	BadFrames     uint64  `json:"bad_frames,omitempty"`
 	ErrorFrames   uint64  `json:"error_frames,omitempty"`
+	// Format is the readers' encoding (json, proto); Bytes the WebSocket
+	// payload bytes they received in the window (every data message,
+	// counts and answers included), per delivered message in
+	// BytesPerDelivery.
+	Format           string  `json:"format,omitempty"`
+	Bytes            uint64  `json:"bytes,omitempty"`
+	BytesPerDelivery float64 `json:"bytes_per_delivery,omitempty"`
 }
 
 // ClientReport is the bench process's own cost, to judge how much of the

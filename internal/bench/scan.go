@@ -287,8 +287,9 @@ func scanString(b []byte, i int) (s []byte, next int, err error) {
 
 // parseUint parses a leading run of decimal digits; ok is false when there
 // is none or it overflows.
-func parseUint(b []byte) (v uint64, ok bool) {
-	for i, c := range b {
+func parseUint[T []byte | string](b T) (v uint64, ok bool) {
+	for i := 0; i < len(b); i++ {
+		c := b[i]
 		if c < '0' || c > '9' {
 			return v, i > 0
 		}

@@ -31,6 +31,7 @@ type wsScenario struct {
 	settleFor       time.Duration
 	drainFor        time.Duration
 	ping            time.Duration
+	format          string
 
 	sp         *sendSpec
 	run        *wsRun
@@ -64,7 +65,7 @@ type connStats struct {
 }
 
 // wsCounts are the readers' counters summed.
-type wsCounts struct{ msgs, bench, frames uint64 }
+type wsCounts struct{ msgs, bench, frames, bytes uint64 }
 
 func (s *wsScenario) base() *common { return &s.common }
 
@@ -83,7 +84,8 @@ func (s *wsScenario) flags(fs *flag.FlagSet) {
 	fs.BoolVar(&s.reconnect, "reconnect", true, "a dropped reader reconnects with its cursor (and keeps checking)")
 	fs.DurationVar(&s.settleFor, "settle", 2*time.Second, "wait after the ramp before the window (and, with --idle, before reading RSS)")
 	fs.DurationVar(&s.drainFor, "drain", 3*time.Second, "after the last send, wait for every reader to get the last acked seq, at most this long")
-	fs.DurationVar(&s.ping, "ping", 15*time.Second, "send {\"type\":\"ping\"} on every connection this often (0 = never)")
+	fs.DurationVar(&s.ping, "ping", 15*time.Second, "send {\"type\":\"ping\"} (protobuf: a heartbeat) on every connection this often (0 = never)")
+	fs.StringVar(&s.format, "format", "json", "the readers' encoding: json or proto (the roomcast.v1.proto subprotocol; needs --send-via http)")
 }
 
 func (s *wsScenario) check() (int, error) {
@@ -100,6 +102,10 @@ func (s *wsScenario) check() (int, error) {
 		return 0, errors.New("bench ws: --senders exceeds --conns with --send-via ws")
 	case s.inflight < 1:
 		return 0, errors.New("bench ws: --inflight must be at least 1")
+	case s.format != "json" && s.format != "proto":
+		return 0, errors.New("bench ws: --format must be json or proto")
+	case s.format == "proto" && s.via != "http":
+		return 0, errors.New("bench ws: --format proto sends over http (--send-via http)")
 	}
 	if s.sendRate == 0 {
 		s.senders = 0
@@ -115,7 +121,7 @@ func (s *wsScenario) setup(r *runner) error {
 		return err
 	}
 	s.sp = &sendSpec{rate: s.sendRate, writers: s.senders, via: s.via, kind: "chat", textSize: s.textSize, honour: true, inflight: s.inflight}
-	s.run = &wsRun{t: r.t, room: s.room, timeout: s.timeout, maxFrame: s.maxFrame, send: &sendStats{},
+	s.run = &wsRun{t: r.t, room: s.room, timeout: s.timeout, maxFrame: s.maxFrame, send: &sendStats{}, proto: s.format == "proto",
 		readerChecks: readerChecks{allowGaps: s.allowGaps, since: r.rep.StartedAt.UnixNano()}}
 	s.clients = make([]*wsClient, s.conns)
 	for i := range s.clients {
@@ -159,6 +165,7 @@ func (s *wsScenario) counts() (n wsCounts) {
 		n.msgs += c.msgs.Load()
 		n.bench += c.bench.Load()
 		n.frames += c.frames.Load()
+		n.bytes += c.bytes.Load()
 	}
 	return n
 }
@@ -239,7 +246,8 @@ func (s *wsScenario) redial(ctx context.Context, c *wsClient) bool {
 	}
 }
 
-// pinger sends {"type":"ping"} on every connection each --ping.
+// pinger sends {"type":"ping"} (protobuf: a heartbeat) on every connection
+// each --ping.
 func (s *wsScenario) pinger(ctx context.Context) {
 	tick := time.NewTicker(s.ping)
 	defer tick.Stop()
@@ -252,7 +260,11 @@ func (s *wsScenario) pinger(ctx context.Context) {
 				if ctx.Err() != nil {
 					return
 				}
-				c.write(ws.OpText, []byte(`{"type":"ping"}`))
+				if s.run.proto {
+					c.write(ws.OpBinary, protoHeartbeat)
+				} else {
+					c.write(ws.OpText, []byte(`{"type":"ping"}`))
+				}
 			}
 		}
 	}
@@ -330,7 +342,9 @@ func (s *wsScenario) report(r *runner) {
 	}
 	d := &DeliveryReport{Messages: s.end.msgs - s.start.msgs, Frames: s.end.frames - s.start.frames,
 		BenchMessages: s.end.bench - s.start.bench, Latency: s.run.lat.Summary(),
-		BadFrames: s.run.badFrames.Load(), ErrorFrames: s.run.errFrames.Load()}
+		BadFrames: s.run.badFrames.Load(), ErrorFrames: s.run.errFrames.Load(),
+		Format: s.format, Bytes: s.end.bytes - s.start.bytes}
+	d.BytesPerDelivery = round1(perUnit(float64(d.Bytes), float64(d.Messages)))
 	d.expect(s.acked, uint64(s.readersAtStart), r.window)
 	rep.Delivery = d
 	rep.Seq = &s.seq

@@ -23,6 +23,7 @@ type wsRun struct {
 	room     string
 	timeout  time.Duration
 	maxFrame int
+	proto    bool // readers speak the protobuf encoding (--format proto)
 	readerChecks
 
 	send      *sendStats // acks of WS sends
@@ -57,7 +58,9 @@ type wsClient struct {
 	msgs   atomic.Uint64 // messages delivered (any kind)
 	bench  atomic.Uint64 // bench messages delivered, sent after run.since
 	frames atomic.Uint64
+	bytes  atomic.Uint64 // data message payload bytes received
 	last   atomic.Uint64 // last seq seen, for the tail check
+	pdec   *protoDecoder // --format proto
 	sem    chan struct{} // in-flight WS sends (senders only)
 }
 
@@ -88,18 +91,23 @@ func (c *wsClient) dial(ctx context.Context, cursor uint64) error {
 	d := ws.Dialer{
 		Timeout:        c.run.timeout,
 		ReadBufferSize: 2048,
+		Protocols:      c.run.protocols(),
 		OnStatusError: func(status int, reason []byte, resp io.Reader) {
 			b := make([]byte, 200)
 			n, _ := io.ReadFull(resp, b)
 			se = &statusErr{status: status, body: string(b[:n])}
 		},
 	}
-	conn, br, _, err := d.Dial(ctx, c.run.dialURL(c.token, cursor))
+	conn, br, hs, err := d.Dial(ctx, c.run.dialURL(c.token, cursor))
 	if err != nil {
 		if se != nil {
 			return se
 		}
 		return err
+	}
+	if c.run.proto && hs.Protocol != subprotocolProto {
+		conn.Close()
+		return fmt.Errorf("server did not select %s (got %q)", subprotocolProto, hs.Protocol)
 	}
 	if br == nil {
 		br = bufio.NewReaderSize(conn, 2048)
@@ -115,6 +123,17 @@ func (c *wsClient) dial(ctx context.Context, cursor uint64) error {
 	c.up.Store(true)
 	if c.rnd == 0 {
 		c.rnd = uint32(c.id)*2654435761 + 1
+	}
+	return nil
+}
+
+// subprotocolProto selects the protobuf encoding (wire.SubprotocolProto;
+// the bench is a client and does not import server packages).
+const subprotocolProto = "roomcast.v1.proto"
+
+func (r *wsRun) protocols() []string {
+	if r.proto {
+		return []string{subprotocolProto}
 	}
 	return nil
 }
@@ -264,11 +283,27 @@ func (c *wsClient) readLoop() error {
 func (c *wsClient) handle(p []byte) {
 	r := c.run
 	c.frames.Add(1)
+	c.bytes.Add(uint64(len(p)))
 	fi := &c.fi
+	if r.proto {
+		if c.pdec == nil {
+			c.pdec = &protoDecoder{}
+		}
+		if c.pdec.each(p, fi, c.process) != nil {
+			r.badFrames.Add(1)
+		}
+		return
+	}
 	if scanFrame(p, fi) != nil {
 		r.badFrames.Add(1)
 		return
 	}
+	c.process(fi)
+}
+
+// process accounts for one decoded frame.
+func (c *wsClient) process(fi *frameInfo) {
+	r := c.run
 	switch fi.typ {
 	case frameBatch:
 		nb := r.batch(fi, &c.seq, c.id)
