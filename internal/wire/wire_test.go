@@ -199,7 +199,7 @@ func TestMessageMatchesJSON(t *testing.T) {
 
 func TestBatchFrame(t *testing.T) {
 	msgs := []*message.Message{{Seq: 5, ID: "a", Room: "r", Kind: message.KindChat, Scope: message.ScopeRoom, Text: "hi"}}
-	b := AppendBatch(nil, BatchContent{Room: "r", Messages: msgs, Cursor: 6, Reset: true, Online: -1, Likes: 3})
+	b := AppendBatch(nil, BatchContent{Room: "r", Messages: msgs, Cursor: 6, Reset: true, Online: -1, Likes: 3, Move: "http://n2"})
 	d := NewDecoder(b, 0)
 	var f pb.Frame
 	if ok, err := d.Next(&f); !ok || err != nil {
@@ -210,7 +210,7 @@ func TestBatchFrame(t *testing.T) {
 		t.Fatal(err)
 	}
 	if f.Type != TypeBatch || f.Kind != Notify || batch.Cursor != 6 || !batch.Reset_ || batch.Online != nil ||
-		batch.GetLikes() != 3 || len(batch.Messages) != 1 || batch.Messages[0].Text != "hi" || batch.Room != "r" {
+		batch.GetLikes() != 3 || len(batch.Messages) != 1 || batch.Messages[0].Text != "hi" || batch.Room != "r" || batch.Move != "http://n2" {
 		t.Fatalf("frame %v batch %v", &f, &batch)
 	}
 }
