@@ -25,6 +25,7 @@ const DEFAULTS = {
   maxFailures: 3,       // failed WebSocket connects before falling back to polling
   routeCheckMs: 30000,  // how often to ask the route service again
   sendTimeoutMs: 8000,  // WebSocket send → ack timeout
+  format: 'json',       // WebSocket encoding: 'json' or 'proto' (protobuf, roomcast.v1.proto; loads roomcast-proto.js)
   WebSocket: globalThis.WebSocket,
   fetch: (...a) => globalThis.fetch(...a),
 };
@@ -75,6 +76,8 @@ export class RoomClient {
   #probeBackoff = 0;      // while polling: wait before trying the WebSocket again
   #nextProbeAt = 0;
   #pending = new Map();   // send id → {resolve, reject, timer}
+  #codec = null;          // ProtoCodec with format 'proto', once loaded
+  #subprotocol = '';
   // Timers.
   #hbTimer = 0;
   #reconnectTimer = 0;
@@ -152,7 +155,7 @@ export class RoomClient {
           reject(new RoomcastError('timeout', 'no answer from the server'));
         }, this.#o.sendTimeoutMs);
         this.#pending.set(id, { resolve, reject, timer });
-        ws.send(JSON.stringify({ ...req, type: 'send', id }));
+        this.#wsSend({ ...req, type: 'send', id });
       });
     }
     return this.#http('POST', `/api/rooms/${encodeURIComponent(this.room)}/messages`, req);
@@ -218,13 +221,25 @@ export class RoomClient {
   #connect(probe) {
     if (this.#closed || this.#ws) return;
     clearTimeout(this.#reconnectTimer);
+    if (this.#o.format === 'proto' && !this.#codec) { // load the protobuf codec first
+      import('./roomcast-proto.js').then((m) => {
+        this.#codec ??= new m.ProtoCodec();
+        this.#subprotocol = m.SUBPROTOCOL;
+        this.#connect(probe);
+      }, (e) => {
+        this.#emit('error', new RoomcastError('proto_unavailable', 'cannot load the protobuf codec: ' + e));
+        this.#onWSClose(null, { code: 1006 });
+      });
+      return;
+    }
     this.#follow();
     const u = new URL(this.#route.ws_url, globalThis.location?.href);
     if (!u.searchParams.get('room')) u.searchParams.set('room', this.room);
     if (this.#cursor !== null) u.searchParams.set('cursor', String(this.#cursor));
     let ws;
     try {
-      ws = new this.#o.WebSocket(u.href);
+      ws = this.#codec ? new this.#o.WebSocket(u.href, [this.#subprotocol]) : new this.#o.WebSocket(u.href);
+      if (this.#codec) ws.binaryType = 'arraybuffer';
     } catch {
       this.#ws = null;
       this.#onWSClose(null, { code: 1006 });
@@ -246,9 +261,11 @@ export class RoomClient {
     };
     ws.onmessage = (ev) => {
       this.#wsLastFrame = Date.now();
-      let f;
-      try { f = JSON.parse(ev.data); } catch { return; }
-      this.#onFrame(f);
+      let frames;
+      try {
+        frames = this.#codec ? this.#codec.decode(ev.data) : [JSON.parse(ev.data)];
+      } catch { return; }
+      for (const f of frames) this.#onFrame(f);
     };
     ws.onerror = () => {}; // onclose follows
     ws.onclose = (ev) => this.#onWSClose(ws, ev, opened);
@@ -258,6 +275,7 @@ export class RoomClient {
     if (ws && this.#ws !== ws) return; // an old socket
     this.#ws = null;
     this.#wsAuthed = false;
+    this.#codec?.reset();
     clearInterval(this.#hbTimer);
     for (const [, p] of this.#pending) { clearTimeout(p.timer); p.reject(new RoomcastError('disconnected', 'connection lost')); }
     this.#pending.clear();
@@ -302,7 +320,12 @@ export class RoomClient {
   }
 
   #authFrame() {
-    this.#ws.send(JSON.stringify({ type: 'auth', id: 'auth', token: this.#o.token }));
+    this.#wsSend({ type: 'auth', id: 'auth', token: this.#o.token });
+  }
+
+  // #wsSend writes a client frame in the connection's encoding.
+  #wsSend(f, ws = this.#ws) {
+    ws.send(this.#codec ? this.#codec.encode(f) : JSON.stringify(f));
   }
 
   #startHeartbeat() {
@@ -315,7 +338,7 @@ export class RoomClient {
         ws.close(4000, 'heartbeat timeout');
         return;
       }
-      ws.send('{"type":"ping"}');
+      this.#wsSend({ type: 'ping' }, ws);
     }, hb);
   }
 
