@@ -279,7 +279,7 @@ func (c *wsClient) readLoop() error {
 	}
 }
 
-// handle processes one text frame: the per-message hot path.
+// handle processes one data message: the per-message hot path.
 func (c *wsClient) handle(p []byte) {
 	r := c.run
 	c.frames.Add(1)
