@@ -170,6 +170,7 @@ type cmpMsg struct {
 	Priority float64         `json:"priority"`
 	TS       int64           `json:"ts"`
 	Data     json.RawMessage `json:"data"`
+	VideoMS  *int64          `json:"video_ms"`
 	User     *struct {
 		ID    string `json:"id"`
 		Name  string `json:"name"`
@@ -194,7 +195,7 @@ func fromProto(b *pb.Batch) cmpBatch {
 	out := cmpBatch{Cursor: b.Cursor, Reset: b.Reset_, Messages: []cmpMsg{}}
 	for _, m := range b.Messages {
 		c := cmpMsg{Seq: m.Seq, ID: m.Id, Room: m.Room, Kind: m.Kind, Scope: m.Scope, Text: m.Text,
-			Priority: m.Priority, TS: m.Ts, Data: m.Data}
+			Priority: m.Priority, TS: m.Ts, Data: m.Data, VideoMS: m.VideoMs}
 		if len(c.Data) == 0 {
 			c.Data = nil
 		}

@@ -120,6 +120,10 @@ func (g *Gateway) onProtoSend(c *ws.Conn, st *wsState, f *pb.Frame) {
 	}
 	req := &message.Request{Kind: message.Kind(body.Kind), Text: body.Text, Scope: message.Scope(body.Scope),
 		To: body.To, Data: json.RawMessage(body.Data)}
+	if body.VideoMs != nil {
+		v := *body.VideoMs
+		req.VideoMS = &v
+	}
 	if body.GiftId != "" || body.Count != 0 {
 		req.Gift = &message.Gift{ID: body.GiftId, Count: int(body.Count)}
 	}

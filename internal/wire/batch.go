@@ -24,6 +24,9 @@ func Message(m *message.Message) *pb.Message {
 		out.Gift = &pb.Gift{Id: valid(m.Gift.ID), Count: int32(m.Gift.Count), ValueCents: m.Gift.ValueCents,
 			Name: valid(m.Gift.Name)}
 	}
+	if m.VideoMS != nil {
+		out.VideoMs = proto.Int64(*m.VideoMS)
+	}
 	if len(m.Data) > 0 && json.Valid(m.Data) { // as the JSON encoding does
 		out.Data = m.Data
 	}

@@ -150,7 +150,7 @@ func TestMessageMatchesJSON(t *testing.T) {
 	m := &message.Message{Seq: 42, ID: "x-1", Room: "r", Kind: message.KindGift, Scope: message.ScopeRoom,
 		User: &message.User{ID: "u1", Name: "Bo\xffb", Level: 7}, Text: "héllo <b>",
 		Gift: &message.Gift{ID: "car", Name: "Sports car", ValueCents: 10000, Count: 2}, Priority: 832, TS: 1795244354099,
-		To: "u9", Ref: "x-0", Data: json.RawMessage(`{"event":"live_start"}`)}
+		To: "u9", Ref: "x-0", Data: json.RawMessage(`{"event":"live_start"}`), VideoMS: proto.Int64(0)}
 	var j struct {
 		Seq   int64  `json:"seq"`
 		ID    string `json:"id"`
@@ -169,6 +169,7 @@ func TestMessageMatchesJSON(t *testing.T) {
 		TS       int64           `json:"ts"`
 		Ref      string          `json:"ref"`
 		Data     json.RawMessage `json:"data"`
+		VideoMS  *int64          `json:"video_ms"`
 	}
 	if err := json.Unmarshal(m.AppendJSON(nil), &j); err != nil {
 		t.Fatal(err)
@@ -192,7 +193,8 @@ func TestMessageMatchesJSON(t *testing.T) {
 		back.To != j.To || back.Text != j.Text || back.Priority != j.Priority || back.Ts != j.TS || back.Ref != j.Ref ||
 		!bytes.Equal(back.Data, j.Data) || back.User.Id != j.User.Id || back.User.Name != j.User.Name ||
 		back.User.Level != j.User.Level || back.Gift.Id != gift.ID || back.Gift.Name != gift.Name ||
-		back.Gift.ValueCents != gift.ValueCents || back.Gift.Count != gift.Count {
+		back.Gift.ValueCents != gift.ValueCents || back.Gift.Count != gift.Count ||
+		back.VideoMs == nil || j.VideoMS == nil || *back.VideoMs != *j.VideoMS {
 		t.Fatalf("protobuf %v\ndiffers from JSON %+v", &back, j)
 	}
 }

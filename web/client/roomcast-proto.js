@@ -25,7 +25,7 @@ function envelope(m) {
   if (m.gift) o.gift = { id: m.gift.id, name: m.gift.name, value_cents: num(m.gift.valueCents), count: m.gift.count };
   o.priority = m.priority;
   o.ts = num(m.ts);
-  if (m.videoMs) o.video_ms = num(m.videoMs);
+  if (m.videoMs != null) o.video_ms = num(m.videoMs);
   if (m.ref) o.ref = m.ref;
   if (m.data && m.data.length) {
     try { o.data = JSON.parse(utf8Out.decode(m.data)); } catch { /* not JSON: left out, as the JSON encoding does */ }
@@ -55,7 +55,7 @@ export class ProtoCodec {
         if (f.gift) { req.giftId = f.gift.id || ''; req.count = f.gift.count || 0; }
         if (f.data !== undefined) req.data = utf8In.encode(JSON.stringify(f.data));
         if (f.client_msg_id) req.clientMsgId = String(f.client_msg_id);
-        if (f.video_ms) req.videoMs = f.video_ms;
+        if (f.video_ms != null) req.videoMs = f.video_ms;
         frame = { type: 1, seq, body: SendRequest.encode(SendRequest.create(req)).finish() };
         break;
       }

@@ -212,16 +212,18 @@ func (x *Frame) GetErrorCode() string {
 // SendRequest is the body of a type 1 REQUEST: a message to send, with the
 // same fields and rules as the JSON send frame.
 type SendRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Kind          string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
-	Text          string                 `protobuf:"bytes,2,opt,name=text,proto3" json:"text,omitempty"`
-	GiftId        string                 `protobuf:"bytes,3,opt,name=gift_id,json=giftId,proto3" json:"gift_id,omitempty"`
-	Count         int32                  `protobuf:"varint,4,opt,name=count,proto3" json:"count,omitempty"`
-	VideoMs       int64                  `protobuf:"varint,5,opt,name=video_ms,json=videoMs,proto3" json:"video_ms,omitempty"`
-	ClientMsgId   string                 `protobuf:"bytes,6,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"`
-	Scope         string                 `protobuf:"bytes,7,opt,name=scope,proto3" json:"scope,omitempty"` // "room" (default) or "user"
-	To            string                 `protobuf:"bytes,8,opt,name=to,proto3" json:"to,omitempty"`       // the target user of scope "user"
-	Data          []byte                 `protobuf:"bytes,9,opt,name=data,proto3" json:"data,omitempty"`   // a function message's fields, JSON
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Kind   string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	Text   string                 `protobuf:"bytes,2,opt,name=text,proto3" json:"text,omitempty"`
+	GiftId string                 `protobuf:"bytes,3,opt,name=gift_id,json=giftId,proto3" json:"gift_id,omitempty"`
+	Count  int32                  `protobuf:"varint,4,opt,name=count,proto3" json:"count,omitempty"`
+	// The live video position the sender was watching (ms on the session's
+	// clock); the server uses it when plausible. Absent: not watching.
+	VideoMs       *int64 `protobuf:"varint,5,opt,name=video_ms,json=videoMs,proto3,oneof" json:"video_ms,omitempty"`
+	ClientMsgId   string `protobuf:"bytes,6,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"`
+	Scope         string `protobuf:"bytes,7,opt,name=scope,proto3" json:"scope,omitempty"` // "room" (default) or "user"
+	To            string `protobuf:"bytes,8,opt,name=to,proto3" json:"to,omitempty"`       // the target user of scope "user"
+	Data          []byte `protobuf:"bytes,9,opt,name=data,proto3" json:"data,omitempty"`   // a function message's fields, JSON
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -285,8 +287,8 @@ func (x *SendRequest) GetCount() int32 {
 }
 
 func (x *SendRequest) GetVideoMs() int64 {
-	if x != nil {
-		return x.VideoMs
+	if x != nil && x.VideoMs != nil {
+		return *x.VideoMs
 	}
 	return 0
 }
@@ -532,21 +534,23 @@ func (x *Batch) GetMove() string {
 
 // Message is a live-room message: the same fields as the JSON envelope.
 type Message struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Seq           int64                  `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
-	Id            string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
-	Room          string                 `protobuf:"bytes,3,opt,name=room,proto3" json:"room,omitempty"`
-	Kind          string                 `protobuf:"bytes,4,opt,name=kind,proto3" json:"kind,omitempty"`
-	Scope         string                 `protobuf:"bytes,5,opt,name=scope,proto3" json:"scope,omitempty"`
-	User          *User                  `protobuf:"bytes,6,opt,name=user,proto3" json:"user,omitempty"`
-	Text          string                 `protobuf:"bytes,7,opt,name=text,proto3" json:"text,omitempty"`
-	Gift          *Gift                  `protobuf:"bytes,8,opt,name=gift,proto3" json:"gift,omitempty"`
-	Priority      float64                `protobuf:"fixed64,9,opt,name=priority,proto3" json:"priority,omitempty"`
-	Ts            int64                  `protobuf:"varint,10,opt,name=ts,proto3" json:"ts,omitempty"`
-	VideoMs       int64                  `protobuf:"varint,11,opt,name=video_ms,json=videoMs,proto3" json:"video_ms,omitempty"`
-	Data          []byte                 `protobuf:"bytes,12,opt,name=data,proto3" json:"data,omitempty"` // a function message's own fields, JSON
-	To            string                 `protobuf:"bytes,13,opt,name=to,proto3" json:"to,omitempty"`     // scope "user": the target user
-	Ref           string                 `protobuf:"bytes,14,opt,name=ref,proto3" json:"ref,omitempty"`   // retract: the id of the message removed
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Seq      int64                  `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Id       string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	Room     string                 `protobuf:"bytes,3,opt,name=room,proto3" json:"room,omitempty"`
+	Kind     string                 `protobuf:"bytes,4,opt,name=kind,proto3" json:"kind,omitempty"`
+	Scope    string                 `protobuf:"bytes,5,opt,name=scope,proto3" json:"scope,omitempty"`
+	User     *User                  `protobuf:"bytes,6,opt,name=user,proto3" json:"user,omitempty"`
+	Text     string                 `protobuf:"bytes,7,opt,name=text,proto3" json:"text,omitempty"`
+	Gift     *Gift                  `protobuf:"bytes,8,opt,name=gift,proto3" json:"gift,omitempty"`
+	Priority float64                `protobuf:"fixed64,9,opt,name=priority,proto3" json:"priority,omitempty"`
+	Ts       int64                  `protobuf:"varint,10,opt,name=ts,proto3" json:"ts,omitempty"`
+	// Position on the live session's clock (ms since its first frame);
+	// absent when the room was not live, as in JSON.
+	VideoMs       *int64 `protobuf:"varint,11,opt,name=video_ms,json=videoMs,proto3,oneof" json:"video_ms,omitempty"`
+	Data          []byte `protobuf:"bytes,12,opt,name=data,proto3" json:"data,omitempty"` // a function message's own fields, JSON
+	To            string `protobuf:"bytes,13,opt,name=to,proto3" json:"to,omitempty"`     // scope "user": the target user
+	Ref           string `protobuf:"bytes,14,opt,name=ref,proto3" json:"ref,omitempty"`   // retract: the id of the message removed
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -652,8 +656,8 @@ func (x *Message) GetTs() int64 {
 }
 
 func (x *Message) GetVideoMs() int64 {
-	if x != nil {
-		return x.VideoMs
+	if x != nil && x.VideoMs != nil {
+		return *x.VideoMs
 	}
 	return 0
 }
@@ -824,17 +828,18 @@ const file_proto_roomcast_v1_roomcast_proto_rawDesc = "" +
 	"\x0eretry_after_ms\x18\t \x01(\x03R\fretryAfterMs\x12\x1d\n" +
 	"\n" +
 	"error_code\x18\n" +
-	" \x01(\tR\terrorCode\"\xdd\x01\n" +
+	" \x01(\tR\terrorCode\"\xef\x01\n" +
 	"\vSendRequest\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x12\n" +
 	"\x04text\x18\x02 \x01(\tR\x04text\x12\x17\n" +
 	"\agift_id\x18\x03 \x01(\tR\x06giftId\x12\x14\n" +
-	"\x05count\x18\x04 \x01(\x05R\x05count\x12\x19\n" +
-	"\bvideo_ms\x18\x05 \x01(\x03R\avideoMs\x12\"\n" +
+	"\x05count\x18\x04 \x01(\x05R\x05count\x12\x1e\n" +
+	"\bvideo_ms\x18\x05 \x01(\x03H\x00R\avideoMs\x88\x01\x01\x12\"\n" +
 	"\rclient_msg_id\x18\x06 \x01(\tR\vclientMsgId\x12\x14\n" +
 	"\x05scope\x18\a \x01(\tR\x05scope\x12\x0e\n" +
 	"\x02to\x18\b \x01(\tR\x02to\x12\x12\n" +
-	"\x04data\x18\t \x01(\fR\x04data\"A\n" +
+	"\x04data\x18\t \x01(\fR\x04dataB\v\n" +
+	"\t_video_ms\"A\n" +
 	"\aSendAck\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x03R\x03seq\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x14\n" +
@@ -851,7 +856,7 @@ const file_proto_roomcast_v1_roomcast_proto_rawDesc = "" +
 	"\x04room\x18\a \x01(\tR\x04room\x12\x12\n" +
 	"\x04move\x18\b \x01(\tR\x04moveB\t\n" +
 	"\a_onlineB\b\n" +
-	"\x06_likes\"\xc8\x02\n" +
+	"\x06_likes\"\xda\x02\n" +
 	"\aMessage\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x03R\x03seq\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x12\n" +
@@ -863,11 +868,12 @@ const file_proto_roomcast_v1_roomcast_proto_rawDesc = "" +
 	"\x04gift\x18\b \x01(\v2\x11.roomcast.v1.GiftR\x04gift\x12\x1a\n" +
 	"\bpriority\x18\t \x01(\x01R\bpriority\x12\x0e\n" +
 	"\x02ts\x18\n" +
-	" \x01(\x03R\x02ts\x12\x19\n" +
-	"\bvideo_ms\x18\v \x01(\x03R\avideoMs\x12\x12\n" +
+	" \x01(\x03R\x02ts\x12\x1e\n" +
+	"\bvideo_ms\x18\v \x01(\x03H\x00R\avideoMs\x88\x01\x01\x12\x12\n" +
 	"\x04data\x18\f \x01(\fR\x04data\x12\x0e\n" +
 	"\x02to\x18\r \x01(\tR\x02to\x12\x10\n" +
-	"\x03ref\x18\x0e \x01(\tR\x03ref\"@\n" +
+	"\x03ref\x18\x0e \x01(\tR\x03refB\v\n" +
+	"\t_video_ms\"@\n" +
 	"\x04User\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
@@ -926,7 +932,9 @@ func file_proto_roomcast_v1_roomcast_proto_init() {
 	if File_proto_roomcast_v1_roomcast_proto != nil {
 		return
 	}
+	file_proto_roomcast_v1_roomcast_proto_msgTypes[1].OneofWrappers = []any{}
 	file_proto_roomcast_v1_roomcast_proto_msgTypes[4].OneofWrappers = []any{}
+	file_proto_roomcast_v1_roomcast_proto_msgTypes[5].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
