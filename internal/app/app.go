@@ -27,6 +27,7 @@ import (
 	"roomcast/internal/metrics"
 	"roomcast/internal/moderation"
 	"roomcast/internal/presence"
+	"roomcast/internal/quiz"
 	"roomcast/internal/record"
 	"roomcast/internal/room"
 	"roomcast/internal/route"
@@ -51,6 +52,7 @@ type App struct {
 	Media    *media.Server
 	Recorder *record.Recorder
 	Archive  *archive.Archive
+	Quiz     *quiz.Service
 
 	tl       timeline.Timeline
 	bus      bus.Bus
@@ -175,7 +177,12 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 		place = agent
 	}
 
-	a.gw, err = gateway.New(ctx, gateway.Deps{Config: cfg, Signer: a.Signer, AdminKey: adminKey, Rooms: a.Rooms, Service: a.Service,
+	if a.Quiz, err = newQuiz(ctx, cfg, a, sm); err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, func(context.Context) error { return a.Quiz.Close() })
+
+	a.gw, err = gateway.New(ctx, gateway.Deps{Config: cfg, Signer: a.Signer, AdminKey: adminKey, Rooms: a.Rooms, Service: a.Service, Quiz: a.Quiz,
 		Node: a.Node, Presence: a.presence, Store: a.Store, Bus: a.bus, Router: route.New(route.DefaultRules()), Placement: place, Metrics: a.Metrics, Log: log,
 		Mount: func(m *http.ServeMux) {
 			m.Handle("/live/", a.Media.HTTPHandler())

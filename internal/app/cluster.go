@@ -24,6 +24,7 @@ import (
 	"roomcast/internal/moderation"
 	"roomcast/internal/placement"
 	"roomcast/internal/presence"
+	"roomcast/internal/quiz"
 	"roomcast/internal/timeline"
 )
 
@@ -66,6 +67,7 @@ func redisSeams(ctx context.Context, cfg *config.Config, rate config.Rate, m *me
 	s.presence = p
 	s.likes = likes.NewRedis(client, likes.RedisConfig{Prefix: prefix, Call: g.call})
 	s.mod = moderation.NewRedis(client, rate.N, rate.Per, moderation.RedisConfig{Prefix: prefix, Call: g.call})
+	s.quiz = quiz.NewRedis(client, quiz.RedisConfig{Prefix: prefix, Call: g.call})
 	s.closers = append(s.closers, tl.Close, rb.Close, p.Close, s.likes.Close, s.mod.Close)
 	s.placement = func(loads func() map[string]int) *placement.Agent {
 		id := cfg.Advertise

@@ -14,6 +14,7 @@ import (
 	"roomcast/internal/moderation"
 	"roomcast/internal/placement"
 	"roomcast/internal/presence"
+	"roomcast/internal/quiz"
 	"roomcast/internal/timeline"
 )
 
@@ -27,6 +28,7 @@ type seams struct {
 	// placement starts the hot-room placement agent (cluster mode only;
 	// nil in memory mode), reading room loads from loads.
 	placement func(loads func() map[string]int) *placement.Agent
+	quiz      quiz.State     // nil: the app builds the memory state (it needs the store)
 	closers   []func() error // in order of creation
 }
 

@@ -95,6 +95,13 @@ type Config struct {
 	KeywordMode string        // "reject" (default) or "mask"
 	KickBlock   time.Duration // how long a kicked user may not re-enter; default 5m
 
+	// QuizDelay is added to every quiz answer window, the allowance for the
+	// stream's latency (issue 12); default 3s, 0 = none.
+	QuizDelay time.Duration
+	// QuizRevivals is how many revival cards a player may use per activity;
+	// default 1, 0 = none.
+	QuizRevivals int
+
 	// Gifts is the gift catalogue (config file only); empty = defaults.
 	Gifts []message.GiftDef
 
@@ -167,6 +174,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Keywords, "keywords", "", "blocked words, comma-separated")
 	fs.StringVar(&c.KeywordMode, "keyword-mode", "reject", "reject or mask messages with blocked words")
 	fs.DurationVar(&c.KickBlock, "kick-block", 5*time.Minute, "re-entry block after a kick")
+	fs.DurationVar(&c.QuizDelay, "quiz-delay", 3*time.Second, "added to every quiz answer window: the allowance for the stream's latency")
+	fs.IntVar(&c.QuizRevivals, "quiz-revivals", 1, "revival cards a player may use per quiz activity")
 	fs.BoolVar(&c.GOPCache, "gop-cache", true, "start new viewers from the cached GOP")
 	fs.BoolVar(&c.PublishTakeover, "publish-takeover", false, "a second publisher takes over a live room")
 	fs.StringVar(&c.PlaySignKey, "play-sign-key", "", "HMAC key for signed play URLs (empty = off)")
@@ -336,6 +345,9 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("--advertise %q: want http(s)://host:port", c.Advertise)
 		}
 		c.Advertise = u.Scheme + "://" + u.Host
+	}
+	if c.QuizDelay < 0 || c.QuizRevivals < 0 {
+		return errors.New("--quiz-delay and --quiz-revivals must be ≥ 0")
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ package errs
 import (
 	"errors"
 	"net/http"
+	"sync"
 )
 
 // Error is a client-facing error. Code is part of the API contract.
@@ -50,6 +51,8 @@ const (
 	Method        = "method_not_allowed"
 )
 
+var statusMu sync.RWMutex // guards statuses (Register)
+
 var statuses = map[string]int{
 	BadJSON:       http.StatusBadRequest,
 	BadRequest:    http.StatusBadRequest,
@@ -78,12 +81,25 @@ var statuses = map[string]int{
 	Internal:      http.StatusInternalServerError,
 }
 
+// Register adds codes with their HTTP statuses (packages with their own
+// codes, such as the quiz, register them when the app is built).
+func Register(codes map[string]int) {
+	statusMu.Lock()
+	defer statusMu.Unlock()
+	for c, s := range codes {
+		statuses[c] = s
+	}
+}
+
 // Status is the HTTP status for err: its code's status for an *Error, 500
 // for anything else.
 func Status(err error) int {
 	var e *Error
 	if errors.As(err, &e) {
-		if s, ok := statuses[e.Code]; ok {
+		statusMu.RLock()
+		s, ok := statuses[e.Code]
+		statusMu.RUnlock()
+		if ok {
 			return s
 		}
 		return http.StatusBadRequest

@@ -27,6 +27,7 @@ import (
 	"roomcast/internal/fanout"
 	"roomcast/internal/metrics"
 	"roomcast/internal/presence"
+	"roomcast/internal/quiz"
 	"roomcast/internal/room"
 	"roomcast/internal/route"
 	"roomcast/internal/service"
@@ -41,6 +42,7 @@ type Deps struct {
 	AdminKey string
 	Rooms    *room.Registry
 	Service  *service.Service
+	Quiz     *quiz.Service
 	Node     *fanout.Node
 	Presence presence.Presence
 	Store    *store.Store
@@ -148,6 +150,7 @@ func (g *Gateway) routes() {
 	m.HandleFunc("PUT /api/admin/route", g.admin(g.handlePutRouteRules))
 	m.HandleFunc("GET /api/admin/poll-intervals", g.admin(g.handleGetPollIntervals))
 	m.HandleFunc("PUT /api/admin/poll-intervals", g.admin(g.handlePutPollIntervals))
+	g.quizRoutes(m) // quiz.go: activities, answers, cards, prizes
 	m.HandleFunc("OPTIONS /api/", g.handlePreflight)
 	m.HandleFunc("GET /ws", g.handleWS)
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })

@@ -210,6 +210,9 @@ func (g *Gateway) OnMessage(c *ws.Conn, data []byte) {
 	case "send":
 		g.d.Metrics.WSFrames.WithLabelValues("send").Inc()
 		g.onSend(c, st, f)
+	case "answer":
+		g.d.Metrics.WSFrames.WithLabelValues("answer").Inc()
+		g.onAnswer(c, st, data)
 	default:
 		g.d.Metrics.WSFrames.WithLabelValues("unknown").Inc()
 		g.sendError(c, f.ID, errs.New(errs.BadRequest, "unknown frame type"))

@@ -28,6 +28,11 @@ const (
 	KindQuiz      Kind = "quiz"
 	KindPKResult  Kind = "pk_result"
 	KindMute      Kind = "mute"
+
+	// The quiz's function messages (issue 12), sent by the server only.
+	KindQuizQuestion Kind = "quiz_question"
+	KindQuizReveal   Kind = "quiz_reveal"
+	KindQuizEnd      Kind = "quiz_end"
 )
 
 // Scope says who receives a message.
@@ -88,7 +93,8 @@ type Message struct {
 // MustDeliver reports whether k may never be dropped (R6).
 func (k Kind) MustDeliver() bool {
 	switch k {
-	case KindSystem, KindKick, KindRetract, KindRedPacket, KindQuiz, KindPKResult, KindMute:
+	case KindSystem, KindKick, KindRetract, KindRedPacket, KindQuiz, KindPKResult, KindMute,
+		KindQuizQuestion, KindQuizReveal, KindQuizEnd:
 		return true
 	}
 	return false

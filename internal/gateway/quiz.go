@@ -1,0 +1,275 @@
+package gateway
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"time"
+
+	"roomcast/internal/errs"
+	"roomcast/internal/message"
+	"roomcast/internal/quiz"
+	"roomcast/internal/service"
+	"roomcast/internal/ws"
+)
+
+// The quiz's HTTP face (issue 12): activities, the operator's steps,
+// answers, winners, revival cards and prizes. Every rule lives in
+// quiz.Service; these handlers only translate.
+
+func caller(id service.Identity) quiz.Caller {
+	return quiz.Caller{User: id.Claims.Sub, Admin: id.Admin}
+}
+
+func (g *Gateway) handleCreateActivity(w http.ResponseWriter, r *http.Request) {
+	var body quiz.CreateRequest
+	who, ok := g.authedBody(w, r, &body)
+	if !ok {
+		return
+	}
+	v, err := g.d.Quiz.Create(r.Context(), caller(who), &body)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, v)
+}
+
+func (g *Gateway) handleGetActivity(w http.ResponseWriter, r *http.Request) {
+	who, err := g.identity(r, false, false)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	v, err := g.d.Quiz.Get(r.Context(), caller(who), r.PathValue("id"))
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, 200, v)
+}
+
+func (g *Gateway) handleRoomActivities(w http.ResponseWriter, r *http.Request) {
+	vs, err := g.d.Quiz.List(r.Context(), r.PathValue("id"))
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, 200, map[string]any{"activities": vs})
+}
+
+// operatorStep runs one of the operator's steps on /api/activities/{id}[/questions/{n}].
+func (g *Gateway) operatorStep(step func(ctx context.Context, c quiz.Caller, id string, n int) (any, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		who, err := g.identity(r, true, false)
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		n := 0
+		if s := r.PathValue("n"); s != "" {
+			v, ok := parseUint(s)
+			if !ok || v < 1 || v > quiz.MaxQuestions {
+				writeErr(w, errs.New(errs.BadRequest, "question numbers are 1–50"))
+				return
+			}
+			n = int(v)
+		}
+		out, err := step(r.Context(), caller(who), r.PathValue("id"), n)
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		writeJSON(w, 200, out)
+	}
+}
+
+func (g *Gateway) quizRoutes(m *http.ServeMux) {
+	q := g.d.Quiz
+	m.HandleFunc("POST /api/activities", g.handleCreateActivity)
+	m.HandleFunc("GET /api/activities/{id}", g.handleGetActivity)
+	m.HandleFunc("GET /api/rooms/{id}/activities", g.handleRoomActivities)
+	m.HandleFunc("POST /api/activities/{id}/start", g.operatorStep(func(ctx context.Context, c quiz.Caller, id string, _ int) (any, error) {
+		return q.Start(ctx, c, id)
+	}))
+	m.HandleFunc("POST /api/activities/{id}/questions/{n}/push", g.operatorStep(func(ctx context.Context, c quiz.Caller, id string, n int) (any, error) {
+		return q.Push(ctx, c, id, n)
+	}))
+	m.HandleFunc("POST /api/activities/{id}/questions/{n}/reveal", g.operatorStep(func(ctx context.Context, c quiz.Caller, id string, n int) (any, error) {
+		return q.Reveal(ctx, c, id, n)
+	}))
+	m.HandleFunc("GET /api/activities/{id}/questions/{n}/counts", g.operatorStep(func(ctx context.Context, c quiz.Caller, id string, n int) (any, error) {
+		return q.Counts(ctx, c, id, n)
+	}))
+	m.HandleFunc("POST /api/activities/{id}/answers", g.handleAnswer)
+	m.HandleFunc("GET /api/activities/{id}/winners", g.handleWinners)
+	m.HandleFunc("POST /api/admin/cards", g.admin(g.handleGrantCards))
+	m.HandleFunc("GET /api/me", g.handleMe)
+	m.HandleFunc("GET /api/me/prizes", g.handleMyPrizes)
+}
+
+// answerBody is an answer, over HTTP or as a WebSocket frame.
+type answerBody struct {
+	ID       string `json:"id"`       // frame id, echoed (WebSocket)
+	Activity string `json:"activity"` // WebSocket: default the room's running activity
+	N        *int   `json:"n"`
+	Option   *int   `json:"option"`
+}
+
+func (b *answerBody) check() error {
+	if b.N == nil || b.Option == nil {
+		return errs.New(quiz.CodeInvalid, "n and option are required")
+	}
+	return nil
+}
+
+// answerReply is the answer's acknowledgement: the result sealed with the
+// question's key, readable after the reveal.
+type answerReply struct {
+	Type     string `json:"type,omitempty"`
+	ID       string `json:"id,omitempty"`
+	Activity string `json:"activity"`
+	N        int    `json:"n"`
+	Sealed   string `json:"sealed"`
+}
+
+func (g *Gateway) handleAnswer(w http.ResponseWriter, r *http.Request) {
+	var body answerBody
+	who, ok := g.authedBody(w, r, &body)
+	if !ok {
+		return
+	}
+	if err := body.check(); err != nil {
+		writeErr(w, err)
+		return
+	}
+	id := r.PathValue("id")
+	sealed, err := g.d.Quiz.Answer(r.Context(), who.Claims.Sub, id, *body.N, *body.Option)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, 200, answerReply{Activity: id, N: *body.N, Sealed: base64.StdEncoding.EncodeToString(sealed)})
+}
+
+// onAnswer is the WebSocket answer frame: {"type":"answer","id","n","option"[,"activity"]}
+// → {"type":"answer_ok","id","activity","n","sealed"} or an error frame.
+func (g *Gateway) onAnswer(c *ws.Conn, st *wsState, data []byte) {
+	var f answerBody
+	if err := json.Unmarshal(data, &f); err != nil {
+		g.sendError(c, "", errs.New(errs.BadJSON, "frame is not valid JSON"))
+		return
+	}
+	if len(f.ID) > 64 {
+		f.ID = f.ID[:64]
+	}
+	st.mu.Lock()
+	user := st.id.Claims.Sub
+	st.mu.Unlock()
+	if user == "" {
+		g.sendError(c, f.ID, errs.New(errs.Unauthorized, "answering needs a token (connect with ?token= or send an auth frame)"))
+		return
+	}
+	if err := f.check(); err != nil {
+		g.sendError(c, f.ID, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if f.Activity == "" {
+		id, err := g.d.Quiz.Running(ctx, st.room)
+		if err != nil {
+			g.sendError(c, f.ID, err)
+			return
+		}
+		f.Activity = id
+	}
+	sealed, err := g.d.Quiz.Answer(ctx, user, f.Activity, *f.N, *f.Option)
+	if err != nil {
+		g.sendError(c, f.ID, err)
+		return
+	}
+	b := append([]byte(`{"type":"answer_ok","id":`), message.AppendString(nil, f.ID)...)
+	b = append(b, `,"activity":`...)
+	b = message.AppendString(b, f.Activity)
+	b = append(b, `,"n":`...)
+	b = strconv.AppendInt(b, int64(*f.N), 10)
+	b = append(b, `,"sealed":"`...)
+	b = base64.StdEncoding.AppendEncode(b, sealed)
+	_ = c.SendText(append(b, '"', '}'))
+}
+
+func (g *Gateway) handleWinners(w http.ResponseWriter, r *http.Request) {
+	ps, total, err := g.d.Quiz.Winners(r.Context(), r.PathValue("id"))
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	type winner struct {
+		User        string `json:"user"`
+		AmountCents int64  `json:"amount_cents"`
+	}
+	out := make([]winner, len(ps))
+	for i, p := range ps {
+		out[i] = winner{p.User, p.AmountCents}
+	}
+	writeJSON(w, 200, map[string]any{"winners": out, "total_cents": total})
+}
+
+func (g *Gateway) handleGrantCards(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		User  string `json:"user"`
+		Count int    `json:"count"`
+	}
+	if err := decode(w, r, &body); err != nil {
+		writeErr(w, err)
+		return
+	}
+	n, err := g.d.Quiz.GrantCards(r.Context(), body.User, body.Count)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, 200, map[string]any{"user": body.User, "cards": n})
+}
+
+func (g *Gateway) handleMe(w http.ResponseWriter, r *http.Request) {
+	who, err := g.identity(r, true, false)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	n, err := g.d.Quiz.Cards(r.Context(), who.Claims.Sub)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, 200, map[string]any{"user": who.Claims.Sub, "name": who.Claims.Name, "level": who.Claims.Level,
+		"role": who.Claims.Role, "cards": n})
+}
+
+func (g *Gateway) handleMyPrizes(w http.ResponseWriter, r *http.Request) {
+	who, err := g.identity(r, true, false)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	ps, err := g.d.Quiz.Prizes(r.Context(), who.Claims.Sub)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	type prize struct {
+		Activity    string    `json:"activity"`
+		AmountCents int64     `json:"amount_cents"`
+		Kind        string    `json:"kind"`
+		At          time.Time `json:"at"`
+	}
+	out := make([]prize, len(ps))
+	for i, p := range ps {
+		out[i] = prize{p.Activity, p.AmountCents, p.Kind, time.UnixMilli(p.At).UTC()}
+	}
+	writeJSON(w, 200, map[string]any{"prizes": out})
+}
