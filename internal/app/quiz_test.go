@@ -197,13 +197,7 @@ func TestQuizWholeActivity(t *testing.T) {
 	}
 	// Settlement again (the reveal repeated) pays nobody twice.
 	s.opStep(anchor, "/api/activities/"+id+"/questions/3/reveal")
-	var winners struct {
-		Winners []struct {
-			User        string `json:"user"`
-			AmountCents int64  `json:"amount_cents"`
-		} `json:"winners"`
-		TotalCents int64 `json:"total_cents"`
-	}
+	var winners winnersAnswer
 	if code := s.do("GET", "/api/activities/"+id+"/winners", "", nil, &winners); code != 200 || winners.TotalCents != 100 ||
 		fmt.Sprint(winners.Winners) != "[{u1 34} {u2 33} {u5 33}]" {
 		t.Fatalf("winners: %d %+v", code, winners)
@@ -281,14 +275,17 @@ func TestQuizRestartKeepsState(t *testing.T) {
 		}
 		s2.revealWhenDue(anchor, id, q.n)
 	}
-	var winners struct {
-		Winners []struct {
-			User        string `json:"user"`
-			AmountCents int64  `json:"amount_cents"`
-		} `json:"winners"`
-		TotalCents int64 `json:"total_cents"`
-	}
+	var winners winnersAnswer
 	if s2.do("GET", "/api/activities/"+id+"/winners", "", nil, &winners); winners.TotalCents != 7 || fmt.Sprint(winners.Winners) != "[{u1 4} {u2 3}]" {
 		t.Fatalf("winners: %+v", winners)
 	}
+}
+
+// winnersAnswer is GET /api/activities/{id}/winners.
+type winnersAnswer struct {
+	Winners []struct {
+		User        string `json:"user"`
+		AmountCents int64  `json:"amount_cents"`
+	} `json:"winners"`
+	TotalCents int64 `json:"total_cents"`
 }

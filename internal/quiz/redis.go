@@ -47,14 +47,8 @@ func (r *Redis) keys(id string) []string {
 	return []string{b + "m", b + "p", b + "c", b + "w", b + "r", b + "k"}
 }
 
-// run executes s on id's keys and returns its array reply.
-func (r *Redis) run(ctx context.Context, op string, s *rueidis.Lua, id string, args ...string) ([]rueidis.RedisMessage, error) {
-	var out []rueidis.RedisMessage
-	do := func(ctx context.Context) error {
-		var err error
-		out, err = s.Exec(ctx, r.c, r.keys(id), args).ToArray()
-		return err
-	}
+// call runs one round trip through the node's gate.
+func (r *Redis) call(ctx context.Context, op, id string, do func(context.Context) error) error {
 	var err error
 	if r.cfg.Call != nil {
 		err = r.cfg.Call(ctx, op, 1, do)
@@ -62,7 +56,21 @@ func (r *Redis) run(ctx context.Context, op string, s *rueidis.Lua, id string, a
 		err = do(ctx)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("quiz: redis %s %s: %w", op, id, err)
+		return fmt.Errorf("quiz: redis %s %s: %w", op, id, err)
+	}
+	return nil
+}
+
+// run executes s on id's keys and returns its array reply.
+func (r *Redis) run(ctx context.Context, op string, s *rueidis.Lua, id string, args ...string) ([]rueidis.RedisMessage, error) {
+	var out []rueidis.RedisMessage
+	err := r.call(ctx, op, id, func(ctx context.Context) error {
+		var err error
+		out, err = s.Exec(ctx, r.c, r.keys(id), args).ToArray()
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("quiz: redis %s: empty reply", op)
@@ -340,19 +348,13 @@ func (r *Redis) Reveal(ctx context.Context, id string, n int, now int64) (Reveal
 
 func (r *Redis) members(ctx context.Context, id, op string, key int) ([]string, error) {
 	var out []string
-	do := func(ctx context.Context) error {
+	err := r.call(ctx, op, id, func(ctx context.Context) error {
 		var err error
 		out, err = r.c.Do(ctx, r.c.B().Smembers().Key(r.keys(id)[key]).Build()).AsStrSlice()
 		return err
-	}
-	var err error
-	if r.cfg.Call != nil {
-		err = r.cfg.Call(ctx, op, 1, do)
-	} else {
-		err = do(ctx)
-	}
+	})
 	if err != nil {
-		return nil, fmt.Errorf("quiz: redis %s %s: %w", op, id, err)
+		return nil, err
 	}
 	sort.Strings(out)
 	return out, nil
