@@ -9,7 +9,8 @@
 #   scripts/bench.sh ws-1k idle-10k  # some of them (names below)
 #   QUICK=1 scripts/bench.sh         # small sizes, short windows (smoke test)
 #
-# Scenarios: poll-hot ws-1k ws-10k idle-10k send-burst flv-1 flv-100 flv-1000 flv-2000
+# Scenarios: poll-hot ws-1k ws-10k idle-10k send-burst flv-1 flv-100 flv-1000 flv-2000,
+# and (not in the default set) ws-5k ws-5k-proto ws-10k-proto: JSON vs protobuf readers
 # (flv-* need ffmpeg: a 2.5 Mbit/s H.264+AAC file is encoded once and cached,
 # then published with `ffmpeg -re -stream_loop -1 -c copy` over RTMP.)
 #
@@ -182,6 +183,11 @@ for s in $SCENARIOS; do
 	ws-10k)
 		start_server; create_room
 		run_bench "$s" ws --conns "$(n 10000 500)" --ramp 2000 --send-rate 20 --senders 4 --duration "$DURATION" ;;
+	ws-5k|ws-5k-proto|ws-10k-proto) # the encodings side by side (issue 11)
+		conns=$(n 5000 250); [ "${s#ws-10k}" != "$s" ] && conns=$(n 10000 500)
+		format=json; [ "${s%-proto}" != "$s" ] && format=proto
+		start_server; create_room
+		run_bench "$s" ws --conns "$conns" --ramp 2000 --send-rate 20 --senders 4 --format "$format" --duration "$DURATION" ;;
 	idle-10k)
 		start_server; create_room
 		run_bench "$s" ws --conns "$(n 10000 500)" --ramp 2000 --idle --settle 3s --duration 5s ;;
