@@ -53,12 +53,23 @@ type BatchContent struct {
 	// Move is the node a client of a placed room should reconnect to next
 	// time (R14; first batches only).
 	Move string
+	// Epoch names the timeline the cursor belongs to (issue 8); "" for none.
+	Epoch string
 }
 
-// AppendBatch appends the length-prefixed type 2 NOTIFY frame of c to b.
+// AppendBatch appends the length-prefixed type 2 NOTIFY frame of c to b:
+// Frame{type: 2, kind: NOTIFY, body: Batch}.
 func AppendBatch(b []byte, c BatchContent) []byte {
+	return appendLen(b, func(b []byte) []byte {
+		b = append(b, 0x08, 0x04, 0x10, 0x02) // type 2 (sint32: zigzag 4), kind NOTIFY (2)
+		return appendSub(b, 8, func(b []byte) []byte { return appendBatchBody(b, c) })
+	})
+}
+
+// BatchMessage is c as the generated Batch (what AppendBatch encodes).
+func BatchMessage(c BatchContent) *pb.Batch {
 	batch := &pb.Batch{Room: valid(c.Room), Cursor: int64(c.Cursor), Reset_: c.Reset, Move: valid(c.Move),
-		Messages: make([]*pb.Message, len(c.Messages))}
+		Epoch: valid(c.Epoch), Messages: make([]*pb.Message, len(c.Messages))}
 	for i, m := range c.Messages {
 		batch.Messages[i] = Message(m)
 	}
@@ -68,13 +79,5 @@ func AppendBatch(b []byte, c BatchContent) []byte {
 	if c.Likes >= 0 {
 		batch.Likes = proto.Int64(c.Likes)
 	}
-	body, err := proto.Marshal(batch)
-	if err != nil { // cannot happen: every string is made valid above
-		panic("wire: marshal batch: " + err.Error())
-	}
-	out, err := AppendFrame(b, &pb.Frame{Type: TypeBatch, Kind: Notify, Body: body})
-	if err != nil {
-		panic("wire: marshal batch frame: " + err.Error())
-	}
-	return out
+	return batch
 }
