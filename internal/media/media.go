@@ -277,6 +277,17 @@ func (s *Server) PictureURL(room string) string {
 	return u
 }
 
+// Cue writes a cue into room's live stream (an FLV/RTMP script-data tag
+// and an HLS EXT-X-DATERANGE) and returns the stream's clock there in ms;
+// ok is false when the room is not live here.
+func (s *Server) Cue(room, name string, data map[string]any) (videoMS int64, ok bool) {
+	ms, ok, err := s.hub.Cue(room, name, data)
+	if err != nil {
+		s.log.Warn("media: cue", "room", room, "name", name, "err", err)
+	}
+	return ms, ok
+}
+
 // Hub is the media hub (recorders attach to it like viewers).
 func (s *Server) Hub() *hub.Manager { return s.hub }
 

@@ -37,6 +37,10 @@ const PrizeKind = "quiz"
 // each enrolls the users it holds in the room.
 const evEnroll bus.EventType = "quiz_enroll"
 
+// evCue is the control event that asks every node to write a question's cue
+// into the room's live stream: only the node holding the publisher can.
+const evCue bus.EventType = "quiz_cue"
+
 // Store is what the quiz keeps in SQL.
 type Store interface {
 	CreateActivity(ctx context.Context, rec store.ActivityRecord) error
@@ -371,7 +375,11 @@ func (s *Service) Push(ctx context.Context, c Caller, id string, n int) (*View, 
 	step := "push:" + strconv.Itoa(n)
 	var videoMS int64
 	if changed && s.d.Cues != nil {
-		videoMS, _ = s.d.Cues.Cue(a.Room, "onQuizQuestion", map[string]any{"activity": id, "n": n})
+		videoMS, _ = s.d.Cues.Cue(a.Room, CueName, map[string]any{"activity": id, "n": n})
+		if err := s.d.Bus.Publish(ctx, bus.Control, bus.Event{Type: evCue, Room: a.Room,
+			Data: []byte(s.node + " " + id + " " + strconv.Itoa(n))}); err != nil {
+			s.d.Log.Warn("quiz: cue event", "activity", id, "err", err)
+		}
 	}
 	if changed && n == 1 {
 		if err := s.enrollLocal(ctx, a, l.PushedAt); err != nil {
@@ -421,13 +429,21 @@ func (s *Service) enrollLocal(ctx context.Context, a *Activity, pushedAt int64) 
 	return nil
 }
 
-// onControl enrolls this node's users when another node pushed question 1.
+// CueName is the script-data name of the question cue in the live stream.
+const CueName = "onQuizQuestion"
+
+// onControl follows another node's push: it writes the cue into the stream
+// if this node holds the publisher, and enrolls this node's users at
+// question 1.
 func (s *Service) onControl(ev bus.Event) {
-	if ev.Type != evEnroll {
+	f := strings.Fields(string(ev.Data))
+	if len(f) != 3 || f[0] == s.node || (ev.Type != evEnroll && ev.Type != evCue) {
 		return
 	}
-	f := strings.Fields(string(ev.Data))
-	if len(f) != 3 || f[0] == s.node {
+	if ev.Type == evCue {
+		if n, err := strconv.Atoi(f[2]); err == nil && s.d.Cues != nil {
+			s.d.Cues.Cue(ev.Room, CueName, map[string]any{"activity": f[1], "n": n})
+		}
 		return
 	}
 	pushedAt, _ := strconv.ParseInt(f[2], 10, 64)

@@ -288,3 +288,14 @@ func MetadataBody(m Meta) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// ScriptBody encodes a script-data tag body: name followed by an AMF0
+// object of entries (strings, float64 numbers, bools), such as the quiz's
+// onQuizQuestion cue {"activity","n"} that players expose to the page.
+func ScriptBody(name string, entries []amf0.ObjectEntry) ([]byte, error) {
+	b, err := amf0.Data{name, amf0.Object(entries)}.Marshal()
+	if err != nil {
+		return nil, fmt.Errorf("flvtag: script %s: %w", name, err)
+	}
+	return b, nil
+}

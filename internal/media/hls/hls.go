@@ -78,7 +78,8 @@ type muxer struct {
 	replaced chan struct{} // closed when a newer muxer for the room exists
 
 	mu    sync.Mutex
-	ended bool // publisher gone: playlists get ENDLIST; guarded by mu
+	ended bool        // publisher gone: playlists get ENDLIST; guarded by mu
+	cues  []dateRange // newest last, at most maxCues; guarded by mu
 }
 
 // isEnded: the publisher is gone (the feeder may still be flushing).
@@ -258,6 +259,8 @@ func (s *Server) writeFrame(mx *muxer, f *hub.Frame, params [][]byte, base time.
 			return
 		}
 		err = mx.mux.WriteMPEG4Audio(mx.audio, ntp, durationTo(f.PTS, int64(mx.audio.ClockRate)), f.AU)
+	case hub.KindCue:
+		mx.addCue(f, base)
 	}
 	if err != nil {
 		s.log.Debug("HLS write failed", "room", mx.room, "err", err)
@@ -361,7 +364,16 @@ func (s *Server) ServeFile(w http.ResponseWriter, r *http.Request, room, file st
 			flv.WriteError(w, http.StatusNotFound, "not_found", "no such playlist")
 			return
 		}
-		writePlaylist(w, rec, endPlaylist(rec.body.Bytes()))
+		writePlaylist(w, rec, mx.withCues(endPlaylist(rec.body.Bytes())))
+		return
+	}
+	if strings.HasSuffix(file, ".m3u8") && mx.hasCues() {
+		rec := s.capture(mx, r, file, false)
+		if rec.status != http.StatusOK {
+			flv.WriteError(w, http.StatusNotFound, "not_found", "no such playlist")
+			return
+		}
+		writePlaylist(w, rec, mx.withCues(rec.body.Bytes()))
 		return
 	}
 	r2 := r.Clone(r.Context())

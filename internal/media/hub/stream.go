@@ -43,6 +43,7 @@ type Frame struct {
 	AU [][]byte
 
 	seq uint64 // position in the stream's ring
+	cue any    // a KindCue frame's Cue
 }
 
 // Tracks describe what a publisher sends.
@@ -160,7 +161,7 @@ func (s *Stream) appendLocked(f *Frame) {
 	if f.Key {
 		s.gop, s.gopOK = f.seq, true
 	}
-	if f.Kind != KindMeta && f.DTS > s.lastDTS {
+	if f.Kind != KindMeta && f.Kind != KindCue && f.DTS > s.lastDTS {
 		s.lastDTS = f.DTS
 	}
 	close(s.signal)
