@@ -13,6 +13,8 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"roomcast/internal/rediscall"
+
 	"roomcast/internal/message"
 )
 
@@ -47,7 +49,12 @@ type Redis struct {
 
 	mu     sync.Mutex
 	topics map[Topic]*topicSub // guarded by mu
-	closed bool                // guarded by mu
+	// leaving holds, per topic whose last handler left, a channel closed
+	// once that subscription has ended (its SUNSUBSCRIBE sent); a new
+	// subscription of the topic waits for it, or the old unsubscribe would
+	// end the new one. Guarded by mu.
+	leaving map[Topic]chan struct{}
+	closed  bool // guarded by mu
 
 	resyncMu sync.Mutex
 	resyncQ  []*topicSub // topics owed an EvResync; guarded by resyncMu
@@ -56,18 +63,14 @@ type Redis struct {
 
 var _ Bus = (*Redis)(nil)
 
-// CallFunc runs one Redis round trip named op carrying n commands (metrics,
-// circuit breaker, timeout); see timeline.CallFunc.
-type CallFunc func(ctx context.Context, op string, n int, do func(context.Context) error) error
-
 // RedisConfig configures a Redis bus. Zero values mean the defaults.
 type RedisConfig struct {
 	Prefix string // key prefix; default "rc:"
 	// RoomChannel names the channel the timeline publishes room's messages
 	// on (timeline.RedisChannel); required.
 	RoomChannel func(room string) string
-	Call        CallFunc     // nil: commands run directly
-	Log         *slog.Logger // default slog.Default()
+	Call        rediscall.Func // nil: commands run directly
+	Log         *slog.Logger   // default slog.Default()
 	// SubscribeTimeout bounds waiting for a subscription to be confirmed;
 	// default 5s.
 	SubscribeTimeout time.Duration
@@ -81,6 +84,7 @@ type topicSub struct {
 	cancel   context.CancelFunc
 	handlers atomic.Pointer[[]*handlerRef] // replaced, never mutated
 	ready    chan struct{}                 // closed at the first confirmation
+	ended    chan struct{}                 // closed when hold returns
 	confirms atomic.Int64                  // subscription confirmations so far
 }
 
@@ -100,18 +104,12 @@ func NewRedis(c rueidis.Client, cfg RedisConfig) (*Redis, error) {
 	if cfg.SubscribeTimeout <= 0 {
 		cfg.SubscribeTimeout = 5 * time.Second
 	}
-	b := &Redis{c: c, cfg: cfg, log: cfg.Log, topics: map[Topic]*topicSub{}, resyncCh: make(chan struct{}, 1)}
+	b := &Redis{c: c, cfg: cfg, log: cfg.Log, topics: map[Topic]*topicSub{}, leaving: map[Topic]chan struct{}{},
+		resyncCh: make(chan struct{}, 1)}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.wg.Add(1)
 	go b.resyncLoop()
 	return b, nil
-}
-
-func (b *Redis) call(ctx context.Context, op string, do func(context.Context) error) error {
-	if b.cfg.Call == nil {
-		return do(ctx)
-	}
-	return b.cfg.Call(ctx, op, 1, do)
 }
 
 // channel returns the Redis channel of t and, for a room topic, the room.
@@ -153,7 +151,7 @@ func (b *Redis) Publish(ctx context.Context, t Topic, ev Event) error {
 			return fmt.Errorf("bus: publish %s: %w", t, err)
 		}
 	}
-	err := b.call(ctx, "bus_publish", func(ctx context.Context) error {
+	err := b.cfg.Call.Do(ctx, "bus_publish", 1, func(ctx context.Context) error {
 		return b.c.Do(ctx, b.c.B().Spublish().Channel(ch).Message(rueidis.BinaryString(payload)).Build()).Error()
 	})
 	if err != nil {
@@ -175,13 +173,13 @@ func (b *Redis) Subscribe(t Topic, h Handler) (func(), error) {
 	ts := b.topics[t]
 	if ts == nil {
 		ch, room := b.channel(t)
-		ts = &topicSub{topic: t, room: room, channel: ch, ready: make(chan struct{})}
+		ts = &topicSub{topic: t, room: room, channel: ch, ready: make(chan struct{}), ended: make(chan struct{})}
 		ts.handlers.Store(&[]*handlerRef{})
 		var ctx context.Context
 		ctx, ts.cancel = context.WithCancel(b.ctx)
 		b.topics[t] = ts
 		b.wg.Add(1)
-		go b.hold(ctx, ts)
+		go b.hold(ctx, ts, b.leaving[t])
 	}
 	old := *ts.handlers.Load()
 	next := append(append(make([]*handlerRef, 0, len(old)+1), old...), ref)
@@ -197,7 +195,7 @@ func (b *Redis) Subscribe(t Topic, h Handler) (func(), error) {
 	}
 	ctx, stop := context.WithTimeout(b.ctx, b.cfg.SubscribeTimeout)
 	defer stop()
-	err := b.call(ctx, "bus_subscribe", func(ctx context.Context) error {
+	err := b.cfg.Call.Do(ctx, "bus_subscribe", 1, func(ctx context.Context) error {
 		select {
 		case <-ts.ready:
 			return nil
@@ -226,14 +224,24 @@ func (b *Redis) remove(ts *topicSub, ref *handlerRef) {
 	ts.handlers.Store(&next)
 	if len(next) == 0 && b.topics[ts.topic] == ts {
 		delete(b.topics, ts.topic)
+		b.leaving[ts.topic] = ts.ended
 		ts.cancel()
 	}
 }
 
 // hold keeps ts subscribed until ctx ends, subscribing again (with backoff)
-// whenever the connection is lost.
-func (b *Redis) hold(ctx context.Context, ts *topicSub) {
+// whenever the connection is lost. It first waits for the topic's previous
+// subscription (prev, if not nil) to end.
+func (b *Redis) hold(ctx context.Context, ts *topicSub, prev chan struct{}) {
 	defer b.wg.Done()
+	defer b.ended(ts)
+	if prev != nil {
+		select {
+		case <-prev:
+		case <-ctx.Done():
+			return
+		}
+	}
 	backoff := 50 * time.Millisecond
 	for ctx.Err() == nil {
 		before := ts.confirms.Load()
@@ -267,6 +275,16 @@ func (b *Redis) hold(ctx context.Context, ts *topicSub) {
 		}
 		backoff = min(2*backoff, time.Second)
 	}
+}
+
+// ended records that ts's subscription is over.
+func (b *Redis) ended(ts *topicSub) {
+	close(ts.ended)
+	b.mu.Lock()
+	if b.leaving[ts.topic] == ts.ended {
+		delete(b.leaving, ts.topic)
+	}
+	b.mu.Unlock()
 }
 
 // confirmed runs on rueidis's pipeline goroutine: it must not block.

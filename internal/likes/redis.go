@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+
+	"roomcast/internal/rediscall"
 )
 
 // Redis is the Counter of a cluster (issue 5): one INCRBY per Add on
@@ -28,15 +30,11 @@ type cachedTotal struct {
 	at time.Time
 }
 
-// CallFunc runs one Redis round trip named op carrying n commands (metrics,
-// circuit breaker, timeout); see timeline.CallFunc.
-type CallFunc func(ctx context.Context, op string, n int, do func(context.Context) error) error
-
 // RedisConfig configures a Redis Counter. Zero values mean the defaults.
 type RedisConfig struct {
-	Prefix string        // key prefix; default "rc:"
-	MaxAge time.Duration // how old a cached total may be; default 1s
-	Call   CallFunc      // nil: commands run directly
+	Prefix string         // key prefix; default "rc:"
+	MaxAge time.Duration  // how old a cached total may be; default 1s
+	Call   rediscall.Func // nil: commands run directly
 }
 
 // NewRedis returns a Counter on c. It does not own c.
@@ -51,13 +49,6 @@ func NewRedis(c rueidis.Client, cfg RedisConfig) *Redis {
 }
 
 func (l *Redis) key(room string) string { return l.cfg.Prefix + "{" + room + "}:likes" }
-
-func (l *Redis) call(ctx context.Context, op string, do func(context.Context) error) error {
-	if l.cfg.Call == nil {
-		return do(ctx)
-	}
-	return l.cfg.Call(ctx, op, 1, do)
-}
 
 func (l *Redis) remember(room string, n int64) {
 	l.mu.Lock()
@@ -75,7 +66,7 @@ func (l *Redis) remember(room string, n int64) {
 // Add implements Counter.
 func (l *Redis) Add(ctx context.Context, room string, n int64) (int64, error) {
 	var total int64
-	err := l.call(ctx, "likes_add", func(ctx context.Context) error {
+	err := l.cfg.Call.Do(ctx, "likes_add", 1, func(ctx context.Context) error {
 		var err error
 		total, err = l.c.Do(ctx, l.c.B().Incrby().Key(l.key(room)).Increment(n).Build()).AsInt64()
 		return err
@@ -96,7 +87,7 @@ func (l *Redis) Total(ctx context.Context, room string) (int64, error) {
 		return t.n, nil
 	}
 	var total int64
-	err := l.call(ctx, "likes_total", func(ctx context.Context) error {
+	err := l.cfg.Call.Do(ctx, "likes_total", 1, func(ctx context.Context) error {
 		var err error
 		total, err = l.c.Do(ctx, l.c.B().Get().Key(l.key(room)).Build()).AsInt64()
 		if rueidis.IsRedisNil(err) {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+
+	"roomcast/internal/rediscall"
 )
 
 // Redis is the State of a cluster (issue 5): rate limits, mutes and kicks
@@ -41,14 +43,10 @@ const muteAnswerTTL = 100 * time.Millisecond
 
 var _ State = (*Redis)(nil)
 
-// CallFunc runs one Redis round trip named op carrying n commands (metrics,
-// circuit breaker, timeout); see timeline.CallFunc.
-type CallFunc func(ctx context.Context, op string, n int, do func(context.Context) error) error
-
 // RedisConfig configures a Redis State. Zero values mean the defaults.
 type RedisConfig struct {
-	Prefix string   // key prefix; default "rc:"
-	Call   CallFunc // nil: commands run directly
+	Prefix string         // key prefix; default "rc:"
+	Call   rediscall.Func // nil: commands run directly
 }
 
 // NewRedis returns a State on c allowing n sends per window per user (n ≤ 0:
@@ -58,17 +56,6 @@ func NewRedis(c rueidis.Client, n int, per time.Duration, cfg RedisConfig) *Redi
 		cfg.Prefix = "rc:"
 	}
 	return &Redis{c: c, cfg: cfg, n: n, per: per, mutes: map[string]muteAnswer{}}
-}
-
-func (r *Redis) call(ctx context.Context, op string, do func(context.Context) error) error {
-	return r.callN(ctx, op, 1, do)
-}
-
-func (r *Redis) callN(ctx context.Context, op string, n int, do func(context.Context) error) error {
-	if r.cfg.Call == nil {
-		return do(ctx)
-	}
-	return r.cfg.Call(ctx, op, n, do)
 }
 
 // allowScript: KEYS[1] bucket; ARGV capacity, refill per ms. Returns
@@ -102,7 +89,7 @@ func (r *Redis) Allow(ctx context.Context, user string) (bool, time.Duration, er
 	}
 	rate := float64(r.n) / float64(max(r.per.Milliseconds(), 1)) // tokens per ms
 	var res []int64
-	err := r.call(ctx, "mod_allow", func(ctx context.Context) error {
+	err := r.cfg.Call.Do(ctx, "mod_allow", 1, func(ctx context.Context) error {
 		var err error
 		res, err = allowScript.Exec(ctx, r.c, []string{r.cfg.Prefix + "{u:" + user + "}:rl"},
 			[]string{strconv.Itoa(r.n), strconv.FormatFloat(rate, 'g', -1, 64)}).AsIntSlice()
@@ -125,7 +112,7 @@ func (r *Redis) set(ctx context.Context, op, key string, until time.Time) error 
 	if !until.After(time.Now()) {
 		return r.del(ctx, op, key)
 	}
-	err := r.call(ctx, op, func(ctx context.Context) error {
+	err := r.cfg.Call.Do(ctx, op, 1, func(ctx context.Context) error {
 		return r.c.Do(ctx, r.c.B().Set().Key(key).Value("1").Pxat(until).Build()).Error()
 	})
 	if err != nil {
@@ -135,7 +122,7 @@ func (r *Redis) set(ctx context.Context, op, key string, until time.Time) error 
 }
 
 func (r *Redis) del(ctx context.Context, op, key string) error {
-	err := r.call(ctx, op, func(ctx context.Context) error {
+	err := r.cfg.Call.Do(ctx, op, 1, func(ctx context.Context) error {
 		return r.c.Do(ctx, r.c.B().Del().Key(key).Build()).Error()
 	})
 	if err != nil {
@@ -146,7 +133,7 @@ func (r *Redis) del(ctx context.Context, op, key string) error {
 
 func (r *Redis) exists(ctx context.Context, op, key string) (bool, error) {
 	var n int64
-	err := r.call(ctx, op, func(ctx context.Context) error {
+	err := r.cfg.Call.Do(ctx, op, 1, func(ctx context.Context) error {
 		var err error
 		n, err = r.c.Do(ctx, r.c.B().Exists().Key(key).Build()).AsInt64()
 		return err
@@ -200,7 +187,7 @@ func (r *Redis) Kick(ctx context.Context, room, user string, until time.Time) er
 // (both keys are in the room's slot) for the Muted call that follows.
 func (r *Redis) Kicked(ctx context.Context, room, user string) (bool, error) {
 	var res []rueidis.RedisResult
-	err := r.callN(ctx, "mod_kicked", 2, func(ctx context.Context) error {
+	err := r.cfg.Call.Do(ctx, "mod_kicked", 2, func(ctx context.Context) error {
 		res = r.c.DoMulti(ctx, r.c.B().Exists().Key(r.key("kick", room, user)).Build(),
 			r.c.B().Exists().Key(r.key("mute", room, user)).Build())
 		for _, x := range res {

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+
+	"roomcast/internal/rediscall"
 )
 
 // Redis is the Presence of a cluster (issue 5, R4). Sessions stay local to
@@ -46,20 +48,16 @@ type Redis struct {
 
 var _ Presence = (*Redis)(nil)
 
-// CallFunc runs one Redis round trip named op carrying n commands (metrics,
-// circuit breaker, timeout); see timeline.CallFunc.
-type CallFunc func(ctx context.Context, op string, n int, do func(context.Context) error) error
-
 // RedisConfig configures a Redis Presence. Zero values mean the defaults.
 type RedisConfig struct {
-	Prefix   string        // key prefix; default "rc:"
-	NodeID   string        // this node's id; default random
-	TTL      time.Duration // a poller not seen for this long has left; default 10s
-	NodeTTL  time.Duration // a node silent for this long is dead; default 3s
-	Flush    time.Duration // how often the node writes its presence; default 1s
-	Audience int           // members each node publishes per room; default 200
-	Call     CallFunc      // nil: commands run directly
-	Log      *slog.Logger  // default slog.Default()
+	Prefix   string         // key prefix; default "rc:"
+	NodeID   string         // this node's id; default random
+	TTL      time.Duration  // a poller not seen for this long has left; default 10s
+	NodeTTL  time.Duration  // a node silent for this long is dead; default 3s
+	Flush    time.Duration  // how often the node writes its presence; default 1s
+	Audience int            // members each node publishes per room; default 200
+	Call     rediscall.Func // nil: commands run directly
+	Log      *slog.Logger   // default slog.Default()
 }
 
 type redisRoom struct {
@@ -108,13 +106,6 @@ func NewRedis(c rueidis.Client, cfg RedisConfig) *Redis {
 		stop: make(chan struct{}), done: make(chan struct{})}
 	go p.flusher()
 	return p
-}
-
-func (p *Redis) call(ctx context.Context, op string, n int, do func(context.Context) error) error {
-	if p.cfg.Call == nil {
-		return do(ctx)
-	}
-	return p.cfg.Call(ctx, op, n, do)
 }
 
 func (p *Redis) keys(room string) []string {
@@ -192,7 +183,7 @@ func (p *Redis) Count(ctx context.Context, room string) (int, error) {
 	p.mu.Unlock()
 	if !ok || p.now().Sub(t.at) >= p.cfg.Flush {
 		var n int64
-		err := p.call(ctx, "presence_count", 1, func(ctx context.Context) error {
+		err := p.cfg.Call.Do(ctx, "presence_count", 1, func(ctx context.Context) error {
 			var err error
 			n, err = countScript.Exec(ctx, p.c, p.keys(room)[:2], []string{ms(p.cfg.NodeTTL)}).AsInt64()
 			return err
@@ -216,7 +207,7 @@ func (p *Redis) Count(ctx context.Context, room string) (int, error) {
 func (p *Redis) Audience(ctx context.Context, room string, limit int) ([]Member, error) {
 	k := p.keys(room)
 	var blobs []rueidis.RedisMessage
-	err := p.call(ctx, "presence_audience", 1, func(ctx context.Context) error {
+	err := p.cfg.Call.Do(ctx, "presence_audience", 1, func(ctx context.Context) error {
 		var err error
 		blobs, err = audienceScript.Exec(ctx, p.c, []string{k[1], k[2]}, []string{ms(p.cfg.NodeTTL)}).ToArray()
 		return err
@@ -254,7 +245,7 @@ func (p *Redis) Audience(ctx context.Context, room string, limit int) ([]Member,
 func (p *Redis) Stats(ctx context.Context, room string) (Stats, error) {
 	k := p.keys(room)
 	var arr []rueidis.RedisMessage
-	err := p.call(ctx, "presence_stats", 1, func(ctx context.Context) error {
+	err := p.cfg.Call.Do(ctx, "presence_stats", 1, func(ctx context.Context) error {
 		var err error
 		arr, err = statsScript.Exec(ctx, p.c, []string{k[0], k[1], k[3], k[4], k[5]}, []string{ms(p.cfg.NodeTTL)}).ToArray()
 		return err

@@ -205,7 +205,7 @@ func (p *Redis) flush(ctx context.Context) error {
 			calls[i] = it.call
 		}
 		var res []rueidis.RedisResult
-		err := p.call(ctx, "presence_flush", len(calls), func(ctx context.Context) error {
+		err := p.cfg.Call.Do(ctx, "presence_flush", len(calls), func(ctx context.Context) error {
 			res = flushScript.execMulti(ctx, p.c, calls)
 			for _, r := range res {
 				if err := r.Error(); err != nil {

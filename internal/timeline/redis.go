@@ -11,6 +11,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"roomcast/internal/message"
+	"roomcast/internal/rediscall"
 )
 
 // Redis is the Timeline shared by every node of a cluster (issue 5). Each
@@ -38,16 +39,11 @@ type Redis struct {
 
 var _ Timeline = (*Redis)(nil)
 
-// CallFunc runs one Redis round trip named op carrying n commands. The app
-// wraps every round trip with it for metrics, a circuit breaker and a
-// timeout.
-type CallFunc func(ctx context.Context, op string, n int, do func(context.Context) error) error
-
 // RedisConfig configures a Redis timeline. Zero values mean the defaults.
 type RedisConfig struct {
 	Prefix    string // key prefix; default "rc:"
 	Retention Retention
-	Call      CallFunc // nil: commands run directly
+	Call      rediscall.Func // nil: commands run directly
 }
 
 // DefaultPrefix prefixes every key and channel of a cluster unless set.
@@ -69,13 +65,6 @@ func RedisChannel(prefix, room string) string { return prefix + "{" + room + "}:
 func (t *Redis) keys(room string) []string {
 	base := t.cfg.Prefix + "{" + room + "}"
 	return []string{base + ":s", base + ":x"}
-}
-
-func (t *Redis) call(ctx context.Context, op string, do func(context.Context) error) error {
-	if t.cfg.Call == nil {
-		return do(ctx)
-	}
-	return t.cfg.Call(ctx, op, 1, do)
 }
 
 // appendScript: KEYS[1] counter, KEYS[2] stream; ARGV[1] the message JSON
@@ -156,7 +145,7 @@ func (t *Redis) Append(ctx context.Context, m *message.Message) (uint64, error) 
 		strconv.FormatInt(now.Add(-ret.MaxAge).UnixMilli(), 10), strconv.FormatInt((ret.MaxAge + time.Minute).Milliseconds(), 10),
 		RedisChannel(t.cfg.Prefix, m.Room)}
 	var seq int64
-	err := t.call(ctx, "timeline_append", func(ctx context.Context) error {
+	err := t.cfg.Call.Do(ctx, "timeline_append", 1, func(ctx context.Context) error {
 		var err error
 		seq, err = appendScript.Exec(ctx, t.c, t.keys(m.Room), args).AsInt64()
 		return err
@@ -174,7 +163,7 @@ func (t *Redis) Range(ctx context.Context, room string, after uint64, limit int)
 	cutoff := t.now().Add(-t.cfg.Retention.MaxAge).UnixMilli()
 	args := []string{strconv.FormatUint(after, 10), strconv.Itoa(max(limit, 0)), strconv.FormatInt(cutoff, 10)}
 	var arr []rueidis.RedisMessage
-	err := t.call(ctx, "timeline_range", func(ctx context.Context) error {
+	err := t.cfg.Call.Do(ctx, "timeline_range", 1, func(ctx context.Context) error {
 		var err error
 		arr, err = rangeScript.Exec(ctx, t.c, t.keys(room), args).ToArray()
 		return err
@@ -208,7 +197,7 @@ func (t *Redis) Range(ctx context.Context, room string, after uint64, limit int)
 // Head implements Timeline.
 func (t *Redis) Head(ctx context.Context, room string) (uint64, error) {
 	var head int64
-	err := t.call(ctx, "timeline_head", func(ctx context.Context) error {
+	err := t.cfg.Call.Do(ctx, "timeline_head", 1, func(ctx context.Context) error {
 		var err error
 		head, err = t.c.Do(ctx, t.c.B().Get().Key(t.keys(room)[0]).Build()).AsInt64()
 		if rueidis.IsRedisNil(err) {
