@@ -39,7 +39,8 @@ type flvScenario struct {
 	mu        sync.Mutex
 	errs      errCounter // guarded by mu
 	wg        sync.WaitGroup
-	prevBytes int64 // for the progress line
+	answered  sync.WaitGroup // viewers whose request is not answered (or failed) yet
+	prevBytes int64          // for the progress line
 }
 
 // FLVReport covers the HTTP-FLV viewers.
@@ -167,11 +168,15 @@ func (s *flvScenario) fail(label string) {
 	s.mu.Unlock()
 }
 
+// ramp starts the viewers at --ramp per second and waits until each has
+// its answer (the response headers, or a failure: bounded by --timeout), so
+// that the window measures every viewer that got the stream.
 func (s *flvScenario) ramp(r *runner) {
 	r.rampUp(s.viewers, s.rampRate, func(i int) {
 		s.wg.Add(1)
+		s.answered.Add(1)
 		go s.view(r.runCtx, s.vs[i])
-	}, nil)
+	}, s.answered.Wait)
 	r.settle(s.settleFor)
 }
 
@@ -181,6 +186,7 @@ func (s *flvScenario) view(ctx context.Context, v *flvViewer) {
 	defer s.wg.Done()
 	t0 := time.Now()
 	resp, err := s.get(ctx)
+	s.answered.Done()
 	if err != nil {
 		if !s.stopping.Load() {
 			s.failed.Add(1)

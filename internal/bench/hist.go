@@ -56,12 +56,7 @@ func (h *Hist) Record(d time.Duration) {
 	h.counts[histIndex(v)].Add(1)
 	h.n.Add(1)
 	h.sum.Add(v)
-	for {
-		m := h.max.Load()
-		if v <= m || h.max.CompareAndSwap(m, v) {
-			return
-		}
-	}
+	storeMax(&h.max, v)
 }
 
 // Count returns the number of observations so far.

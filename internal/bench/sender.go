@@ -115,6 +115,35 @@ func (sp *sendSpec) due(start time.Time, i, n int) time.Time {
 	return start.Add(time.Duration(k / sp.rate * float64(time.Second)))
 }
 
+// pace paces writer i of sp from start: wait(n) blocks until its n-th
+// message is due.
+type pace struct {
+	sp    *sendSpec
+	i     int
+	start time.Time
+	timer *time.Timer
+}
+
+func (sp *sendSpec) pace(i int, start time.Time) *pace {
+	p := &pace{sp: sp, i: i, start: start, timer: time.NewTimer(time.Hour)}
+	p.timer.Stop()
+	return p
+}
+
+// wait blocks until message n is due; false when ctx ended first.
+func (p *pace) wait(ctx context.Context, n int) bool {
+	if d := time.Until(p.sp.due(p.start, p.i, n)); d > 0 {
+		p.timer.Reset(d)
+		select {
+		case <-ctx.Done():
+			p.timer.Stop()
+			return false
+		case <-p.timer.C:
+		}
+	}
+	return ctx.Err() == nil
+}
+
 // sendStats gathers what the writers saw.
 type sendStats struct {
 	sent  atomic.Uint64
@@ -131,10 +160,15 @@ type sendStats struct {
 func (s *sendStats) ack(seq uint64, d time.Duration) {
 	s.acked.Add(1)
 	s.lat.Record(d)
+	storeMax(&s.top, seq)
+}
+
+// storeMax raises a to v if v is higher.
+func storeMax(a *atomic.Uint64, v uint64) {
 	for {
-		m := s.top.Load()
-		if seq <= m || s.top.CompareAndSwap(m, seq) {
-			break
+		m := a.Load()
+		if v <= m || a.CompareAndSwap(m, v) {
+			return
 		}
 	}
 }
@@ -163,24 +197,13 @@ func statusLabel(status int, code []byte) string {
 // sp.rate is 0. One request is in flight at a time per writer.
 func (s *sendStats) httpWriter(ctx context.Context, hc *rawHTTP, sp *sendSpec, i int, path []byte, tok string, start time.Time) {
 	var (
-		body  []byte
-		fi    frameInfo
-		seqs  []uint64
-		timer = time.NewTimer(time.Hour)
+		body []byte
+		fi   frameInfo
+		seqs []uint64
+		pace = sp.pace(i, start)
 	)
-	timer.Stop()
 	defer func() { s.addSeqs(seqs) }()
-	for n := 0; ; n++ {
-		if wait := time.Until(sp.due(start, i, n)); wait > 0 {
-			timer.Reset(wait)
-			select {
-			case <-ctx.Done():
-				return
-			case <-timer.C:
-			}
-		} else if ctx.Err() != nil {
-			return
-		}
+	for n := 0; pace.wait(ctx, n); n++ {
 		t0 := time.Now()
 		body = sp.appendMessage(body[:0], nil, t0.UnixNano())
 		s.sent.Add(1)

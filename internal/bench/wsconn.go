@@ -380,17 +380,8 @@ func (r *wsRun) lost(err error) {
 func (c *wsClient) wsWriter(ctx context.Context, sp *sendSpec, i int, start time.Time) {
 	s := c.run.send
 	var body, id []byte
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	for n := 0; ; n++ {
-		if wait := time.Until(sp.due(start, i, n)); wait > 0 {
-			timer.Reset(wait)
-			select {
-			case <-ctx.Done():
-				return
-			case <-timer.C:
-			}
-		}
+	pace := sp.pace(i, start)
+	for n := 0; pace.wait(ctx, n); n++ {
 		select {
 		case c.sem <- struct{}{}:
 		case <-ctx.Done():

@@ -111,9 +111,7 @@ func key(room, user string) string { return room + "\x00" + user }
 
 // Mute implements State.
 func (m *Memory) Mute(_ context.Context, room, user string, until time.Time) error {
-	m.mu.Lock()
-	m.mutes[key(room, user)] = until
-	m.mu.Unlock()
+	m.set(m.mutes, room, user, until)
 	return nil
 }
 
@@ -127,26 +125,35 @@ func (m *Memory) Unmute(_ context.Context, room, user string) error {
 
 // Muted implements State.
 func (m *Memory) Muted(_ context.Context, room, user string) (bool, error) {
-	m.mu.Lock()
-	until, ok := m.mutes[key(room, user)]
-	m.mu.Unlock()
-	return ok && m.now().Before(until), nil
+	return m.active(m.mutes, room, user), nil
 }
 
 // Kick implements State.
 func (m *Memory) Kick(_ context.Context, room, user string, until time.Time) error {
-	m.mu.Lock()
-	m.kicks[key(room, user)] = until
-	m.mu.Unlock()
+	m.set(m.kicks, room, user, until)
 	return nil
 }
 
 // Kicked implements State.
 func (m *Memory) Kicked(_ context.Context, room, user string) (bool, error) {
+	return m.active(m.kicks, room, user), nil
+}
+
+// set records a mute or kick (in table) of user in room until the given
+// time.
+func (m *Memory) set(table map[string]time.Time, room, user string, until time.Time) {
 	m.mu.Lock()
-	until, ok := m.kicks[key(room, user)]
+	table[key(room, user)] = until
 	m.mu.Unlock()
-	return ok && m.now().Before(until), nil
+}
+
+// active reports whether table holds a mute or kick of user in room that
+// has not ended.
+func (m *Memory) active(table map[string]time.Time, room, user string) bool {
+	m.mu.Lock()
+	until, ok := table[key(room, user)]
+	m.mu.Unlock()
+	return ok && m.now().Before(until)
 }
 
 // Close implements State.

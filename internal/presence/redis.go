@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"sort"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -36,11 +35,8 @@ import (
 type Redis struct {
 	c   rueidis.Client
 	cfg RedisConfig
-	now func() time.Time
-
-	mu     sync.Mutex
-	rooms  map[string]*redisRoom // guarded by mu
-	totals map[string]total      // room totals as last read; guarded by mu
+	local[*redisRoom]
+	totals map[string]total // room totals as last read; guarded by mu
 
 	stop chan struct{}
 	done chan struct{}
@@ -66,6 +62,24 @@ type redisRoom struct {
 	written  int               // the count this node last wrote
 	present  bool              // this node has an entry in Redis
 	dirty    bool              // sessions changed since the audience was written
+}
+
+func (r *redisRoom) table() sessions { return r.sessions }
+
+// joined and left change only this node's memory: Join, Touch and Leave
+// send nothing to Redis; the flush writes the counts, the audience and the
+// watch time.
+func (r *redisRoom) joined(changed bool) { r.dirty = r.dirty || changed }
+
+func (r *redisRoom) left(m Member, secs int64) {
+	r.dirty = true
+	if m.UserID != "" {
+		addWatch(r.pending, m, secs)
+	}
+}
+
+func newRedisRoom() *redisRoom {
+	return &redisRoom{sessions: sessions{}, pending: map[string]*Watch{}}
 }
 
 type total struct {
@@ -102,9 +116,9 @@ func NewRedis(c rueidis.Client, cfg RedisConfig) *Redis {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	p := &Redis{c: c, cfg: cfg, now: time.Now, rooms: map[string]*redisRoom{}, totals: map[string]total{},
+	p := &Redis{c: c, cfg: cfg, local: newLocal(newRedisRoom), totals: map[string]total{},
 		stop: make(chan struct{}), done: make(chan struct{})}
-	go p.flusher()
+	go every(p.cfg.Flush, p.stop, p.done, p.flushTick)
 	return p
 }
 
@@ -113,72 +127,15 @@ func (p *Redis) keys(room string) []string {
 	return []string{b + "n", b + "h", b + "a", b + "w", b + "u", b + "s"}
 }
 
-func (p *Redis) roomLocked(id string) *redisRoom {
-	r := p.rooms[id]
-	if r == nil {
-		r = &redisRoom{sessions: map[string]*session{}, pending: map[string]*Watch{}}
-		p.rooms[id] = r
-	}
-	return r
-}
-
-func (p *Redis) join(room string, m Member, polling bool) bool {
-	now := p.now()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	r := p.roomLocked(room)
-	isNew, changed := r.sessions.join(m, polling, now)
-	r.dirty = r.dirty || changed
-	return isNew
-}
-
-// Join implements Presence; it sends nothing to Redis.
-func (p *Redis) Join(_ context.Context, room string, m Member) (bool, error) {
-	return p.join(room, m, false), nil
-}
-
-// Touch implements Presence; it sends nothing to Redis.
-func (p *Redis) Touch(_ context.Context, room string, m Member) (bool, error) {
-	return p.join(room, m, true), nil
-}
-
-// Leave implements Presence; the watch time is written at the next flush.
-func (p *Redis) Leave(_ context.Context, room, sess string) error {
-	now := p.now()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if r := p.rooms[room]; r != nil {
-		r.leaveLocked(sess, now)
-	}
-	return nil
-}
-
-func (r *redisRoom) leaveLocked(sess string, at time.Time) {
-	m, secs, ok := r.sessions.leave(sess, at)
-	if !ok {
-		return
-	}
-	r.dirty = true
-	if m.UserID == "" {
-		return
-	}
-	w := r.pending[m.UserID]
-	if w == nil {
-		w = &Watch{UserID: m.UserID, Name: m.Name}
-		r.pending[m.UserID] = w
-	}
-	w.Seconds += secs
-}
-
 // Count implements Presence: the room's total across live nodes as of the
 // last flush or read (at most one read a second per room), corrected at once
 // for this node's own joins and leaves since.
 func (p *Redis) Count(ctx context.Context, room string) (int, error) {
 	p.mu.Lock()
 	t, ok := p.totals[room]
-	local, written := 0, 0
+	mine, written := 0, 0
 	if r := p.rooms[room]; r != nil {
-		local, written = len(r.sessions), r.written
+		mine, written = len(r.sessions), r.written
 	}
 	p.mu.Unlock()
 	if !ok || p.now().Sub(t.at) >= p.cfg.Flush {
@@ -195,11 +152,11 @@ func (p *Redis) Count(ctx context.Context, room string) (int, error) {
 		p.mu.Lock()
 		p.totals[room] = t
 		if r := p.rooms[room]; r != nil {
-			local, written = len(r.sessions), r.written
+			mine, written = len(r.sessions), r.written
 		}
 		p.mu.Unlock()
 	}
-	return max(0, t.n-written+local), nil
+	return max(0, t.n-written+mine), nil
 }
 
 // Audience implements Presence: the merged top members of every live node,
@@ -234,11 +191,7 @@ func (p *Redis) Audience(ctx context.Context, room string, limit int) ([]Member,
 			}
 		}
 	}
-	SortAudience(all)
-	if limit > 0 && len(all) > limit {
-		all = all[:limit]
-	}
-	return all, nil
+	return top(all, limit), nil
 }
 
 // Stats implements Presence.
@@ -298,7 +251,7 @@ func (p *Redis) Close() error {
 	p.mu.Lock()
 	for _, r := range p.rooms {
 		for sid := range r.sessions {
-			r.leaveLocked(sid, now)
+			leaveLocked(r, sid, now)
 		}
 	}
 	p.mu.Unlock()

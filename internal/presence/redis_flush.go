@@ -136,21 +136,12 @@ var maxWatchersArg = strconv.Itoa(maxWatchers)
 // flushBatch is how many rooms go in one pipelined round trip.
 const flushBatch = 256
 
-func (p *Redis) flusher() {
-	defer close(p.done)
-	t := time.NewTicker(p.cfg.Flush)
-	defer t.Stop()
-	for {
-		select {
-		case <-p.stop:
-			return
-		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), p.cfg.Flush)
-			if err := p.flush(ctx); err != nil {
-				p.cfg.Log.Debug("presence: flush", "err", err)
-			}
-			cancel()
-		}
+// flushTick is one flush of the flusher, bounded by the flush interval.
+func (p *Redis) flushTick() {
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.Flush)
+	defer cancel()
+	if err := p.flush(ctx); err != nil {
+		p.cfg.Log.Debug("presence: flush", "err", err)
 	}
 }
 
@@ -170,11 +161,7 @@ func (p *Redis) flush(ctx context.Context) error {
 	var items []flushItem
 	p.mu.Lock()
 	for id, r := range p.rooms {
-		for sid, s := range r.sessions {
-			if s.polling && now.Sub(s.seen) > p.cfg.TTL {
-				r.leaveLocked(sid, s.seen)
-			}
-		}
+		expireLocked(r, p.cfg.TTL, now)
 		if len(r.sessions) == 0 && !r.present && len(r.pending) == 0 {
 			delete(p.rooms, id)
 			continue
@@ -253,17 +240,6 @@ func (p *Redis) flush(ctx context.Context) error {
 // audienceLocked encodes this node's top members of r (identified users,
 // one entry each, highest level first).
 func (p *Redis) audienceLocked(r *redisRoom) string {
-	seen := make(map[string]bool, len(r.sessions))
-	all := make([]Member, 0, len(r.sessions))
-	for _, s := range r.sessions {
-		if s.m.UserID == "" || seen[s.m.UserID] {
-			continue
-		}
-		seen[s.m.UserID] = true
-		all = append(all, s.m)
-	}
-	SortAudience(all)
-	all = all[:min(len(all), p.cfg.Audience)]
-	b, _ := json.Marshal(all)
+	b, _ := json.Marshal(top(r.sessions.users(time.Time{}), p.cfg.Audience))
 	return string(b)
 }
