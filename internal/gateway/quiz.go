@@ -8,11 +8,15 @@ import (
 	"strconv"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"roomcast/internal/errs"
 	"roomcast/internal/message"
 	"roomcast/internal/quiz"
 	"roomcast/internal/service"
+	"roomcast/internal/wire"
 	"roomcast/internal/ws"
+	pb "roomcast/proto/roomcast/v1"
 )
 
 // The quiz's HTTP face (issue 12): activities, the operator's steps,
@@ -154,7 +158,29 @@ func (g *Gateway) handleAnswer(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, 200, answerReply{Activity: id, N: *body.N, Sealed: base64.StdEncoding.EncodeToString(sealed)})
 }
 
-// onAnswer is the WebSocket answer frame: {"type":"answer","id","n","option"[,"activity"]}
+// answerOn answers for the connection's user in its room: activity "" is
+// the room's running activity. It returns the activity and the sealed result.
+func (g *Gateway) answerOn(st *wsState, activity string, n, option int) (string, []byte, error) {
+	st.mu.Lock()
+	user := st.id.Claims.Sub
+	st.mu.Unlock()
+	if user == "" {
+		return "", nil, errs.New(errs.Unauthorized, "answering needs a token (connect with ?token= or send an auth frame)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if activity == "" {
+		id, err := g.d.Quiz.Running(ctx, st.room)
+		if err != nil {
+			return "", nil, err
+		}
+		activity = id
+	}
+	sealed, err := g.d.Quiz.Answer(ctx, user, activity, n, option)
+	return activity, sealed, err
+}
+
+// onAnswer is the JSON WebSocket answer frame: {"type":"answer","id","n","option"[,"activity"]}
 // → {"type":"answer_ok","id","activity","n","sealed"} or an error frame.
 func (g *Gateway) onAnswer(c *ws.Conn, st *wsState, data []byte) {
 	var f answerBody
@@ -165,40 +191,39 @@ func (g *Gateway) onAnswer(c *ws.Conn, st *wsState, data []byte) {
 	if len(f.ID) > 64 {
 		f.ID = f.ID[:64]
 	}
-	st.mu.Lock()
-	user := st.id.Claims.Sub
-	st.mu.Unlock()
-	if user == "" {
-		g.sendError(c, f.ID, errs.New(errs.Unauthorized, "answering needs a token (connect with ?token= or send an auth frame)"))
-		return
-	}
 	if err := f.check(); err != nil {
 		g.sendError(c, f.ID, err)
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if f.Activity == "" {
-		id, err := g.d.Quiz.Running(ctx, st.room)
-		if err != nil {
-			g.sendError(c, f.ID, err)
-			return
-		}
-		f.Activity = id
-	}
-	sealed, err := g.d.Quiz.Answer(ctx, user, f.Activity, *f.N, *f.Option)
+	activity, sealed, err := g.answerOn(st, f.Activity, *f.N, *f.Option)
 	if err != nil {
 		g.sendError(c, f.ID, err)
 		return
 	}
 	b := append([]byte(`{"type":"answer_ok","id":`), message.AppendString(nil, f.ID)...)
 	b = append(b, `,"activity":`...)
-	b = message.AppendString(b, f.Activity)
+	b = message.AppendString(b, activity)
 	b = append(b, `,"n":`...)
 	b = strconv.AppendInt(b, int64(*f.N), 10)
 	b = append(b, `,"sealed":"`...)
 	b = base64.StdEncoding.AppendEncode(b, sealed)
 	_ = c.SendText(append(b, '"', '}'))
+}
+
+// onProtoAnswer is the protobuf answer: a type 3 REQUEST with an
+// AnswerRequest body, answered with an AnswerAck.
+func (g *Gateway) onProtoAnswer(c *ws.Conn, st *wsState, f *pb.Frame) {
+	var body pb.AnswerRequest
+	if err := proto.Unmarshal(f.Body, &body); err != nil {
+		g.sendProto(c, wire.ErrorFrame(f.Type, f.Seq, errs.New(wire.ErrBadFrame, "answer body does not parse: "+err.Error())))
+		return
+	}
+	activity, sealed, err := g.answerOn(st, body.Activity, int(body.N), int(body.Option))
+	if err != nil {
+		g.sendProto(c, wire.ErrorFrame(f.Type, f.Seq, err))
+		return
+	}
+	g.sendProto(c, g.response(f, "", &pb.AnswerAck{Activity: activity, N: body.N, Sealed: sealed}))
 }
 
 func (g *Gateway) handleWinners(w http.ResponseWriter, r *http.Request) {

@@ -106,6 +106,9 @@ func (g *Gateway) onProtoFrame(c *ws.Conn, st *wsState, f *pb.Frame) {
 	case wire.TypeSend:
 		g.d.Metrics.WSFrames.WithLabelValues("send").Inc()
 		g.onProtoSend(c, st, f)
+	case wire.TypeAnswer:
+		g.d.Metrics.WSFrames.WithLabelValues("answer").Inc()
+		g.onProtoAnswer(c, st, f)
 	default:
 		g.d.Metrics.WSFrames.WithLabelValues("unknown").Inc()
 		g.sendProto(c, wire.ErrorFrame(f.Type, f.Seq, errs.New(errs.BadRequest, "unknown frame type")))

@@ -26,6 +26,7 @@ const (
 	TypeAuth      int32 = 0
 	TypeSend      int32 = 1
 	TypeBatch     int32 = 2
+	TypeAnswer    int32 = 3 // live-quiz answer (issue 12): AnswerRequest → AnswerAck
 )
 
 // Frame kinds, re-exported for readability at call sites.
@@ -80,6 +81,15 @@ var codes = map[string]int32{
 	errs.Conflict:      142,
 	errs.Unavailable:   150,
 	errs.Internal:      151,
+	// The live quiz's codes (internal/quiz, issue 12).
+	"not_running":      160,
+	"not_a_player":     161,
+	"eliminated":       162,
+	"not_current":      163,
+	"out_of_sequence":  164,
+	"too_late":         165,
+	"already_answered": 166,
+	"invalid":          167,
 }
 
 // Code returns the number of an error code; CodeFailure for one without.

@@ -811,6 +811,132 @@ func (x *Gift) GetName() string {
 	return ""
 }
 
+// AnswerRequest is the body of a type 3 REQUEST: a live-quiz answer
+// (issue 12), with the same rules and error codes as
+// POST /api/activities/{id}/answers.
+type AnswerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	N             int32                  `protobuf:"varint,1,opt,name=n,proto3" json:"n,omitempty"`              // the question, from 1
+	Option        int32                  `protobuf:"varint,2,opt,name=option,proto3" json:"option,omitempty"`    // the chosen option, from 0
+	Activity      string                 `protobuf:"bytes,3,opt,name=activity,proto3" json:"activity,omitempty"` // empty: the room's running activity
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AnswerRequest) Reset() {
+	*x = AnswerRequest{}
+	mi := &file_proto_roomcast_v1_roomcast_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AnswerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AnswerRequest) ProtoMessage() {}
+
+func (x *AnswerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_roomcast_v1_roomcast_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AnswerRequest.ProtoReflect.Descriptor instead.
+func (*AnswerRequest) Descriptor() ([]byte, []int) {
+	return file_proto_roomcast_v1_roomcast_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *AnswerRequest) GetN() int32 {
+	if x != nil {
+		return x.N
+	}
+	return 0
+}
+
+func (x *AnswerRequest) GetOption() int32 {
+	if x != nil {
+		return x.Option
+	}
+	return 0
+}
+
+func (x *AnswerRequest) GetActivity() string {
+	if x != nil {
+		return x.Activity
+	}
+	return ""
+}
+
+// AnswerAck is the body of a type 3 RESPONSE: the player's result sealed
+// with the question's key (12-byte nonce followed by the AES-256-GCM
+// ciphertext; additional data "{activity}:{n}"), readable after quiz_reveal.
+type AnswerAck struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Activity      string                 `protobuf:"bytes,1,opt,name=activity,proto3" json:"activity,omitempty"`
+	N             int32                  `protobuf:"varint,2,opt,name=n,proto3" json:"n,omitempty"`
+	Sealed        []byte                 `protobuf:"bytes,3,opt,name=sealed,proto3" json:"sealed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AnswerAck) Reset() {
+	*x = AnswerAck{}
+	mi := &file_proto_roomcast_v1_roomcast_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AnswerAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AnswerAck) ProtoMessage() {}
+
+func (x *AnswerAck) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_roomcast_v1_roomcast_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AnswerAck.ProtoReflect.Descriptor instead.
+func (*AnswerAck) Descriptor() ([]byte, []int) {
+	return file_proto_roomcast_v1_roomcast_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *AnswerAck) GetActivity() string {
+	if x != nil {
+		return x.Activity
+	}
+	return ""
+}
+
+func (x *AnswerAck) GetN() int32 {
+	if x != nil {
+		return x.N
+	}
+	return 0
+}
+
+func (x *AnswerAck) GetSealed() []byte {
+	if x != nil {
+		return x.Sealed
+	}
+	return nil
+}
+
 var File_proto_roomcast_v1_roomcast_proto protoreflect.FileDescriptor
 
 const file_proto_roomcast_v1_roomcast_proto_rawDesc = "" +
@@ -883,7 +1009,15 @@ const file_proto_roomcast_v1_roomcast_proto_rawDesc = "" +
 	"\x05count\x18\x02 \x01(\x05R\x05count\x12\x1f\n" +
 	"\vvalue_cents\x18\x03 \x01(\x03R\n" +
 	"valueCents\x12\x12\n" +
-	"\x04name\x18\x04 \x01(\tR\x04name*-\n" +
+	"\x04name\x18\x04 \x01(\tR\x04name\"Q\n" +
+	"\rAnswerRequest\x12\f\n" +
+	"\x01n\x18\x01 \x01(\x05R\x01n\x12\x16\n" +
+	"\x06option\x18\x02 \x01(\x05R\x06option\x12\x1a\n" +
+	"\bactivity\x18\x03 \x01(\tR\bactivity\"M\n" +
+	"\tAnswerAck\x12\x1a\n" +
+	"\bactivity\x18\x01 \x01(\tR\bactivity\x12\f\n" +
+	"\x01n\x18\x02 \x01(\x05R\x01n\x12\x16\n" +
+	"\x06sealed\x18\x03 \x01(\fR\x06sealed*-\n" +
 	"\x04Kind\x12\v\n" +
 	"\aREQUEST\x10\x00\x12\f\n" +
 	"\bRESPONSE\x10\x01\x12\n" +
@@ -903,17 +1037,19 @@ func file_proto_roomcast_v1_roomcast_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_roomcast_v1_roomcast_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_proto_roomcast_v1_roomcast_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_proto_roomcast_v1_roomcast_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_proto_roomcast_v1_roomcast_proto_goTypes = []any{
-	(Kind)(0),           // 0: roomcast.v1.Kind
-	(*Frame)(nil),       // 1: roomcast.v1.Frame
-	(*SendRequest)(nil), // 2: roomcast.v1.SendRequest
-	(*SendAck)(nil),     // 3: roomcast.v1.SendAck
-	(*Heartbeat)(nil),   // 4: roomcast.v1.Heartbeat
-	(*Batch)(nil),       // 5: roomcast.v1.Batch
-	(*Message)(nil),     // 6: roomcast.v1.Message
-	(*User)(nil),        // 7: roomcast.v1.User
-	(*Gift)(nil),        // 8: roomcast.v1.Gift
+	(Kind)(0),             // 0: roomcast.v1.Kind
+	(*Frame)(nil),         // 1: roomcast.v1.Frame
+	(*SendRequest)(nil),   // 2: roomcast.v1.SendRequest
+	(*SendAck)(nil),       // 3: roomcast.v1.SendAck
+	(*Heartbeat)(nil),     // 4: roomcast.v1.Heartbeat
+	(*Batch)(nil),         // 5: roomcast.v1.Batch
+	(*Message)(nil),       // 6: roomcast.v1.Message
+	(*User)(nil),          // 7: roomcast.v1.User
+	(*Gift)(nil),          // 8: roomcast.v1.Gift
+	(*AnswerRequest)(nil), // 9: roomcast.v1.AnswerRequest
+	(*AnswerAck)(nil),     // 10: roomcast.v1.AnswerAck
 }
 var file_proto_roomcast_v1_roomcast_proto_depIdxs = []int32{
 	0, // 0: roomcast.v1.Frame.kind:type_name -> roomcast.v1.Kind
@@ -941,7 +1077,7 @@ func file_proto_roomcast_v1_roomcast_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_roomcast_v1_roomcast_proto_rawDesc), len(file_proto_roomcast_v1_roomcast_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   8,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
