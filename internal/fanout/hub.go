@@ -57,6 +57,7 @@ type Hub struct {
 	closed bool         // removed from the node; guarded by mu
 	online int          // as of the last second; guarded by mu
 	likes  int64        // guarded by mu
+	pages  pageCache    // shared poll answers; guarded by mu
 
 	// Set by start before readyCh closes; read-only after.
 	readyCh chan struct{}

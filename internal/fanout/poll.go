@@ -36,6 +36,11 @@ type PollAnswer struct {
 	// Stale is set when the shared store is unreachable: the answer comes
 	// from this node's window and may miss what other nodes accepted.
 	Stale bool
+	// Page, when set, is the answer shared with every poller of the room
+	// that asked the same (cursor, limit) in the same room state: the
+	// transport encodes it once (Page.JSON). Only the room part (Messages,
+	// Cursor, Reset, Online, Likes) is shared.
+	Page *Page
 }
 
 // pollKey marks the context of a poll being answered.
@@ -106,6 +111,14 @@ func (h *Hub) poll(q PollQuery, older []*message.Message, joined, ahead bool) (P
 		// The client saw more on another node; this one has not caught up.
 		return PollAnswer{Cursor: q.Cursor, Online: h.online, Likes: h.likes}, nil
 	}
+	// A resuming poller's page is shared by everyone asking the same.
+	shared := q.HasCursor && len(older) == 0
+	gen, key := h.genLocked(now), pageKey{cursor: q.Cursor, limit: q.Limit}
+	if shared {
+		if a, ok := h.cachedLocked(gen, key); ok {
+			return a, nil
+		}
+	}
 	msgs, reset := h.collectLocked(q.Cursor, q.HasCursor, upTo, older, now)
 	a := PollAnswer{Reset: reset, Online: h.online, Likes: h.likes}
 	fresh := !q.HasCursor || reset
@@ -125,6 +138,9 @@ func (h *Hub) poll(q PollQuery, older []*message.Message, joined, ahead bool) (P
 	default:
 		a.Messages = msgs[:min(len(msgs), q.Limit)]
 		a.Cursor = a.Messages[len(a.Messages)-1].Seq
+	}
+	if shared {
+		h.storeLocked(gen, key, &a)
 	}
 	return a, nil
 }

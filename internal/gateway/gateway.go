@@ -184,11 +184,18 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	writeRaw(w, status, b)
 }
 
+// Header values shared by every response (net/http only reads them; an
+// Add appends to a full slice, which copies): no allocation per answer.
+var (
+	hdrJSON    = []string{"application/json; charset=utf-8"}
+	hdrNoStore = []string{"no-store"}
+)
+
 func writeRaw(w http.ResponseWriter, status int, b []byte) {
 	h := w.Header()
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Content-Length", strconv.Itoa(len(b)))
+	h["Content-Type"] = hdrJSON
+	h["Cache-Control"] = hdrNoStore
+	h["Content-Length"] = []string{strconv.Itoa(len(b))}
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
 }
@@ -286,12 +293,19 @@ func (g *Gateway) admin(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
+var (
+	hdrAnyOrigin = []string{"*"}
+	hdrCORSHdrs  = []string{"Authorization, Content-Type"}
+	hdrCORSMeth  = []string{"GET, POST, PUT, DELETE, OPTIONS"}
+	hdrCORSAge   = []string{"600"}
+)
+
 func cors(w http.ResponseWriter) {
 	h := w.Header()
-	h.Set("Access-Control-Allow-Origin", "*")
-	h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
-	h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
-	h.Set("Access-Control-Max-Age", "600")
+	h["Access-Control-Allow-Origin"] = hdrAnyOrigin
+	h["Access-Control-Allow-Headers"] = hdrCORSHdrs
+	h["Access-Control-Allow-Methods"] = hdrCORSMeth
+	h["Access-Control-Max-Age"] = hdrCORSAge
 }
 
 func (g *Gateway) handlePreflight(w http.ResponseWriter, r *http.Request) {

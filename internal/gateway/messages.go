@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"net/http"
 	"strconv"
 	"sync"
@@ -83,8 +84,47 @@ func (g *Gateway) handlePoll(w http.ResponseWriter, r *http.Request) {
 		g.pollErr(w, errs.From(unavailableIfPlain(err)))
 		return
 	}
+	// An anonymous resuming poller's answer is the room's shared page
+	// (issue 14): encoded by the first poller, the same bytes for the rest.
+	shared := a.Page != nil && who.Claims.Sub == "" && !a.Stale && len(a.UserMessages) == 0 && pq.HasCursor
+	if shared {
+		if body := a.Page.JSON.Load(); body != nil {
+			writeRaw(w, 200, *body)
+			g.pollDone(start, a.Reset)
+			return
+		}
+	}
+	move := ""
+	if !pq.HasCursor { // a first poll: the better node for a hot room (R14)
+		move = g.moveFor(id, placementKey(who.Claims.Sub, "", r))
+	}
 	bp := pollBufs.Get().(*[]byte)
-	b := append((*bp)[:0], `{"messages":[`...)
+	b := g.appendPoll((*bp)[:0], &a, who.Claims.Sub != "", move)
+	if shared {
+		body := bytes.Clone(b)
+		a.Page.JSON.Store(&body)
+	}
+	writeRaw(w, 200, b)
+	if cap(b) <= 64<<10 {
+		*bp = b
+		pollBufs.Put(bp)
+	}
+	g.pollDone(start, a.Reset)
+}
+
+func (g *Gateway) pollDone(start time.Time, reset bool) {
+	if reset {
+		g.pollReset.Inc()
+	} else {
+		g.pollOK.Inc()
+	}
+	g.d.Metrics.PollDuration.Observe(time.Since(start).Seconds())
+}
+
+// appendPoll encodes a poll answer; withUser adds user_cursor, move (when
+// set) names a better node (R14).
+func (g *Gateway) appendPoll(b []byte, a *fanout.PollAnswer, withUser bool, move string) []byte {
+	b = append(b, `{"messages":[`...)
 	for i, m := range a.Messages {
 		if i > 0 {
 			b = append(b, ',')
@@ -108,31 +148,18 @@ func (g *Gateway) handlePoll(w http.ResponseWriter, r *http.Request) {
 	b = strconv.AppendInt(b, int64(a.Online), 10)
 	b = append(b, `,"likes":`...)
 	b = strconv.AppendInt(b, a.Likes, 10)
-	if who.Claims.Sub != "" {
+	if withUser {
 		b = append(b, `,"user_cursor":`...)
 		b = strconv.AppendInt(b, a.UserCursor, 10)
 	}
-	if !pq.HasCursor { // a first poll: the better node for a hot room (R14)
-		if mv := g.moveFor(id, placementKey(who.Claims.Sub, "", r)); mv != "" {
-			b = append(b, `,"move":`...)
-			b = message.AppendString(b, mv)
-		}
+	if move != "" {
+		b = append(b, `,"move":`...)
+		b = message.AppendString(b, move)
 	}
 	if a.Stale { // cluster mode with Redis unreachable: served from this node's cache
 		b = append(b, `,"stale":true`...)
 	}
-	b = append(b, '}')
-	writeRaw(w, 200, b)
-	if cap(b) <= 64<<10 {
-		*bp = b
-		pollBufs.Put(bp)
-	}
-	if a.Reset {
-		g.pollReset.Inc()
-	} else {
-		g.pollOK.Inc()
-	}
-	g.d.Metrics.PollDuration.Observe(time.Since(start).Seconds())
+	return append(b, '}')
 }
 
 func (g *Gateway) pollErr(w http.ResponseWriter, err error) {
