@@ -41,6 +41,9 @@ type Options struct {
 	// RTMPAddr, when set, returns the address RTMP really listens on (useful
 	// with port 0); it wins over RTMP when it returns a non-empty address.
 	RTMPAddr func() string
+	// Renditions are the quality ladder's renditions ("720p", …) the viewer
+	// page offers besides Auto; nil means no choice (issue 15).
+	Renditions []string
 }
 
 // csp forbids inline script and any script not served by roomcast itself.
@@ -162,10 +165,14 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, p string) {
 // ingest port (the studio builds rtmp://HOST:PORT/live from it).
 func (h *Handler) config(w http.ResponseWriter, r *http.Request) {
 	out := struct {
-		RTMP     bool   `json:"rtmp"`
-		RTMPPort int    `json:"rtmp_port,omitempty"`
-		RTMPApp  string `json:"rtmp_app"`
-	}{RTMPApp: "live"}
+		RTMP       bool     `json:"rtmp"`
+		RTMPPort   int      `json:"rtmp_port,omitempty"`
+		RTMPApp    string   `json:"rtmp_app"`
+		Renditions []string `json:"renditions"`
+	}{RTMPApp: "live", Renditions: h.opts.Renditions}
+	if out.Renditions == nil {
+		out.Renditions = []string{}
+	}
 	addr := h.opts.RTMP
 	if h.opts.RTMPAddr != nil {
 		if a := h.opts.RTMPAddr(); a != "" {

@@ -34,6 +34,7 @@ import (
 	"roomcast/internal/service"
 	"roomcast/internal/store"
 	"roomcast/internal/timeline"
+	"roomcast/internal/transcode"
 	"roomcast/internal/ws"
 	"roomcast/web"
 )
@@ -60,6 +61,7 @@ type App struct {
 	likes    likes.Counter
 	mod      moderation.State
 	gw       *gateway.Gateway
+	ladder   *transcode.Ladder // nil unless --transcode (and ffmpeg, RTMP)
 	ws       *ws.Server
 	http     *http.Server
 	httpLn   net.Listener
@@ -94,6 +96,9 @@ func OpenStore(cfg *config.Config) (*store.Store, error) {
 
 // New builds a node from cfg. Nothing listens until Start.
 func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err error) {
+	if _, err := transcode.Parse(cfg.Transcode); err != nil {
+		return nil, err
+	}
 	a = &App{Cfg: cfg, Log: log, Metrics: metrics.New()}
 	defer func() {
 		if err != nil {
@@ -156,7 +161,18 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 	a.Rooms = room.New(a.Store, log, a.Service.Lifecycle)
 	a.Service.SetRooms(a.Rooms)
 
-	a.Media, err = media.New(mediaCfg, a.Rooms, log, a.Metrics.Reg)
+	ladder, err := newLadder(cfg, log, a.Metrics.Reg, func() *media.Server { return a.Media })
+	if err != nil {
+		return nil, err
+	}
+	a.ladder = ladder
+	var mediaRooms media.Rooms = a.Rooms
+	if ladder != nil {
+		mediaRooms, mediaCfg.Observers = ladder.Rooms(a.Rooms), []media.Observer{ladder}
+		mediaCfg.Renditions = renditionsOf(ladder)
+		a.closers = append(a.closers, func(context.Context) error { ladder.Close(); return nil })
+	}
+	a.Media, err = media.New(mediaCfg, mediaRooms, log, a.Metrics.Reg)
 	if err != nil {
 		return nil, fmt.Errorf("media: %w", err)
 	}
@@ -189,7 +205,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 			m.Handle("/vod/", a.Recorder.VOD())
 			m.Handle("/control/", livegoHandler)
 			m.Handle("/stat/", livegoHandler)
-			web.Mount(m, web.Options{RTMP: cfg.RTMP, RTMPAddr: func() string {
+			web.Mount(m, web.Options{RTMP: cfg.RTMP, Renditions: ladderNames(ladder), RTMPAddr: func() string {
 				if ad := a.Media.RTMPAddr(); ad != nil {
 					return ad.String()
 				}

@@ -119,6 +119,10 @@ type Config struct {
 	// ThumbnailEvery is the least time between two decodes of a live room's
 	// picture (/live/{room}.jpg); default 10s; 0 means the default.
 	ThumbnailEvery time.Duration
+	// Transcode is the quality ladder, "720p:2500k,480p:1000k,240p:400k":
+	// one ffmpeg per live room publishes each rendition as room
+	// {room}_{name}; "" (the default) means off.
+	Transcode string
 
 	// Recording and replay (issue 10).
 	Record          bool          // record live sessions (rooms without their own setting); default true
@@ -186,6 +190,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.HLSLowLatency, "hls-low-latency", false, "serve low-latency HLS")
 	fs.DurationVar(&c.HLSSegment, "hls-segment", time.Second, "HLS target segment duration")
 	fs.IntVar(&c.HLSSegments, "hls-segments", 7, "HLS segments in the playlist")
+	fs.StringVar(&c.Transcode, "transcode", "", "quality ladder, e.g. \"720p:2500k,480p:1000k,240p:400k\" (needs ffmpeg; \"\" = off)")
 	fs.DurationVar(&c.ThumbnailEvery, "thumbnail-every", 10*time.Second, "least time between two decodes of a live room's picture (/live/{room}.jpg)")
 	fs.BoolVar(&c.Record, "record", true, "record live sessions (rooms can turn it off or on: PUT /api/rooms/{id}/recording)")
 	fs.StringVar(&c.RecordDir, "record-dir", "", "directory of recordings (default DATA/recordings)")

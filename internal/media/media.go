@@ -109,6 +109,15 @@ type Config struct {
 	// last picture of ended sessions ("" keeps covers in memory only).
 	ThumbnailEvery time.Duration
 	CoverDir       string
+
+	// Observers are told about every stream that starts (e.g. the quality
+	// ladder); nil means none.
+	Observers []Observer
+	// Renditions, when not nil, names the rendition rooms of a source room
+	// (the quality ladder: "show" → "show_720p", …); GET /live/{room}.m3u8
+	// then is a master playlist listing them. nil or an empty answer means
+	// the room's own playlist.
+	Renditions func(room string) []string
 }
 
 // NewAccess builds the play checker (signed URLs, webhooks) of cfg, for
@@ -120,6 +129,9 @@ func NewAccess(cfg Config, log *slog.Logger) *access.Checker {
 		Client: &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()},
 	}
 }
+
+// Observer is told about streams that start.
+type Observer = hub.Observer
 
 // Server is the media service.
 type Server struct {
@@ -174,6 +186,9 @@ func New(cfg Config, rooms Rooms, log *slog.Logger, reg prometheus.Registerer) (
 	s.thumb = thumb.New(thumb.Config{Every: cfg.ThumbnailEvery, Dir: cfg.CoverDir}, m,
 		func(room string, r *http.Request) error { return acc.CheckSignature(room, r.URL.Query()) }, log)
 	m.AddObserver(s.thumb)
+	for _, o := range cfg.Observers {
+		m.AddObserver(o)
+	}
 	if cfg.RTMP != "" {
 		s.rtmp = rtmp.New(rtmp.Config{Addr: cfg.RTMP, WriteTimeout: cfg.WriteTimeout, BatchDelay: cfg.BatchDelay}, m, rooms, acc, log)
 	}
@@ -262,6 +277,15 @@ func (s *Server) SignPlayQuery(room string, ttl time.Duration) string {
 	return access.SignedQuery(s.cfg.PlaySignKey, room, time.Now(), ttl)
 }
 
+// signRoom signs play URLs of other rooms (the renditions' URIs in a
+// master playlist); nil when play URLs are not signed.
+func (s *Server) signRoom() func(room string) string {
+	if s.cfg.PlaySignKey == "" {
+		return nil
+	}
+	return func(room string) string { return s.SignPlayQuery(room, time.Hour) }
+}
+
 // PictureURL is the URL of room's picture (live thumbnail or cover), with
 // a version for caches and a signature when play URLs are signed; "" when
 // the room has none yet.
@@ -335,6 +359,12 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request) {
 		s.flv.Serve(w, r, room)
 		return
 	} else if room, ok := strings.CutSuffix(rest, ".m3u8"); ok && validRoom(room) {
+		if s.cfg.Renditions != nil {
+			if rs := s.cfg.Renditions(room); len(rs) > 0 {
+				s.hls.ServeMaster(w, r, room, rs, s.signRoom())
+				return
+			}
+		}
 		s.hls.ServeIndex(w, r, room)
 		return
 	} else if room, ok := strings.CutSuffix(rest, ".jpg"); ok && validRoom(room) {

@@ -95,6 +95,28 @@ function setIdentity(token, guest) {
 
 // ---- room state and player ------------------------------------------------
 
+// The quality ladder (--transcode): Auto plays the room itself (on HLS the
+// master playlist, so the player adapts); a rendition plays {room}_{name}.
+async function setupQuality() {
+  let cfg;
+  try { cfg = await api('/web/config.json'); } catch { return; }
+  const names = cfg.renditions || [];
+  if (!names.length) return;
+  const sel = $('#quality');
+  for (const n of names) sel.append(el('option', { text: n, attrs: { value: n } }));
+  const wanted = params.get('quality') || '';
+  if (names.includes(wanted)) sel.value = wanted;
+  sel.hidden = false;
+  const apply = () => {
+    const want = sel.value ? roomID + '_' + sel.value : roomID;
+    if (player.o.room === want) return;
+    player.o.room = want;
+    if (status === 'live' && !kicked) { player.stop(); player.start(); }
+  };
+  sel.addEventListener('change', apply);
+  apply();
+}
+
 function renderRoom() {
   $('#title').textContent = room.title || room.id;
   document.title = (room.title || room.id) + ' · roomcast';
@@ -360,6 +382,7 @@ async function main() {
   }
   overlay('Loading…', '');
   loadGifts();
+  setupQuality();
   await refreshRoom();
   if (status === 'missing') return;
   const id = await resolveToken();
