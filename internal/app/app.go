@@ -176,7 +176,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 	if err != nil {
 		return nil, fmt.Errorf("media: %w", err)
 	}
-	a.Media.Hub().AddObserver(a.Recorder)
+	a.Media.Hub().AddObserver(observeSources(ladder, a.Recorder))
 	livegoHandler := livego.New(livego.Config{AdminKey: adminKey, LoopbackOpen: cfg.AdminKey == "", RTMPPort: rtmpPort(cfg.RTMP)}, a.Rooms, a.Media, log)
 
 	a.Node, err = fanout.New(fanout.Config{Tick: cfg.Tick, BigRoom: cfg.BigRoom, BigTick: cfg.BigTick, Budget: cfg.RenderBudget, Staleness: cfg.Staleness, WarmWindow: cfg.WarmWindow},

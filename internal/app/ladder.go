@@ -10,6 +10,7 @@ import (
 
 	"roomcast/internal/config"
 	"roomcast/internal/media"
+	"roomcast/internal/media/hub"
 	"roomcast/internal/transcode"
 )
 
@@ -81,4 +82,25 @@ func ladderNames(l *transcode.Ladder) []string {
 		return nil
 	}
 	return l.Names()
+}
+
+// sourcesOnly passes only source rooms' streams to an observer: renditions
+// are not sessions of their own (not recorded, no replay).
+type sourcesOnly struct {
+	ladder *transcode.Ladder
+	next   media.Observer
+}
+
+func (o sourcesOnly) StreamStarted(s *hub.Stream) {
+	if _, _, ok := o.ladder.Source(s.Room()); !ok {
+		o.next.StreamStarted(s)
+	}
+}
+
+// observeSources wraps o so that, with a ladder, it sees source rooms only.
+func observeSources(l *transcode.Ladder, o media.Observer) media.Observer {
+	if l == nil {
+		return o
+	}
+	return sourcesOnly{ladder: l, next: o}
 }
