@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"roomcast/internal/config"
+	"roomcast/internal/testutil"
 )
 
 // With a quality ladder the viewer page offers Auto and each rendition;
@@ -22,8 +23,9 @@ func TestViewerQualityChoice(t *testing.T) {
 	if !s.waitLive("ql", 15*time.Second) {
 		t.Fatal("the room did not go live")
 	}
-	// The player may try the rendition before the ladder publishes it.
-	tb := newTab(t, regexp.MustCompile(`ql_240p\.flv`))
+	testutil.WaitFor(t, "the 240p rendition", 60*time.Second, func() bool { _, ok := s.app.Media.StreamInfo("ql_240p"); return ok })
+	// Should the rendition restart meanwhile, the player retries.
+	tb := newTab(t, regexp.MustCompile(`ql_240p\.flv|code = 404`))
 	tb.navigate(s.url + "/room/ql")
 	tb.wait(`!document.querySelector('#quality').hidden`, 10*time.Second)
 	if opts := eval[string](tb, `[...document.querySelectorAll('#quality option')].map(o => o.textContent).join(',')`); opts != "Auto,240p" {
