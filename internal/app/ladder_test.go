@@ -80,7 +80,7 @@ func TestQualityLadder(t *testing.T) {
 
 	var master string
 	testutil.WaitFor(t, "the master playlist with three variants", 30*time.Second, func() bool {
-		master = get(t, s.url+"/live/tc.m3u8")
+		master = getText(t, s.url+"/live/tc.m3u8")
 		return strings.Count(master, "#EXT-X-STREAM-INF") == 3
 	})
 	for _, want := range []string{"RESOLUTION=320x240", "RESOLUTION=160x120", "\ntc_240p/", "\ntc_120p/", "\ntc/"} {
@@ -112,7 +112,7 @@ func TestQualityLadder(t *testing.T) {
 	if w, h := probeVideo(t, s.url+"/live/tc_120p.flv"); w != 160 || h != 120 {
 		t.Errorf("after the restart 120p is %dx%d", w, h)
 	}
-	metrics := get(t, s.url+"/metrics")
+	metrics := getText(t, s.url+"/metrics")
 	for _, want := range []string{`roomcast_transcode_cpu_seconds_total{room="tc"}`, "roomcast_transcode_restarts_total 1", "roomcast_transcode_processes 1"} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)
@@ -123,7 +123,7 @@ func TestQualityLadder(t *testing.T) {
 	cancel()
 	_ = pub.Wait()
 	testutil.WaitFor(t, "the ladder stopped", 30*time.Second, func() bool { return len(s.app.ladder.PIDs()) == 0 })
-	if !strings.Contains(get(t, s.url+"/metrics"), "roomcast_transcode_restarts_total 1") {
+	if !strings.Contains(getText(t, s.url+"/metrics"), "roomcast_transcode_restarts_total 1") {
 		t.Error("the ladder restarted after the publisher left")
 	}
 }
@@ -149,7 +149,7 @@ func TestQualityLadderWithoutFFmpeg(t *testing.T) {
 	}
 }
 
-func get(t *testing.T, url string) string {
+func getText(t *testing.T, url string) string {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {
