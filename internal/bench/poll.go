@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"net/http"
 )
 
 // pollScenario is `bench poll`: N pollers following their own cursors, with
@@ -20,6 +22,8 @@ type pollScenario struct {
 	interval   string
 	limit      int
 	readerAuth bool
+	client     string // "std" (net/http keep-alive) or "raw" (the minimal client)
+	tr         *http.Transport
 	sendRate   float64
 	senders    int
 	textSize   int
@@ -67,7 +71,7 @@ type PollReport struct {
 // atomics.
 type poller struct {
 	id     int
-	hc     *rawHTTP
+	hc     httpDoer
 	tok    string
 	seq    seqCheck
 	fi     frameInfo
@@ -94,7 +98,8 @@ func (s *pollScenario) flags(fs *flag.FlagSet) {
 	fs.IntVar(&s.pollers, "conns", 100, "alias of --pollers")
 	fs.IntVar(&s.rampRate, "ramp", 1000, "pollers started per second (0 = all at once)")
 	fs.StringVar(&s.interval, "interval", "auto", `wait between polls: "auto" honours poll_after_ms, "0" polls back to back, or a duration`)
-	fs.IntVar(&s.limit, "limit", 100, "limit= of each poll (0 = server default)")
+	fs.IntVar(&s.limit, "limit", 15, "limit= of each poll, the JS client's page (0 = server default)")
+	fs.StringVar(&s.client, "client", "std", `"std": Go net/http keep-alive, like real clients; "raw": a minimal HTTP/1.1 client (less load-generator CPU)`)
 	fs.BoolVar(&s.allowGaps, "allow-gaps", false, "a render budget is on: only duplicates and reorderings count")
 	fs.BoolVar(&s.readerAuth, "reader-auth", false, "pollers send a token (one user each)")
 	fs.Float64Var(&s.sendRate, "send-rate", 0, "messages/s sent to the room during the window (0 = none)")
@@ -118,6 +123,8 @@ func (s *pollScenario) check() (int, error) {
 	switch {
 	case s.pollers < 1:
 		return 0, errors.New("bench poll: --pollers must be at least 1")
+	case s.client != "std" && s.client != "raw":
+		return 0, fmt.Errorf("bench poll: --client %q: want std or raw", s.client)
 	case s.limit < 0 || s.sendRate < 0 || s.senders < 1:
 		return 0, errors.New("bench poll: --limit and --send-rate must be ≥ 0, --senders ≥ 1")
 	}
@@ -137,7 +144,15 @@ func (s *pollScenario) setup(r *runner) error {
 	s.sp = &sendSpec{rate: s.sendRate, writers: s.senders, via: "http", kind: "chat", textSize: s.textSize, honour: true}
 	s.ps = make([]*poller, s.pollers)
 	for i := range s.ps {
-		p := &poller{id: i, hc: newRawHTTP(r.runCtx, r.t.addr, r.t.base.Host, s.timeout)}
+		p := &poller{id: i}
+		if s.client == "raw" {
+			p.hc = newRawHTTP(r.runCtx, r.t.addr, r.t.base.Host, s.timeout)
+		} else {
+			if s.tr == nil {
+				s.tr = newStdTransport(s.pollers, s.timeout)
+			}
+			p.hc = newStdHTTP(r.runCtx, s.tr, r.t.base.Scheme+"://"+r.t.base.Host, s.timeout)
+		}
 		if s.readerAuth {
 			var err error
 			if p.tok, err = r.token("bench-u" + strconv.Itoa(i)); err != nil {
@@ -242,17 +257,27 @@ func (s *pollScenario) pollPath(p *poller) []byte {
 	b = strconv.AppendInt(b, int64(s.limit), 10)
 	if p.polled && p.seq.started {
 		b = append(b, "&cursor="...)
-		b = strconv.AppendUint(b, p.seq.last, 10)
+		b = strconv.AppendUint(b, p.cursor(), 10)
 	}
 	if s.limit == 0 {
 		b = b[:len(s.basePath)]
 		if p.polled && p.seq.started {
 			b = append(b, "?cursor="...)
-			b = strconv.AppendUint(b, p.seq.last, 10)
+			b = strconv.AppendUint(b, p.cursor(), 10)
 		}
 	}
 	p.path = b
 	return b
+}
+
+// cursor is what p sends back: the answer's cursor, as the JS client does
+// (with a render budget it moves past messages the server chose not to
+// send), else the last seq seen.
+func (p *poller) cursor() uint64 {
+	if p.fi.hasCursor {
+		return p.fi.cursor
+	}
+	return p.seq.last
 }
 
 // answer scans a poll's answer into p.fi; on an error it counts it and says
@@ -345,6 +370,9 @@ func (s *pollScenario) stop(r *runner) {
 	s.stopping.Store(true)
 	r.cancel()
 	s.wg.Wait()
+	if s.tr != nil {
+		s.tr.CloseIdleConnections()
+	}
 	r.rep.DrainS = round3(time.Since(s.drainStart).Seconds())
 }
 
