@@ -20,7 +20,7 @@
 #   scripts/bench.sh ws-1k idle-10k  # some of them (names below)
 #   QUICK=1 scripts/bench.sh         # small sizes, short windows (smoke test)
 #
-# Scenarios: poll-hot ws-1k ws-5k ws-10k idle-10k send-burst flv-1 flv-100 flv-1000 flv-2000,
+# Scenarios: poll-hot poll-hot-b2b ws-1k ws-5k ws-10k idle-10k send-burst flv-1 flv-100 flv-1000 flv-2000,
 # and (not in the default set) poll-hot-special ws-5k-special ws-10k-special (render budget 0,
 # every delivery counted; polls: back to back, pages of 100, the minimal HTTP client),
 # ws-5k-proto ws-10k-proto: JSON vs protobuf readers
@@ -35,7 +35,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ALL="poll-hot ws-1k ws-5k ws-10k idle-10k send-burst flv-1 flv-100 flv-1000 flv-2000"
+ALL="poll-hot poll-hot-b2b ws-1k ws-5k ws-10k idle-10k send-burst flv-1 flv-100 flv-1000 flv-2000"
 SCENARIOS="${*:-$ALL}"
 QUICK="${QUICK:-}"
 DURATION="${DURATION:-$([ -n "$QUICK" ] && echo 5s || echo 20s)}"
@@ -189,6 +189,10 @@ for s in $SCENARIOS; do
 	poll-hot) # the default config, net/http keep-alive pollers, pages of 15, poll_after_ms
 		start_server; create_room
 		run_bench "$s" poll --pollers "$(n 200 20)" --ramp 0 --interval auto --limit 15 --client std --allow-gaps \
+			--send-rate 20 --senders 2 --duration "$DURATION" ;;
+	poll-hot-b2b) # the default config and client, polling back to back (interval 0) to load the server
+		start_server; create_room
+		run_bench "$s" poll --pollers "$(n 200 20)" --ramp 0 --interval 0 --limit 15 --client std --allow-gaps \
 			--send-rate 20 --senders 2 --duration "$DURATION" ;;
 	poll-hot-special) # special case: render budget 0, back to back, pages of 100, the minimal client
 		SERVER_ARGS="${SERVER_ARGS:-} --render-budget 0" start_server; create_room
