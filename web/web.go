@@ -100,11 +100,13 @@ func New(o Options) *Handler {
 }
 
 // Mount registers the pages on mux. It claims "GET /{$}", "GET /room/{id}",
+// "GET /replay/{sid}",
 // "GET /studio", "GET /static/", "GET /client/", "GET /favicon.ico" and
 // "GET /web/config.json", none of which the API uses.
 func (h *Handler) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("GET /{$}", h.page("static/index.html"))
 	mux.HandleFunc("GET /room/{id}", h.page("static/room.html"))
+	mux.HandleFunc("GET /replay/{sid}", h.page("static/replay.html"))
 	mux.HandleFunc("GET /studio", h.page("static/studio.html"))
 	mux.HandleFunc("GET /studio/{$}", h.page("static/studio.html"))
 	mux.HandleFunc("GET /static/", h.files)

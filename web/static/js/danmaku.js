@@ -24,6 +24,7 @@ export class Danmaku {
     this.laneH = 30;
     this.visible = true;
     this.raf = 0;
+    this.paused = 0;     // performance.now() when paused, else 0
     this.frame = (t) => this.#frame(t);
     this.#measure();
     if (window.ResizeObserver) new ResizeObserver(() => this.#measure()).observe(layer);
@@ -42,6 +43,24 @@ export class Danmaku {
     this.visible = on;
     this.layer.hidden = !on;
     if (!on) this.clear();
+  }
+
+  /** Freezes every item where it is (a paused replay). */
+  pause() {
+    if (this.paused) return;
+    this.paused = performance.now();
+    if (this.raf) cancelAnimationFrame(this.raf);
+    this.raf = 0;
+  }
+
+  /** Continues after pause, from where the items stopped. */
+  resume() {
+    if (!this.paused) return;
+    const d = performance.now() - this.paused;
+    this.paused = 0;
+    for (const it of this.items) it.t0 += d;
+    for (const q of this.queue) q.at += d;
+    if ((this.items.length || this.queue.length) && !this.raf) this.raf = requestAnimationFrame(this.frame);
   }
 
   clear() {
@@ -71,11 +90,12 @@ export class Danmaku {
       this.queue.sort((a, b) => b.prio - a.prio || a.at - b.at);
       this.queue.length = MAX_QUEUE;
     }
-    if (!this.raf) this.raf = requestAnimationFrame(this.frame);
+    if (!this.raf && !this.paused) this.raf = requestAnimationFrame(this.frame);
   }
 
   #frame(now) {
     this.raf = 0;
+    if (this.paused) return;
     if (this.queue.length) this.#place(now);
     const W = this.width;
     let keep = 0;

@@ -3,13 +3,13 @@
 // HLS where there is no MSE (Safari on iPhone). The vendored players are
 // loaded only when needed. ?player=flv|hls|native on the page forces one.
 
-const VENDOR = {
+export const VENDOR = {
   mpegts: '/static/vendor/mpegts.min.js',
   hls: '/static/vendor/hls.min.js',
 };
 
 const loading = new Map();
-function loadScript(src) {
+export function loadScript(src) {
   if (!loading.has(src)) {
     loading.set(src, new Promise((resolve, reject) => {
       const s = document.createElement('script');

@@ -7,6 +7,7 @@ import { RoomClient, tokenClaims } from '/client/roomcast.js';
 import { $, api, el, errorText, fmtCount, fmtDuration, fmtTime, tokenExpired, validRoomID } from './ui.js';
 import { Danmaku } from './danmaku.js';
 import { Player } from './player.js';
+import { renderSessions } from './sessions.js';
 
 const roomID = decodeURIComponent(location.pathname.split('/')[2] || '');
 const params = new URLSearchParams(location.search);
@@ -156,6 +157,7 @@ function setStatus(s) {
     else if (s !== 'missing') overlay('Offline', 'The stream has not started. It will play here by itself when the anchor goes live.');
   }
   tickUptime();
+  renderSessions($('#sessions'), roomID);
 }
 
 function onPlayerState(state, detail) {

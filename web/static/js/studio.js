@@ -7,6 +7,7 @@ import { RoomClient, tokenClaims } from '/client/roomcast.js';
 import { $, api, copyText, el, errorText, fmtCount, fmtDuration, statusBadge, tokenExpired, validRoomID } from './ui.js';
 import { LineChart } from './chart.js';
 import { Player } from './player.js';
+import { renderSessions } from './sessions.js';
 
 const KEY = 'roomcast.anchor';
 const store = {
@@ -205,7 +206,28 @@ function startDashboard() {
   timers.push(setInterval(refreshAudience, 5000));
   refreshStream();
   refreshAudience();
+  setupRecording();
+  timers.push(setInterval(() => renderSessions($('#sessions'), room.id), 15000));
   window.roomcastStudio = { client, charts, player };
+}
+
+// The recording switch (PUT /api/rooms/{id}/recording) and the sessions.
+async function setupRecording() {
+  const box = $('#rec-toggle');
+  try {
+    box.checked = (await api(`/api/rooms/${encodeURIComponent(room.id)}/recording`)).enabled;
+  } catch { box.disabled = true; }
+  box.onchange = async () => {
+    try {
+      const r = await api(`/api/rooms/${encodeURIComponent(room.id)}/recording`, { method: 'PUT', token, body: { enabled: box.checked } });
+      box.checked = r.enabled;
+      $('#rec-status').textContent = r.enabled ? 'Recording from the next key frame.' : 'Not recording.';
+    } catch (e) {
+      box.checked = !box.checked;
+      $('#rec-status').textContent = errorText(e);
+    }
+  };
+  renderSessions($('#sessions'), room.id);
 }
 
 function renderRoom() {
