@@ -1,6 +1,7 @@
 // Package web serves roomcast's browser pages (issue 4, M8): the list of live
 // rooms at /, the viewer page at /room/{id} and the anchor's studio at
-// /studio, with their styles, scripts, the vendored players (mpegts.js,
+// /studio, the replay of a recorded session at /replay/{sid} (issue 10),
+// with their styles, scripts, the vendored players (mpegts.js,
 // hls.js) and the JavaScript client module at /client/roomcast.js.
 //
 // Everything is embedded with go:embed, so the binary serves the pages with
