@@ -208,7 +208,11 @@ func writeSendResult(w http.ResponseWriter, res service.Result) {
 		writeJSON(w, http.StatusAccepted, map[string]any{"id": res.Msg.ID, "seq": 0, "likes": res.Likes})
 		return
 	}
-	writeJSON(w, http.StatusCreated, map[string]any{"seq": res.Msg.Seq, "id": res.Msg.ID, "ts": res.Msg.TS, "priority": res.Msg.Priority})
+	ack := map[string]any{"seq": res.Msg.Seq, "id": res.Msg.ID, "ts": res.Msg.TS, "priority": res.Msg.Priority}
+	if res.Msg.VideoMS != nil {
+		ack["video_ms"] = *res.Msg.VideoMS
+	}
+	writeJSON(w, http.StatusCreated, ack)
 }
 
 func (g *Gateway) handleBroadcast(w http.ResponseWriter, r *http.Request) {

@@ -179,6 +179,8 @@ type clientFrame struct {
 	Scope message.Scope   `json:"scope"`
 	To    string          `json:"to"`
 	Data  json.RawMessage `json:"data"`
+	// VideoMS is the live position the sender was watching (issue 10).
+	VideoMS *int64 `json:"video_ms"`
 }
 
 // OnMessage implements ws.Handler: client frames, one at a time per connection.
@@ -262,7 +264,7 @@ func (g *Gateway) authenticate(c *ws.Conn, st *wsState, token string) (service.I
 }
 
 func (g *Gateway) onSend(c *ws.Conn, st *wsState, f clientFrame) {
-	req := &message.Request{ID: f.ID, Kind: f.Kind, Text: f.Text, Gift: f.Gift, Scope: f.Scope, To: f.To, Data: f.Data}
+	req := &message.Request{ID: f.ID, Kind: f.Kind, Text: f.Text, Gift: f.Gift, Scope: f.Scope, To: f.To, Data: f.Data, VideoMS: f.VideoMS}
 	res, err := g.sendAs(st, req)
 	if err != nil {
 		g.sendError(c, f.ID, err)
@@ -273,6 +275,10 @@ func (g *Gateway) onSend(c *ws.Conn, st *wsState, f clientFrame) {
 	b = strconv.AppendUint(b, res.Msg.Seq, 10)
 	b = append(b, `,"msg_id":`...)
 	b = message.AppendString(b, res.Msg.ID)
+	if res.Msg.VideoMS != nil {
+		b = append(b, `,"video_ms":`...)
+		b = strconv.AppendInt(b, *res.Msg.VideoMS, 10)
+	}
 	if res.Msg.Kind == message.KindLike {
 		b = append(b, `,"likes":`...)
 		b = strconv.AppendInt(b, res.Likes, 10)

@@ -73,7 +73,7 @@ type Recorder struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // run and sweep goroutines
 
-	mu      sync.Mutex
+	mu      sync.RWMutex           // read-locked on every send (Position)
 	rooms   map[string]*live       // room → current or recently ended session; guarded by mu
 	remote  map[string]remoteClock // rooms live on other nodes (shared database); guarded by mu
 	setting map[string]bool        // per-room recording switch; guarded by mu
@@ -97,11 +97,10 @@ type live struct {
 	done      chan struct{} // closed when the current publish's goroutine finished
 }
 
+// remoteClock is a session live on another node (shared database).
 type remoteClock struct {
 	id      string
 	clockMS int64
-	ok      bool
-	at      time.Time
 }
 
 // New builds a Recorder, creating its tables. It ends sessions a crash left
@@ -138,6 +137,10 @@ func New(ctx context.Context, cfg Config, st *store.Store, acc *access.Checker, 
 	if cfg.Retention > 0 {
 		r.wg.Add(1)
 		go r.sweep()
+	}
+	if st.Shared() {
+		r.wg.Add(1)
+		go r.watchRemote()
 	}
 	return r, nil
 }
@@ -204,6 +207,7 @@ func (r *Recorder) StreamStarted(st *hub.Stream) {
 	l.done = make(chan struct{})
 	pub := publish{l: l, st: st, k: l.publishes, offset: l.offset, clockMS: now.UnixMilli() - (l.offset + st.LastDTS()).Milliseconds(),
 		fresh: fresh, prev: prev, done: l.done}
+	pub.rd, pub.start, pub.attachErr = st.Attach(hub.ProtoInternal, "record")
 	r.wg.Add(1)
 	go r.run(pub)
 }
@@ -211,13 +215,13 @@ func (r *Recorder) StreamStarted(st *hub.Stream) {
 // Position implements the session clock the message service stamps with:
 // the session live in room now and the position in it, in ms. Rooms
 // published on this node are read from the hub; with a shared database,
-// rooms published on another node from the session's wall-clock anchor
-// (cached for a second).
+// rooms published on another node from the session's wall-clock anchor,
+// which watchRemote refreshes every second. It never does I/O.
 func (r *Recorder) Position(ctx context.Context, room string) (session string, ms int64, ok bool) {
-	r.mu.Lock()
+	r.mu.RLock()
 	l := r.rooms[room]
 	if l != nil {
-		defer r.mu.Unlock()
+		defer r.mu.RUnlock()
 		if l.stream != nil {
 			return l.id, (l.offset + l.stream.LastDTS()).Milliseconds(), true
 		}
@@ -226,30 +230,43 @@ func (r *Recorder) Position(ctx context.Context, room string) (session string, m
 		}
 		return "", 0, false
 	}
-	rc, cached := r.remote[room]
-	r.mu.Unlock()
-	if !r.st.Shared() {
-		return "", 0, false
-	}
-	if !cached || time.Since(rc.at) > time.Second {
-		rc = remoteClock{at: time.Now()}
-		cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-		s, err := r.db.liveOf(cctx, room)
-		cancel()
-		if err == nil && s.clockMS > 0 {
-			rc.id, rc.clockMS, rc.ok = s.ID, s.clockMS, true
-		}
-		r.mu.Lock()
-		if len(r.remote) > 10000 {
-			clear(r.remote)
-		}
-		r.remote[room] = rc
-		r.mu.Unlock()
-	}
-	if !rc.ok {
+	rc, ok := r.remote[room]
+	r.mu.RUnlock()
+	if !ok {
 		return "", 0, false
 	}
 	return rc.id, max(time.Now().UnixMilli()-rc.clockMS, 0), true
+}
+
+// watchRemote keeps the open sessions of the shared database in r.remote
+// (one query per node per second, whatever the number of rooms), so nodes
+// without a room's publisher stamp its messages too — from a second after
+// the session starts.
+func (r *Recorder) watchRemote() {
+	defer r.wg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		ctx, cancel := context.WithTimeout(r.ctx, 2*time.Second)
+		open, err := r.db.open(ctx)
+		cancel()
+		if err == nil {
+			m := make(map[string]remoteClock, len(open))
+			for _, s := range open {
+				if s.clockMS > 0 {
+					m[s.Room] = remoteClock{id: s.ID, clockMS: s.clockMS}
+				}
+			}
+			r.mu.Lock()
+			r.remote = m
+			r.mu.Unlock()
+		}
+		select {
+		case <-t.C:
+		case <-r.ctx.Done():
+			return
+		}
+	}
 }
 
 // Enabled reports whether room records (its own setting, else the default).

@@ -20,6 +20,12 @@ type publish struct {
 	fresh   bool          // a new session (else continued)
 	prev    chan struct{} // the previous publish's goroutine, finished first
 	done    chan struct{}
+	// The reader, attached in StreamStarted before the first frame, so the
+	// recording starts at the session's first frame whatever the SQL
+	// bookkeeping before it costs.
+	rd        *hub.Reader
+	start     hub.Start
+	attachErr error
 }
 
 // sqlTimeout bounds the recorder's bookkeeping writes.
@@ -34,6 +40,9 @@ func (r *Recorder) run(p publish) {
 		select {
 		case <-p.prev:
 		case <-r.ctx.Done():
+			if p.rd != nil {
+				p.rd.Close()
+			}
 			return
 		}
 	}
@@ -71,14 +80,15 @@ type recording struct {
 	next    int        // next segment number
 	disc    bool       // the next segment follows a gap
 	wrote   bool
-	checked time.Time // last look at the room's recording switch
+	end     time.Duration // end of the last written segment (session clock)
+	checked time.Time     // last look at the room's recording switch
 	on      bool
 	params  []*hub.Frame
 }
 
 func (rc *recording) loop() {
 	st := rc.p.st
-	rd, start, err := st.Attach(hub.ProtoInternal, "record")
+	rd, start, err := rc.p.rd, rc.p.start, rc.p.attachErr
 	for err == nil {
 		rc.params = start.Config
 		err = rc.read(rd)
@@ -185,7 +195,7 @@ func (rc *recording) stop() {
 }
 
 func (rc *recording) progress() {
-	rc.wrote = true
+	rc.wrote, rc.end = true, rc.w.written
 	ctx, cancel := context.WithTimeout(context.Background(), sqlTimeout)
 	defer cancel()
 	if err := rc.r.db.progress(ctx, rc.p.l.id, rc.w.written.Milliseconds(), true); err != nil {
@@ -197,7 +207,7 @@ func (rc *recording) progress() {
 func (r *Recorder) ended(p publish, rec *recording) {
 	l := p.l
 	now := time.Now()
-	d := p.offset + p.st.LastDTS()
+	d := max(p.offset+p.st.LastDTS(), rec.end) // the recording's end includes its last frame's duration
 	r.mu.Lock()
 	current := l.stream == p.st
 	if current {

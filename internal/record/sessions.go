@@ -47,6 +47,7 @@ var sessionSchema = []string{
 		clock_ms BIGINT NOT NULL DEFAULT 0
 	)`,
 	`CREATE INDEX IF NOT EXISTS sessions_room ON sessions (room, started_at)`,
+	`CREATE INDEX IF NOT EXISTS sessions_open ON sessions (ended_at)`,
 }
 
 const sessionCols = `id, room, started_at, ended_at, duration_ms, recorded, dir, clock_ms`
@@ -134,16 +135,10 @@ func (d sessionDB) end(ctx context.Context, id string, endedAt time.Time, durati
 	return err
 }
 
-// liveOf returns room's open session (the newest one without an end).
-func (d sessionDB) liveOf(ctx context.Context, room string) (Session, error) {
-	ss, err := d.query(ctx, `SELECT `+sessionCols+` FROM sessions WHERE room = ? AND ended_at = 0 ORDER BY started_at DESC LIMIT 1`, room)
-	if err != nil {
-		return Session{}, err
-	}
-	if len(ss) == 0 {
-		return Session{}, ErrNotFound
-	}
-	return ss[0], nil
+// open returns every session without an end, oldest first (so the newest
+// of a room wins when they are put in a map).
+func (d sessionDB) open(ctx context.Context) ([]Session, error) {
+	return d.query(ctx, `SELECT `+sessionCols+` FROM sessions WHERE ended_at = 0 ORDER BY started_at LIMIT 100000`)
 }
 
 // closeOrphans ends sessions left open by a crash or restart of this

@@ -41,7 +41,11 @@ type Rooms interface {
 	SetLive(ctx context.Context, id string, live bool) error
 }
 
-// Observer is told about streams that start (the HLS server makes a muxer).
+// Observer is told about streams that start (the HLS server makes a
+// muxer, the recorder opens a session). StreamStarted runs under the
+// manager's lifecycle lock, before the room is marked live (so a session
+// exists before the room's live_start message is sequenced): it must be
+// quick, do no I/O that can hang, and never call back into the Manager.
 type Observer interface {
 	StreamStarted(s *Stream)
 }
