@@ -2,7 +2,8 @@
 # Installs what the test suite needs on a fresh go-svc machine (Debian):
 # ffmpeg/ffprobe for the media tests, Chromium and chromedriver for the
 # browser tests, protoc (protobuf-compiler) for the wire schema's generated
-# code (`make proto` and its up-to-date test). Idempotent; fails loudly when
+# code (`make proto` and its up-to-date test), nginx for the operator's
+# guide's reverse-proxy snippet and systemd-analyze for the systemd unit. Idempotent; fails loudly when
 # something cannot be installed, because tests must fail, never skip, when a
 # dependency is missing.
 set -euo pipefail
@@ -49,6 +50,8 @@ command -v ffprobe >/dev/null 2>&1 || need+=(ffmpeg)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)                 # the operator's guide's TLS proxy snippet (docs/)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)   # verifies deploy/roomcast.service
 if [ ${#need[@]} -gt 0 ]; then
   echo "deps: installing ${need[*]}" >&2
   SUDO=""
@@ -56,9 +59,10 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-for c in ffmpeg ffprobe chromium chromedriver protoc; do
+for c in ffmpeg ffprobe chromium chromedriver protoc systemd-analyze; do
   command -v "$c" >/dev/null 2>&1 || { echo "deps: $c is still missing" >&2; exit 1; }
 done
+[ -x /usr/sbin/nginx ] || { echo "deps: nginx is still missing" >&2; exit 1; }
 # Local services the cluster tests use (started by the machine; restarted here if stopped).
 for c in redis-server redis-cli pg_isready mysqladmin; do
   command -v "$c" >/dev/null 2>&1 || { echo "deps: $c is missing (Redis, PostgreSQL and MariaDB come with the machine)" >&2; exit 1; }

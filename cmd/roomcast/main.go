@@ -40,6 +40,7 @@ usage:
   roomcast token [flags]          print a signed user token
   roomcast admin login [flags]    print a one-time studio sign-in link
   roomcast doctor [serve flags]   check the set-up (ports, data dir, Redis, SQL, ffmpeg, clocks)
+  roomcast health [--url URL]     exit 0 when a node answers /readyz (container health check)
   roomcast bench ws|poll|send|flv [flags]   load generator
   roomcast version
 `
@@ -57,6 +58,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = admin(args[1:], stdout, stderr)
 	case "doctor":
 		err = doctor(args[1:], stdout, stderr)
+	case "health":
+		err = health(args[1:], stdout, stderr)
 	case "token":
 		err = token(args[1:], stdout, stderr)
 	case "bench":
