@@ -120,6 +120,8 @@ run_bench() { # run_bench NAME ARGS...: one scenario against a fresh server
 	local rc=0
 	timeout --signal=INT --kill-after=10 "$(( $(dur_s "$DURATION") + 180 ))" "${cmd[@]}" >"$OUT/$name.json" || rc=$?
 	cat "$OUT/$name.json"
+	# The server's own histograms (tick, append → write) for this run.
+	curl -sf -o "$OUT/$name.metrics" "$URL/metrics" || true
 	if [ "$rc" -ne 0 ]; then
 		FAILED="$FAILED $name"
 		echo "($name: exit status $rc)" >&2

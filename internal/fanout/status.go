@@ -118,3 +118,18 @@ func appendCount(b []byte, typ, room, field string, v int64) []byte {
 	b = strconv.AppendInt(b, v, 10)
 	return append(b, '}')
 }
+
+// RoomOnline returns room's online count as this node last read it (refreshed
+// once a second while the room has a hub here), so answering a client's
+// heartbeat costs no presence read; ok is false when the room has no hub.
+func (n *Node) RoomOnline(room string) (count int, ok bool) {
+	n.mu.RLock()
+	h := n.hubs[room]
+	n.mu.RUnlock()
+	if h == nil || !h.isReady() || h.loadErr != nil {
+		return 0, false
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.online, true
+}

@@ -87,10 +87,13 @@ func (g *Gateway) onProtoFrame(c *ws.Conn, st *wsState, f *pb.Frame) {
 	switch f.Type {
 	case wire.TypeHeartbeat:
 		g.d.Metrics.WSFrames.WithLabelValues("ping").Inc()
-		online, err := g.d.Presence.Count(context.Background(), st.room)
-		if err != nil {
-			g.sendProto(c, wire.ErrorFrame(f.Type, f.Seq, errs.New(errs.Unavailable, "online count unavailable")))
-			return
+		online, ok := g.d.Node.RoomOnline(st.room) // the hub's count, read once a second
+		if !ok {                                   // not attached (yet): ask presence
+			var err error
+			if online, err = g.d.Presence.Count(context.Background(), st.room); err != nil {
+				g.sendProto(c, wire.ErrorFrame(f.Type, f.Seq, errs.New(errs.Unavailable, "online count unavailable")))
+				return
+			}
 		}
 		g.sendProto(c, g.response(f, "", &pb.Heartbeat{Online: int64(online)}))
 	case wire.TypeAuth:
