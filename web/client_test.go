@@ -79,6 +79,8 @@ func TestClientModule(t *testing.T) {
 	urls := eval[[]string](tb, `window.__urls`)
 	if last := urls[len(urls)-1]; !strings.Contains(last, "cursor=") {
 		t.Errorf("reconnected without a cursor: %s", last)
+	} else if epoch := eval[string](tb, `window.__c.epoch || ''`); epoch == "" || !strings.Contains(last, "epoch="+epoch) {
+		t.Errorf("reconnected without the cursor's epoch %q: %s", epoch, last)
 	}
 
 	// Every message once, in seq order, no gap.

@@ -172,6 +172,7 @@ type msg struct {
 type pollAnswer struct {
 	Messages    []msg  `json:"messages"`
 	Cursor      uint64 `json:"cursor"`
+	Epoch       string `json:"epoch"`
 	PollAfterMS int    `json:"poll_after_ms"`
 	Reset       bool   `json:"reset"`
 	Online      int    `json:"online"`
@@ -196,10 +197,12 @@ type frame struct {
 	Room     string `json:"room"`
 	Messages []msg  `json:"messages"`
 	Cursor   uint64 `json:"cursor"`
+	Epoch    string `json:"epoch"`
 	Reset    bool   `json:"reset"`
 	Count    int    `json:"count"`
 	Total    int64  `json:"total"`
 	ID       string `json:"id"`
+	MsgID    string `json:"msg_id"`
 	Seq      uint64 `json:"seq"`
 	Error    *struct {
 		Code string `json:"code"`
@@ -219,6 +222,22 @@ func (s *server) dial(ctx context.Context, query string) (*wsClient, *http.Respo
 	}
 	c.SetReadLimit(16 << 20)
 	return &wsClient{t: s.t, conn: c}, resp, nil
+}
+
+// attached dials a WebSocket with query and waits for its first batch, so
+// the connection is attached to its room's hub; it is closed after the test.
+func (s *server) attached(ctx context.Context, query string) (*wsClient, frame) {
+	s.t.Helper()
+	w, _, err := s.dial(ctx, query)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(w.close)
+	f, err := w.next(ctx, "batch")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return w, f
 }
 
 func (c *wsClient) read(ctx context.Context) (frame, error) {

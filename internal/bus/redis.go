@@ -132,7 +132,7 @@ type wireEvent struct {
 }
 
 // Publish implements Bus. On a room topic only EvMessage events travel, as
-// the bare message JSON (what the timeline's script publishes itself).
+// "<epoch> <message JSON>" (what the timeline's script publishes itself).
 func (b *Redis) Publish(ctx context.Context, t Topic, ev Event) error {
 	ch, room := b.channel(t)
 	var payload []byte
@@ -140,7 +140,7 @@ func (b *Redis) Publish(ctx context.Context, t Topic, ev Event) error {
 		if ev.Type != EvMessage || ev.Msg == nil {
 			return fmt.Errorf("bus: publish %s: room topics carry only messages", t)
 		}
-		payload = ev.Msg.Encoded()
+		payload = append(append([]byte(ev.Msg.Epoch), ' '), ev.Msg.Encoded()...)
 	} else {
 		w := wireEvent{Type: ev.Type, Room: ev.Room, User: ev.User, Until: ev.Until, Data: ev.Data}
 		if ev.Msg != nil {
@@ -349,11 +349,18 @@ func (b *Redis) resyncLoop() {
 func (b *Redis) deliver(ts *topicSub, payload string) {
 	var ev Event
 	if ts.room != "" {
-		m, err := decodeMessage([]byte(payload))
+		// "<epoch> <json>"; a bare JSON object is from a node that predates
+		// epochs (issue 8).
+		epoch, raw := "", payload
+		if !strings.HasPrefix(payload, "{") {
+			epoch, raw, _ = strings.Cut(payload, " ")
+		}
+		m, err := decodeMessage([]byte(raw))
 		if err != nil {
 			b.log.Warn("bus: bad message on room channel", "channel", ts.channel, "err", err)
 			return
 		}
+		m.Epoch = epoch
 		ev = Event{Type: EvMessage, Room: ts.room, Msg: m}
 	} else {
 		var w wireEvent

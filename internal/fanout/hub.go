@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,6 +24,10 @@ type Conn struct {
 	// Move, when set, is the better node for this room (R14): the first
 	// batch carries it as "move" and the client reconnects there next time.
 	Move string
+	// Epoch is the timeline epoch of the cursor the client resumes from, if
+	// it sent one (HasEpoch): a cursor of another epoch resets (issue 8).
+	Epoch    string
+	HasEpoch bool
 
 	hub *Hub
 }
@@ -40,6 +45,9 @@ type Hub struct {
 	future        map[uint64]*message.Message // arrived ahead of a gap; guarded by mu
 	resync        bool                        // the bus may have lost events: re-read from the head; guarded by mu
 	cursor        uint64                      // last seq dispatched to connections; guarded by mu
+	epoch         string                      // the timeline epoch win and cursor belong to; guarded by mu
+	retired       []string                    // epochs this hub left behind (a few); guarded by mu
+	epochReset    bool                        // the epoch changed since the last dispatch: the next batch resets; guarded by mu
 	conns         map[*Conn]struct{}          // guarded by mu
 	snap          []*Conn                     // snapshot of conns for dispatch; rebuilt when connsChanged
 	connsChanged  bool                        // guarded by mu
@@ -114,6 +122,7 @@ type directMsg struct {
 	c      *Conn
 	m      *message.Message
 	cursor uint64 // the room cursor its batch carries; set at dispatch
+	epoch  string // and that cursor's epoch
 }
 
 // maxFuture bounds messages held ahead of a gap before a repair read.
@@ -130,37 +139,89 @@ func newHub(n *Node, room string) *Hub {
 // future until the window is placed.
 func (h *Hub) load(ctx context.Context) error {
 	tl := h.node.deps.Timeline
-	head, err := tl.Head(ctx, h.room)
+	pos, err := tl.Head(ctx, h.room)
 	if err != nil {
 		return err
 	}
 	after := uint64(0)
-	if head > uint64(h.node.cfg.Window) {
-		after = head - uint64(h.node.cfg.Window)
+	if pos.Head > uint64(h.node.cfg.Window) {
+		after = pos.Head - uint64(h.node.cfg.Window)
 	}
-	msgs, head, first, err := tl.Range(ctx, h.room, after, h.node.cfg.Window)
+	p, err := tl.Range(ctx, h.room, after, h.node.cfg.Window)
 	if err != nil {
 		return err
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	start := max(after, first-1)
-	if len(msgs) > 0 {
-		start = msgs[0].Seq - 1
+	h.epoch = p.Epoch
+	start := max(after, p.First-1)
+	if len(p.Msgs) > 0 {
+		start = p.Msgs[0].Seq - 1
 	}
 	h.win.reset(start)
-	for _, m := range msgs {
+	for _, m := range p.Msgs {
 		if m.Seq == h.win.head+1 {
 			h.win.push(m)
 		}
 	}
-	if h.win.head < head { // raced with appends; they are in future or come next
-		h.win.reset(head)
+	if h.win.head < p.Head { // raced with appends; they are in future or come next
+		h.win.reset(p.Head)
 	}
 	h.cursor = h.win.head
 	h.ready = true
+	for s, m := range h.future { // arrived while loading, from an epoch the read did not see
+		if m.Epoch != "" && m.Epoch != h.epoch {
+			delete(h.future, s)
+			h.resync = true
+		}
+	}
 	h.drainFutureLocked()
 	return nil
+}
+
+// sameEpochLocked reports whether something read or received in epoch e
+// belongs to the hub's epoch. A message without one comes from a node that
+// predates epochs and is taken as the current epoch's.
+func (h *Hub) sameEpochLocked(e string) bool { return e == h.epoch }
+
+// noteEpoch is told the store's current epoch for the room, read outside
+// the lock: if it is not the hub's, the next tick re-reads the room and
+// switches (a hub with no traffic learns of a lost sequence this way too).
+func (h *Hub) noteEpoch(e string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.ready && !h.sameEpochLocked(e) && !slices.Contains(h.retired, e) {
+		h.resync = true
+		h.markDirtyLocked()
+	}
+}
+
+// switchEpochLocked drops everything the hub holds of its epoch (the window,
+// held-back messages, the dispatch cursor) and moves to epoch e: the store
+// lost the room's sequence and started over (issue 8). Connections get a
+// reset with their next batch; a later read or message of a retired epoch
+// is ignored. It reports false for a retired e.
+func (h *Hub) switchEpochLocked(e string) bool {
+	if slices.Contains(h.retired, e) {
+		return false
+	}
+	if h.win.head > 0 || h.epoch != "" { // cursor 0 is in every epoch: nothing to reset
+		h.epochReset = true
+		h.node.drop("epoch_reset", int(h.win.n))
+		h.retired = append(h.retired, h.epoch)
+		if len(h.retired) > 4 {
+			h.retired = h.retired[1:]
+		}
+	}
+	h.node.log.Warn("fanout: timeline epoch changed: dropping the cached window", "room", h.room, "from", h.epoch, "to", e, "head", h.win.head)
+	h.epoch = e
+	h.win.reset(0)
+	h.cursor = 0
+	h.pending = nil
+	clear(h.future)
+	h.resync = true // read the new epoch from its start
+	h.markDirtyLocked()
+	return true
 }
 
 // onEvent receives a room event from the bus.
@@ -176,10 +237,15 @@ func (h *Hub) onEvent(ev bus.Event) {
 		return
 	}
 	h.mu.Lock()
+	if h.ready && ev.Msg.Epoch != "" && !h.sameEpochLocked(ev.Msg.Epoch) && !h.switchEpochLocked(ev.Msg.Epoch) {
+		h.mu.Unlock()
+		return // a late message of an epoch already left behind
+	}
 	h.ingestLocked(ev.Msg)
 	h.mu.Unlock()
 }
 
+// ingestLocked takes a message of the hub's epoch in.
 func (h *Hub) ingestLocked(m *message.Message) {
 	if !h.ready {
 		if len(h.future) < maxFuture {
@@ -242,7 +308,9 @@ func (h *Hub) repair(ctx context.Context) {
 	resync := h.resync
 	h.resync = false
 	h.mu.Unlock()
-	msgs, _, first, err := h.node.deps.Timeline.Range(ctx, h.room, after, limit)
+	epoch := h.epoch
+	p, err := h.node.deps.Timeline.Range(ctx, h.room, after, limit)
+	msgs, first := p.Msgs, p.First
 	if err != nil {
 		h.node.log.Warn("fanout: gap repair failed", "room", h.room, "err", err)
 		if resync {
@@ -254,6 +322,12 @@ func (h *Hub) repair(ctx context.Context) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if p.Epoch != epoch || !h.sameEpochLocked(p.Epoch) { // the store started over (or the hub did meanwhile)
+		if !h.sameEpochLocked(p.Epoch) {
+			h.switchEpochLocked(p.Epoch) // and read the new epoch from 0 at the next tick
+		}
+		return
+	}
 	if resync && len(msgs) == limit { // more may follow: read on at the next tick
 		h.resync = true
 		h.node.markDirty(h)
@@ -289,7 +363,7 @@ func (h *Hub) attach(c *Conn, cursor uint64, hasCursor bool, older []*message.Me
 	// A cursor past what this hub has dispatched is a client that saw more
 	// elsewhere (another node, before a failover): it joins once the hub has
 	// caught up to it, so it gets neither a duplicate nor a gap.
-	if hasCursor && cursor > h.cursor && (cursor <= h.win.head || ahead) {
+	if hasCursor && !h.foreignLocked(cursor, c.Epoch, c.HasEpoch) && cursor > h.cursor && (cursor <= h.win.head || ahead) {
 		h.waiting = append(h.waiting, waiter{c: c, cursor: cursor, deadline: now.Add(waitLimit)})
 		h.markDirtyLocked()
 		return nil
@@ -311,13 +385,13 @@ type waiter struct {
 // joinLocked sends c its first batch (what it missed since cursor, or the
 // warm start) and the current counts, and adds it to the room.
 func (h *Hub) joinLocked(c *Conn, cursor uint64, hasCursor bool, older []*message.Message, now time.Time) error {
-	msgs, reset := h.collectLocked(cursor, hasCursor, h.cursor, older, now)
+	msgs, reset := h.collectLocked(cursor, hasCursor, h.foreignLocked(cursor, c.Epoch, c.HasEpoch), h.cursor, older, now)
 	if h.node.cfg.Budget > 0 {
 		msgs, _ = selectTop(msgs, max(h.node.cfg.Budget*warmSeconds(h.node.cfg.WarmWindow), 1), !hasCursor || reset)
 	} else if !hasCursor || reset {
 		msgs = msgs[max(0, len(msgs)-maxWarm):]
 	}
-	p := newBatch(h.room, msgs, h.cursor, reset)
+	p := newBatch(h.room, msgs, h.cursor, h.epoch, reset)
 	p.content.Move = c.Move // the first batch tells a client of a placed room where to go next time
 	if err := c.Sink.Send(p); err != nil {
 		return err
@@ -327,8 +401,8 @@ func (h *Hub) joinLocked(c *Conn, cursor uint64, hasCursor bool, older []*messag
 	h.connsChanged = true
 	h.noteJoinLocked(c.Member)
 	// The current counts at once; later ones are pushed when they change.
-	_ = c.Sink.Send(newCount(h.room, "online", int64(h.online), h.cursor))
-	_ = c.Sink.Send(newCount(h.room, "likes", h.likes, h.cursor))
+	_ = c.Sink.Send(newCount(h.room, "online", int64(h.online), h.cursor, h.epoch))
+	_ = c.Sink.Send(newCount(h.room, "likes", h.likes, h.cursor, h.epoch))
 	return nil
 }
 
@@ -341,7 +415,7 @@ func (h *Hub) admitWaitingLocked(now time.Time) {
 	keep := h.waiting[:0]
 	for _, w := range h.waiting {
 		switch {
-		case w.cursor <= h.cursor:
+		case w.cursor <= h.cursor || h.foreignLocked(w.cursor, w.c.Epoch, w.c.HasEpoch):
 			if err := h.joinLocked(w.c, w.cursor, true, nil, now); err != nil {
 				w.c.Sink.Close(1011, "attach failed")
 			}
@@ -362,17 +436,24 @@ const maxWarm = 200
 
 func warmSeconds(d time.Duration) int { return max(1, int((d+time.Second-1)/time.Second)) }
 
+// foreignLocked reports whether a client's cursor belongs to another epoch
+// than the hub's: its number says nothing here, so it must start over.
+// Cursor 0 is the start of every epoch.
+func (h *Hub) foreignLocked(cursor uint64, epoch string, hasEpoch bool) bool {
+	return hasEpoch && cursor > 0 && epoch != h.epoch
+}
+
 // collectLocked returns the messages a client at cursor has missed, up to
 // upTo, and whether it must reset instead (cursor from another epoch, older
 // than the retained window, or staler than the staleness limit). older holds
 // messages read from the timeline just before the window, if any. Without a
 // cursor (or on reset) it returns the warm start: the last WarmWindow.
-func (h *Hub) collectLocked(cursor uint64, hasCursor bool, upTo uint64, older []*message.Message, now time.Time) ([]*message.Message, bool) {
+func (h *Hub) collectLocked(cursor uint64, hasCursor, foreign bool, upTo uint64, older []*message.Message, now time.Time) ([]*message.Message, bool) {
 	cfg := h.node.cfg
 	reset := false
 	if hasCursor {
 		switch {
-		case cursor > h.win.head:
+		case foreign, cursor > h.win.head:
 			reset = true
 		case cursor >= upTo:
 			return nil, false
@@ -459,6 +540,7 @@ type batch struct {
 	oldest  int64
 	direct  []directMsg
 	cursor  uint64
+	epoch   string
 }
 
 // prepare takes the pending messages, applies the render budget and encodes
@@ -493,18 +575,24 @@ func (h *Hub) prepare(now time.Time, b *batch) bool {
 		}
 		msgs = kept
 	}
-	b.cursor = h.cursor
+	b.cursor, b.epoch = h.cursor, h.epoch
+	reset := h.epochReset
+	h.epochReset = false
 	b.conns = h.snap
 	b.msgs = len(msgs)
 	// Joined after the snapshot: they get this tick's messages in their
 	// own first batch, and the shared batches from the next tick on.
 	h.admitWaitingLocked(now)
-	if len(msgs) == 0 && len(b.direct) == 0 {
+	if len(msgs) == 0 && len(b.direct) == 0 && !reset {
 		return false
 	}
-	if len(msgs) > 0 {
-		b.oldest = msgs[0].TS
-		b.payload = newBatch(h.room, msgs, h.cursor, false)
+	if len(msgs) > 0 || reset {
+		if len(msgs) > 0 {
+			b.oldest = msgs[0].TS
+		} else {
+			b.oldest = now.UnixMilli()
+		}
+		b.payload = newBatch(h.room, msgs, h.cursor, h.epoch, reset)
 	}
 	return true
 }

@@ -258,8 +258,8 @@ func (n *Node) Attach(ctx context.Context, c *Conn, cursor uint64, hasCursor boo
 		if err == nil {
 			var older []*message.Message
 			var ahead bool
-			if older, err = n.olderThanWindow(ctx, h, cursor, hasCursor); err == nil {
-				if ahead, err = n.aheadOfWindow(ctx, h, cursor, hasCursor); err == nil {
+			if older, err = n.olderThanWindow(ctx, h, cursor, c.Epoch, hasCursor, c.HasEpoch); err == nil {
+				if ahead, err = n.aheadOfWindow(ctx, h, cursor, c.Epoch, hasCursor, c.HasEpoch); err == nil {
 					err = h.attach(c, cursor, hasCursor, older, ahead)
 				}
 			}
@@ -287,40 +287,53 @@ func (n *Node) Attach(ctx context.Context, c *Conn, cursor uint64, hasCursor boo
 }
 
 // olderThanWindow reads from the timeline the messages after cursor that the
-// hub's window no longer holds (bounded), for resumes from far back.
-func (n *Node) olderThanWindow(ctx context.Context, h *Hub, cursor uint64, hasCursor bool) ([]*message.Message, error) {
+// hub's window no longer holds (bounded), for resumes from far back. A
+// cursor of another epoch gets none (it resets).
+func (n *Node) olderThanWindow(ctx context.Context, h *Hub, cursor uint64, epoch string, hasCursor, hasEpoch bool) ([]*message.Message, error) {
 	if !hasCursor {
 		return nil, nil
 	}
 	h.mu.Lock()
-	first := h.win.first()
+	first, hubEpoch := h.win.first(), h.epoch
+	foreign := h.foreignLocked(cursor, epoch, hasEpoch)
 	h.mu.Unlock()
-	if cursor+1 >= first {
+	if foreign || cursor+1 >= first {
 		return nil, nil
 	}
-	msgs, _, _, err := n.deps.Timeline.Range(ctx, h.room, cursor, int(min(first-1-cursor, 1000)))
-	return msgs, err
+	p, err := n.deps.Timeline.Range(ctx, h.room, cursor, int(min(first-1-cursor, 1000)))
+	if err != nil {
+		return nil, err
+	}
+	if p.Epoch != hubEpoch {
+		h.noteEpoch(p.Epoch)
+		return nil, nil
+	}
+	return p.Msgs, nil
 }
 
 // aheadOfWindow reports whether a cursor past the hub's window head is still
-// a real position in the room (the timeline's head is at or past it): a
-// client that saw messages on another node which have not reached this one
-// yet. A cursor past the timeline head is from another epoch and resets.
-func (n *Node) aheadOfWindow(ctx context.Context, h *Hub, cursor uint64, hasCursor bool) (bool, error) {
+// a real position in the room (the timeline's head is at or past it, in the
+// client's epoch): a client that saw messages on another node which have
+// not reached this one yet. A cursor past the timeline head is from another
+// epoch and resets.
+func (n *Node) aheadOfWindow(ctx context.Context, h *Hub, cursor uint64, epoch string, hasCursor, hasEpoch bool) (bool, error) {
 	if !hasCursor {
 		return false, nil
 	}
 	h.mu.Lock()
-	head := h.win.head
+	head, hubEpoch := h.win.head, h.epoch
 	h.mu.Unlock()
 	if cursor <= head {
 		return false, nil
 	}
-	tlHead, err := n.deps.Timeline.Head(ctx, h.room)
+	pos, err := n.deps.Timeline.Head(ctx, h.room)
 	if err != nil {
 		return false, err
 	}
-	return cursor <= tlHead, nil
+	if pos.Epoch != hubEpoch {
+		h.noteEpoch(pos.Epoch)
+	}
+	return cursor <= pos.Head && (!hasEpoch || epoch == pos.Epoch), nil
 }
 
 // Detach removes a connection (after it closed).
@@ -474,7 +487,7 @@ func (n *Node) tick(now time.Time, force bool) {
 			m.DeliveryLatency.Observe(float64(now.UnixMilli()-b.oldest) / 1000)
 		}
 		for _, d := range b.direct {
-			d.cursor = b.cursor
+			d.cursor, d.epoch = b.cursor, b.epoch
 			direct = append(direct, d)
 		}
 	}
@@ -482,7 +495,7 @@ func (n *Node) tick(now time.Time, force bool) {
 	// User-scoped messages go after the room batches they share a cursor
 	// with, so a client never holds a cursor ahead of what it received.
 	for _, d := range direct {
-		_ = d.c.Sink.Send(newBatch(d.c.Room, []*message.Message{d.m}, d.cursor, false))
+		_ = d.c.Sink.Send(newBatch(d.c.Room, []*message.Message{d.m}, d.cursor, d.epoch, false))
 	}
 	n.deps.Metrics.TickDuration.Observe(time.Since(now).Seconds())
 }

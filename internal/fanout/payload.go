@@ -41,15 +41,15 @@ type encoded struct {
 }
 
 // newBatch is the payload of a batch (msgs must not change afterwards).
-func newBatch(room string, msgs []*message.Message, cursor uint64, reset bool) *Payload {
-	return &Payload{content: wire.BatchContent{Room: room, Messages: msgs, Cursor: cursor, Reset: reset, Online: -1, Likes: -1}}
+func newBatch(room string, msgs []*message.Message, cursor uint64, epoch string, reset bool) *Payload {
+	return &Payload{content: wire.BatchContent{Room: room, Messages: msgs, Cursor: cursor, Epoch: epoch, Reset: reset, Online: -1, Likes: -1}}
 }
 
 // newCount is the payload of a count update: the JSON "online" or "likes"
 // frame, in protobuf a batch without messages carrying the count (and the
-// room's cursor, which the connection has already received).
-func newCount(room, count string, v int64, cursor uint64) *Payload {
-	p := &Payload{content: wire.BatchContent{Room: room, Cursor: cursor, Online: -1, Likes: -1}, count: count}
+// room's cursor and epoch, which the connection has already received).
+func newCount(room, count string, v int64, cursor uint64, epoch string) *Payload {
+	p := &Payload{content: wire.BatchContent{Room: room, Cursor: cursor, Epoch: epoch, Online: -1, Likes: -1}, count: count}
 	if count == "online" {
 		p.content.Online = v
 	} else {
@@ -79,7 +79,7 @@ func (p *Payload) appendJSON() []byte {
 	case "likes":
 		return appendCount(nil, "likes", c.Room, "total", c.Likes)
 	}
-	b := AppendBatch(make([]byte, 0, batchSize(c.Messages)+len(c.Move)+16), c.Room, c.Messages, c.Cursor, c.Reset)
+	b := AppendBatch(make([]byte, 0, batchSize(c.Messages)+len(c.Move)+16), c.Room, c.Messages, c.Cursor, c.Epoch, c.Reset)
 	if c.Move != "" { // {"type":"batch",…} → {"type":"batch",…,"move":URL}
 		b = append(append(b[:len(b)-1], `,"move":`...), message.AppendString(nil, c.Move)...)
 		b = append(b, '}')
@@ -103,9 +103,10 @@ type Sink interface {
 	Close(code int, reason string)
 }
 
-// AppendBatch encodes {"type":"batch","room":R,"messages":[...],"cursor":C}
-// (plus "reset":true when set) into b.
-func AppendBatch(b []byte, room string, msgs []*message.Message, cursor uint64, reset bool) []byte {
+// AppendBatch encodes
+// {"type":"batch","room":R,"messages":[...],"cursor":C,"epoch":E} (plus
+// "reset":true when set) into b. The cursor counts within the epoch.
+func AppendBatch(b []byte, room string, msgs []*message.Message, cursor uint64, epoch string, reset bool) []byte {
 	b = append(b, `{"type":"batch","room":`...)
 	b = message.AppendString(b, room)
 	b = append(b, `,"messages":[`...)
@@ -117,6 +118,8 @@ func AppendBatch(b []byte, room string, msgs []*message.Message, cursor uint64, 
 	}
 	b = append(b, `],"cursor":`...)
 	b = strconv.AppendUint(b, cursor, 10)
+	b = append(b, `,"epoch":`...)
+	b = message.AppendString(b, epoch)
 	if reset {
 		b = append(b, `,"reset":true`...)
 	}

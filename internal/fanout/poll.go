@@ -12,7 +12,11 @@ import (
 type PollQuery struct {
 	Cursor    uint64
 	HasCursor bool
-	Limit     int
+	// Epoch is the timeline epoch of Cursor, if the client sent one
+	// (HasEpoch); a cursor of another epoch resets (issue 8).
+	Epoch    string
+	HasEpoch bool
+	Limit    int
 	// Member identifies the poller for presence; an empty Session is not
 	// counted online. With a UserID, the answer also holds that user's
 	// user-scoped messages newer than UserCursor (a message ts in Unix ms;
@@ -26,6 +30,7 @@ type PollQuery struct {
 type PollAnswer struct {
 	Messages []*message.Message
 	Cursor   uint64
+	Epoch    string // the epoch Cursor counts in
 	Reset    bool
 	Online   int
 	Likes    int64
@@ -68,11 +73,11 @@ func (n *Node) Poll(ctx context.Context, room string, q PollQuery) (PollAnswer, 
 		if err != nil {
 			return PollAnswer{}, err
 		}
-		older, err := n.olderThanWindow(ctx, h, q.Cursor, q.HasCursor)
+		older, err := n.olderThanWindow(ctx, h, q.Cursor, q.Epoch, q.HasCursor, q.HasEpoch)
 		if err != nil {
 			return PollAnswer{}, err
 		}
-		ahead, err := n.aheadOfWindow(ctx, h, q.Cursor, q.HasCursor)
+		ahead, err := n.aheadOfWindow(ctx, h, q.Cursor, q.Epoch, q.HasCursor, q.HasEpoch)
 		if err != nil {
 			return PollAnswer{}, err
 		}
@@ -107,20 +112,21 @@ func (h *Hub) poll(q PollQuery, older []*message.Message, joined, ahead bool) (P
 		h.noteJoinLocked(q.Member)
 	}
 	upTo := h.win.head
-	if q.HasCursor && q.Cursor > upTo && ahead {
+	foreign := h.foreignLocked(q.Cursor, q.Epoch, q.HasEpoch)
+	if q.HasCursor && !foreign && q.Cursor > upTo && ahead {
 		// The client saw more on another node; this one has not caught up.
-		return PollAnswer{Cursor: q.Cursor, Online: h.online, Likes: h.likes}, nil
+		return PollAnswer{Cursor: q.Cursor, Epoch: h.epoch, Online: h.online, Likes: h.likes}, nil
 	}
 	// A resuming poller's page is shared by everyone asking the same.
 	shared := q.HasCursor && len(older) == 0
-	gen, key := h.genLocked(now), pageKey{cursor: q.Cursor, limit: q.Limit}
+	gen, key := h.genLocked(now), pageKey{cursor: q.Cursor, limit: q.Limit, foreign: foreign}
 	if shared {
 		if a, ok := h.cachedLocked(gen, key); ok {
 			return a, nil
 		}
 	}
-	msgs, reset := h.collectLocked(q.Cursor, q.HasCursor, upTo, older, now)
-	a := PollAnswer{Reset: reset, Online: h.online, Likes: h.likes}
+	msgs, reset := h.collectLocked(q.Cursor, q.HasCursor, foreign, upTo, older, now)
+	a := PollAnswer{Reset: reset, Epoch: h.epoch, Online: h.online, Likes: h.likes}
 	fresh := !q.HasCursor || reset
 	switch {
 	case len(msgs) == 0:

@@ -19,14 +19,16 @@ type Page struct {
 
 // pageKey is the question.
 type pageKey struct {
-	cursor uint64
-	limit  int
+	cursor  uint64
+	limit   int
+	foreign bool // the cursor is of another epoch (it resets)
 }
 
 // pageGen is the room state an answer depends on; any change starts a new
 // generation (and an empty cache). tick bounds the age of an answer to one
 // tick even when nothing else moves (staleness resets depend on the time).
 type pageGen struct {
+	epoch       string
 	head, first uint64
 	online      int
 	likes       int64
@@ -52,7 +54,7 @@ const maxPages = 256
 
 // genLocked is the hub's current generation.
 func (h *Hub) genLocked(now time.Time) pageGen {
-	return pageGen{head: h.win.head, first: h.win.first(), online: h.online, likes: h.likes,
+	return pageGen{epoch: h.epoch, head: h.win.head, first: h.win.first(), online: h.online, likes: h.likes,
 		tick: now.UnixNano() / int64(h.node.cfg.Tick)}
 }
 
@@ -65,7 +67,7 @@ func (h *Hub) cachedLocked(gen pageGen, k pageKey) (PollAnswer, bool) {
 	if !ok {
 		return PollAnswer{}, false
 	}
-	return PollAnswer{Messages: c.msgs, Cursor: c.cursor, Reset: c.reset, Online: h.online, Likes: h.likes, Page: c.page}, true
+	return PollAnswer{Messages: c.msgs, Cursor: c.cursor, Epoch: h.epoch, Reset: c.reset, Online: h.online, Likes: h.likes, Page: c.page}, true
 }
 
 // storeLocked shares a's answer to k for the rest of generation gen.

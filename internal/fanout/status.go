@@ -65,11 +65,11 @@ func (n *Node) second(now time.Time) {
 		var frames []*Payload
 		if online >= 0 && online != h.online {
 			h.online = online
-			frames = append(frames, newCount(h.room, "online", int64(online), h.cursor))
+			frames = append(frames, newCount(h.room, "online", int64(online), h.cursor, h.epoch))
 		}
 		if total >= 0 && total != h.likes {
 			h.likes = total
-			frames = append(frames, newCount(h.room, "likes", total, h.cursor))
+			frames = append(frames, newCount(h.room, "likes", total, h.cursor, h.epoch))
 		}
 		if len(h.waiting) > 0 {
 			h.markDirtyLocked() // admits or resets waiters past their deadline

@@ -19,6 +19,7 @@ import (
 const (
 	defaultPollLimit = 15
 	maxPollLimit     = 100
+	maxEpoch         = 64 // bytes of a client's epoch= (the server's are 16)
 )
 
 var pollBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
@@ -39,6 +40,12 @@ func (g *Gateway) handlePoll(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		pq.Cursor, pq.HasCursor = c, true
+	}
+	if q.Has("epoch") {
+		if pq.Epoch, pq.HasEpoch = q.Get("epoch"), true; len(pq.Epoch) > maxEpoch {
+			g.pollErr(w, errs.New(errs.BadRequest, "epoch is longer than 64 bytes"))
+			return
+		}
 	}
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
@@ -140,6 +147,8 @@ func (g *Gateway) appendPoll(b []byte, a *fanout.PollAnswer, withUser bool, move
 	}
 	b = append(b, `],"cursor":`...)
 	b = strconv.AppendUint(b, a.Cursor, 10)
+	b = append(b, `,"epoch":`...)
+	b = message.AppendString(b, a.Epoch)
 	b = append(b, `,"poll_after_ms":`...)
 	b = strconv.AppendInt(b, int64(g.pollAfter(a.Online)), 10)
 	b = append(b, `,"reset":`...)

@@ -45,6 +45,8 @@ type wsState struct {
 	hasCur   bool
 	// placementKey spreads a hot room's clients over its nodes (R14).
 	placementKey string
+	epoch        string
+	hasEpoch     bool
 }
 
 // checkOrigin allows non-browser clients (no Origin), the same host, and the
@@ -99,6 +101,12 @@ func (g *Gateway) handleWS(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		st.cursor, st.hasCur = c, true
+	}
+	if q.Has("epoch") {
+		if st.epoch, st.hasEpoch = q.Get("epoch"), true; len(st.epoch) > maxEpoch {
+			writeErr(w, errs.New(errs.BadRequest, "epoch is longer than 64 bytes"))
+			return
+		}
 	}
 	if q.Get("token") != "" || r.Header.Get("Authorization") != "" {
 		id, err := g.identity(r, true, true)
@@ -157,7 +165,7 @@ func (g *Gateway) attach(c *ws.Conn, st *wsState) error {
 	sess := "w:" + strconv.FormatUint(uint64(connSeq.Add(1)), 36) + ":" + c.RemoteAddr().String()
 	st.fc = &fanout.Conn{Sink: wsSink{c, st.enc}, Room: st.room, Session: sess, Member: presence.Member{
 		Session: sess, UserID: st.id.Claims.Sub, Name: st.id.Claims.Name, Level: st.id.Claims.Level},
-		Move: g.moveFor(st.room, st.placementKey)}
+		Move: g.moveFor(st.room, st.placementKey), Epoch: st.epoch, HasEpoch: st.hasEpoch}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := g.d.Node.Attach(ctx, st.fc, st.cursor, st.hasCur); err != nil {
@@ -181,6 +189,8 @@ type clientFrame struct {
 	Data  json.RawMessage `json:"data"`
 	// VideoMS is the live position the sender was watching (issue 10).
 	VideoMS *int64 `json:"video_ms"`
+	// ClientMsgID makes a send idempotent (issue 8).
+	ClientMsgID string `json:"client_msg_id"`
 }
 
 // OnMessage implements ws.Handler: client frames, one at a time per connection.
@@ -264,7 +274,8 @@ func (g *Gateway) authenticate(c *ws.Conn, st *wsState, token string) (service.I
 }
 
 func (g *Gateway) onSend(c *ws.Conn, st *wsState, f clientFrame) {
-	req := &message.Request{ID: f.ID, Kind: f.Kind, Text: f.Text, Gift: f.Gift, Scope: f.Scope, To: f.To, Data: f.Data, VideoMS: f.VideoMS}
+	req := &message.Request{ID: f.ID, Kind: f.Kind, Text: f.Text, Gift: f.Gift, Scope: f.Scope, To: f.To, Data: f.Data, VideoMS: f.VideoMS,
+		ClientMsgID: f.ClientMsgID}
 	res, err := g.sendAs(st, req)
 	if err != nil {
 		g.sendError(c, f.ID, err)

@@ -125,7 +125,7 @@ func (g *Gateway) onProtoSend(c *ws.Conn, st *wsState, f *pb.Frame) {
 		return
 	}
 	req := &message.Request{Kind: message.Kind(body.Kind), Text: body.Text, Scope: message.Scope(body.Scope),
-		To: body.To, Data: json.RawMessage(body.Data)}
+		To: body.To, Data: json.RawMessage(body.Data), ClientMsgID: body.ClientMsgId}
 	if body.VideoMs != nil {
 		v := *body.VideoMs
 		req.VideoMS = &v

@@ -86,6 +86,13 @@ type Message struct {
 	// was not live.
 	VideoMS *int64 `json:"video_ms,omitempty"`
 
+	// Epoch is the timeline epoch Seq belongs to (set by the timeline; not
+	// part of the message's encoding: batches and poll answers carry it).
+	Epoch string `json:"-"`
+	// Dedupe, when set, is the idempotency key of the send (sender and
+	// client_msg_id): the timeline appends it at most once (issue 8).
+	Dedupe string `json:"-"`
+
 	// enc caches the JSON encoding; see Encoded.
 	enc []byte
 }

@@ -33,7 +33,14 @@ type Request struct {
 	// VideoMS is the position of the live video the sender was watching;
 	// the server uses it when plausible (see service).
 	VideoMS *int64 `json:"video_ms,omitempty"`
+	// ClientMsgID makes the send idempotent (issue 8): a repeat from the
+	// same user into the same room within 5 minutes gets the first send's
+	// acknowledgement instead of a second message. At most 64 bytes.
+	ClientMsgID string `json:"client_msg_id,omitempty"`
 }
+
+// MaxClientMsgID bounds Request.ClientMsgID in bytes.
+const MaxClientMsgID = 64
 
 // Limits bound what a client may send.
 type Limits struct {
@@ -65,6 +72,9 @@ func Build(req *Request, s Sender, room string, cat *Catalogue, lim Limits) (*Me
 	}
 	if !req.Kind.Known() {
 		return nil, errs.New(errs.UnknownKind, "unknown kind "+quoteShort(string(req.Kind)))
+	}
+	if len(req.ClientMsgID) > MaxClientMsgID {
+		return nil, errs.New(errs.BadRequest, "client_msg_id is longer than 64 bytes")
 	}
 	privileged := s.Role == RoleAdmin || s.Role == RoleSystem
 	switch req.Kind {

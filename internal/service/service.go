@@ -123,6 +123,9 @@ func (id Identity) role() message.Role {
 type Result struct {
 	Msg   *message.Message
 	Likes int64 // for likes: the room's new total
+	// Duplicate is set when the send repeated an earlier one's
+	// client_msg_id: Msg holds the first send's seq, id, ts and priority.
+	Duplicate bool
 }
 
 // Send validates, moderates and stores one message from id into roomID.
@@ -144,6 +147,15 @@ func (s *Service) send(ctx context.Context, id Identity, roomID string, req *mes
 		return Result{}, err
 	}
 	user := id.Claims.Sub
+	dedupe := dedupeKey(user, req)
+	if dedupe != "" { // a repeat gets the first send's ack, before rate limits count it again
+		if ack, ok, err := s.tl.Recall(ctx, roomID, dedupe); err != nil {
+			return Result{}, unavailable(err)
+		} else if ok {
+			return Result{Msg: &message.Message{Seq: ack.Seq, ID: ack.ID, Room: roomID, Kind: req.Kind, Scope: message.ScopeRoom,
+				TS: ack.TS, Priority: ack.Priority}, Duplicate: true}, nil
+		}
+	}
 	privileged := id.role() == message.RoleAdmin
 	if !privileged {
 		if kicked, err := s.mod.Kicked(ctx, roomID, user); err != nil {
@@ -182,6 +194,9 @@ func (s *Service) send(ctx context.Context, id Identity, roomID string, req *mes
 		}
 	}
 	m.ID = s.newID()
+	if m.Scope == message.ScopeRoom {
+		m.Dedupe = dedupe
+	}
 	if m.Kind == message.KindLike {
 		total, err := s.likes.Add(ctx, roomID, 1)
 		if err != nil {
@@ -226,7 +241,9 @@ func (s *Service) deliver(ctx context.Context, m *message.Message, clientMS *int
 		}
 		return Result{Msg: own}, nil
 	}
-	if err := s.appendRoom(ctx, m, clientMS); err != nil {
+	if err := s.appendRoom(ctx, m, clientMS); errors.Is(err, timeline.ErrDuplicate) { // raced with its own repeat
+		return Result{Msg: m, Duplicate: true}, nil
+	} else if err != nil {
 		return Result{}, unavailable(err)
 	}
 	return Result{Msg: m}, nil
@@ -252,12 +269,22 @@ func (s *Service) appendRoom(ctx context.Context, m *message.Message, clientMS *
 		}
 	}
 	if _, err := s.tl.Append(ctx, m); err != nil {
-		return err
+		return err // ErrDuplicate too: the first append archived it
 	}
 	if session != "" && s.archive != nil {
 		s.archive.Add(session, m)
 	}
 	return nil
+}
+
+// dedupeKey is the idempotency key of a send with a client_msg_id: the
+// sender and the id, unambiguous whatever bytes either holds. Likes and
+// user-scoped messages get no seq and are not deduplicated.
+func dedupeKey(user string, req *message.Request) string {
+	if req.ClientMsgID == "" || len(req.ClientMsgID) > message.MaxClientMsgID || req.Kind == message.KindLike || (req.Scope != "" && req.Scope != message.ScopeRoom) {
+		return ""
+	}
+	return strconv.Itoa(len(user)) + ":" + user + ":" + req.ClientMsgID
 }
 
 func unavailable(err error) error {

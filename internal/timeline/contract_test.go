@@ -2,6 +2,7 @@ package timeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -32,18 +33,18 @@ func runContract(t *testing.T, newTL factory) {
 		if seq, _ := tl.Append(ctx, msg("b", "x")); seq != 1 {
 			t.Fatalf("rooms must have separate sequences, got %d", seq)
 		}
-		msgs, head, first, err := tl.Range(ctx, "a", 2, 10)
-		if err != nil || head != 5 || first != 1 || len(msgs) != 3 || msgs[0].Seq != 3 || msgs[2].Text != "5" {
-			t.Fatalf("range: %d msgs head %d first %d err %v", len(msgs), head, first, err)
+		p, err := tl.Range(ctx, "a", 2, 10)
+		if err != nil || p.Head != 5 || p.First != 1 || len(p.Msgs) != 3 || p.Msgs[0].Seq != 3 || p.Msgs[2].Text != "5" {
+			t.Fatalf("range: %d msgs head %d first %d err %v", len(p.Msgs), p.Head, p.First, err)
 		}
-		if msgs, head, _, _ := tl.Range(ctx, "a", 5, 10); len(msgs) != 0 || head != 5 {
-			t.Fatalf("range at head: %d msgs head %d", len(msgs), head)
+		if p, _ := tl.Range(ctx, "a", 5, 10); len(p.Msgs) != 0 || p.Head != 5 {
+			t.Fatalf("range at head: %d msgs head %d", len(p.Msgs), p.Head)
 		}
-		if msgs, head, first, _ := tl.Range(ctx, "none", 0, 10); len(msgs) != 0 || head != 0 || first != 1 {
-			t.Fatalf("empty room: %d msgs head %d first %d", len(msgs), head, first)
+		if p, _ := tl.Range(ctx, "none", 0, 10); len(p.Msgs) != 0 || p.Head != 0 || p.First != 1 || p.Epoch != "" {
+			t.Fatalf("empty room: %d msgs head %d first %d epoch %q", len(p.Msgs), p.Head, p.First, p.Epoch)
 		}
-		if h, _ := tl.Head(ctx, "a"); h != 5 {
-			t.Fatalf("head %d", h)
+		if h, _ := tl.Head(ctx, "a"); h.Head != 5 {
+			t.Fatalf("head %d", h.Head)
 		}
 	})
 
@@ -67,12 +68,12 @@ func runContract(t *testing.T, newTL factory) {
 			var cursor uint64
 			deadline := time.Now().Add(20 * time.Second)
 			for cursor < writers*each && time.Now().Before(deadline) {
-				msgs, _, _, err := tl.Range(ctx, "c", cursor, 37)
+				p, err := tl.Range(ctx, "c", cursor, 37)
 				if err != nil {
 					readErr = err
 					return
 				}
-				for _, m := range msgs {
+				for _, m := range p.Msgs {
 					got = append(got, m.Seq)
 					cursor = m.Seq
 				}
@@ -131,9 +132,9 @@ func runContract(t *testing.T, newTL factory) {
 				t.Fatal(err)
 			}
 		}
-		msgs, head, first, err := tl.Range(ctx, "r", 0, 100)
-		if err != nil || head != 25 || len(msgs) != 10 || first != 16 || msgs[0].Seq != 16 {
-			t.Fatalf("got %d msgs head %d first %d err %v", len(msgs), head, first, err)
+		p, err := tl.Range(ctx, "r", 0, 100)
+		if err != nil || p.Head != 25 || len(p.Msgs) != 10 || p.First != 16 || p.Msgs[0].Seq != 16 {
+			t.Fatalf("got %d msgs head %d first %d err %v", len(p.Msgs), p.Head, p.First, err)
 		}
 	})
 
@@ -147,9 +148,9 @@ func runContract(t *testing.T, newTL factory) {
 		if _, err := tl.Append(ctx, msg("g", "new")); err != nil {
 			t.Fatal(err)
 		}
-		msgs, head, first, err := tl.Range(ctx, "g", 0, 100)
-		if err != nil || head != 2 || len(msgs) != 1 || msgs[0].Text != "new" || first != 2 {
-			t.Fatalf("got %d msgs head %d first %d err %v", len(msgs), head, first, err)
+		p, err := tl.Range(ctx, "g", 0, 100)
+		if err != nil || p.Head != 2 || len(p.Msgs) != 1 || p.Msgs[0].Text != "new" || p.First != 2 {
+			t.Fatalf("got %d msgs head %d first %d err %v", len(p.Msgs), p.Head, p.First, err)
 		}
 	})
 
@@ -159,11 +160,90 @@ func runContract(t *testing.T, newTL factory) {
 		if _, err := tl.Append(ctx, m); err != nil {
 			t.Fatal(err)
 		}
-		msgs, _, _, _ := tl.Range(ctx, "e", 0, 1)
+		p, _ := tl.Range(ctx, "e", 0, 1)
+		msgs := p.Msgs
 		enc := string(msgs[0].Encoded())
 		want := `"seq":1,"id":"\u003cb\u003e\"hi\"\u003c/b\u003e"`
 		if !strings.Contains(enc, want) || msgs[0].Seq != 1 || msgs[0].TS == 0 {
 			t.Fatalf("bad stored message %q", enc)
+		}
+	})
+
+	t.Run("Epoch", func(t *testing.T) {
+		tl := newTL(t, Retention{}, nil)
+		m1 := msg("ep", "1")
+		if _, err := tl.Append(ctx, m1); err != nil {
+			t.Fatal(err)
+		}
+		m2 := msg("ep", "2")
+		if _, err := tl.Append(ctx, m2); err != nil {
+			t.Fatal(err)
+		}
+		if m1.Epoch == "" || m2.Epoch != m1.Epoch {
+			t.Fatalf("epochs %q and %q: want one non-empty epoch", m1.Epoch, m2.Epoch)
+		}
+		p, err := tl.Range(ctx, "ep", 0, 10)
+		if err != nil || p.Epoch != m1.Epoch || len(p.Msgs) != 2 || p.Msgs[0].Epoch != m1.Epoch {
+			t.Fatalf("range epoch %q (%d msgs), want %q: %v", p.Epoch, len(p.Msgs), m1.Epoch, err)
+		}
+		if h, err := tl.Head(ctx, "ep"); err != nil || h != (Position{Head: 2, Epoch: m1.Epoch}) {
+			t.Fatalf("head %+v %v", h, err)
+		}
+		if h, err := tl.Head(ctx, "none"); err != nil || h != (Position{}) {
+			t.Fatalf("head of a room without messages %+v %v", h, err)
+		}
+		other := msg("ep2", "x")
+		if _, err := tl.Append(ctx, other); err != nil || other.Epoch == m1.Epoch {
+			t.Fatalf("two rooms share epoch %q (%v)", other.Epoch, err)
+		}
+	})
+
+	t.Run("IdempotentAppend", func(t *testing.T) {
+		tl := newTL(t, Retention{}, nil)
+		first := msg("d", "first")
+		first.Dedupe, first.Priority = "u1:abc", 7
+		if seq, err := tl.Append(ctx, first); err != nil || seq != 1 {
+			t.Fatalf("append: %d %v", seq, err)
+		}
+		again := msg("d", "again")
+		again.Dedupe = "u1:abc"
+		seq, err := tl.Append(ctx, again)
+		if !errors.Is(err, ErrDuplicate) || seq != 1 || again.Seq != 1 || again.ID != "first" || again.TS != first.TS || again.Priority != 7 || again.Epoch != first.Epoch {
+			t.Fatalf("repeat: seq %d err %v msg %+v; want the first ack %+v", seq, err, again, first)
+		}
+		if a, ok, err := tl.Recall(ctx, "d", "u1:abc"); err != nil || !ok || a != (Ack{Seq: 1, ID: "first", TS: first.TS, Priority: 7}) {
+			t.Fatalf("recall: %+v %v %v", a, ok, err)
+		}
+		if _, ok, err := tl.Recall(ctx, "d", "u1:nope"); err != nil || ok {
+			t.Fatalf("recall of an unknown key: %v %v", ok, err)
+		}
+		if _, ok, err := tl.Recall(ctx, "other", "u1:abc"); err != nil || ok {
+			t.Fatalf("recall in another room: %v %v", ok, err)
+		}
+		// The same key from many goroutines at once: stored once, one ack for all.
+		var wg sync.WaitGroup
+		acks := make(chan string, 16)
+		for i := 0; i < 16; i++ {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				m := msg("d", fmt.Sprint("c", i))
+				m.Dedupe = "u2:same"
+				if _, err := tl.Append(ctx, m); err != nil && !errors.Is(err, ErrDuplicate) {
+					t.Error(err)
+				}
+				acks <- fmt.Sprint(m.Seq, m.ID)
+			}(i)
+		}
+		wg.Wait()
+		close(acks)
+		distinct := map[string]bool{}
+		for a := range acks {
+			distinct[a] = true
+		}
+		p, _ := tl.Range(ctx, "d", 0, 100)
+		if len(distinct) != 1 || len(p.Msgs) != 2 || p.Head != 2 {
+			t.Fatalf("concurrent repeats: acks %v, stored %d (head %d); want one ack and one message", distinct, len(p.Msgs), p.Head)
 		}
 	})
 }

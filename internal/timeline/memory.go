@@ -27,6 +27,16 @@ type memRoom struct {
 	// start indexes the oldest retained message in ring; n counts them.
 	start, n int
 	head     uint64 // last assigned seq; guarded by mu
+	epoch    string // created with the room's counter; static
+
+	acks     map[string]memAck // by Dedupe key; guarded by mu
+	ackOrder []string          // keys in the order remembered, for expiry; guarded by mu
+}
+
+// memAck is a remembered acknowledgement and when it is forgotten (Unix ms).
+type memAck struct {
+	ack     Ack
+	expires int64
 }
 
 // NewMemory returns an in-memory timeline. notify (may be nil) is called for
@@ -45,7 +55,7 @@ func (t *Memory) room(id string, create bool) *memRoom {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if r = t.rooms[id]; r == nil {
-		r = &memRoom{}
+		r = &memRoom{epoch: newEpoch()}
 		t.rooms[id] = r
 	}
 	return r
@@ -57,18 +67,60 @@ func (t *Memory) Append(ctx context.Context, m *message.Message) (uint64, error)
 	now := t.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.expireAcksLocked(now.UnixMilli())
+	if m.Dedupe != "" {
+		if a, ok := r.acks[m.Dedupe]; ok {
+			m.Seq, m.ID, m.TS, m.Priority, m.Epoch = a.ack.Seq, a.ack.ID, a.ack.TS, a.ack.Priority, r.epoch
+			return m.Seq, ErrDuplicate
+		}
+	}
 	r.head++
-	m.Seq = r.head
+	m.Seq, m.Epoch = r.head, r.epoch
 	if m.TS == 0 {
 		m.TS = now.UnixMilli()
 	}
 	m.Seal()
+	if m.Dedupe != "" {
+		if r.acks == nil {
+			r.acks = map[string]memAck{}
+		}
+		r.acks[m.Dedupe] = memAck{ack: Ack{Seq: m.Seq, ID: m.ID, TS: m.TS, Priority: m.Priority}, expires: now.Add(DedupeTTL).UnixMilli()}
+		r.ackOrder = append(r.ackOrder, m.Dedupe)
+	}
 	r.pruneAgeLocked(now.Add(-t.ret.MaxAge).UnixMilli(), 8)
 	r.pushLocked(m, t.ret.MaxCount)
 	if t.notify != nil {
 		t.notify(m)
 	}
 	return m.Seq, nil
+}
+
+// expireAcksLocked forgets acknowledgements older than DedupeTTL.
+func (r *memRoom) expireAcksLocked(now int64) {
+	i := 0
+	for ; i < len(r.ackOrder); i++ {
+		k := r.ackOrder[i]
+		if a, ok := r.acks[k]; ok && a.expires > now {
+			break
+		}
+		delete(r.acks, k)
+	}
+	if i > 0 {
+		r.ackOrder = append(r.ackOrder[:0], r.ackOrder[i:]...)
+	}
+}
+
+// Recall implements Timeline.
+func (t *Memory) Recall(ctx context.Context, room, key string) (Ack, bool, error) {
+	r := t.room(room, false)
+	if r == nil {
+		return Ack{}, false, nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.expireAcksLocked(t.now().UnixMilli())
+	a, ok := r.acks[key]
+	return a.ack, ok, nil
 }
 
 // pushLocked appends m, overwriting the oldest message when the ring holds
@@ -107,36 +159,36 @@ func (r *memRoom) pruneAgeLocked(cutoff int64, budget int) {
 }
 
 // Range implements Timeline.
-func (t *Memory) Range(ctx context.Context, room string, after uint64, limit int) ([]*message.Message, uint64, uint64, error) {
+func (t *Memory) Range(ctx context.Context, room string, after uint64, limit int) (Page, error) {
 	r := t.room(room, false)
 	if r == nil {
-		return nil, 0, 1, nil
+		return Page{First: 1}, nil
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.pruneAgeLocked(t.now().Add(-t.ret.MaxAge).UnixMilli(), r.n)
-	first := r.head + 1 - uint64(r.n)
+	p := Page{Head: r.head, First: r.head + 1 - uint64(r.n), Epoch: r.epoch}
 	if limit <= 0 || after >= r.head {
-		return nil, r.head, first, nil
+		return p, nil
 	}
-	from := max(after+1, first)
+	from := max(after+1, p.First)
 	cnt := min(uint64(limit), r.head-from+1)
-	out := make([]*message.Message, 0, cnt)
+	p.Msgs = make([]*message.Message, 0, cnt)
 	for s := from; s < from+cnt; s++ {
-		out = append(out, r.ring[(r.start+int(s-first))%len(r.ring)])
+		p.Msgs = append(p.Msgs, r.ring[(r.start+int(s-p.First))%len(r.ring)])
 	}
-	return out, r.head, first, nil
+	return p, nil
 }
 
 // Head implements Timeline.
-func (t *Memory) Head(ctx context.Context, room string) (uint64, error) {
+func (t *Memory) Head(ctx context.Context, room string) (Position, error) {
 	r := t.room(room, false)
 	if r == nil {
-		return 0, nil
+		return Position{}, nil
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.head, nil
+	return Position{Head: r.head, Epoch: r.epoch}, nil
 }
 
 // Close implements Timeline.

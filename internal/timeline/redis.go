@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -15,22 +16,28 @@ import (
 )
 
 // Redis is the Timeline shared by every node of a cluster (issue 5). Each
-// room is three Redis names sharing the hash tag {room}, so a room lives on
+// room is a few Redis names sharing the hash tag {room}, so a room lives on
 // one Redis Cluster shard:
 //
-//	PREFIX{room}:s  counter: the room's last assigned seq (never expires)
-//	PREFIX{room}:x  stream: entry "<seq>-0" with fields t (ts, Unix ms) and m (the message JSON)
-//	PREFIX{room}:c  sharded pub/sub channel: every appended message's JSON
+//	PREFIX{room}:s      counter: the room's last assigned seq (never expires)
+//	PREFIX{room}:e      the epoch of that counter (issue 8; never expires)
+//	PREFIX{room}:x      stream: entry "<seq>-0" with fields t (ts, Unix ms) and m (the message JSON)
+//	PREFIX{room}:c      sharded pub/sub channel: "<epoch> <message JSON>" for every append
+//	PREFIX{room}:d:KEY  an idempotent send's acknowledgement, for DedupeTTL
 //
-// Append is one Lua script (R11): INCR the counter, build the message JSON
-// around the new seq, XADD it trimmed to MaxCount, drop a few entries older
-// than MaxAge, and SPUBLISH the JSON. Redis runs a script atomically, so the
-// notifications of a room leave Redis in seq order. Concurrent appends from
-// one node are auto-pipelined by rueidis on one connection (R12).
+// Append is one Lua script (R11): look up the send's dedupe key, INCR the
+// counter (a counter that starts again at 1 gets a new epoch and an empty
+// stream: Redis lost the room), build the message JSON around the new seq,
+// XADD it trimmed to MaxCount, drop a few entries older than MaxAge,
+// SPUBLISH it and remember the dedupe key. Redis runs a script atomically,
+// so the notifications of a room leave Redis in seq order and a send is
+// stored at most once. Concurrent appends from one node are auto-pipelined
+// by rueidis on one connection (R12).
 //
 // Redis must keep what it acknowledged: run it with appendonly yes (and
 // appendfsync always for zero loss on a crash) and maxmemory-policy
-// noeviction; an evicted counter would restart a room's seq.
+// noeviction. When it does not (a restart without persistence), the epoch
+// tells readers so instead of reusing seqs under their cursors.
 type Redis struct {
 	c   rueidis.Client
 	cfg RedisConfig
@@ -62,20 +69,41 @@ func NewRedis(c rueidis.Client, cfg RedisConfig) *Redis {
 // The bus subscribes to it for nodes that have viewers of room.
 func RedisChannel(prefix, room string) string { return prefix + "{" + room + "}:c" }
 
-func (t *Redis) keys(room string) []string {
+// keys are the room's counter, stream and epoch (and, with dedupe, the
+// dedupe key's name).
+func (t *Redis) keys(room, dedupe string) []string {
 	base := t.cfg.Prefix + "{" + room + "}"
-	return []string{base + ":s", base + ":x"}
+	if dedupe != "" {
+		return []string{base + ":s", base + ":x", base + ":e", base + ":d:" + dedupe}
+	}
+	return []string{base + ":s", base + ":x", base + ":e"}
 }
 
-// appendScript: KEYS[1] counter, KEYS[2] stream; ARGV[1] the message JSON
-// after `{"seq":0`, ARGV[2] ts, ARGV[3] max count, ARGV[4] age cutoff (Unix
-// ms), ARGV[5] stream TTL (ms), ARGV[6] channel. Returns the seq.
+// appendScript: KEYS[1] counter, KEYS[2] stream, KEYS[3] epoch, KEYS[4]
+// (optional) dedupe key; ARGV[1] the message JSON after `{"seq":0`, ARGV[2]
+// ts, ARGV[3] max count, ARGV[4] age cutoff (Unix ms), ARGV[5] stream TTL
+// (ms), ARGV[6] channel, ARGV[7] a fresh epoch (used if the counter is new),
+// ARGV[8] dedupe TTL (ms), ARGV[9] message id, ARGV[10] priority. Returns
+// {seq, epoch}, or {-1, epoch, "seq\nts\npriority\nid"} for a duplicate.
 //
 // Age pruning looks at the oldest entry and removes at most 8 per append, so
 // no single append pays for a long quiet spell (R9); the stream's TTL clears
 // a room that went quiet altogether.
 var appendScript = rueidis.NewLuaScript(`
+local epoch = redis.call('GET', KEYS[3])
+if KEYS[4] and epoch then
+  local d = redis.call('GET', KEYS[4])
+  if d then
+    local e, ack = string.match(d, '^([^\n]*)\n(.*)$')
+    if e == epoch then return {-1, epoch, ack} end
+  end
+end
 local seq = redis.call('INCR', KEYS[1])
+if seq == 1 or not epoch then
+  epoch = ARGV[7]
+  redis.call('SET', KEYS[3], epoch)
+  if seq == 1 then redis.call('DEL', KEYS[2]) end
+end
 local s = string.format('%d', seq)
 local msg = '{"seq":' .. s .. ARGV[1]
 redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], s .. '-0', 't', ARGV[2], 'm', msg)
@@ -91,15 +119,20 @@ if #oldest > 0 and tonumber(oldest[1][2][2]) < cutoff then
   end
 end
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
-redis.call('SPUBLISH', ARGV[6], msg)
-return seq
+redis.call('SPUBLISH', ARGV[6], epoch .. ' ' .. msg)
+if KEYS[4] then
+  redis.call('SET', KEYS[4], epoch .. '\n' .. s .. '\n' .. ARGV[2] .. '\n' .. ARGV[10] .. '\n' .. ARGV[9], 'PX', ARGV[8])
+end
+return {seq, epoch}
 `)
 
 // rangeScript: KEYS as appendScript; ARGV[1] after, ARGV[2] limit, ARGV[3]
-// age cutoff. Returns {head, first, json...}. It first drops expired
+// age cutoff. Returns {head, first, epoch, json...}. It first drops expired
 // entries (bounded), so first is honest for a room that went quiet.
 var rangeScript = rueidis.NewLuaScript(`
 local head = tonumber(redis.call('GET', KEYS[1]) or '0')
+local epoch = redis.call('GET', KEYS[3]) or ''
+if head == 0 then epoch = '' end
 local cutoff = tonumber(ARGV[3])
 for _ = 1, 4 do
   local es = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 64)
@@ -114,7 +147,7 @@ end
 local first = head + 1
 local o = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
 if #o > 0 then first = tonumber(string.match(o[1][1], '^%d+')) end
-local out = {head, first}
+local out = {head, first, epoch}
 local after = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 if limit > 0 and after < head then
@@ -143,72 +176,148 @@ func (t *Redis) Append(ctx context.Context, m *message.Message) (uint64, error) 
 	ret := t.cfg.Retention
 	args := []string{tail, strconv.FormatInt(m.TS, 10), strconv.Itoa(ret.MaxCount),
 		strconv.FormatInt(now.Add(-ret.MaxAge).UnixMilli(), 10), strconv.FormatInt((ret.MaxAge + time.Minute).Milliseconds(), 10),
-		RedisChannel(t.cfg.Prefix, m.Room)}
-	var seq int64
+		RedisChannel(t.cfg.Prefix, m.Room), newEpoch(), strconv.FormatInt(DedupeTTL.Milliseconds(), 10), m.ID, strconv.Itoa(m.Priority)}
+	var arr []rueidis.RedisMessage
 	err := t.cfg.Call.Do(ctx, "timeline_append", 1, func(ctx context.Context) error {
 		var err error
-		seq, err = appendScript.Exec(ctx, t.c, t.keys(m.Room), args).AsInt64()
+		arr, err = appendScript.Exec(ctx, t.c, t.keys(m.Room, m.Dedupe), args).ToArray()
 		return err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("timeline: append to %s: %w: %w", m.Room, ErrUnavailable, err)
+	}
+	if len(arr) < 2 {
+		return 0, fmt.Errorf("timeline: append to %s: short reply (%d values)", m.Room, len(arr))
+	}
+	seq, err1 := arr[0].AsInt64()
+	epoch, err2 := arr[1].ToString()
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("timeline: append to %s: %w", m.Room, err)
+	}
+	m.Epoch = epoch
+	if seq < 0 && len(arr) == 3 {
+		raw, err := arr[2].ToString()
+		if err != nil {
+			return 0, fmt.Errorf("timeline: append to %s: %w", m.Room, err)
+		}
+		a, err := parseAck(raw)
+		if err != nil {
+			return 0, fmt.Errorf("timeline: append to %s: %w", m.Room, err)
+		}
+		m.Seq, m.ID, m.TS, m.Priority = a.Seq, a.ID, a.TS, a.Priority
+		m.Seal()
+		return m.Seq, ErrDuplicate
 	}
 	m.Seq = uint64(seq)
 	m.Seal()
 	return m.Seq, nil
 }
 
+// parseAck reads a remembered acknowledgement: "seq\nts\npriority\nid".
+func parseAck(raw string) (Ack, error) {
+	f := strings.SplitN(raw, "\n", 4)
+	if len(f) != 4 {
+		return Ack{}, fmt.Errorf("bad remembered ack %q", raw)
+	}
+	seq, err1 := strconv.ParseUint(f[0], 10, 64)
+	ts, err2 := strconv.ParseInt(f[1], 10, 64)
+	prio, err3 := strconv.Atoi(f[2])
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return Ack{}, fmt.Errorf("bad remembered ack %q: %w", raw, err)
+	}
+	return Ack{Seq: seq, TS: ts, Priority: prio, ID: f[3]}, nil
+}
+
 // Range implements Timeline.
-func (t *Redis) Range(ctx context.Context, room string, after uint64, limit int) ([]*message.Message, uint64, uint64, error) {
+func (t *Redis) Range(ctx context.Context, room string, after uint64, limit int) (Page, error) {
 	cutoff := t.now().Add(-t.cfg.Retention.MaxAge).UnixMilli()
 	args := []string{strconv.FormatUint(after, 10), strconv.Itoa(max(limit, 0)), strconv.FormatInt(cutoff, 10)}
 	var arr []rueidis.RedisMessage
 	err := t.cfg.Call.Do(ctx, "timeline_range", 1, func(ctx context.Context) error {
 		var err error
-		arr, err = rangeScript.Exec(ctx, t.c, t.keys(room), args).ToArray()
+		arr, err = rangeScript.Exec(ctx, t.c, t.keys(room, ""), args).ToArray()
 		return err
 	})
 	if err != nil {
-		return nil, 0, 0, fmt.Errorf("timeline: range %s: %w: %w", room, ErrUnavailable, err)
+		return Page{}, fmt.Errorf("timeline: range %s: %w: %w", room, ErrUnavailable, err)
 	}
-	if len(arr) < 2 {
-		return nil, 0, 0, fmt.Errorf("timeline: range %s: short reply (%d values)", room, len(arr))
+	if len(arr) < 3 {
+		return Page{}, fmt.Errorf("timeline: range %s: short reply (%d values)", room, len(arr))
 	}
 	head, err1 := arr[0].AsInt64()
 	first, err2 := arr[1].AsInt64()
-	if err := errors.Join(err1, err2); err != nil {
-		return nil, 0, 0, fmt.Errorf("timeline: range %s: %w", room, err)
+	epoch, err3 := arr[2].ToString()
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return Page{}, fmt.Errorf("timeline: range %s: %w", room, err)
 	}
-	msgs := make([]*message.Message, 0, len(arr)-2)
-	for _, v := range arr[2:] {
+	p := Page{Head: uint64(head), First: uint64(first), Epoch: epoch, Msgs: make([]*message.Message, 0, len(arr)-3)}
+	for _, v := range arr[3:] {
 		raw, err := v.AsBytes()
 		if err != nil {
-			return nil, 0, 0, fmt.Errorf("timeline: range %s: %w", room, err)
+			return Page{}, fmt.Errorf("timeline: range %s: %w", room, err)
 		}
 		m, err := DecodeMessage(raw)
 		if err != nil {
-			return nil, 0, 0, fmt.Errorf("timeline: range %s: %w", room, err)
+			return Page{}, fmt.Errorf("timeline: range %s: %w", room, err)
 		}
-		msgs = append(msgs, m)
+		m.Epoch = epoch
+		p.Msgs = append(p.Msgs, m)
 	}
-	return msgs, uint64(head), uint64(first), nil
+	return p, nil
 }
 
 // Head implements Timeline.
-func (t *Redis) Head(ctx context.Context, room string) (uint64, error) {
-	var head int64
+func (t *Redis) Head(ctx context.Context, room string) (Position, error) {
+	var pos Position
+	k := t.keys(room, "")
 	err := t.cfg.Call.Do(ctx, "timeline_head", 1, func(ctx context.Context) error {
-		var err error
-		head, err = t.c.Do(ctx, t.c.B().Get().Key(t.keys(room)[0]).Build()).AsInt64()
-		if rueidis.IsRedisNil(err) {
-			head, err = 0, nil
+		vals, err := t.c.Do(ctx, t.c.B().Mget().Key(k[0], k[2]).Build()).ToArray()
+		if err != nil || len(vals) != 2 {
+			return errors.Join(err, fmt.Errorf("mget: %d values", len(vals)))
 		}
+		if head, err := vals[0].AsInt64(); err == nil {
+			pos.Head = uint64(head)
+		} else if !rueidis.IsRedisNil(err) {
+			return err
+		}
+		if pos.Head > 0 {
+			pos.Epoch, _ = vals[1].ToString() // nil: the counter predates epochs; the next append makes one
+		}
+		return nil
+	})
+	if err != nil {
+		return Position{}, fmt.Errorf("timeline: head %s: %w: %w", room, ErrUnavailable, err)
+	}
+	return pos, nil
+}
+
+// Recall implements Timeline.
+func (t *Redis) Recall(ctx context.Context, room, key string) (Ack, bool, error) {
+	k := t.keys(room, key)
+	var a Ack
+	var ok bool
+	err := t.cfg.Call.Do(ctx, "timeline_recall", 1, func(ctx context.Context) error {
+		vals, err := t.c.Do(ctx, t.c.B().Mget().Key(k[2], k[3]).Build()).ToArray()
+		if err != nil || len(vals) != 2 {
+			return errors.Join(err, fmt.Errorf("mget: %d values", len(vals)))
+		}
+		epoch, err1 := vals[0].ToString()
+		d, err2 := vals[1].ToString()
+		if err1 != nil || err2 != nil { // nil: no epoch or no such key
+			return nil
+		}
+		e, rest, found := strings.Cut(d, "\n")
+		if !found || e != epoch {
+			return nil
+		}
+		a, err = parseAck(rest)
+		ok = err == nil
 		return err
 	})
 	if err != nil {
-		return 0, fmt.Errorf("timeline: head %s: %w: %w", room, ErrUnavailable, err)
+		return Ack{}, false, fmt.Errorf("timeline: recall %s: %w: %w", room, ErrUnavailable, err)
 	}
-	return uint64(head), nil
+	return a, ok, nil
 }
 
 // Close implements Timeline. The client belongs to the caller.

@@ -2,6 +2,7 @@ package timeline
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -37,18 +38,52 @@ func TestRedisRoundTrip(t *testing.T) {
 	if _, err := tl.Append(ctx, m); err != nil {
 		t.Fatal(err)
 	}
-	msgs, head, first, err := tl.Range(ctx, "rt", 0, 10)
-	if err != nil || len(msgs) != 1 || head != 1 || first != 1 {
-		t.Fatalf("range: %d msgs head %d first %d err %v", len(msgs), head, first, err)
+	p, err := tl.Range(ctx, "rt", 0, 10)
+	if err != nil || len(p.Msgs) != 1 || p.Head != 1 || p.First != 1 {
+		t.Fatalf("range: %d msgs head %d first %d err %v", len(p.Msgs), p.Head, p.First, err)
 	}
-	if got, want := string(msgs[0].Encoded()), string(m.Encoded()); got != want {
+	if got, want := string(p.Msgs[0].Encoded()), string(m.Encoded()); got != want {
 		t.Fatalf("round trip changed the message:\n got %s\nwant %s", got, want)
 	}
-	if h, err := tl.Head(ctx, "rt"); err != nil || h != 1 {
-		t.Fatalf("head %d %v", h, err)
+	if h, err := tl.Head(ctx, "rt"); err != nil || h.Head != 1 || h.Epoch != m.Epoch {
+		t.Fatalf("head %+v %v", h, err)
 	}
-	if h, err := tl.Head(ctx, "none"); err != nil || h != 0 {
-		t.Fatalf("head of an empty room %d %v", h, err)
+	if h, err := tl.Head(ctx, "none"); err != nil || h.Head != 0 {
+		t.Fatalf("head of an empty room %+v %v", h, err)
+	}
+}
+
+// TestRedisLostCounter: when Redis loses a room (a restart without
+// persistence, simulated by deleting its counter and epoch while an old
+// stream entry and dedupe key survive), the next append starts a new epoch
+// at seq 1 with a clean stream, and a dedupe key of the old epoch does not
+// answer for the new one.
+func TestRedisLostCounter(t *testing.T) {
+	c := redistest.Client(t)
+	prefix := redistest.Prefix(t, c)
+	tl := NewRedis(c, RedisConfig{Prefix: prefix})
+	ctx := context.Background()
+	var old *message.Message
+	for i := 0; i < 3; i++ {
+		old = &message.Message{ID: fmt.Sprint("old", i), Room: "lc", Kind: message.KindChat, Scope: message.ScopeRoom, Text: "old", Dedupe: fmt.Sprint("u:", i)}
+		if _, err := tl.Append(ctx, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Do(ctx, c.B().Del().Key(prefix+"{lc}:s", prefix+"{lc}:e").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if h, err := tl.Head(ctx, "lc"); err != nil || h != (Position{}) {
+		t.Fatalf("head after the loss: %+v %v", h, err)
+	}
+	m := &message.Message{ID: "new", Room: "lc", Kind: message.KindChat, Scope: message.ScopeRoom, Text: "new", Dedupe: "u:2"}
+	seq, err := tl.Append(ctx, m)
+	if err != nil || seq != 1 || m.Epoch == "" || m.Epoch == old.Epoch {
+		t.Fatalf("append after the loss: seq %d epoch %q (old %q) err %v", seq, m.Epoch, old.Epoch, err)
+	}
+	p, err := tl.Range(ctx, "lc", 0, 10)
+	if err != nil || len(p.Msgs) != 1 || p.Msgs[0].ID != "new" || p.Epoch != m.Epoch || p.First != 1 {
+		t.Fatalf("range after the loss: %+v %v", p, err)
 	}
 }
 

@@ -62,6 +62,7 @@ export class RoomClient {
   #state = 'idle';
   #closed = false;
   #cursor = null;         // last seq considered (null: none yet → warm start)
+  #epoch = null;          // the timeline epoch #cursor counts in (sent back with it)
   #seen = new Set();      // seqs (and ids of unsequenced messages) already handed out
   #floor = 0;             // seqs ≤ floor count as seen (pruned from #seen)
   #sid;                   // poll session id (presence)
@@ -110,6 +111,7 @@ export class RoomClient {
   get transport() { return this.#transport; }
   get state() { return this.#state; }
   get cursor() { return this.#cursor; }
+  get epoch() { return this.#epoch; }
   get token() { return this.#o.token; }
 
   /** Starts receiving. */
@@ -143,9 +145,13 @@ export class RoomClient {
 
   /** Sends a message: {kind:'chat', text} or {kind:'gift', gift:{id, count}} or {kind:'like'}.
    *  Resolves with {seq, id, likes?}; rejects with a RoomcastError. Over the
-   *  WebSocket when it is open and signed in, else over HTTP. */
+   *  WebSocket when it is open and signed in, else over HTTP. Every send
+   *  carries a client_msg_id (generated unless req has one): sending the
+   *  same req again after a timeout or network error cannot post it twice,
+   *  it gets the first send's {seq, id}. */
   send(req) {
     if (!this.#o.token) return Promise.reject(new RoomcastError('unauthorized', 'sending needs a token'));
+    if (req.kind !== 'like' && !req.client_msg_id) req.client_msg_id = 'm' + Date.now().toString(36) + Math.random().toString(36).slice(2, 12);
     const ws = this.#ws;
     if (ws && ws.readyState === 1 && this.#wsAuthed) {
       const id = 'c' + Math.random().toString(36).slice(2, 10);
@@ -236,6 +242,7 @@ export class RoomClient {
     const u = new URL(this.#route.ws_url, globalThis.location?.href);
     if (!u.searchParams.get('room')) u.searchParams.set('room', this.room);
     if (this.#cursor !== null) u.searchParams.set('cursor', String(this.#cursor));
+    if (this.#epoch !== null) u.searchParams.set('epoch', this.#epoch);
     let ws;
     try {
       ws = this.#codec ? new this.#o.WebSocket(u.href, [this.#subprotocol]) : new this.#o.WebSocket(u.href);
@@ -350,7 +357,7 @@ export class RoomClient {
         if (f.reset) this.#reset();
         this.#deliver(msgs);
         // A batch of user-scoped messages only (seq 0) does not move the cursor.
-        if (!msgs.length || msgs.some((m) => m.seq > 0) || f.reset) this.#advance(f.cursor, f.reset);
+        if (!msgs.length || msgs.some((m) => m.seq > 0) || f.reset) this.#advance(f.cursor, f.epoch, f.reset);
         break;
       }
       case 'online':
@@ -426,6 +433,7 @@ export class RoomClient {
     u.searchParams.set('limit', String(this.#o.limit));
     u.searchParams.set('sid', this.#sid);
     if (this.#cursor !== null) u.searchParams.set('cursor', String(this.#cursor));
+    if (this.#epoch !== null) u.searchParams.set('epoch', this.#epoch);
     if (this.#userCursor !== null) u.searchParams.set('user_cursor', String(this.#userCursor));
     const ac = new AbortController();
     this.#pollAbort = ac;
@@ -443,7 +451,7 @@ export class RoomClient {
         if (typeof body.move === 'string' && body.move) this.#moveTo = body.move;
         if (body.reset) this.#reset();
         this.#deliver(body.messages || []);
-        this.#advance(body.cursor, body.reset);
+        this.#advance(body.cursor, body.epoch, body.reset);
         if (typeof body.user_cursor === 'number') this.#userCursor = body.user_cursor;
         if (typeof body.online === 'number') this.#setOnline(body.online);
         if (typeof body.likes === 'number') this.#setLikes(body.likes);
@@ -485,9 +493,13 @@ export class RoomClient {
     if (fresh.length) this.#emit('messages', fresh);
   }
 
-  #advance(cursor, reset) {
+  #advance(cursor, epoch, reset) {
     if (typeof cursor !== 'number') return;
-    if (reset || this.#cursor === null || cursor > this.#cursor) this.#cursor = cursor;
+    // A cursor counts within its epoch: a new epoch (after a reset, or the
+    // room's first messages after cursor 0) replaces both.
+    const newEpoch = typeof epoch === 'string' && epoch !== this.#epoch;
+    if (reset || newEpoch || this.#cursor === null || cursor > this.#cursor) this.#cursor = cursor;
+    if (typeof epoch === 'string') this.#epoch = epoch;
   }
 
   #reset() { // the server started us over (too far behind, or a new epoch)

@@ -1,0 +1,183 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"roomcast/internal/auth"
+	"roomcast/internal/config"
+	"roomcast/internal/redistest"
+)
+
+// pollQuery polls with a raw query string and fails on anything but 200.
+func (s *server) pollQuery(room, query string) pollAnswer {
+	s.t.Helper()
+	var a pollAnswer
+	if code := s.do("GET", "/api/rooms/"+room+"/messages?"+query, "", nil, &a); code != 200 {
+		s.t.Fatalf("poll %s: %d", query, code)
+	}
+	return a
+}
+
+// startMode starts a server in memory mode or on the machine's Redis under
+// a fresh prefix, in seq order (no render budget).
+func startMode(t *testing.T, mode string) *server {
+	return startServer(t, func(c *config.Config) {
+		c.RenderBudget = 0
+		if mode == "redis" {
+			c.Redis, c.RedisPrefix = "redis://"+redistest.RedisAddr+"/0", redistest.Prefix(t, redistest.Client(t))
+		}
+	})
+}
+
+// TestEpochCursors (issue 8): polls and WebSocket batches carry the room's
+// epoch beside the cursor; a cursor sent back with its epoch resumes, one
+// with another epoch resets (with the current epoch), never a silent gap.
+func TestEpochCursors(t *testing.T) {
+	for _, mode := range []string{"memory", "redis"} {
+		t.Run(mode, func(t *testing.T) {
+			s := startMode(t, mode)
+			anchor := s.createRoom("e")
+			if a := s.pollQuery("e", "cursor=0&epoch="); a.Epoch != "" || a.Reset || a.Cursor != 0 {
+				t.Fatalf("a room without messages: %+v", a)
+			}
+			for i := 1; i <= 3; i++ {
+				if code, _ := s.send("e", anchor, map[string]string{"kind": "chat", "text": fmt.Sprint("m", i)}); code != 201 {
+					t.Fatalf("send: %d", code)
+				}
+			}
+			first := s.pollQuery("e", "")
+			epoch := first.Epoch
+			if len(epoch) < 8 || first.Cursor != 3 {
+				t.Fatalf("first poll: cursor %d epoch %q", first.Cursor, epoch)
+			}
+			// Cursor 0 of "no epoch yet" is the start of every epoch.
+			if a := s.pollQuery("e", "cursor=0&epoch="); a.Reset || len(a.Messages) != 3 || a.Epoch != epoch {
+				t.Fatalf("cursor 0: %+v", a)
+			}
+			if a := s.pollQuery("e", "cursor=1&epoch="+epoch); a.Reset || len(a.Messages) != 2 || a.Messages[0].Seq != 2 || a.Epoch != epoch {
+				t.Fatalf("resume in the same epoch: %+v", a)
+			}
+			if a := s.pollQuery("e", "cursor=1&epoch=another"); !a.Reset || a.Epoch != epoch || a.Cursor != 3 {
+				t.Fatalf("cursor of another epoch: %+v, want a reset into %q", a, epoch)
+			}
+			if a := s.pollQuery("e", "cursor=1"); a.Reset || len(a.Messages) != 2 {
+				t.Fatalf("cursor without an epoch (older clients): %+v", a)
+			}
+			if code := s.do("GET", "/api/rooms/e/messages?cursor=1&epoch="+strings.Repeat("x", 65), "", nil, nil); code != 400 {
+				t.Fatalf("a 65-byte epoch: %d, want 400", code)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			for _, c := range []struct {
+				query string
+				reset bool
+				seqs  int
+			}{{"cursor=1&epoch=" + url.QueryEscape(epoch), false, 2}, {"cursor=1&epoch=gone", true, -1}} {
+				w, _, err := s.dial(ctx, "room=e&"+c.query)
+				if err != nil {
+					t.Fatal(err)
+				}
+				f, err := w.next(ctx, "batch")
+				w.close()
+				if err != nil || f.Reset != c.reset || f.Epoch != epoch || f.Cursor != 3 || (c.seqs >= 0 && len(f.Messages) != c.seqs) {
+					t.Fatalf("ws %s: first batch %+v (%v)", c.query, f, err)
+				}
+			}
+		})
+	}
+}
+
+// TestIdempotentSend (issue 8): a send repeated with the same client_msg_id
+// by the same user, over HTTP or the WebSocket, gets the first send's ack
+// and is stored once; another user's identical id is its own message.
+func TestIdempotentSend(t *testing.T) {
+	for _, mode := range []string{"memory", "redis"} {
+		t.Run(mode, func(t *testing.T) {
+			s := startMode(t, mode)
+			s.createRoom("i")
+			bob, eve := s.token("bob", auth.RoleViewer, 3), s.token("eve", auth.RoleViewer, 3)
+			body := map[string]string{"kind": "chat", "text": "once", "client_msg_id": "c-1"}
+			code, a1 := s.send("i", bob, body)
+			code2, a2 := s.send("i", bob, body)
+			if code != 201 || code2 != 201 || a1.Seq != 1 || a2 != a1 {
+				t.Fatalf("repeat over HTTP: %d %+v then %d %+v", code, a1, code2, a2)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			w, _, err := s.dial(ctx, "room=i&token="+bob)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.close()
+			if err := w.write(ctx, map[string]string{"type": "send", "id": "f1", "kind": "chat", "text": "once", "client_msg_id": "c-1"}); err != nil {
+				t.Fatal(err)
+			}
+			ack, err := w.next(ctx, "ack")
+			if err != nil || ack.Seq != a1.Seq || ack.ID != "f1" || ack.MsgID != a1.ID {
+				t.Fatalf("repeat over the WebSocket: %+v %v, want seq %d", ack, err, a1.Seq)
+			}
+			if code, a3 := s.send("i", eve, body); code != 201 || a3.Seq != 2 || a3.ID == a1.ID {
+				t.Fatalf("another user's same id: %d %+v", code, a3)
+			}
+			long := map[string]string{"kind": "chat", "text": "x", "client_msg_id": strings.Repeat("x", 65)}
+			if code, a := s.send("i", bob, long); code != 400 || a.Error == nil || a.Error.Code != "bad_request" {
+				t.Fatalf("65-byte client_msg_id: %d %+v", code, a)
+			}
+			p := s.pollQuery("i", "cursor=0")
+			if len(p.Messages) != 2 || p.Messages[0].ID != a1.ID {
+				t.Fatalf("stored %+v, want the first send once and eve's", p.Messages)
+			}
+		})
+	}
+}
+
+// TestEpochChangeDropsCache (issue 8): when Redis loses a room (its keys
+// deleted, as a restart without persistence would), the next message starts
+// a new epoch at seq 1. The node drops what it cached of the old epoch: a
+// connected viewer gets a reset batch in the new epoch, a fresh poll sees
+// only the new message, and an old cursor resets instead of skipping.
+func TestEpochChangeDropsCache(t *testing.T) {
+	c := redistest.Client(t)
+	prefix := redistest.Prefix(t, c)
+	s := startServer(t, func(cfg *config.Config) {
+		cfg.Redis, cfg.RedisPrefix, cfg.RenderBudget, cfg.Tick = "redis://"+redistest.RedisAddr+"/0", prefix, 0, 20*time.Millisecond
+	})
+	anchor := s.createRoom("l")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	w, _ := s.attached(ctx, "room=l&cursor=0")
+	for i := 1; i <= 3; i++ {
+		if code, _ := s.send("l", anchor, map[string]string{"kind": "chat", "text": fmt.Sprint("old", i)}); code != 201 {
+			t.Fatal(code)
+		}
+	}
+	var old frame
+	for old.Cursor < 3 {
+		var err error
+		if old, err = w.next(ctx, "batch"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Do(ctx, c.B().Del().Key(prefix+"{l}:s", prefix+"{l}:e", prefix+"{l}:x").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	code, ans := s.send("l", anchor, map[string]string{"kind": "chat", "text": "new"})
+	if code != 201 || ans.Seq != 1 {
+		t.Fatalf("send after the loss: %d %+v", code, ans)
+	}
+	f, err := w.next(ctx, "batch")
+	if err != nil || !f.Reset || f.Epoch == old.Epoch || f.Epoch == "" || len(f.Messages) != 1 || f.Messages[0].Text != "new" || f.Cursor != 1 {
+		t.Fatalf("viewer after the loss: %+v %v (old epoch %q)", f, err, old.Epoch)
+	}
+	if a := s.pollQuery("l", ""); len(a.Messages) != 1 || a.Messages[0].Text != "new" || a.Epoch != f.Epoch {
+		t.Fatalf("fresh poll after the loss: %+v", a)
+	}
+	if a := s.pollQuery("l", "cursor=3&epoch="+old.Epoch); !a.Reset || a.Epoch != f.Epoch || a.Cursor != 1 {
+		t.Fatalf("old cursor after the loss: %+v", a)
+	}
+}
