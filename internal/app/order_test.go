@@ -78,16 +78,13 @@ func TestConcurrentWritersAndReaders(t *testing.T) {
 				return
 			}
 			defer c.close()
+			// A blocking read (a read deadline would close the connection):
+			// the wake-up message sent after the writers ends the last one.
 			for !caughtUp(chk) && chk.err == nil {
-				rctx, rcancel := context.WithTimeout(ctx, 500*time.Millisecond)
-				f, err := c.read(rctx)
-				rcancel()
+				f, err := c.read(ctx)
 				if err != nil {
-					if ctx.Err() != nil {
-						chk.err = err
-						return
-					}
-					continue // timeout: re-check caughtUp
+					chk.err = err
+					return
 				}
 				for _, m := range f.Messages {
 					chk.see(m.Seq)
@@ -159,6 +156,10 @@ func TestConcurrentWritersAndReaders(t *testing.T) {
 	}
 	wwg.Wait()
 	close(writersDone)
+	// Wakes WebSocket readers blocked in a read after they saw everything.
+	if code, a := s.send("hot", s.token("waker", auth.RoleViewer, 1), map[string]string{"kind": "chat", "text": "wake"}); code != 201 {
+		t.Errorf("wake-up send: %d %+v", code, a)
+	}
 	wg.Wait()
 	if maxAcked.Load() < writers*perWriter {
 		t.Fatalf("only %d acked", maxAcked.Load())

@@ -175,6 +175,9 @@ func (h *Hub) load(ctx context.Context) error {
 			h.resync = true
 		}
 	}
+	if h.resync {
+		h.markDirtyLocked() // the next tick re-reads and switches
+	}
 	h.drainFutureLocked()
 	return nil
 }
@@ -207,13 +210,13 @@ func (h *Hub) switchEpochLocked(e string) bool {
 	}
 	if h.win.head > 0 || h.epoch != "" { // cursor 0 is in every epoch: nothing to reset
 		h.epochReset = true
-		h.node.drop("epoch_reset", int(h.win.n))
+		h.node.drop("epoch_reset", h.win.n)
 		h.retired = append(h.retired, h.epoch)
 		if len(h.retired) > 4 {
 			h.retired = h.retired[1:]
 		}
+		h.node.log.Warn("fanout: timeline epoch changed: dropping the cached window", "room", h.room, "from", h.epoch, "to", e, "head", h.win.head)
 	}
-	h.node.log.Warn("fanout: timeline epoch changed: dropping the cached window", "room", h.room, "from", h.epoch, "to", e, "head", h.win.head)
 	h.epoch = e
 	h.win.reset(0)
 	h.cursor = 0
