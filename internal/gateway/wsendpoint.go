@@ -173,6 +173,12 @@ func (g *Gateway) attach(c *ws.Conn, st *wsState) error {
 		return err
 	}
 	st.attached = true
+	// A kick published while the connection was attaching found it not yet
+	// in the node's user index; the kick's state was stored before it was
+	// published, so this second look cannot miss it.
+	if errs.From(g.checkKicked(ctx, st.room, st.id)).Code == errs.Kicked {
+		c.Close(4003, "kicked")
+	}
 	return nil
 }
 
