@@ -120,6 +120,12 @@ func TestProtoAuthSendHeartbeat(t *testing.T) {
 			break
 		}
 	}
+	// A repeat with the same client_msg_id gets the first send's ack (issue 8).
+	first := body(t, c.call(ctx, &pb.Frame{Type: 1}, &pb.SendRequest{Kind: "chat", Text: "once", ClientMsgId: "p-1"}), &pb.SendAck{})
+	again := body(t, c.call(ctx, &pb.Frame{Type: 1}, &pb.SendRequest{Kind: "chat", Text: "once", ClientMsgId: "p-1"}), &pb.SendAck{})
+	if first.Seq <= ack.Seq || again.Seq != first.Seq || again.Id != first.Id {
+		t.Fatalf("client_msg_id repeat: %v then %v", first, again)
+	}
 	// A like's ack carries the total; a refused send carries its code.
 	r = c.call(ctx, &pb.Frame{Type: 1}, &pb.SendRequest{Kind: "like"})
 	if a := body(t, r, &pb.SendAck{}); r.Code != 0 || a.Likes != 1 || a.Seq != 0 {
@@ -187,12 +193,13 @@ type cmpMsg struct {
 // cmpBatch is a room batch as both encodings carry it.
 type cmpBatch struct {
 	Cursor   int64
+	Epoch    string
 	Reset    bool
 	Messages []cmpMsg
 }
 
 func fromProto(b *pb.Batch) cmpBatch {
-	out := cmpBatch{Cursor: b.Cursor, Reset: b.Reset_, Messages: []cmpMsg{}}
+	out := cmpBatch{Cursor: b.Cursor, Epoch: b.Epoch, Reset: b.Reset_, Messages: []cmpMsg{}}
 	for _, m := range b.Messages {
 		c := cmpMsg{Seq: m.Seq, ID: m.Id, Room: m.Room, Kind: m.Kind, Scope: m.Scope, Text: m.Text,
 			Priority: m.Priority, TS: m.Ts, Data: m.Data, VideoMS: m.VideoMs}
