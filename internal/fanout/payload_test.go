@@ -131,7 +131,7 @@ func BenchmarkEncodeBatch(b *testing.B) {
 			b.ReportAllocs()
 			n := 0
 			for b.Loop() {
-				n = newBatch("show", msgs, 1019, false).Frame(enc).Len()
+				n = newBatch("show", msgs, 1019, "5be0c2d41f9a7e63", false).Frame(enc).Len()
 			}
 			b.ReportMetric(float64(n), "wire-bytes/batch")
 		})
