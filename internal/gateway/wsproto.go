@@ -142,6 +142,10 @@ func (g *Gateway) onProtoSend(c *ws.Conn, st *wsState, f *pb.Frame) {
 	if res.Msg.Kind == message.KindLike {
 		ack.Likes = res.Likes
 	}
+	if res.Msg.VideoMS != nil {
+		v := *res.Msg.VideoMS
+		ack.VideoMs = &v
+	}
 	g.sendProto(c, g.response(f, "", ack))
 }
 

@@ -98,6 +98,7 @@ export class ProtoCodec {
         const a = SendAck.decode(f.body);
         const o = { type: 'ack', id, seq: num(a.seq), msg_id: a.id };
         if (num(a.likes) > 0) o.likes = num(a.likes);
+        if (a.videoMs != null) o.video_ms = num(a.videoMs);
         return o;
       }
       default: return { type: 'response', id, code: f.type };

@@ -323,10 +323,13 @@ func (x *SendRequest) GetData() []byte {
 
 // SendAck is the body of a type 1 RESPONSE with code 0.
 type SendAck struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Seq           int64                  `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`     // 0 for likes and user-scoped messages
-	Id            string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`        // the server's message id
-	Likes         int64                  `protobuf:"varint,3,opt,name=likes,proto3" json:"likes,omitempty"` // the room's like total after a like
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Seq   int64                  `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`     // 0 for likes and user-scoped messages
+	Id    string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`        // the server's message id
+	Likes int64                  `protobuf:"varint,3,opt,name=likes,proto3" json:"likes,omitempty"` // the room's like total after a like
+	// The message's position on the live session's clock, as in the batch
+	// (absent when the room was not live).
+	VideoMs       *int64 `protobuf:"varint,4,opt,name=video_ms,json=videoMs,proto3,oneof" json:"video_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -378,6 +381,13 @@ func (x *SendAck) GetId() string {
 func (x *SendAck) GetLikes() int64 {
 	if x != nil {
 		return x.Likes
+	}
+	return 0
+}
+
+func (x *SendAck) GetVideoMs() int64 {
+	if x != nil && x.VideoMs != nil {
+		return *x.VideoMs
 	}
 	return 0
 }
@@ -965,11 +975,13 @@ const file_proto_roomcast_v1_roomcast_proto_rawDesc = "" +
 	"\x05scope\x18\a \x01(\tR\x05scope\x12\x0e\n" +
 	"\x02to\x18\b \x01(\tR\x02to\x12\x12\n" +
 	"\x04data\x18\t \x01(\fR\x04dataB\v\n" +
-	"\t_video_ms\"A\n" +
+	"\t_video_ms\"n\n" +
 	"\aSendAck\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x03R\x03seq\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x14\n" +
-	"\x05likes\x18\x03 \x01(\x03R\x05likes\"#\n" +
+	"\x05likes\x18\x03 \x01(\x03R\x05likes\x12\x1e\n" +
+	"\bvideo_ms\x18\x04 \x01(\x03H\x00R\avideoMs\x88\x01\x01B\v\n" +
+	"\t_video_ms\"#\n" +
 	"\tHeartbeat\x12\x16\n" +
 	"\x06online\x18\x01 \x01(\x03R\x06online\"\xf2\x01\n" +
 	"\x05Batch\x120\n" +
@@ -1069,6 +1081,7 @@ func file_proto_roomcast_v1_roomcast_proto_init() {
 		return
 	}
 	file_proto_roomcast_v1_roomcast_proto_msgTypes[1].OneofWrappers = []any{}
+	file_proto_roomcast_v1_roomcast_proto_msgTypes[2].OneofWrappers = []any{}
 	file_proto_roomcast_v1_roomcast_proto_msgTypes[4].OneofWrappers = []any{}
 	file_proto_roomcast_v1_roomcast_proto_msgTypes[5].OneofWrappers = []any{}
 	type x struct{}
