@@ -30,6 +30,7 @@ type Report struct {
 	Send     *SendReport     `json:"send,omitempty"`
 	Seq      *SeqReport      `json:"seq,omitempty"`
 	FLV      *FLVReport      `json:"flv,omitempty"`
+	Quiz     *QuizReport     `json:"quiz,omitempty"`
 	Server   *ServerReport   `json:"server,omitempty"`
 	Client   ClientReport    `json:"client"`
 
@@ -164,6 +165,9 @@ func (r *Report) table(w io.Writer) {
 	}
 	if f := r.FLV; f != nil {
 		t.flv(f)
+	}
+	if q := r.Quiz; q != nil {
+		t.quiz(q)
 	}
 	if s := r.Server; s != nil {
 		t.server(s)
@@ -391,4 +395,16 @@ func rate(n uint64, dt time.Duration) string {
 		return "0/s"
 	}
 	return fmt.Sprintf("%.0f/s", float64(n)/dt.Seconds())
+}
+
+func (t table) quiz(q *QuizReport) {
+	t.sec("quiz (" + q.Format + ")")
+	t.row("players", "%d connected of %d, %d questions, activity %s", q.Connected, q.Players, q.Questions, q.Activity)
+	t.row("answers", "%d acknowledged, %d refused", q.Answers, q.Refused)
+	t.row("answers/s", "%.0f  (best question: first answer sent → last ack %.1f ms)", q.AnswersPerS, q.AnswerWindowMS)
+	if q.USCPUPerAnswer > 0 {
+		t.row("server cpu/answer", "%.1f µs  (%.3fs over that question, push → last ack)", q.USCPUPerAnswer, q.ServerCPUS)
+	}
+	t.lat("reveal → players", q.Reveal)
+	t.errs("errors", q.Errors)
 }

@@ -58,6 +58,8 @@ var scenarios = []scenarioInfo{
 		func() scenario { return &sendScenario{} }},
 	{"flv", "N HTTP-FLV viewers of a stream (bitrate, first keyframe, stalls)", 20 * time.Second,
 		func() scenario { return &flvScenario{} }},
+	{"quiz", "N players of a live quiz (answers/s, server CPU per answer, reveal p50/p99)", 0,
+		func() scenario { return &quizScenario{} }},
 }
 
 // runner is what the phases of one run share. It is made after the flags

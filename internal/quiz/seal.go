@@ -44,19 +44,38 @@ func additionalData(activity string, n int) string { return activity + ":" + str
 // followed by the ciphertext (with its tag), additional data
 // "{activity}:{n}".
 func Seal(key []byte, activity string, r Result) ([]byte, error) {
-	plain, err := json.Marshal(r)
-	if err != nil {
-		return nil, err
-	}
 	aead, err := gcm(key)
 	if err != nil {
 		return nil, err
 	}
+	return sealWith(aead, activity, r)
+}
+
+// sealWith is Seal with the question's cipher already made (the Service
+// keeps one per open question: the key schedule is not redone per answer).
+func sealWith(aead cipher.AEAD, activity string, r Result) ([]byte, error) {
+	var pb [96]byte
+	plain := appendResult(pb[:0], r)
 	out := make([]byte, 12, 12+len(plain)+aead.Overhead())
 	if _, err := rand.Read(out); err != nil {
 		return nil, fmt.Errorf("quiz: nonce: %w", err)
 	}
 	return aead.Seal(out, out, plain, []byte(additionalData(activity, r.N))), nil
+}
+
+// appendResult is json.Marshal(r), without reflection.
+func appendResult(b []byte, r Result) []byte {
+	b = append(b, `{"n":`...)
+	b = strconv.AppendInt(b, int64(r.N), 10)
+	b = append(b, `,"correct":`...)
+	b = strconv.AppendBool(b, r.Correct)
+	b = append(b, `,"revived":`...)
+	b = strconv.AppendBool(b, r.Revived)
+	b = append(b, `,"alive":`...)
+	b = strconv.AppendBool(b, r.Alive)
+	b = append(b, `,"cards_left":`...)
+	b = strconv.AppendInt(b, int64(r.CardsLeft), 10)
+	return append(b, '}')
 }
 
 // Open decrypts a sealed result with key; it fails for any other key, another

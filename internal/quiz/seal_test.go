@@ -2,6 +2,7 @@ package quiz
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"testing"
 )
@@ -82,4 +83,23 @@ func FuzzSplit(f *testing.F) {
 			t.Fatalf("sum %d != %d", sum, prize)
 		}
 	})
+}
+
+func TestAppendResultIsJSON(t *testing.T) {
+	for _, r := range []Result{{N: 3, Correct: true, Alive: true, CardsLeft: 2}, {N: 50, Revived: true}} {
+		var got Result
+		if err := json.Unmarshal(appendResult(nil, r), &got); err != nil || got != r {
+			t.Fatalf("%+v: %+v %v", r, got, err)
+		}
+	}
+}
+
+func BenchmarkSealAnswer(b *testing.B) {
+	aead, _ := gcm(QuestionKey(bytes.Repeat([]byte{1}, 32), "act", 1))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := sealWith(aead, "act", Result{N: 1, Correct: true, Alive: true}); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -2,6 +2,7 @@ package quiz
 
 import (
 	"context"
+	"crypto/cipher"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
@@ -112,8 +113,9 @@ type Service struct {
 	stop   context.CancelFunc
 
 	mu     sync.Mutex
-	acts   map[string]*Activity // immutable definitions by id; guarded by mu
-	active map[string]string    // room → its running activity, as last seen; guarded by mu
+	acts   map[string]*Activity   // immutable definitions by id; guarded by mu
+	aeads  map[string]cipher.AEAD // "{activity}:{n}" → the question's cipher; guarded by mu
+	active map[string]string      // room → its running activity, as last seen; guarded by mu
 }
 
 // Caller is who calls the quiz.
@@ -130,7 +132,8 @@ func New(cfg Config, d Deps) (*Service, error) {
 	if cfg.Revivals < 0 || cfg.Delay < 0 {
 		return nil, errors.New("quiz: delay and revivals must not be negative")
 	}
-	s := &Service{cfg: cfg, d: d, node: randomHex(6), now: time.Now, acts: map[string]*Activity{}, active: map[string]string{}}
+	s := &Service{cfg: cfg, d: d, node: randomHex(6), now: time.Now, acts: map[string]*Activity{}, active: map[string]string{},
+		aeads: map[string]cipher.AEAD{}}
 	s.ctx, s.stop = context.WithCancel(context.Background())
 	cancel, err := d.Bus.Subscribe(bus.Control, s.onControl)
 	if err != nil {
@@ -586,7 +589,33 @@ func (s *Service) Answer(ctx context.Context, user, id string, n, option int) ([
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	return Seal(QuestionKey(a.Secret, id, n), id, res)
+	aead, err := s.cipher(a, n)
+	if err != nil {
+		return nil, err
+	}
+	return sealWith(aead, id, res)
+}
+
+// cipher returns question n's AES-256-GCM cipher, made once per node.
+func (s *Service) cipher(a *Activity, n int) (cipher.AEAD, error) {
+	k := additionalData(a.ID, n)
+	s.mu.Lock()
+	aead := s.aeads[k]
+	s.mu.Unlock()
+	if aead != nil {
+		return aead, nil
+	}
+	aead, err := gcm(QuestionKey(a.Secret, a.ID, n))
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	if len(s.aeads) > 10000 {
+		clear(s.aeads)
+	}
+	s.aeads[k] = aead
+	s.mu.Unlock()
+	return aead, nil
 }
 
 // heldAtPush returns user as a player if this node held them in the room

@@ -1,0 +1,39 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"testing"
+	"time"
+
+	"roomcast/internal/bench"
+	"roomcast/internal/config"
+)
+
+// TestBenchQuiz runs `roomcast bench quiz` against a real node, with JSON
+// and protobuf players: every answer acknowledged, every reveal received.
+func TestBenchQuiz(t *testing.T) {
+	s := startServer(t, func(c *config.Config) { c.QuizDelay = 0 })
+	for _, format := range []string{"json", "proto"} {
+		t.Run(format, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+			defer cancel()
+			var out bytes.Buffer
+			err := bench.Run(ctx, []string{"quiz", "--url", s.url, "--secret", testSecret, "--room", "bq" + format, "--players", "30",
+				"--questions", "2", "--answer-ms", "300", "--format", format, "--json", "--progress=false"}, &out, io.Discard)
+			if err != nil {
+				t.Fatalf("bench quiz: %v\n%s", err, out.String())
+			}
+			var rep bench.Report
+			if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+				t.Fatal(err)
+			}
+			q := rep.Quiz
+			if !rep.OK || q == nil || q.Connected != 30 || q.Answers != 60 || q.Refused != 0 || q.RevealReached != 60 || q.AnswersPerS <= 0 {
+				t.Fatalf("report: %s", out.String())
+			}
+		})
+	}
+}

@@ -1,0 +1,456 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	"roomcast/internal/auth"
+	pb "roomcast/proto/roomcast/v1"
+)
+
+// quizScenario is `roomcast bench quiz` (issue 12, Q8): N players connected
+// over WebSocket (JSON or protobuf) play a live quiz the bench runs as the
+// operator. For each question it measures how fast the answers come back
+// (answers/s from the first answer sent to the last acknowledged), the
+// server CPU spent per answer (--pid: from the push to the last answer,
+// the question's delivery included) and how long the reveal takes to reach
+// every player (p50/p99 from the reveal request).
+type quizScenario struct {
+	common
+	noDrain
+	players, perS, questions int
+	answerMS                 int
+	format                   string
+
+	admin   string // a minted admin token: the operator
+	toks    []string
+	clients []*quizClient
+	wg      sync.WaitGroup // client read loops
+	http    *http.Client
+
+	connected atomic.Int64
+	attached  atomic.Int64
+	curN      atomic.Int64 // the open question (clients answer it)
+	answered  atomic.Int64 // answers acknowledged, current question
+	refused   atomic.Int64 // answers refused, current question
+	revealed  atomic.Int64 // players that received the current reveal
+	firstSent atomic.Int64 // unix ns of the first answer sent, current question
+	lastAck   atomic.Int64 // unix ns of the last acknowledgement
+	revealAt  atomic.Int64 // unix ns of the reveal request
+	reveal    Hist
+	errMu     sync.Mutex
+	errs      map[string]uint64
+
+	rep QuizReport
+}
+
+// QuizReport is bench quiz's section of the report.
+type QuizReport struct {
+	Players        int               `json:"players"`
+	Connected      int               `json:"connected"`
+	Format         string            `json:"format"`
+	Questions      int               `json:"questions"`
+	Activity       string            `json:"activity"`
+	Answers        uint64            `json:"answers"`          // acknowledged, all questions
+	Refused        uint64            `json:"refused"`          // error answers, all questions
+	AnswersPerS    float64           `json:"answers_per_s"`    // the best question: answers ÷ (last ack − first send)
+	AnswerWindowMS float64           `json:"answer_window_ms"` // that question's first send → last ack
+	ServerCPUS     float64           `json:"server_cpu_s,omitempty"`
+	USCPUPerAnswer float64           `json:"us_cpu_per_answer,omitempty"` // --pid: push → last ack, ÷ answers
+	Reveal         Latency           `json:"reveal"`                      // reveal request → quiz_reveal at each player
+	RevealReached  uint64            `json:"reveal_reached"`
+	Errors         map[string]uint64 `json:"errors,omitempty"`
+}
+
+func (s *quizScenario) base() *common { return &s.common }
+
+func (s *quizScenario) flags(fs *flag.FlagSet) {
+	fs.IntVar(&s.players, "players", 1000, "players (WebSocket connections)")
+	fs.IntVar(&s.perS, "rate", 2000, "connections opened per second (0 = all at once)")
+	fs.IntVar(&s.questions, "questions", 3, "questions (1–50)")
+	fs.IntVar(&s.answerMS, "answer-ms", 10000, "answer window of each question (the server adds --quiz-delay)")
+	fs.StringVar(&s.format, "format", "json", "json or proto (the players' WebSocket encoding)")
+}
+
+func (s *quizScenario) check() (int, error) {
+	switch {
+	case s.players < 1:
+		return 0, errors.New("bench quiz: --players must be ≥ 1")
+	case s.questions < 1 || s.questions > 50:
+		return 0, errors.New("bench quiz: --questions must be 1–50")
+	case s.format != "json" && s.format != "proto":
+		return 0, errors.New(`bench quiz: --format must be "json" or "proto"`)
+	case s.secret == "":
+		return 0, errors.New("bench quiz: --secret is required (the bench runs the quiz as an admin)")
+	}
+	return s.players + 4, nil
+}
+
+func (s *quizScenario) estimate() time.Duration {
+	return rampTime(s.players, s.perS) + time.Duration(s.questions)*(time.Duration(s.answerMS)*time.Millisecond+4*time.Second)
+}
+
+func (s *quizScenario) status(r *runner, dt time.Duration) string {
+	return fmt.Sprintf("%s q%d  connected %d/%d  answered %d  revealed %d", r.phase.Load(), s.curN.Load(),
+		s.connected.Load(), s.players, s.answered.Load(), s.revealed.Load())
+}
+
+func (s *quizScenario) setup(r *runner) error {
+	s.errs = map[string]uint64{}
+	s.http = &http.Client{Timeout: s.timeout}
+	signer, err := auth.NewSigner(s.secret)
+	if err != nil {
+		return fmt.Errorf("bench quiz: --secret: %w", err)
+	}
+	if s.admin, err = signer.Sign(auth.Claims{Sub: "bench-quiz-admin", Name: "bench", Role: auth.RoleAdmin, Level: 100}, time.Hour); err != nil {
+		return err
+	}
+	anchor, err := signer.Sign(auth.Claims{Sub: "bench-quiz-anchor-" + s.room, Name: "bench", Role: auth.RoleAnchor, Level: 50}, time.Hour)
+	if err != nil {
+		return err
+	}
+	if code, body, err := s.call("POST", "/api/rooms", anchor, map[string]string{"id": s.room, "title": "bench quiz"}); err != nil {
+		return err
+	} else if code != 201 && code != 409 && code != 200 {
+		return fmt.Errorf("bench quiz: create room: %d %s", code, body)
+	}
+	if s.toks, err = r.tokens("bench-q", s.players); err != nil {
+		return err
+	}
+	s.clients = make([]*quizClient, s.players)
+	for i := range s.clients {
+		s.clients[i] = &quizClient{s: s, id: i}
+	}
+	return nil
+}
+
+// call is one operator request with the admin token.
+func (s *quizScenario) call(method, path, tok string, body any) (int, []byte, error) {
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, s.url+path, rd)
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := s.http.Do(req)
+	if err != nil {
+		return 0, nil, fmt.Errorf("bench quiz: %s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, b, nil
+}
+
+func (s *quizScenario) ramp(r *runner) {
+	r.rampUp(s.players, s.perS, func(i int) {
+		s.wg.Add(1)
+		go s.clients[i].run(r.runCtx, s.toks[i])
+	}, func() {
+		r.waitUntil(time.Now().Add(60*time.Second), 50*time.Millisecond, func() bool { return s.attached.Load() >= int64(s.players) })
+	})
+	s.rep.Connected = int(s.attached.Load())
+}
+
+func (s *quizScenario) noteErr(code string) {
+	s.errMu.Lock()
+	s.errs[code]++
+	s.errMu.Unlock()
+}
+
+// measure runs the activity: create, start, and per question push → answers
+// → reveal.
+func (s *quizScenario) measure(r *runner) {
+	r.phase.Store("run")
+	r.watch.start()
+	r.winStart = time.Now()
+	defer r.closeWindow()
+	qs := make([]map[string]any, s.questions)
+	for i := range qs {
+		qs[i] = map[string]any{"text": "bench question " + strconv.Itoa(i+1), "options": []string{"a", "b", "c", "d"}, "answer": i % 4}
+	}
+	code, body, err := s.call("POST", "/api/activities", s.admin, map[string]any{"room": s.room, "title": "bench quiz",
+		"starts_at": time.Now().UTC().Format(time.RFC3339), "prize_cents": 100000, "answer_ms": s.answerMS, "questions": qs})
+	var act struct{ ID string }
+	if err != nil || code != 201 || json.Unmarshal(body, &act) != nil {
+		s.noteErr(fmt.Sprintf("create %d", code))
+		return
+	}
+	s.rep.Activity = act.ID
+	base := "/api/activities/" + act.ID
+	if code, _, _ := s.call("POST", base+"/start", s.admin, nil); code != 200 {
+		s.noteErr(fmt.Sprintf("start %d", code))
+		return
+	}
+	for n := 1; n <= s.questions && r.runCtx.Err() == nil; n++ {
+		s.question(r, base, n)
+	}
+}
+
+// question pushes question n, waits for the answers, then reveals it when
+// due and waits for the reveal to reach every player.
+func (s *quizScenario) question(r *runner, base string, n int) {
+	s.answered.Store(0)
+	s.refused.Store(0)
+	s.revealed.Store(0)
+	s.firstSent.Store(0)
+	s.lastAck.Store(0)
+	s.curN.Store(int64(n))
+	cpu0 := serverCPU(r)
+	if code, body, _ := s.call("POST", base+"/questions/"+strconv.Itoa(n)+"/push", s.admin, nil); code != 200 {
+		s.noteErr(fmt.Sprintf("push %d %.80s", code, body))
+		return
+	}
+	deadline := time.Now().Add(time.Duration(s.answerMS)*time.Millisecond + 30*time.Second)
+	r.waitUntil(deadline, 5*time.Millisecond, func() bool { return s.answered.Load()+s.refused.Load() >= int64(s.rep.Connected) })
+	cpu := serverCPU(r) - cpu0
+	acks := s.answered.Load()
+	s.rep.Answers += uint64(acks)
+	s.rep.Refused += uint64(s.refused.Load())
+	if first, last := s.firstSent.Load(), s.lastAck.Load(); acks > 0 && last > first {
+		win := time.Duration(last - first)
+		if rate := float64(acks) / win.Seconds(); rate > s.rep.AnswersPerS {
+			s.rep.AnswersPerS, s.rep.AnswerWindowMS = round1(rate), round3(float64(win)/1e6)
+			if cpu > 0 {
+				s.rep.ServerCPUS = round3(cpu.Seconds())
+				s.rep.USCPUPerAnswer = round3(float64(cpu.Microseconds()) / float64(acks))
+			}
+		}
+	}
+	// Reveal as soon as the server accepts it (after the deadline).
+	r.phase.Store("reveal")
+	for r.runCtx.Err() == nil {
+		s.revealAt.Store(time.Now().UnixNano())
+		code, body, _ := s.call("POST", base+"/questions/"+strconv.Itoa(n)+"/reveal", s.admin, nil)
+		if code == 200 {
+			break
+		}
+		if !bytes.Contains(body, []byte("too_early")) {
+			s.noteErr(fmt.Sprintf("reveal %d %.80s", code, body))
+			return
+		}
+		sleepCtx(r.runCtx, 20*time.Millisecond)
+	}
+	r.waitUntil(time.Now().Add(30*time.Second), 5*time.Millisecond, func() bool { return s.revealed.Load() >= int64(s.rep.Connected) })
+	r.phase.Store("run")
+}
+
+// serverCPU is the server's CPU time so far (0 without --pid).
+func serverCPU(r *runner) time.Duration {
+	if r.watch == nil {
+		return 0
+	}
+	d, _ := procCPU(r.watch.pid)
+	return d
+}
+
+func (s *quizScenario) stop(r *runner) {
+	r.cancel()
+	for _, c := range s.clients {
+		c.close()
+	}
+	s.wg.Wait()
+}
+
+func (s *quizScenario) report(r *runner) {
+	s.rep.Players, s.rep.Format, s.rep.Questions = s.players, s.format, s.questions
+	s.rep.Reveal = s.reveal.Summary()
+	s.rep.RevealReached = s.reveal.Count()
+	s.errMu.Lock()
+	if len(s.errs) > 0 {
+		s.rep.Errors = s.errs
+	}
+	s.errMu.Unlock()
+	r.rep.Quiz = &s.rep
+	r.rep.Server = r.watch.finish(r.window)
+	r.violation(uint64(s.players-s.rep.Connected), "players not connected")
+	r.violation(s.rep.Refused, "answers refused")
+	r.violation(uint64(len(s.rep.Errors)), "operator errors")
+	r.violation(uint64(s.rep.Connected*s.questions)-min(uint64(s.rep.Connected*s.questions), s.rep.RevealReached), "reveals not received")
+}
+
+// quizClient is one player: it answers each question as it arrives (the
+// right option) and notes when the reveal reaches it.
+type quizClient struct {
+	s    *quizScenario
+	id   int
+	mu   sync.Mutex
+	conn net.Conn
+	done bool
+	seq  uint32
+}
+
+func (c *quizClient) close() {
+	c.mu.Lock()
+	c.done = true
+	if c.conn != nil {
+		c.conn.Close()
+	}
+	c.mu.Unlock()
+}
+
+func (c *quizClient) run(ctx context.Context, tok string) {
+	defer c.s.wg.Done()
+	s := c.s
+	u := "ws" + s.url[len("http"):] + "/ws?room=" + s.room + "&token=" + tok
+	d := ws.Dialer{Timeout: s.timeout}
+	if s.format == "proto" {
+		d.Protocols = []string{subprotocolProto}
+	}
+	conn, br, _, err := d.Dial(ctx, u)
+	if err != nil {
+		s.noteErr("dial: " + dialLabel(err))
+		return
+	}
+	c.mu.Lock()
+	if c.done {
+		c.mu.Unlock()
+		conn.Close()
+		return
+	}
+	c.conn = conn
+	c.mu.Unlock()
+	s.connected.Add(1)
+	var rd io.Reader = conn
+	if br != nil {
+		rd = io.MultiReader(br, conn)
+	}
+	r := bufio.NewReaderSize(rd, 4096)
+	rw := struct {
+		io.Reader
+		io.Writer
+	}{r, conn}
+	attached := false
+	for {
+		data, _, err := wsutil.ReadServerData(rw)
+		if err != nil {
+			return
+		}
+		if !attached {
+			attached = true
+			s.attached.Add(1)
+		}
+		if s.format == "proto" {
+			c.onProto(conn, data)
+		} else {
+			c.onJSON(conn, data)
+		}
+	}
+}
+
+// quizMsg is a room message as the players read it.
+type quizMsg struct {
+	Kind string `json:"kind"`
+	Data struct {
+		N int `json:"n"`
+	} `json:"data"`
+}
+
+func (c *quizClient) onJSON(conn net.Conn, data []byte) {
+	switch {
+	case bytes.HasPrefix(data, []byte(`{"type":"answer_ok"`)):
+		c.s.acked()
+	case bytes.HasPrefix(data, []byte(`{"type":"error"`)):
+		var e struct {
+			Error struct{ Code string } `json:"error"`
+		}
+		_ = json.Unmarshal(data, &e)
+		c.s.refusedAnswer(e.Error.Code)
+	case bytes.Contains(data, []byte(`"kind":"quiz_`)):
+		var b struct{ Messages []quizMsg }
+		if json.Unmarshal(data, &b) != nil {
+			return
+		}
+		for _, m := range b.Messages {
+			c.onMessage(conn, m.Kind, m.Data.N)
+		}
+	}
+}
+
+func (c *quizClient) onProto(conn net.Conn, data []byte) {
+	for len(data) > 0 {
+		n, k := protowire.ConsumeVarint(data)
+		if k < 0 || n > uint64(len(data)-k) {
+			return
+		}
+		var f pb.Frame
+		if proto.Unmarshal(data[k:k+int(n)], &f) != nil {
+			return
+		}
+		data = data[k+int(n):]
+		switch {
+		case f.Kind == pb.Kind_RESPONSE && f.Type == 3 && f.Code == 0:
+			c.s.acked()
+		case f.Kind == pb.Kind_RESPONSE && f.Type == 3:
+			c.s.refusedAnswer(f.ErrorCode)
+		case f.Kind == pb.Kind_NOTIFY && f.Type == 2 && bytes.Contains(f.Body, []byte("quiz_")):
+			var b pb.Batch
+			if proto.Unmarshal(f.Body, &b) != nil {
+				return
+			}
+			for _, m := range b.Messages {
+				var d struct{ N int }
+				_ = json.Unmarshal(m.Data, &d)
+				c.onMessage(conn, m.Kind, d.N)
+			}
+		}
+	}
+}
+
+// onMessage answers a question (the right option: n-1 mod 4) and times a reveal.
+func (c *quizClient) onMessage(conn net.Conn, kind string, n int) {
+	s := c.s
+	switch kind {
+	case "quiz_question":
+		opt := (n - 1) % 4
+		var payload []byte
+		op := ws.OpText
+		if s.format == "proto" {
+			c.seq++
+			body, _ := proto.Marshal(&pb.AnswerRequest{N: int32(n), Option: int32(opt)})
+			fb, _ := proto.Marshal(&pb.Frame{Type: 3, Seq: c.seq, Body: body})
+			payload, op = append(protowire.AppendVarint(nil, uint64(len(fb))), fb...), ws.OpBinary
+		} else {
+			payload = []byte(`{"type":"answer","id":"q` + strconv.Itoa(n) + `","n":` + strconv.Itoa(n) + `,"option":` + strconv.Itoa(opt) + `}`)
+		}
+		s.firstSent.CompareAndSwap(0, time.Now().UnixNano())
+		if err := wsutil.WriteClientMessage(conn, op, payload); err != nil {
+			s.refusedAnswer("write")
+		}
+	case "quiz_reveal":
+		if at := s.revealAt.Load(); at > 0 {
+			s.reveal.Record(time.Duration(time.Now().UnixNano() - at))
+		}
+		s.revealed.Add(1)
+	}
+}
+
+func (s *quizScenario) acked() {
+	s.answered.Add(1)
+	s.lastAck.Store(time.Now().UnixNano())
+}
+
+func (s *quizScenario) refusedAnswer(code string) {
+	s.refused.Add(1)
+	s.noteErr("answer: " + code)
+}
