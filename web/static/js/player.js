@@ -44,10 +44,12 @@ export class Player {
    * @param {HTMLVideoElement} video
    * @param {{room: string, base?: string, forced?: string, onState?: (state: string, detail?: string) => void}} o
    *   states: loading, playing, stalled, error, stopped
+   *   onCue(name, data, delayMs): a cue in the stream (the quiz's onQuizQuestion {activity, n}),
+   *   due on screen in delayMs — FLV script data (mpegts.js) or an HLS date range (hls.js)
    */
   constructor(video, o) {
     this.video = video;
-    this.o = { base: '', forced: '', onState: () => {}, ...o };
+    this.o = { base: '', forced: '', onState: () => {}, onCue: () => {}, ...o };
     this.kind = '';
     this.impl = null;
     this.order = [];
@@ -120,6 +122,11 @@ export class Player {
       liveBufferLatencyMinRemain: 0.5,
     });
     p.on(mpegts.Events.ERROR, (type, detail) => this.#fail(`${type}: ${detail}`));
+    // Script data is handed over as soon as it is demuxed, at the live edge
+    // of the buffer: it is on screen once the playhead has caught up.
+    p.on(mpegts.Events.SCRIPTDATA_ARRIVED, (d) => {
+      for (const name of Object.keys(d || {})) if (name !== 'onMetaData') this.o.onCue(name, d[name], this.#aheadMs());
+    });
     p.on(mpegts.Events.LOADING_COMPLETE, () => this.#fail('stream ended'));
     p.attachMediaElement(this.video);
     p.load();
@@ -132,6 +139,17 @@ export class Player {
     if (!Hls.isSupported()) throw new Error('hls.js not supported');
     const h = new Hls({ lowLatencyMode: true, liveSyncDurationCount: 2, enableWorker: true, debug: false });
     h.on(Hls.Events.ERROR, (_, data) => { if (data.fatal) this.#fail(`hls: ${data.type} ${data.details}`); });
+    const seen = new Set(); // EXT-X-DATERANGE cues, due when playback reaches their START-DATE
+    h.on(Hls.Events.LEVEL_UPDATED, (_, data) => {
+      const ranges = (data.details && data.details.dateRanges) || {};
+      for (const id of Object.keys(ranges)) {
+        const r = ranges[id], a = r.attr || {};
+        if (seen.has(id) || !a['X-NAME'] || !r.startDate) continue;
+        seen.add(id);
+        const playing = h.playingDate;
+        this.o.onCue(a['X-NAME'], { activity: a['X-ACTIVITY'], n: Number(a['X-N']) }, playing ? r.startDate - playing : 0);
+      }
+    });
     h.loadSource(this.hlsURL);
     h.attachMedia(this.video);
     this.impl = { destroy: () => h.destroy() };
@@ -143,6 +161,12 @@ export class Player {
     v.addEventListener('error', onErr, { once: true });
     v.src = this.hlsURL;
     this.impl = { destroy: () => { v.removeEventListener('error', onErr); v.removeAttribute('src'); v.load(); } };
+  }
+
+  // How far the buffered media runs ahead of the playhead, in ms.
+  #aheadMs() {
+    const v = this.video, b = v.buffered;
+    return b.length ? Math.max(0, (b.end(b.length - 1) - v.currentTime) * 1000) : 0;
   }
 
   #destroy() {

@@ -8,6 +8,7 @@ import { $, api, el, errorText, fmtCount, fmtDuration, fmtTime, tokenExpired, va
 import { Danmaku } from './danmaku.js';
 import { Player } from './player.js';
 import { renderSessions } from './sessions.js';
+import { QuizOverlay } from './quiz.js';
 
 const roomID = decodeURIComponent(location.pathname.split('/')[2] || '');
 const params = new URLSearchParams(location.search);
@@ -34,7 +35,13 @@ let roomFetchedAt = 0;
 let status = '';
 let kicked = false;
 
-const player = new Player(video, { room: roomID, forced: params.get('player') || '', onState: onPlayerState });
+const quiz = new QuizOverlay($('#quiz'), {
+  token: () => (client ? client.token : ''),
+  user: () => me.id,
+  playing: () => !video.paused && video.readyState >= 2,
+});
+const player = new Player(video, { room: roomID, forced: params.get('player') || '', onState: onPlayerState,
+  onCue: (name, data, delayMs) => { if (name === 'onQuizQuestion') quiz.onCue(data, delayMs); } });
 
 // ---- identity ---------------------------------------------------------------
 
@@ -246,6 +253,11 @@ function onMessages(msgs) {
         addLine(chatLine(m));
         flyDanmaku(m);
         break;
+      case 'quiz_question':
+      case 'quiz_reveal':
+      case 'quiz_end':
+        quiz.onMessage(m);
+        break;
       case 'enter':
         addLine(noticeLine(m.text || `${(m.user && m.user.name) || 'someone'} joined`, 'enter'));
         break;
@@ -402,7 +414,7 @@ async function main() {
     $('#transport').title = transport === 'ws' ? 'WebSocket' : 'short polling';
   });
   client.start();
-  window.roomcastPage = { client, player, danmaku };
+  window.roomcastPage = { client, player, danmaku, quiz };
   setInterval(() => { if (document.visibilityState === 'visible' || status !== 'live') refreshRoom(); }, 10000);
   setInterval(tickUptime, 1000);
 }

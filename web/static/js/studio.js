@@ -8,6 +8,7 @@ import { $, api, copyText, el, errorText, fmtCount, fmtDuration, statusBadge, to
 import { LineChart } from './chart.js';
 import { Player } from './player.js';
 import { renderSessions } from './sessions.js';
+import { QuizConsole } from './quiz.js';
 
 const KEY = 'roomcast.anchor';
 const store = {
@@ -208,7 +209,8 @@ function startDashboard() {
   refreshAudience();
   setupRecording();
   timers.push(setInterval(() => renderSessions($('#sessions'), room.id), 15000));
-  window.roomcastStudio = { client, charts, player };
+  const quiz = new QuizConsole($('#quiz-panel'), { room: room.id, token });
+  window.roomcastStudio = { client, charts, player, quiz };
 }
 
 // The recording switch (PUT /api/rooms/{id}/recording) and the sessions.
