@@ -97,92 +97,97 @@ func chat(room string, seq uint64, text string) *message.Message {
 // order, with its fields and its message's bytes intact; topics are
 // separate; a cancelled handler gets nothing more.
 func runContract(t *testing.T, newBus factory) {
-	t.Run("SharedTopicsInOrder", func(t *testing.T) {
-		b := newBus(t)
-		users, control := newRecorder(), newRecorder()
-		subscribe(t, b, Users, users.handle)
-		subscribe(t, b, Control, control.handle)
-		dm := &message.Message{ID: "d", Room: "r", Kind: message.KindNotice, Scope: message.ScopeUser, To: "alice", Text: "psst\n😀"}
-		dm.Seal()
-		const n = 100
-		for i := 0; i < n; i++ {
-			publish(t, b, Users, Event{Type: EvUserMsg, Room: "r", User: fmt.Sprint("user", i), Msg: dm})
-		}
-		publish(t, b, Control, Event{Type: EvKick, Room: "r", User: "bob", Until: 42, Data: []byte("x")})
-		for i, ev := range users.wait(t, n) {
-			if ev.Type != EvUserMsg || ev.Room != "r" || ev.User != fmt.Sprint("user", i) || string(ev.Msg.Encoded()) != string(dm.Encoded()) {
-				t.Fatalf("user event %d: %+v", i, ev)
-			}
-		}
-		if ev := control.wait(t, 1)[0]; ev.Type != EvKick || ev.Room != "r" || ev.User != "bob" || ev.Until != 42 || string(ev.Data) != "x" || ev.Msg != nil {
-			t.Fatalf("kick %+v", ev)
-		}
-		if users.count() != n {
-			t.Fatalf("the users topic got %d events, want %d", users.count(), n)
-		}
-	})
+	t.Run("SharedTopicsInOrder", func(t *testing.T) { contractSharedTopicsInOrder(t, newBus) })
+	t.Run("RoomTopicsCarryMessages", func(t *testing.T) { contractRoomTopicsCarryMessages(t, newBus) })
+	t.Run("EveryHandlerAndCancel", func(t *testing.T) { contractEveryHandlerAndCancel(t, newBus) })
+	t.Run("SubscribeAfterClose", func(t *testing.T) { contractSubscribeAfterClose(t, newBus) })
+}
 
-	t.Run("RoomTopicsCarryMessages", func(t *testing.T) {
-		b := newBus(t)
-		a, other := newRecorder(), newRecorder()
-		subscribe(t, b, RoomTopic("a"), a.handle)
-		subscribe(t, b, RoomTopic("b"), other.handle)
-		for seq := uint64(1); seq <= 20; seq++ {
-			publish(t, b, RoomTopic("a"), Event{Type: EvMessage, Room: "a", Msg: chat("a", seq, "<hi> \u2028")})
+func contractSharedTopicsInOrder(t *testing.T, newBus factory) {
+	b := newBus(t)
+	users, control := newRecorder(), newRecorder()
+	subscribe(t, b, Users, users.handle)
+	subscribe(t, b, Control, control.handle)
+	dm := &message.Message{ID: "d", Room: "r", Kind: message.KindNotice, Scope: message.ScopeUser, To: "alice", Text: "psst\n😀"}
+	dm.Seal()
+	const n = 100
+	for i := 0; i < n; i++ {
+		publish(t, b, Users, Event{Type: EvUserMsg, Room: "r", User: fmt.Sprint("user", i), Msg: dm})
+	}
+	publish(t, b, Control, Event{Type: EvKick, Room: "r", User: "bob", Until: 42, Data: []byte("x")})
+	for i, ev := range users.wait(t, n) {
+		if ev.Type != EvUserMsg || ev.Room != "r" || ev.User != fmt.Sprint("user", i) || string(ev.Msg.Encoded()) != string(dm.Encoded()) {
+			t.Fatalf("user event %d: %+v", i, ev)
 		}
-		publish(t, b, RoomTopic("b"), Event{Type: EvMessage, Room: "b", Msg: chat("b", 1, "other room")})
-		for i, ev := range a.wait(t, 20) {
-			want := chat("a", uint64(i+1), "<hi> \u2028")
-			if ev.Type != EvMessage || ev.Room != "a" || ev.Msg.Seq != uint64(i+1) || string(ev.Msg.Encoded()) != string(want.Encoded()) {
-				t.Fatalf("room event %d: %+v", i, ev)
-			}
-		}
-		if ev := other.wait(t, 1)[0]; ev.Room != "b" || ev.Msg.Text != "other room" {
-			t.Fatalf("room b got %+v", ev)
-		}
-		if a.count() != 20 {
-			t.Fatalf("room a got %d events, want 20", a.count())
-		}
-	})
+	}
+	if ev := control.wait(t, 1)[0]; ev.Type != EvKick || ev.Room != "r" || ev.User != "bob" || ev.Until != 42 || string(ev.Data) != "x" || ev.Msg != nil {
+		t.Fatalf("kick %+v", ev)
+	}
+	if users.count() != n {
+		t.Fatalf("the users topic got %d events, want %d", users.count(), n)
+	}
+}
 
-	t.Run("EveryHandlerAndCancel", func(t *testing.T) {
-		b := newBus(t)
-		first, second := newRecorder(), newRecorder()
-		cancelFirst := subscribe(t, b, Control, first.handle)
-		cancelSecond := subscribe(t, b, Control, second.handle)
-		publish(t, b, Control, Event{Type: EvSettings, Data: []byte("1")})
-		first.wait(t, 1)
-		second.wait(t, 1)
-		cancelFirst()
-		cancelFirst() // cancelling twice is harmless
-		publish(t, b, Control, Event{Type: EvSettings, Data: []byte("2")})
-		if evs := second.wait(t, 2); string(evs[1].Data) != "2" {
-			t.Fatalf("second handler got %+v", evs)
+func contractRoomTopicsCarryMessages(t *testing.T, newBus factory) {
+	b := newBus(t)
+	a, other := newRecorder(), newRecorder()
+	subscribe(t, b, RoomTopic("a"), a.handle)
+	subscribe(t, b, RoomTopic("b"), other.handle)
+	for seq := uint64(1); seq <= 20; seq++ {
+		publish(t, b, RoomTopic("a"), Event{Type: EvMessage, Room: "a", Msg: chat("a", seq, "<hi> \u2028")})
+	}
+	publish(t, b, RoomTopic("b"), Event{Type: EvMessage, Room: "b", Msg: chat("b", 1, "other room")})
+	for i, ev := range a.wait(t, 20) {
+		want := chat("a", uint64(i+1), "<hi> \u2028")
+		if ev.Type != EvMessage || ev.Room != "a" || ev.Msg.Seq != uint64(i+1) || string(ev.Msg.Encoded()) != string(want.Encoded()) {
+			t.Fatalf("room event %d: %+v", i, ev)
 		}
-		// Handlers run in subscription order, so the cancelled one would
-		// have had the event by now.
-		if n := first.count(); n != 1 {
-			t.Fatalf("a cancelled handler got %d events", n)
-		}
-		// After the topic's last handler left, a new one gets what follows.
-		cancelSecond()
-		third := newRecorder()
-		subscribe(t, b, Control, third.handle)
-		publish(t, b, Control, Event{Type: EvSettings, Data: []byte("3")})
-		if ev := third.wait(t, 1)[0]; string(ev.Data) != "3" {
-			t.Fatalf("new handler got %+v", ev)
-		}
-	})
+	}
+	if ev := other.wait(t, 1)[0]; ev.Room != "b" || ev.Msg.Text != "other room" {
+		t.Fatalf("room b got %+v", ev)
+	}
+	if a.count() != 20 {
+		t.Fatalf("room a got %d events, want 20", a.count())
+	}
+}
 
-	t.Run("SubscribeAfterClose", func(t *testing.T) {
-		b := newBus(t)
-		if err := b.Close(); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := b.Subscribe(Users, func(Event) {}); !errors.Is(err, ErrClosed) {
-			t.Fatalf("subscribe after close: %v", err)
-		}
-	})
+func contractEveryHandlerAndCancel(t *testing.T, newBus factory) {
+	b := newBus(t)
+	first, second := newRecorder(), newRecorder()
+	cancelFirst := subscribe(t, b, Control, first.handle)
+	cancelSecond := subscribe(t, b, Control, second.handle)
+	publish(t, b, Control, Event{Type: EvSettings, Data: []byte("1")})
+	first.wait(t, 1)
+	second.wait(t, 1)
+	cancelFirst()
+	cancelFirst() // cancelling twice is harmless
+	publish(t, b, Control, Event{Type: EvSettings, Data: []byte("2")})
+	if evs := second.wait(t, 2); string(evs[1].Data) != "2" {
+		t.Fatalf("second handler got %+v", evs)
+	}
+	// Handlers run in subscription order, so the cancelled one would
+	// have had the event by now.
+	if n := first.count(); n != 1 {
+		t.Fatalf("a cancelled handler got %d events", n)
+	}
+	// After the topic's last handler left, a new one gets what follows.
+	cancelSecond()
+	third := newRecorder()
+	subscribe(t, b, Control, third.handle)
+	publish(t, b, Control, Event{Type: EvSettings, Data: []byte("3")})
+	if ev := third.wait(t, 1)[0]; string(ev.Data) != "3" {
+		t.Fatalf("new handler got %+v", ev)
+	}
+}
+
+func contractSubscribeAfterClose(t *testing.T, newBus factory) {
+	b := newBus(t)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Subscribe(Users, func(Event) {}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("subscribe after close: %v", err)
+	}
 }
 
 func TestMemoryContract(t *testing.T) {

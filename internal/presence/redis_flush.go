@@ -157,9 +157,43 @@ type flushItem struct {
 // flush expires silent pollers and writes every room this node holds or
 // held (one script per room, pipelined), then records the totals.
 func (p *Redis) flush(ctx context.Context) error {
+	items := p.prepareFlush()
+	var errs []error
+	for len(items) > 0 {
+		batch := items[:min(len(items), flushBatch)]
+		items = items[len(batch):]
+		calls := make([]scriptCall, len(batch))
+		for i, it := range batch {
+			calls[i] = it.call
+		}
+		var res []rueidis.RedisResult
+		err := p.cfg.Call.Do(ctx, "presence_flush", len(calls), func(ctx context.Context) error {
+			res = flushScript.execMulti(ctx, p.c, calls)
+			for _, r := range res {
+				if err := r.Error(); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		p.flushed(batch, res)
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("presence: flush: %w", err)
+	}
+	return nil
+}
+
+// prepareFlush expires silent pollers and builds the write of every room
+// this node holds or held, taking the watch time to write.
+func (p *Redis) prepareFlush() []flushItem {
 	now := p.now()
 	var items []flushItem
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	for id, r := range p.rooms {
 		expireLocked(r, p.cfg.TTL, now)
 		if len(r.sessions) == 0 && !r.present && len(r.pending) == 0 {
@@ -181,60 +215,35 @@ func (p *Redis) flush(ctx context.Context) error {
 		it.call = scriptCall{keys: p.keys(id), args: args}
 		items = append(items, it)
 	}
-	p.mu.Unlock()
+	return items
+}
 
-	var errs []error
-	for len(items) > 0 {
-		batch := items[:min(len(items), flushBatch)]
-		items = items[len(batch):]
-		calls := make([]scriptCall, len(batch))
-		for i, it := range batch {
-			calls[i] = it.call
+// flushed records the results of one batch of writes (res is nil when the
+// round trip failed): the counts written and the room totals; a room not
+// written keeps its watch time and audience for the next flush.
+func (p *Redis) flushed(batch []flushItem, res []rueidis.RedisResult) {
+	at := p.now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, it := range batch {
+		r := p.roomLocked(it.room)
+		var arr []int64
+		if res != nil {
+			arr, _ = res[i].AsIntSlice()
 		}
-		var res []rueidis.RedisResult
-		err := p.cfg.Call.Do(ctx, "presence_flush", len(calls), func(ctx context.Context) error {
-			res = flushScript.execMulti(ctx, p.c, calls)
-			for _, r := range res {
-				if err := r.Error(); err != nil {
-					return err
-				}
+		if len(arr) < 2 { // not written
+			for _, w := range it.watched {
+				addWatch(r.pending, Member{UserID: w.UserID, Name: w.Name}, w.Seconds)
 			}
-			return nil
-		})
-		at := p.now()
-		p.mu.Lock()
-		for i, it := range batch {
-			r := p.roomLocked(it.room)
-			var arr []int64
-			if res != nil {
-				arr, _ = res[i].AsIntSlice()
-			}
-			if len(arr) < 2 { // not written: keep its watch time and audience for the next flush
-				for u, w := range it.watched {
-					if cur := r.pending[u]; cur != nil {
-						cur.Seconds += w.Seconds
-					} else {
-						r.pending[u] = w
-					}
-				}
-				r.dirty = r.dirty || it.audience
-				continue
-			}
-			r.written, r.present = it.count, it.count > 0
-			if arr[1] == 0 && !it.audience && it.count > 0 { // our entry had expired: send the audience again
-				r.dirty = true
-			}
-			p.totals[it.room] = total{n: int(arr[0]), at: at}
+			r.dirty = r.dirty || it.audience
+			continue
 		}
-		p.mu.Unlock()
-		if err != nil {
-			errs = append(errs, err)
+		r.written, r.present = it.count, it.count > 0
+		if arr[1] == 0 && !it.audience && it.count > 0 { // our entry had expired: send the audience again
+			r.dirty = true
 		}
+		p.totals[it.room] = total{n: int(arr[0]), at: at}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("presence: flush: %w", err)
-	}
-	return nil
 }
 
 // audienceLocked encodes this node's top members of r (identified users,
