@@ -206,7 +206,7 @@ func (s *flvScenario) view(ctx context.Context, v *flvViewer) {
 	v.alive.Store(true)
 	defer v.alive.Store(false)
 	kf := false
-	err = readFLV(resp.Body, &v.bytes, &v.st, func() {
+	err = readFLV(resp.Body, s.readBuf, &v.bytes, &v.st, func() {
 		if v.st.KeyframeSeen {
 			if !kf {
 				kf = true

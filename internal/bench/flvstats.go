@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"sync/atomic"
@@ -46,14 +47,18 @@ type flvStats struct {
 // flvtag.ParseVideo's longest header (Enhanced RTMP with a composition time).
 const flvHeadKeep = 16
 
-// readFLV reads one viewer's stream from r until it ends, keeping st and
-// counting every byte in n as it arrives; onTag runs after each tag. A
-// stream found corrupt is read on to its end (its bytes still count) but no
-// longer parsed. It returns what ended the stream (io.EOF: a clean end).
-func readFLV(r io.Reader, n *atomic.Int64, st *flvStats, onTag func()) error {
+// readFLV reads one viewer's stream from r, in reads of bufSize bytes,
+// until it ends, keeping st and counting every byte in n as it arrives;
+// onTag runs after each tag. A stream found corrupt is read on to its end
+// (its bytes still count) but no longer parsed. It returns what ended the
+// stream (io.EOF: a clean end).
+func readFLV(r io.Reader, bufSize int, n *atomic.Int64, st *flvStats, onTag func()) error {
 	cr := &countingReader{r: r, n: n}
 	defer func() { st.Bytes = n.Load() }()
-	fr := flvtag.NewReader(cr)
+	// The tag reader reads a few bytes at a time; the buffer turns that into
+	// one read of the connection per bufSize, and skips media payloads
+	// without copying them.
+	fr := flvtag.NewReader(bufio.NewReaderSize(cr, bufSize))
 	info, err := fr.ReadFileHeader()
 	if err == nil && info.Version != 1 {
 		err = fmt.Errorf("FLV version %d", info.Version)
@@ -70,7 +75,7 @@ func readFLV(r io.Reader, n *atomic.Int64, st *flvStats, onTag func()) error {
 		return cr.err
 	}
 	st.Corrupt = err.Error()
-	if _, err := io.Copy(io.Discard, cr); err != nil {
+	if _, err := io.Copy(io.Discard, cr); err != nil { // what the buffer holds was counted
 		return err
 	}
 	return io.EOF

@@ -37,6 +37,7 @@ type Reader struct {
 	r       io.Reader
 	off     int64
 	buf     []byte
+	scratch []byte // skip's; nil until needed
 	hdr     [HeaderSize + PrevSizeLen]byte
 	MaxSize int // largest accepted body; 0 means MaxTagSize
 }
@@ -59,15 +60,30 @@ func (r *Reader) readFull(b []byte) error {
 	return nil
 }
 
-// skip consumes n bytes without keeping them.
+// skip consumes n bytes without keeping them: with the reader's own Discard
+// (a *bufio.Reader's) when it has one, else through a small scratch buffer
+// (allocated once per Reader).
 func (r *Reader) skip(n int) error {
-	k, err := io.CopyN(io.Discard, r.r, int64(n))
-	r.off += k
-	if err != nil {
-		if errors.Is(err, io.EOF) {
-			return &Error{Off: r.off, Err: io.ErrUnexpectedEOF}
+	if d, ok := r.r.(interface{ Discard(int) (int, error) }); ok {
+		k, err := d.Discard(n)
+		r.off += int64(k)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return &Error{Off: r.off, Err: io.ErrUnexpectedEOF}
+			}
+			return err
 		}
-		return err
+		return nil
+	}
+	if r.scratch == nil {
+		r.scratch = make([]byte, 4096)
+	}
+	for n > 0 {
+		k := min(n, len(r.scratch))
+		if err := r.readFull(r.scratch[:k]); err != nil {
+			return err
+		}
+		n -= k
 	}
 	return nil
 }
