@@ -491,3 +491,35 @@ func TestProtoBadInput(t *testing.T) {
 		}
 	}
 }
+
+// TestProtoPrivateRead: with --public-read=false a protobuf connection
+// without a token receives nothing until a good auth frame; then its first
+// batch arrives, then the auth RESPONSE.
+func TestProtoPrivateRead(t *testing.T) {
+	s := startServer(t, func(c *config.Config) { c.PublicRead = false })
+	s.createRoom("priv")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, _, err := s.dialProto(ctx, "room=priv", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.close()
+	if err := c.request(ctx, &pb.Frame{Type: 0, Token: "nope"}); err != nil {
+		t.Fatal(err)
+	}
+	// The very first frame is the refusal: no batch was sent before auth.
+	if r, err := c.read(ctx); err != nil || r.Kind != pb.Kind_RESPONSE || r.Code != 100 {
+		t.Fatalf("bad token: %v %v", r, err)
+	}
+	if err := c.request(ctx, &pb.Frame{Type: 0, Token: s.token("p1", "viewer", 1)}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := c.read(ctx)
+	if err != nil || f.Type != 2 || f.Kind != pb.Kind_NOTIFY || body(t, f, &pb.Batch{}).Room != "priv" {
+		t.Fatalf("first frame after auth: %v %v", f, err)
+	}
+	if r, err := c.response(ctx, c.seq); err != nil || r.Code != 0 || r.UserId != "p1" {
+		t.Fatalf("auth: %v %v", r, err)
+	}
+}
