@@ -277,6 +277,12 @@ func TestProtoBatchesMatchJSON(t *testing.T) {
 				case i == 40:
 					tok, body = testAdminKey, map[string]any{"kind": "system", "text": "must deliver"}
 				}
+				if i == 50 { // a function message with its data: a kick
+					var out map[string]any
+					if code := s.do("POST", "/api/rooms/side/kick", testAdminKey, map[string]any{"user": "u99"}, &out); code != 200 {
+						t.Fatalf("kick: %d %v", code, out)
+					}
+				}
 				code, a := s.send("side", tok, body)
 				if code != 201 && code != 200 {
 					t.Fatalf("send %d: %d %+v", i, code, a.Error)
@@ -318,6 +324,17 @@ func TestProtoBatchesMatchJSON(t *testing.T) {
 			}
 			if budget == 0 && prev != int64(last) {
 				t.Fatalf("last seq %d, want %d", prev, last)
+			}
+			kicks := 0
+			for _, b := range pb_ {
+				for _, m := range b.Messages {
+					if m.Kind == "kick" && strings.Contains(string(m.Data), `"u99"`) {
+						kicks++
+					}
+				}
+			}
+			if kicks != 1 {
+				t.Fatalf("%d kick messages with their data, want 1", kicks)
 			}
 			if budget > 0 && n >= 60 {
 				t.Fatalf("budget %d dropped nothing of 60 messages", budget)
