@@ -14,6 +14,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/rueidis"
+
+	"roomcast/internal/rediscall"
 )
 
 // Agent keeps a node's part of the placement in Redis: once a Period it
@@ -57,7 +59,7 @@ type AgentConfig struct {
 	// Loads returns the online count of the rooms this node serves.
 	Loads func() map[string]int
 	// Call runs one Redis round trip (metrics, fail-fast gate); nil: direct.
-	Call func(ctx context.Context, op string, n int, do func(context.Context) error) error
+	Call rediscall.Func
 	Log  *slog.Logger
 	Reg  prometheus.Registerer // nil: no metrics
 }
@@ -119,9 +121,6 @@ func NewAgent(c rueidis.Client, id string, cfg AgentConfig) *Agent {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	if cfg.Call == nil {
-		cfg.Call = func(ctx context.Context, _ string, _ int, do func(context.Context) error) error { return do(ctx) }
-	}
 	cfg.Placement = cfg.Placement.withDefaults()
 	p := cfg.Prefix + "{placement}:"
 	a := &Agent{c: c, cfg: cfg, keys: []string{p + "nodes", p + "lock", p + "table"},
@@ -180,7 +179,7 @@ func (a *Agent) tick(id string) error {
 	}
 	ttl := strconv.FormatInt(int64(3*a.cfg.Period/time.Millisecond), 10)
 	var reply []rueidis.RedisMessage
-	err = a.cfg.Call(ctx, "placement", 1, func(ctx context.Context) error {
+	err = a.cfg.Call.Do(ctx, "placement", 1, func(ctx context.Context) error {
 		var e error
 		reply, e = tickScript.Exec(ctx, a.c, a.keys, []string{id, string(decl), ttl, "60000"}).ToArray()
 		return e
@@ -292,7 +291,7 @@ func (a *Agent) lead(ctx context.Context, id string, now int64, declared map[str
 	}
 	args := append([]string{id, string(raw), "86400000"}, forget...)
 	var wrote int64
-	err = a.cfg.Call(ctx, "placement", 1, func(ctx context.Context) error {
+	err = a.cfg.Call.Do(ctx, "placement", 1, func(ctx context.Context) error {
 		var e error
 		wrote, e = writeScript.Exec(ctx, a.c, a.keys, args).AsInt64()
 		return e

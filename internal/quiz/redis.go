@@ -7,6 +7,8 @@ import (
 	"strconv"
 
 	"github.com/redis/rueidis"
+
+	"roomcast/internal/rediscall"
 )
 
 // Redis is the State of a cluster: each step is one Lua script on the
@@ -29,9 +31,9 @@ var _ State = (*Redis)(nil)
 // RedisConfig configures the Redis State. Zero values mean the defaults.
 type RedisConfig struct {
 	Prefix string // key prefix; default "rc:"
-	// Call runs one Redis round trip named op carrying n commands (the
-	// node's gate: metrics, fail fast); nil runs it directly.
-	Call func(ctx context.Context, op string, n int, do func(context.Context) error) error
+	// Call runs each Redis round trip (the node's gate: metrics, fail
+	// fast); nil runs it directly.
+	Call rediscall.Func
 }
 
 // NewRedis returns a Redis State on c. It does not own c.
@@ -49,13 +51,7 @@ func (r *Redis) keys(id string) []string {
 
 // call runs one round trip through the node's gate.
 func (r *Redis) call(ctx context.Context, op, id string, do func(context.Context) error) error {
-	var err error
-	if r.cfg.Call != nil {
-		err = r.cfg.Call(ctx, op, 1, do)
-	} else {
-		err = do(ctx)
-	}
-	if err != nil {
+	if err := r.cfg.Call.Do(ctx, op, 1, do); err != nil {
 		return fmt.Errorf("quiz: redis %s %s: %w", op, id, err)
 	}
 	return nil

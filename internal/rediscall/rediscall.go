@@ -1,6 +1,7 @@
 // Package rediscall names the hook through which every Redis seam (timeline,
-// bus, presence, likes, moderation) runs its round trips, so that the app
-// wraps them all in one place: metrics, a circuit breaker and a timeout.
+// bus, presence, likes, moderation, quiz, placement) runs its round trips, so
+// that the app wraps them all in one place: metrics, a circuit breaker and a
+// timeout.
 package rediscall
 
 import "context"
