@@ -56,3 +56,15 @@ func TestCommands(t *testing.T) {
 		t.Fatalf("bad flag value accepted: %d", code)
 	}
 }
+
+// TestServeUnreachableDB (issue 8): serve with a --db nobody answers exits
+// with 1 and a message naming the database, instead of panicking.
+func TestServeUnreachableDB(t *testing.T) {
+	for _, db := range []string{"postgres://postgres@127.0.0.1:1/x?sslmode=disable", "mysql://root@127.0.0.1:1/x"} {
+		var out, errb bytes.Buffer
+		code := run([]string{"serve", "--http", "127.0.0.1:0", "--rtmp", "", "--data", t.TempDir(), "--db", db}, &out, &errb)
+		if msg := errb.String(); code != 1 || !strings.Contains(msg, "--db: cannot reach the") || !strings.Contains(msg, "127.0.0.1:1") || strings.Contains(msg, "panic") {
+			t.Fatalf("serve --db %s: exit %d, stderr %q", db, code, msg)
+		}
+	}
+}

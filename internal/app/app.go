@@ -99,10 +99,11 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 	if _, err := transcode.Parse(cfg.Transcode); err != nil {
 		return nil, err
 	}
-	a = &App{Cfg: cfg, Log: log, Metrics: metrics.New()}
+	built := &App{Cfg: cfg, Log: log, Metrics: metrics.New()}
+	a = built
 	defer func() {
-		if err != nil {
-			a.Shutdown(context.Background())
+		if err != nil { // a is nil by now: close what was built through built
+			built.Shutdown(context.Background())
 		}
 	}()
 	if a.Store, err = OpenStore(cfg); err != nil {

@@ -55,7 +55,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	defer cancel()
 	if err := db.PingContext(pctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("store: connect %s://%s: %w", u.Scheme, u.Host, err)
+		return nil, fmt.Errorf("--db: cannot reach the %s database at %s (is it running, and is the address right?): %w", u.Scheme, u.Host, err)
 	}
 	if err := s.migrate(pctx); err != nil {
 		db.Close()
