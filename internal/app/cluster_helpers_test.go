@@ -124,7 +124,10 @@ type seen struct {
 	name string
 	mu   sync.Mutex
 	ids  []string // ids[i] is seq i+1
-	err  error
+	// texts counts the chat texts received (fault tests send each
+	// client_msg_id as the text, so a count above 1 is a duplicate).
+	texts map[string]int
+	err   error
 	// dials counts WebSocket connections opened (1 = never reconnected).
 	dials atomic.Int32
 }
@@ -146,6 +149,12 @@ func (r *seen) add(m msg) {
 		return
 	}
 	r.ids = append(r.ids, m.ID)
+	if m.Kind == "chat" {
+		if r.texts == nil {
+			r.texts = map[string]int{}
+		}
+		r.texts[m.Text]++
+	}
 }
 
 func (r *seen) fail(err error) {

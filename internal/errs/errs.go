@@ -47,6 +47,9 @@ const (
 	TooLarge      = "too_large"
 	BadOrigin     = "bad_origin"
 	Unavailable   = "unavailable"
+	// DBUnavailable: the SQL database is unreachable; what needs it (room
+	// creation, key reset, listings) fails while live messaging goes on.
+	DBUnavailable = "db_unavailable"
 	Internal      = "internal"
 	Method        = "method_not_allowed"
 )
@@ -78,6 +81,7 @@ var statuses = map[string]int{
 	TooLarge:      http.StatusRequestEntityTooLarge,
 	RateLimited:   http.StatusTooManyRequests,
 	Unavailable:   http.StatusServiceUnavailable,
+	DBUnavailable: http.StatusServiceUnavailable,
 	Internal:      http.StatusInternalServerError,
 }
 

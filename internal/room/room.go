@@ -55,7 +55,27 @@ type Registry struct {
 
 type cached struct {
 	r  store.Room
-	at time.Time
+	at time.Time // when it was read
+	// retry is when to ask SQL again after a failed refresh: meanwhile the
+	// record is served as it is, so an unreachable database costs hot
+	// lookups (sends, polls, viewers) neither a failure nor a wait.
+	retry time.Time
+}
+
+// dbRetry spaces refresh attempts of a record while SQL fails.
+const dbRetry = time.Second
+
+// dbErr turns a store failure into a 503 db_unavailable (errors that are
+// already *errs.Error pass through).
+func dbErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	var e *errs.Error
+	if errors.As(err, &e) {
+		return err
+	}
+	return &errs.Error{Code: errs.DBUnavailable, Message: "the database is unreachable: rooms cannot be created or changed right now, try again"}
 }
 
 // cacheTTL bounds how stale a cached record may be (other nodes may change it).
@@ -99,7 +119,7 @@ func (g *Registry) Create(ctx context.Context, anchor, title, id string) (Room, 
 	if r, err := g.st.RoomByAnchor(ctx, anchor); err == nil {
 		return view(r, true), false, nil
 	} else if !errors.Is(err, store.ErrNotFound) {
-		return Room{}, false, err
+		return Room{}, false, dbErr(err)
 	}
 	title = strings.TrimSpace(title)
 	if title == "" {
@@ -122,7 +142,7 @@ func (g *Registry) Create(ctx context.Context, anchor, title, id string) (Room, 
 			}
 			return Room{}, false, errs.New(errs.Conflict, "room id "+id+" is taken")
 		}
-		return Room{}, false, err
+		return Room{}, false, dbErr(err)
 	}
 	g.put(r)
 	return view(r, true), true, nil
@@ -139,11 +159,11 @@ func (g *Registry) Ensure(ctx context.Context, id string) (Room, error) {
 	}
 	r := store.Room{ID: id, Title: id, AnchorID: "livego:" + id, StreamKey: NewStreamKey(), CreatedAt: time.Now(), Status: StatusIdle}
 	if err := g.st.CreateRoom(ctx, r); err != nil && !errors.Is(err, store.ErrConflict) {
-		return Room{}, err
+		return Room{}, dbErr(err)
 	}
 	r2, err := g.st.Room(ctx, id)
 	if err != nil {
-		return Room{}, err
+		return Room{}, dbErr(err)
 	}
 	g.put(r2)
 	return view(r2, true), nil
@@ -153,7 +173,7 @@ func (g *Registry) Ensure(ctx context.Context, id string) (Room, error) {
 func (g *Registry) Get(ctx context.Context, id string, withKey bool) (Room, error) {
 	r, err := g.get(ctx, id)
 	if err != nil {
-		return Room{}, err
+		return Room{}, dbErr(err)
 	}
 	return view(r, withKey), nil
 }
@@ -173,13 +193,19 @@ func (g *Registry) get(ctx context.Context, id string) (store.Room, error) {
 	g.mu.RLock()
 	c, ok := g.cache[id]
 	g.mu.RUnlock()
-	if ok && time.Since(c.at) < cacheTTL {
+	now := time.Now()
+	if ok && (now.Sub(c.at) < cacheTTL || now.Before(c.retry)) {
 		return c.r, nil
 	}
 	if !ValidID(id) {
 		return store.Room{}, errNotFound
 	}
-	r, err := g.st.Room(ctx, id)
+	qctx, cancel := ctx, context.CancelFunc(func() {})
+	if ok { // a known room never waits long for a refresh
+		qctx, cancel = context.WithTimeout(ctx, 2*time.Second)
+	}
+	r, err := g.st.Room(qctx, id)
+	cancel()
 	if errors.Is(err, store.ErrNotFound) {
 		g.mu.Lock()
 		delete(g.cache, id)
@@ -187,7 +213,17 @@ func (g *Registry) get(ctx context.Context, id string) (store.Room, error) {
 		return store.Room{}, errNotFound
 	}
 	if err != nil {
-		return store.Room{}, err
+		if ok && ctx.Err() == nil { // SQL is down: keep serving what we knew (issue 8)
+			g.mu.Lock()
+			if cur, still := g.cache[id]; still && cur.at == c.at {
+				cur.retry = time.Now().Add(dbRetry)
+				g.cache[id] = cur
+			}
+			g.mu.Unlock()
+			g.log.Debug("room: database unreachable, serving the cached record", "room", id, "err", err)
+			return c.r, nil
+		}
+		return store.Room{}, dbErr(err)
 	}
 	g.put(r)
 	return r, nil
@@ -212,7 +248,7 @@ func (g *Registry) forget(id string) {
 func (g *Registry) List(ctx context.Context) ([]Room, error) {
 	rs, err := g.st.Rooms(ctx)
 	if err != nil {
-		return nil, err
+		return nil, dbErr(err)
 	}
 	out := make([]Room, 0, len(rs))
 	for _, r := range rs {
@@ -225,7 +261,7 @@ func (g *Registry) List(ctx context.Context) ([]Room, error) {
 func (g *Registry) IDs(ctx context.Context) ([]string, error) {
 	rs, err := g.st.Rooms(ctx)
 	if err != nil {
-		return nil, err
+		return nil, dbErr(err)
 	}
 	ids := make([]string, len(rs))
 	for i, r := range rs {
@@ -241,7 +277,7 @@ func (g *Registry) ResetKey(ctx context.Context, id string) (string, error) {
 		if errors.Is(err, store.ErrNotFound) {
 			return "", errNotFound
 		}
-		return "", err
+		return "", dbErr(err)
 	}
 	g.forget(id)
 	return key, nil
@@ -253,7 +289,7 @@ func (g *Registry) Delete(ctx context.Context, id string) error {
 		if errors.Is(err, store.ErrNotFound) {
 			return errNotFound
 		}
-		return err
+		return dbErr(err)
 	}
 	g.forget(id)
 	return nil
@@ -269,7 +305,7 @@ func (g *Registry) ByStreamKey(ctx context.Context, key string) (string, error) 
 		return "", errs.New(errs.Forbidden, "unknown stream key")
 	}
 	if err != nil {
-		return "", err
+		return "", dbErr(err)
 	}
 	return r.ID, nil
 }
