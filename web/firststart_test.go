@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"image/jpeg"
 	"io"
@@ -111,6 +112,24 @@ func TestFirstStart(t *testing.T) {
 		return err == nil
 	})
 	getBody(t, node.URL+"/live/alice.jpg", "image/jpeg")
+	// The replay list: the ended session keeps its last picture as its cover.
+	var cover string
+	testutil.WaitFor(t, "the session's cover_url", 20*time.Second, func() bool {
+		var out struct {
+			Sessions []struct {
+				EndedAt *string `json:"ended_at"`
+				Cover   string  `json:"cover_url"`
+			} `json:"sessions"`
+		}
+		if json.Unmarshal([]byte(apiGet(t, node.URL+"/api/rooms/alice/sessions")), &out) != nil || len(out.Sessions) == 0 {
+			return false
+		}
+		cover = out.Sessions[0].Cover
+		return out.Sessions[0].EndedAt != nil && strings.Contains(cover, "cover=")
+	})
+	if img := getBody(t, node.URL+cover, "image/jpeg"); len(img) < 1000 {
+		t.Errorf("session cover of %d bytes", len(img))
+	}
 
 	// A later start prints the addresses but no new link.
 	node.Stop()

@@ -214,7 +214,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 			}})
 		},
 		StreamInfo: func(id string) (any, bool) { return a.Media.StreamInfo(id) },
-		Picture:    a.Media.PictureURL,
+		Picture:    a.Media.PictureURL, SessionCover: a.Media.SessionCoverURL,
 		Recordings: a.Recorder, Archive: a.Archive,
 	})
 	if err != nil {

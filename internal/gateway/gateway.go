@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -60,6 +61,10 @@ type Deps struct {
 	// Picture is the URL of a room's picture (live thumbnail or cover), ""
 	// when it has none; rooms carry it as thumbnail_url (nil: never).
 	Picture func(roomID string) string
+	// SessionCover is the URL of the last picture of a room's session that
+	// ran from start to end (nil end: live), "" when there is none (nil:
+	// sessions carry no cover_url).
+	SessionCover func(roomID string, start time.Time, end *time.Time) string
 	// Recordings and Archive serve sessions and replay (nil: 404).
 	Recordings Recordings
 	Archive    Archive

@@ -49,6 +49,7 @@ func (g *Gateway) withCounts(ctx context.Context, ss []record.Session) error {
 	for i := range ss {
 		ss[i].Messages = counts[ss[i].ID]
 	}
+	g.withCovers(ss)
 	return nil
 }
 

@@ -318,6 +318,24 @@ func (s *Server) Hub() *hub.Manager { return s.hub }
 // Access is the play checker (signed URLs, webhooks), shared with VOD.
 func (s *Server) Access() *access.Checker { return s.acc }
 
+// SessionCoverURL is the URL of the cover of room's session that ran from
+// start to end — its last picture — or, while live (end nil), the live
+// picture; "" when there is none.
+func (s *Server) SessionCoverURL(room string, start time.Time, end *time.Time) string {
+	if end == nil {
+		return s.PictureURL(room)
+	}
+	ms, ok := s.thumb.SessionCover(room, start, *end)
+	if !ok {
+		return ""
+	}
+	u := "/live/" + room + ".jpg?cover=" + strconv.FormatInt(ms, 10)
+	if q := s.SignPlayQuery(room, time.Hour); q != "" {
+		u += "&" + q
+	}
+	return u
+}
+
 // HTTPHandler serves everything under /live/:
 //
 //	GET /live/{room}.flv     HTTP-FLV

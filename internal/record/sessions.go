@@ -24,6 +24,9 @@ type Session struct {
 	Messages int64  `json:"messages"`
 	VOD      string `json:"vod,omitempty"` // /vod/{sid}/index.m3u8 when recorded
 	MP4      string `json:"mp4,omitempty"` // /vod/{sid}.mp4 when recorded
+	// Cover is filled by the caller: the session's last picture (a recent
+	// one while live), /live/{room}.jpg?… (issue 15).
+	Cover string `json:"cover_url,omitempty"`
 
 	dir     string // recording directory ("" when never recorded)
 	clockMS int64  // wall Unix ms at which the session clock read 0 for the current publish

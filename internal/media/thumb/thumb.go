@@ -20,7 +20,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -159,18 +161,68 @@ func (t *Thumbnailer) keepCover(s *hub.Stream) {
 	if img == nil || t.cfg.Dir == "" {
 		return
 	}
-	if err := os.MkdirAll(t.cfg.Dir, 0o755); err != nil {
-		t.log.Warn("thumbnail: cover dir", "err", err)
-		return
-	}
-	p := filepath.Join(t.cfg.Dir, s.Room()+".jpg")
-	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, img, 0o644); err == nil {
-		err = os.Rename(tmp, p)
-		if err != nil {
+	// The room's cover, and this session's (named by its end, for the
+	// replay list).
+	sessionDir := filepath.Join(t.cfg.Dir, s.Room())
+	ended := time.Now().UnixMilli()
+	for _, p := range []string{filepath.Join(t.cfg.Dir, s.Room()+".jpg"), filepath.Join(sessionDir, strconv.FormatInt(ended, 10)+".jpg")} {
+		if err := writeFile(p, img); err != nil {
 			t.log.Warn("thumbnail: cover", "room", s.Room(), "err", err)
 		}
 	}
+	prune(sessionDir, maxSessionCovers)
+}
+
+// maxSessionCovers bounds the covers kept per room (the newest).
+const maxSessionCovers = 200
+
+func writeFile(p string, b []byte) error {
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, p)
+}
+
+// sessionCovers lists a room's session covers by end time (ms), oldest first.
+func sessionCovers(dir string) []int64 {
+	ents, _ := os.ReadDir(dir)
+	var out []int64
+	for _, e := range ents {
+		if ms, err := strconv.ParseInt(strings.TrimSuffix(e.Name(), ".jpg"), 10, 64); err == nil && strings.HasSuffix(e.Name(), ".jpg") {
+			out = append(out, ms)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func prune(dir string, keep int) {
+	all := sessionCovers(dir)
+	for len(all) > keep {
+		os.Remove(filepath.Join(dir, strconv.FormatInt(all[0], 10)+".jpg"))
+		all = all[1:]
+	}
+}
+
+// SessionCover names the cover of room's session that ran from start to
+// end: the last picture kept when one of its streams ended. ok is false
+// when there is none.
+func (t *Thumbnailer) SessionCover(room string, start, end time.Time) (ms int64, ok bool) {
+	if t.cfg.Dir == "" {
+		return 0, false
+	}
+	lo, hi := start.UnixMilli(), end.Add(time.Minute).UnixMilli() // written just after the stream ended
+	all := sessionCovers(filepath.Join(t.cfg.Dir, room))
+	for i := len(all) - 1; i >= 0; i-- {
+		if all[i] >= lo && all[i] <= hi {
+			return all[i], true
+		}
+	}
+	return 0, false
 }
 
 // picture returns the room's picture in format from session s, decoding a
@@ -260,6 +312,16 @@ func (t *Thumbnailer) Serve(w http.ResponseWriter, r *http.Request, room, format
 	}
 	if format == WebP && !t.probed().webp {
 		writeErr(w, http.StatusNotFound, "not_found", "this server's ffmpeg has no WebP encoder; use /live/"+room+".jpg")
+		return
+	}
+	if c := r.URL.Query().Get("cover"); c != "" { // a session's cover (SessionCover)
+		ms, err := strconv.ParseInt(c, 10, 64)
+		img, rerr := os.ReadFile(filepath.Join(t.cfg.Dir, room, strconv.FormatInt(ms, 10)+".jpg"))
+		if err != nil || rerr != nil || t.cfg.Dir == "" || format != JPEG {
+			writeErr(w, http.StatusNotFound, "not_found", "no such cover")
+			return
+		}
+		writeImage(w, r, img, format, time.Hour)
 		return
 	}
 	if s := t.streams.Stream(room); s != nil {
