@@ -40,7 +40,7 @@ func TestPagesInChinese(t *testing.T) {
 	zh.navigate(s.url + "/")
 	zh.wait(`document.querySelector('h1').textContent === '正在直播' && document.documentElement.lang === 'zh-CN' && document.title === '正在直播 · roomcast'`, 5*time.Second)
 	zh.wait(`document.querySelector('.card[data-room="zh1"] .card-title').textContent === 'Offline'`, 5*time.Second) // a room's title stays
-	zh.wait(`document.querySelector('.card[data-room="zh1"] .badge').textContent === '未开播'`, 5*time.Second)       // written by the script
+	zh.wait(`document.querySelector('.card[data-room="zh1"] .badge').textContent === '未开播'`, 5*time.Second)          // written by the script
 
 	zh.navigate(s.url + "/room/zh1")
 	zh.wait(`document.querySelector('#status').textContent === '未开播' && document.querySelector('#send-btn').textContent === '发送' && document.querySelector('#send-text').placeholder === '说点什么…'`, 10*time.Second)
