@@ -60,6 +60,7 @@ type App struct {
 	presence presence.Presence
 	likes    likes.Counter
 	mod      moderation.State
+	livego   *livego.Handler
 	gw       *gateway.Gateway
 	ladder   *transcode.Ladder // nil unless --transcode (and ffmpeg, RTMP)
 	ws       *ws.Server
@@ -94,7 +95,9 @@ func OpenStore(cfg *config.Config) (*store.Store, error) {
 	return store.OpenSQLite(cfg.Data)
 }
 
-// New builds a node from cfg. Nothing listens until Start.
+// New builds a node from cfg: every part once, with everything it needs, in
+// dependency order (docs/ARCHITECTURE.md, "Construction order"). Nothing
+// listens until Start.
 func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err error) {
 	if _, err := transcode.Parse(cfg.Transcode); err != nil {
 		return nil, err
@@ -122,26 +125,44 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 	if err != nil {
 		return nil, err
 	}
-
 	sm, err := newSeams(ctx, cfg, rate, a.Metrics, log)
 	if err != nil {
 		return nil, err
 	}
 	a.closers = append(a.closers, sm.close)
 	a.tl, a.bus, a.presence, a.likes, a.mod = sm.tl, sm.bus, sm.presence, sm.likes, sm.mod
+	a.Rooms = room.New(a.Store, log)
+	mediaCfg, err := a.buildRecording(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.buildLogic(cfg, sm); err != nil {
+		return nil, err
+	}
+	if err := a.buildMedia(cfg, mediaCfg); err != nil {
+		return nil, err
+	}
+	if err := a.buildServers(ctx, cfg, sm); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
 
-	// Recording and the danmaku archive (issue 10) come before the service,
-	// which stamps every room message with the session clock and hands it
-	// to the archive; the recorder joins the media hub as an observer below.
+// buildRecording builds the danmaku archive and the recorder (issue 10),
+// which the service (session clock, archive) and the media hub (recorder as
+// an observer) are built on, and returns the media configuration whose play
+// checker the recorder's VOD shares.
+func (a *App) buildRecording(ctx context.Context, cfg *config.Config) (media.Config, error) {
 	mediaCfg := media.Config{
 		RTMP: cfg.RTMP, GOPCache: cfg.GOPCache, PublishTakeover: cfg.PublishTakeover, PlaySignKey: cfg.PlaySignKey,
 		HookPublish: cfg.HookPublish, HookUnpublish: cfg.HookUnpublish, HookPlay: cfg.HookPlay, HookRecordDone: cfg.HookRecordDone,
 		HLSLowLatency: cfg.HLSLowLatency, HLSSegment: cfg.HLSSegment, HLSSegments: cfg.HLSSegments, BatchDelay: cfg.MediaBatch,
 		ThumbnailEvery: cfg.ThumbnailEvery, CoverDir: coverDir(cfg),
 	}
-	mediaCfg.Access = media.NewAccess(mediaCfg, log.With("component", "media"))
-	if a.Archive, err = archive.New(ctx, archive.Config{Buffer: cfg.ArchiveBuffer}, a.Store, a.Metrics.Reg, log); err != nil {
-		return nil, err
+	mediaCfg.Access = media.NewAccess(mediaCfg, a.Log.With("component", "media"))
+	var err error
+	if a.Archive, err = archive.New(ctx, archive.Config{Buffer: cfg.ArchiveBuffer}, a.Store, a.Metrics.Reg, a.Log); err != nil {
+		return mediaCfg, err
 	}
 	a.closers = append(a.closers, a.Archive.Close)
 	recDir := cfg.RecordDir
@@ -149,86 +170,120 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 		recDir = filepath.Join(cfg.Data, "recordings")
 	}
 	if a.Recorder, err = record.New(ctx, record.Config{Enabled: cfg.Record, Dir: recDir, SessionGap: cfg.SessionGap,
-		Retention: cfg.RecordRetention, Segment: cfg.RecordSegment}, a.Store, mediaCfg.Access, log); err != nil {
-		return nil, err
+		Retention: cfg.RecordRetention, Segment: cfg.RecordSegment}, a.Store, mediaCfg.Access, a.Log); err != nil {
+		return mediaCfg, err
 	}
 	a.closers = append(a.closers, func(context.Context) error { return a.Recorder.Close() })
+	return mediaCfg, nil
+}
 
-	a.Service = service.New(service.Config{Limits: message.Limits{MaxTextRunes: cfg.MaxText}, KickBlock: cfg.KickBlock}, service.Deps{
-		Rooms: nil, Timeline: a.tl, Bus: a.bus, Likes: a.likes, Mod: a.mod,
-		Filter: moderation.NewFilter(cfg.Keywords, cfg.KeywordMode == "mask"), Gifts: message.NewCatalogue(cfg.Gifts),
-		Metrics: a.Metrics, Log: log, Clock: a.Recorder, Archive: a.Archive,
-	})
-	a.Rooms = room.New(a.Store, log, a.Service.Lifecycle)
-	a.Service.SetRooms(a.Rooms)
-
-	ladder, err := newLadder(cfg, log, a.Metrics.Reg, func() *media.Server { return a.Media })
-	if err != nil {
-		return nil, err
-	}
-	a.ladder = ladder
-	var mediaRooms media.Rooms = a.Rooms
-	if ladder != nil {
-		mediaRooms, mediaCfg.Observers = ladder.Rooms(a.Rooms), []media.Observer{ladder}
-		mediaCfg.Renditions = renditionsOf(ladder)
-		a.closers = append(a.closers, func(context.Context) error { ladder.Close(); return nil })
-	}
-	a.Media, err = media.New(mediaCfg, mediaRooms, log, a.Metrics.Reg)
-	if err != nil {
-		return nil, fmt.Errorf("media: %w", err)
-	}
-	a.Media.Hub().AddObserver(observeSources(ladder, a.Recorder))
-	livegoHandler := livego.New(livego.Config{AdminKey: adminKey, LoopbackOpen: cfg.AdminKey == "", RTMPPort: rtmpPort(cfg.RTMP)}, a.Rooms, a.Media, log)
-
+// buildLogic builds the fan-out node and, on it, the service.
+func (a *App) buildLogic(cfg *config.Config, sm *seams) (err error) {
 	a.Node, err = fanout.New(fanout.Config{Tick: cfg.Tick, BigRoom: cfg.BigRoom, BigTick: cfg.BigTick, Budget: cfg.RenderBudget, Staleness: cfg.Staleness, WarmWindow: cfg.WarmWindow},
-		fanout.Deps{Timeline: a.tl, Bus: a.bus, Presence: a.presence, Likes: a.likes, Metrics: a.Metrics, Log: log, OnPresence: a.Service.Presence,
-			Stale: staleFunc(a.tl)})
+		fanout.Deps{Timeline: sm.tl, Bus: sm.bus, Presence: sm.presence, Likes: sm.likes, Metrics: a.Metrics, Log: a.Log, Stale: sm.stale})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	a.closers = append(a.closers, func(context.Context) error { a.Node.Close(); return nil })
+	a.Service, err = service.New(service.Config{Limits: message.Limits{MaxTextRunes: cfg.MaxText}, KickBlock: cfg.KickBlock}, service.Deps{
+		Rooms: a.Rooms, Timeline: sm.tl, Bus: sm.bus, Likes: sm.likes, Mod: sm.mod,
+		Filter: moderation.NewFilter(cfg.Keywords, cfg.KeywordMode == "mask"), Gifts: message.NewCatalogue(cfg.Gifts),
+		Metrics: a.Metrics, Log: a.Log, Clock: a.Recorder, Archive: a.Archive, Presence: a.Node,
+	})
+	if err != nil {
+		return err
+	}
+	a.closers = append(a.closers, func(context.Context) error { a.Service.Close(); return nil })
+	return nil
+}
+
+// liveRooms is the room registry as the media hub sees it: SetLive records
+// the stream starting or ending, then the service announces it to the room
+// (a must-deliver live_start / live_end system message).
+type liveRooms struct {
+	*room.Registry
+	svc *service.Service
+}
+
+func (r liveRooms) SetLive(ctx context.Context, id string, live bool) error {
+	if err := r.Registry.SetLive(ctx, id, live); err != nil {
+		return err
+	}
+	r.svc.Lifecycle(ctx, id, room.LiveEvent(live))
+	return nil
+}
+
+// buildMedia builds the quality ladder (--transcode), the media server
+// (RTMP ingest, HTTP-FLV, HLS) and the livego-compatible control API on it.
+// The ladder reads the media server's RTMP address once streams run: it is
+// handed a lookup of a.Media, the one reference resolved after construction
+// (the server's listener exists only after Start).
+func (a *App) buildMedia(cfg *config.Config, mediaCfg media.Config) (err error) {
+	a.ladder, err = newLadder(cfg, a.Log, a.Metrics.Reg, func() *media.Server { return a.Media })
+	if err != nil {
+		return err
+	}
+	var rooms media.Rooms = liveRooms{Registry: a.Rooms, svc: a.Service}
+	if a.ladder != nil {
+		rooms, mediaCfg.Renditions = a.ladder.Rooms(rooms), renditionsOf(a.ladder)
+		mediaCfg.Observers = append(mediaCfg.Observers, a.ladder)
+		a.closers = append(a.closers, func(context.Context) error { a.ladder.Close(); return nil })
+	}
+	mediaCfg.Observers = append(mediaCfg.Observers, observeSources(a.ladder, a.Recorder))
+	a.Media, err = media.New(mediaCfg, rooms, a.Log, a.Metrics.Reg)
+	if err != nil {
+		return fmt.Errorf("media: %w", err)
+	}
+	a.livego = livego.New(livego.Config{AdminKey: a.AdminKey, LoopbackOpen: cfg.AdminKey == "", RTMPPort: rtmpPort(cfg.RTMP)}, a.Rooms, a.Media, a.Log)
+	return nil
+}
+
+// buildServers builds the hot-room placement agent (cluster mode), the
+// WebSocket handler and server, then the gateway that serves HTTP with them.
+func (a *App) buildServers(ctx context.Context, cfg *config.Config, sm *seams) (err error) {
 	var place gateway.Placement
 	if sm.placement != nil && cfg.HotRoom > 0 { // cluster mode: hot rooms placed on chosen nodes (R14)
 		agent := sm.placement(a.Node.Online)
 		a.closers = append(a.closers, func(context.Context) error { return agent.Close() })
 		place = agent
 	}
-
 	if a.Quiz, err = newQuiz(ctx, cfg, a, sm); err != nil {
-		return nil, err
+		return err
 	}
 	a.closers = append(a.closers, func(context.Context) error { return a.Quiz.Close() })
-
-	a.gw, err = gateway.New(ctx, gateway.Deps{Config: cfg, Signer: a.Signer, AdminKey: adminKey, Rooms: a.Rooms, Service: a.Service, Quiz: a.Quiz,
-		Node: a.Node, Presence: a.presence, Store: a.Store, Bus: a.bus, Router: route.New(route.DefaultRules()), Placement: place, Metrics: a.Metrics, Log: log,
+	wsh, err := gateway.NewWSHandler(gateway.WSDeps{Signer: a.Signer, AdminKey: a.AdminKey, Service: a.Service, Quiz: a.Quiz,
+		Node: a.Node, Presence: a.presence, MaxFrame: cfg.MaxFrame, Metrics: a.Metrics, Log: a.Log})
+	if err != nil {
+		return err
+	}
+	a.ws, err = ws.NewServer(ws.Config{MaxMessage: cfg.MaxFrame, QueueBytes: cfg.QueueBytes, SendBuffer: cfg.SendBuffer, Heartbeat: cfg.Heartbeat,
+		Compression: cfg.Compression, CheckOrigin: gateway.OriginPolicy(cfg.Origins), Logger: a.Log}, wsh)
+	if err != nil {
+		return fmt.Errorf("websocket server: %w", err)
+	}
+	a.closers = append(a.closers, a.ws.Shutdown)
+	registerWSMetrics(a.Metrics, a.ws)
+	med, livegoHandler, rec := a.Media, a.livego, a.Recorder
+	a.gw, err = gateway.New(ctx, gateway.Deps{Config: cfg, Signer: a.Signer, AdminKey: a.AdminKey, Rooms: a.Rooms, Service: a.Service, Quiz: a.Quiz,
+		Node: a.Node, Presence: a.presence, Store: a.Store, Bus: a.bus, WS: a.ws, WSHandler: wsh,
+		Router: route.New(route.DefaultRules()), Placement: place, Metrics: a.Metrics, Log: a.Log,
 		Mount: func(m *http.ServeMux) {
-			m.Handle("/live/", a.Media.HTTPHandler())
-			m.Handle("/vod/", a.Recorder.VOD())
+			m.Handle("/live/", med.HTTPHandler())
+			m.Handle("/vod/", rec.VOD())
 			m.Handle("/control/", livegoHandler)
 			m.Handle("/stat/", livegoHandler)
-			web.Mount(m, web.Options{RTMP: cfg.RTMP, Renditions: ladderNames(ladder), RTMPAddr: func() string {
-				if ad := a.Media.RTMPAddr(); ad != nil {
+			web.Mount(m, web.Options{RTMP: cfg.RTMP, Renditions: ladderNames(a.ladder), RTMPAddr: func() string {
+				if ad := med.RTMPAddr(); ad != nil {
 					return ad.String()
 				}
 				return ""
 			}})
 		},
-		StreamInfo: func(id string) (any, bool) { return a.Media.StreamInfo(id) },
-		Picture:    a.Media.PictureURL, SessionCover: a.Media.SessionCoverURL,
-		Recordings: a.Recorder, Archive: a.Archive,
+		StreamInfo: func(id string) (any, bool) { return med.StreamInfo(id) },
+		Picture:    med.PictureURL, SessionCover: med.SessionCoverURL,
+		Recordings: rec, Archive: a.Archive,
 	})
-	if err != nil {
-		return nil, err
-	}
-	a.ws, err = ws.NewServer(ws.Config{MaxMessage: cfg.MaxFrame, QueueBytes: cfg.QueueBytes, SendBuffer: cfg.SendBuffer, Heartbeat: cfg.Heartbeat,
-		Compression: cfg.Compression, CheckOrigin: a.gw.CheckOrigin, Logger: log}, a.gw)
-	if err != nil {
-		return nil, fmt.Errorf("websocket server: %w", err)
-	}
-	a.gw.SetWS(a.ws)
-	a.closers = append(a.closers, a.ws.Shutdown)
-	registerWSMetrics(a.Metrics, a.ws)
-	return a, nil
+	return err
 }
 
 // rtmpPort is the port of an RTMP listen address, for play URLs.

@@ -16,6 +16,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"roomcast/internal/config"
+	"roomcast/internal/redisgate"
 )
 
 // MaxClockSkew is how far this machine's clock may be from the shared
@@ -170,7 +171,7 @@ func checkSQL(ctx context.Context, add addFunc, cfg *config.Config, now func() t
 }
 
 func checkRedis(ctx context.Context, add addFunc, spec string, now func() time.Time) {
-	opt, err := redisOptions(spec)
+	opt, err := redisgate.Options(spec)
 	if err != nil {
 		add("FAIL", "Redis (--redis): %v", err)
 		return

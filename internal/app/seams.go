@@ -28,8 +28,11 @@ type seams struct {
 	// placement starts the hot-room placement agent (cluster mode only;
 	// nil in memory mode), reading room loads from loads.
 	placement func(loads func() map[string]int) *placement.Agent
-	quiz      quiz.State     // nil: the app builds the memory state (it needs the store)
-	closers   []func() error // in order of creation
+	quiz      quiz.State // nil: the app builds the memory state (it needs the store)
+	// stale, in cluster mode, reports that Redis is unreachable (polls are
+	// then served from the window, marked stale); nil on one node.
+	stale   func() bool
+	closers []func() error // in order of creation
 }
 
 func (s *seams) close(context.Context) error {

@@ -87,10 +87,6 @@ type Deps struct {
 	Likes    likes.Counter
 	Metrics  *metrics.Metrics
 	Log      *slog.Logger
-	// OnPresence receives, once a second per room with changes, the first
-	// few members who entered (by name), how many entered and how many
-	// left. The app turns it into enter/leave messages.
-	OnPresence func(room string, named []presence.Member, joined, left int)
 	// Stale, if set, reports that the shared store is unreachable: polls
 	// are then answered from the window and marked stale (cluster mode).
 	Stale func() bool

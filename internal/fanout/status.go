@@ -1,5 +1,5 @@
-// status.go: the once-a-second work of a node: online counts, like totals,
-// presence summaries, window trimming and idle hubs.
+// status.go: the once-a-second work of a node (online counts, like totals,
+// window trimming, idle hubs) and the presence summaries the service takes.
 
 package fanout
 
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"roomcast/internal/message"
+	"roomcast/internal/presence"
 )
 
 // LikesTotal returns room's like total from the counter.
@@ -20,12 +21,7 @@ func (n *Node) LikesTotal(ctx context.Context, room string) (int64, error) {
 // Online returns the online count (across nodes) of every room this node
 // serves, as last refreshed: the load a placement of hot rooms reads (R14).
 func (n *Node) Online() map[string]int {
-	n.mu.RLock()
-	hubs := make([]*Hub, 0, len(n.hubs))
-	for _, h := range n.hubs {
-		hubs = append(hubs, h)
-	}
-	n.mu.RUnlock()
+	hubs := n.hubList()
 	out := make(map[string]int, len(hubs))
 	for _, h := range hubs {
 		h.mu.Lock()
@@ -35,8 +31,8 @@ func (n *Node) Online() map[string]int {
 	return out
 }
 
-// second refreshes online counts and like totals (pushing changes), hands
-// presence summaries to OnPresence, trims windows by age and drops idle hubs.
+// second refreshes online counts and like totals (pushing changes), trims
+// windows by age and drops idle hubs.
 func (n *Node) second(now time.Time) {
 	ctx := context.Background()
 	n.inbox.sweep(now)
@@ -60,8 +56,6 @@ func (n *Node) second(now time.Time) {
 		}
 		h.mu.Lock()
 		h.win.dropOlder(now.Add(-n.cfg.WindowAge).UnixMilli())
-		named, joined, left := h.joins, h.joinN, h.leaveN
-		h.joins, h.joinN, h.leaveN = nil, 0, 0
 		var frames []*Payload
 		if online >= 0 && online != h.online {
 			h.online = online
@@ -90,9 +84,6 @@ func (n *Node) second(now time.Time) {
 			n.submit(f, conns, &wg)
 		}
 		wg.Wait() // conns may be h.snap, which the next tick rebuilds
-		if (joined > 0 || left > 0) && n.deps.OnPresence != nil {
-			n.deps.OnPresence(h.room, named, joined, left)
-		}
 		if idle {
 			n.mu.Lock()
 			if n.hubs[h.room] == h {
@@ -132,4 +123,33 @@ func (n *Node) RoomOnline(room string) (count int, ok bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.online, true
+}
+
+// TakePresence returns, and resets, each room's arrivals and departures on
+// this node since the last call (rooms without any are left out). The
+// service calls it on its own ticker to write enter/leave messages, so no
+// store write runs on the node's tick.
+func (n *Node) TakePresence() []presence.Summary {
+	hubs := n.hubList()
+	var out []presence.Summary
+	for _, h := range hubs {
+		h.mu.Lock()
+		if h.joinN > 0 || h.leaveN > 0 {
+			out = append(out, presence.Summary{Room: h.room, Named: h.joins, Joined: h.joinN, Left: h.leaveN})
+			h.joins, h.joinN, h.leaveN = nil, 0, 0
+		}
+		h.mu.Unlock()
+	}
+	return out
+}
+
+// hubList is a snapshot of the node's hubs.
+func (n *Node) hubList() []*Hub {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	hubs := make([]*Hub, 0, len(n.hubs))
+	for _, h := range n.hubs {
+		hubs = append(hubs, h)
+	}
+	return hubs
 }

@@ -25,15 +25,11 @@ import (
 	"roomcast/internal/bus"
 	"roomcast/internal/config"
 	"roomcast/internal/errs"
-	"roomcast/internal/fanout"
 	"roomcast/internal/metrics"
 	"roomcast/internal/presence"
 	"roomcast/internal/quiz"
-	"roomcast/internal/room"
 	"roomcast/internal/route"
 	"roomcast/internal/service"
-	"roomcast/internal/store"
-	"roomcast/internal/ws"
 )
 
 // Deps are what the gateway serves.
@@ -41,15 +37,17 @@ type Deps struct {
 	Config   *config.Config
 	Signer   *auth.Signer
 	AdminKey string
-	Rooms    *room.Registry
-	Service  *service.Service
+	Rooms    Rooms
+	Service  Service
 	Quiz     *quiz.Service
-	Node     *fanout.Node
+	Node     Node
 	Presence presence.Presence
-	Store    *store.Store
+	Store    Store
 	Bus      bus.Bus
-	WS       *ws.Server
-	Router   *route.Router
+	// WS upgrades /ws requests (the *ws.Server whose handler is WSHandler).
+	WS        Upgrader
+	WSHandler *WSHandler
+	Router    *route.Router
 	// Placement is the hot-room placement (R14); nil places nothing.
 	Placement Placement
 	Metrics   *metrics.Metrics
@@ -70,11 +68,24 @@ type Deps struct {
 	Archive    Archive
 }
 
+func (d *Deps) check() error {
+	if d.Config == nil || d.Signer == nil || d.Rooms == nil || d.Service == nil || d.Quiz == nil || d.Node == nil || d.Presence == nil ||
+		d.Store == nil || d.Bus == nil || d.WS == nil || d.WSHandler == nil || d.Router == nil || d.Metrics == nil {
+		return errors.New("gateway: missing dependency")
+	}
+	if d.Log == nil {
+		d.Log = slog.Default()
+	}
+	return nil
+}
+
 // Gateway is the HTTP handler set.
 type Gateway struct {
 	d        Deps
 	cfg      *config.Config
 	log      *slog.Logger
+	ids      identities
+	origin   func(*http.Request) bool
 	poll     atomic.Pointer[[]config.PollStep]
 	ready    atomic.Bool
 	draining atomic.Bool
@@ -86,7 +97,11 @@ type Gateway struct {
 
 // New builds the gateway and its routes.
 func New(ctx context.Context, d Deps) (*Gateway, error) {
+	if err := d.check(); err != nil {
+		return nil, err
+	}
 	g := &Gateway{d: d, cfg: d.Config, log: d.Log, mux: http.NewServeMux(),
+		ids: identities{signer: d.Signer, adminKey: d.AdminKey}, origin: OriginPolicy(d.Config.Origins),
 		pollOK: d.Metrics.Polls.WithLabelValues("ok"), pollReset: d.Metrics.Polls.WithLabelValues("reset"),
 		pollError: d.Metrics.Polls.WithLabelValues("error")}
 	steps, err := config.ParsePollIntervals(d.Config.PollIntervals)
@@ -271,16 +286,26 @@ func (g *Gateway) identity(r *http.Request, required, allowQuery bool) (service.
 // identityOf verifies a credential: the admin key or a user token. An empty
 // one is an error only when required.
 func (g *Gateway) identityOf(tok string, required bool) (service.Identity, error) {
+	return g.ids.identityOf(tok, required)
+}
+
+// identities verifies credentials: the admin key or a signed user token.
+type identities struct {
+	signer   *auth.Signer
+	adminKey string
+}
+
+func (a identities) identityOf(tok string, required bool) (service.Identity, error) {
 	if tok == "" {
 		if required {
 			return service.Identity{}, errs.New(errs.Unauthorized, "a token is required (Authorization: Bearer TOKEN)")
 		}
 		return service.Identity{}, nil
 	}
-	if auth.CheckKey(tok, g.d.AdminKey) {
+	if auth.CheckKey(tok, a.adminKey) {
 		return service.Identity{Admin: true, Claims: auth.Claims{Sub: "admin", Name: "admin", Level: 100, Role: auth.RoleAdmin}}, nil
 	}
-	c, err := g.d.Signer.Verify(tok)
+	c, err := a.signer.Verify(tok)
 	if err != nil {
 		return service.Identity{}, err
 	}

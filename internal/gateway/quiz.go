@@ -160,7 +160,7 @@ func (g *Gateway) handleAnswer(w http.ResponseWriter, r *http.Request) {
 
 // answerOn answers for the connection's user in its room: activity "" is
 // the room's running activity. It returns the activity and the sealed result.
-func (g *Gateway) answerOn(st *wsState, activity string, n, option int) (string, []byte, error) {
+func (g *WSHandler) answerOn(st *wsState, activity string, n, option int) (string, []byte, error) {
 	st.mu.Lock()
 	user := st.id.Claims.Sub
 	st.mu.Unlock()
@@ -170,19 +170,19 @@ func (g *Gateway) answerOn(st *wsState, activity string, n, option int) (string,
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if activity == "" {
-		id, err := g.d.Quiz.Running(ctx, st.room)
+		id, err := g.quiz.Running(ctx, st.room)
 		if err != nil {
 			return "", nil, err
 		}
 		activity = id
 	}
-	sealed, err := g.d.Quiz.Answer(ctx, user, activity, n, option)
+	sealed, err := g.quiz.Answer(ctx, user, activity, n, option)
 	return activity, sealed, err
 }
 
 // onAnswer is the JSON WebSocket answer frame: {"type":"answer","id","n","option"[,"activity"]}
 // → {"type":"answer_ok","id","activity","n","sealed"} or an error frame.
-func (g *Gateway) onAnswer(c *ws.Conn, st *wsState, data []byte) {
+func (g *WSHandler) onAnswer(c *ws.Conn, st *wsState, data []byte) {
 	var f answerBody
 	if err := json.Unmarshal(data, &f); err != nil {
 		g.sendError(c, "", errs.New(errs.BadJSON, "frame is not valid JSON"))
@@ -212,7 +212,7 @@ func (g *Gateway) onAnswer(c *ws.Conn, st *wsState, data []byte) {
 
 // onProtoAnswer is the protobuf answer: a type 3 REQUEST with an
 // AnswerRequest body, answered with an AnswerAck.
-func (g *Gateway) onProtoAnswer(c *ws.Conn, st *wsState, f *pb.Frame) {
+func (g *WSHandler) onProtoAnswer(c *ws.Conn, st *wsState, f *pb.Frame) {
 	var body pb.AnswerRequest
 	if err := proto.Unmarshal(f.Body, &body); err != nil {
 		g.sendProto(c, wire.ErrorFrame(f.Type, f.Seq, errs.New(wire.ErrBadFrame, "answer body does not parse: "+err.Error())))

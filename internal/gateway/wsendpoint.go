@@ -3,6 +3,8 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -11,9 +13,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"roomcast/internal/auth"
 	"roomcast/internal/errs"
 	"roomcast/internal/fanout"
 	"roomcast/internal/message"
+	"roomcast/internal/metrics"
 	"roomcast/internal/presence"
 	"roomcast/internal/service"
 	"roomcast/internal/wire"
@@ -43,36 +47,82 @@ type wsState struct {
 	attached bool             // guarded by mu
 	cursor   uint64
 	hasCur   bool
-	// placementKey spreads a hot room's clients over its nodes (R14).
-	placementKey string
-	epoch        string
-	hasEpoch     bool
+	// move is the better node for a hot room (R14), told in the first batch.
+	move     string
+	epoch    string
+	hasEpoch bool
 }
 
-// checkOrigin allows non-browser clients (no Origin), the same host, and the
-// configured origins.
-func (g *Gateway) checkOrigin(r *http.Request) bool {
-	origin := r.Header.Get("Origin")
-	if origin == "" || g.cfg.Origins == "*" {
-		return true
-	}
-	u, err := url.Parse(origin)
-	if err != nil {
-		return false
-	}
-	if strings.EqualFold(u.Host, r.Host) {
-		return true
-	}
-	for _, o := range strings.Split(g.cfg.Origins, ",") {
-		if o = strings.TrimSpace(o); o != "" && (strings.EqualFold(o, origin) || strings.EqualFold(o, u.Host)) {
-			return true
+// OriginPolicy is the WebSocket origin check for origins (the --origins
+// flag: "*" or a comma-separated list of origins or hosts): it allows
+// non-browser clients (no Origin), the same host, and the listed origins.
+// The app hands it to the ws.Server; the gateway checks it before upgrading.
+func OriginPolicy(origins string) func(*http.Request) bool {
+	var allowed []string
+	for _, o := range strings.Split(origins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			allowed = append(allowed, o)
 		}
 	}
-	return false
+	return func(r *http.Request) bool {
+		origin := r.Header.Get("Origin")
+		if origin == "" || origins == "*" {
+			return true
+		}
+		u, err := url.Parse(origin)
+		if err != nil {
+			return false
+		}
+		if strings.EqualFold(u.Host, r.Host) {
+			return true
+		}
+		for _, o := range allowed {
+			if strings.EqualFold(o, origin) || strings.EqualFold(o, u.Host) {
+				return true
+			}
+		}
+		return false
+	}
 }
 
-// CheckOrigin is the origin policy for the ws.Server.
-func (g *Gateway) CheckOrigin(r *http.Request) bool { return g.checkOrigin(r) }
+// WSHandler serves the frames of WebSocket connections (it is the
+// ws.Server's Handler): auth, send and ping frames, and detaching closed
+// connections from the fan-out node. The gateway upgrades and attaches.
+type WSHandler struct {
+	ids      identities
+	svc      Service
+	quiz     QuizAnswers
+	node     Node
+	presence presence.Presence
+	maxFrame int
+	metrics  *metrics.Metrics
+	log      *slog.Logger
+}
+
+// WSDeps are what the WebSocket handler serves.
+type WSDeps struct {
+	Signer   *auth.Signer
+	AdminKey string
+	Service  Service
+	Quiz     QuizAnswers
+	Node     Node
+	Presence presence.Presence // online counts for protobuf pongs
+	MaxFrame int               // the largest protobuf client message (--max-frame)
+	Metrics  *metrics.Metrics
+	Log      *slog.Logger
+}
+
+// NewWSHandler returns the handler of the WebSocket server.
+func NewWSHandler(d WSDeps) (*WSHandler, error) {
+	if d.Signer == nil || d.Service == nil || d.Quiz == nil || d.Node == nil || d.Presence == nil || d.Metrics == nil {
+		return nil, errors.New("gateway: websocket handler: missing dependency")
+	}
+	if d.Log == nil {
+		d.Log = slog.Default()
+	}
+	return &WSHandler{ids: identities{signer: d.Signer, adminKey: d.AdminKey}, svc: d.Service, quiz: d.Quiz, node: d.Node,
+		presence: d.Presence, maxFrame: d.MaxFrame, metrics: d.Metrics, log: d.Log}, nil
+}
 
 func (g *Gateway) handleWS(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
@@ -114,17 +164,17 @@ func (g *Gateway) handleWS(w http.ResponseWriter, r *http.Request) {
 			writeErr(w, err)
 			return
 		}
-		if err := g.checkKicked(r.Context(), roomID, id); err != nil {
+		if err := checkKicked(r.Context(), g.d.Service, roomID, id); err != nil {
 			writeErr(w, err)
 			return
 		}
 		st.id = id
 	}
-	if !g.checkOrigin(r) {
+	if !g.origin(r) {
 		writeErr(w, errs.New(errs.BadOrigin, "origin not allowed"))
 		return
 	}
-	st.placementKey = placementKey(st.id.Claims.Sub, "", r)
+	st.move = g.moveFor(roomID, placementKey(st.id.Claims.Sub, "", r))
 	c, err := g.d.WS.Upgrade(w, r, wire.SubprotocolJSON, wire.SubprotocolProto)
 	if err != nil {
 		return // Upgrade answered the client
@@ -134,7 +184,7 @@ func (g *Gateway) handleWS(w http.ResponseWriter, r *http.Request) {
 	// Without a token on a private server, the connection attaches after its
 	// auth frame.
 	if st.id.Claims.Sub != "" || g.cfg.PublicRead {
-		if err := g.attach(c, st); err != nil {
+		if err := g.d.WSHandler.attach(c, st); err != nil {
 			c.Close(1011, "attach failed")
 			return
 		}
@@ -142,11 +192,11 @@ func (g *Gateway) handleWS(w http.ResponseWriter, r *http.Request) {
 	c.Start()
 }
 
-func (g *Gateway) checkKicked(ctx context.Context, roomID string, id service.Identity) error {
+func checkKicked(ctx context.Context, svc Service, roomID string, id service.Identity) error {
 	if id.Claims.Sub == "" || id.Admin {
 		return nil
 	}
-	kicked, err := g.d.Service.Kicked(ctx, roomID, id.Claims.Sub)
+	kicked, err := svc.Kicked(ctx, roomID, id.Claims.Sub)
 	if err != nil {
 		return err
 	}
@@ -156,7 +206,7 @@ func (g *Gateway) checkKicked(ctx context.Context, roomID string, id service.Ide
 	return nil
 }
 
-func (g *Gateway) attach(c *ws.Conn, st *wsState) error {
+func (g *WSHandler) attach(c *ws.Conn, st *wsState) error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.attached {
@@ -165,10 +215,10 @@ func (g *Gateway) attach(c *ws.Conn, st *wsState) error {
 	sess := "w:" + strconv.FormatUint(uint64(connSeq.Add(1)), 36) + ":" + c.RemoteAddr().String()
 	st.fc = &fanout.Conn{Sink: wsSink{c, st.enc}, Room: st.room, Session: sess, Member: presence.Member{
 		Session: sess, UserID: st.id.Claims.Sub, Name: st.id.Claims.Name, Level: st.id.Claims.Level},
-		Move: g.moveFor(st.room, st.placementKey), Epoch: st.epoch, HasEpoch: st.hasEpoch}
+		Move: st.move, Epoch: st.epoch, HasEpoch: st.hasEpoch}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := g.d.Node.Attach(ctx, st.fc, st.cursor, st.hasCur); err != nil {
+	if err := g.node.Attach(ctx, st.fc, st.cursor, st.hasCur); err != nil {
 		g.log.Warn("gateway: attach", "room", st.room, "err", err)
 		return err
 	}
@@ -176,7 +226,7 @@ func (g *Gateway) attach(c *ws.Conn, st *wsState) error {
 	// A kick published while the connection was attaching found it not yet
 	// in the node's user index; the kick's state was stored before it was
 	// published, so this second look cannot miss it.
-	if errs.From(g.checkKicked(ctx, st.room, st.id)).Code == errs.Kicked {
+	if errs.From(checkKicked(ctx, g.svc, st.room, st.id)).Code == errs.Kicked {
 		c.Close(4003, "kicked")
 	}
 	return nil
@@ -200,7 +250,7 @@ type clientFrame struct {
 }
 
 // OnMessage implements ws.Handler: client frames, one at a time per connection.
-func (g *Gateway) OnMessage(c *ws.Conn, data []byte) {
+func (g *WSHandler) OnMessage(c *ws.Conn, data []byte) {
 	st, _ := c.Value().(*wsState)
 	if st == nil {
 		return
@@ -211,7 +261,7 @@ func (g *Gateway) OnMessage(c *ws.Conn, data []byte) {
 	}
 	var f clientFrame
 	if err := json.Unmarshal(data, &f); err != nil {
-		g.d.Metrics.WSFrames.WithLabelValues("bad").Inc()
+		g.metrics.WSFrames.WithLabelValues("bad").Inc()
 		g.sendError(c, "", errs.New(errs.BadJSON, "frame is not valid JSON"))
 		return
 	}
@@ -220,24 +270,24 @@ func (g *Gateway) OnMessage(c *ws.Conn, data []byte) {
 	}
 	switch f.Type {
 	case "ping":
-		g.d.Metrics.WSFrames.WithLabelValues("ping").Inc()
+		g.metrics.WSFrames.WithLabelValues("ping").Inc()
 		_ = c.SendText([]byte(`{"type":"pong"}`))
 	case "auth":
-		g.d.Metrics.WSFrames.WithLabelValues("auth").Inc()
+		g.metrics.WSFrames.WithLabelValues("auth").Inc()
 		g.onAuth(c, st, f)
 	case "send":
-		g.d.Metrics.WSFrames.WithLabelValues("send").Inc()
+		g.metrics.WSFrames.WithLabelValues("send").Inc()
 		g.onSend(c, st, f)
 	case "answer":
-		g.d.Metrics.WSFrames.WithLabelValues("answer").Inc()
+		g.metrics.WSFrames.WithLabelValues("answer").Inc()
 		g.onAnswer(c, st, data)
 	default:
-		g.d.Metrics.WSFrames.WithLabelValues("unknown").Inc()
+		g.metrics.WSFrames.WithLabelValues("unknown").Inc()
 		g.sendError(c, f.ID, errs.New(errs.BadRequest, "unknown frame type"))
 	}
 }
 
-func (g *Gateway) onAuth(c *ws.Conn, st *wsState, f clientFrame) {
+func (g *WSHandler) onAuth(c *ws.Conn, st *wsState, f clientFrame) {
 	id, err := g.authenticate(c, st, f.Token)
 	if err == errAttach {
 		return // closed with 1011
@@ -258,10 +308,10 @@ var errAttach = errs.New(errs.Unavailable, "attach failed")
 // either encoding): a refused token changes nothing. A connection not yet
 // attached (private reads) is attached now; if that fails it is closed
 // with 1011 and errAttach returned.
-func (g *Gateway) authenticate(c *ws.Conn, st *wsState, token string) (service.Identity, error) {
-	id, err := g.identityOf(token, true)
+func (g *WSHandler) authenticate(c *ws.Conn, st *wsState, token string) (service.Identity, error) {
+	id, err := g.ids.identityOf(token, true)
 	if err == nil {
-		err = g.checkKicked(context.Background(), st.room, id)
+		err = checkKicked(context.Background(), g.svc, st.room, id)
 	}
 	if err != nil {
 		return service.Identity{}, err
@@ -271,7 +321,7 @@ func (g *Gateway) authenticate(c *ws.Conn, st *wsState, token string) (service.I
 	st.id = id
 	st.mu.Unlock()
 	if attached {
-		g.d.Node.Identify(st.fc, presence.Member{UserID: id.Claims.Sub, Name: id.Claims.Name, Level: id.Claims.Level})
+		g.node.Identify(st.fc, presence.Member{UserID: id.Claims.Sub, Name: id.Claims.Name, Level: id.Claims.Level})
 	} else if err := g.attach(c, st); err != nil {
 		c.Close(1011, "attach failed")
 		return service.Identity{}, errAttach
@@ -279,7 +329,7 @@ func (g *Gateway) authenticate(c *ws.Conn, st *wsState, token string) (service.I
 	return id, nil
 }
 
-func (g *Gateway) onSend(c *ws.Conn, st *wsState, f clientFrame) {
+func (g *WSHandler) onSend(c *ws.Conn, st *wsState, f clientFrame) {
 	req := &message.Request{ID: f.ID, Kind: f.Kind, Text: f.Text, Gift: f.Gift, Scope: f.Scope, To: f.To, Data: f.Data, VideoMS: f.VideoMS,
 		ClientMsgID: f.ClientMsgID}
 	res, err := g.sendAs(st, req)
@@ -305,7 +355,7 @@ func (g *Gateway) onSend(c *ws.Conn, st *wsState, f clientFrame) {
 
 // sendAs sends req into the connection's room as its user (a send frame, in
 // either encoding), with the same rules as the HTTP send.
-func (g *Gateway) sendAs(st *wsState, req *message.Request) (service.Result, error) {
+func (g *WSHandler) sendAs(st *wsState, req *message.Request) (service.Result, error) {
 	st.mu.Lock()
 	id := st.id
 	st.mu.Unlock()
@@ -314,10 +364,10 @@ func (g *Gateway) sendAs(st *wsState, req *message.Request) (service.Result, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	return g.d.Service.Send(ctx, id, st.room, req)
+	return g.svc.Send(ctx, id, st.room, req)
 }
 
-func (g *Gateway) sendError(c *ws.Conn, id string, err error) {
+func (g *WSHandler) sendError(c *ws.Conn, id string, err error) {
 	e := errs.From(err)
 	b := append([]byte(`{"type":"error","id":`), message.AppendString(nil, id)...)
 	b = append(b, `,"error":{"code":`...)
@@ -332,7 +382,7 @@ func (g *Gateway) sendError(c *ws.Conn, id string, err error) {
 }
 
 // OnClose implements ws.Handler.
-func (g *Gateway) OnClose(c *ws.Conn, code int, reason string) {
+func (g *WSHandler) OnClose(c *ws.Conn, code int, reason string) {
 	st, _ := c.Value().(*wsState)
 	if st == nil {
 		return
@@ -341,16 +391,12 @@ func (g *Gateway) OnClose(c *ws.Conn, code int, reason string) {
 	fc, attached := st.fc, st.attached
 	st.mu.Unlock()
 	if attached {
-		g.d.Node.Detach(fc)
+		g.node.Detach(fc)
 	}
 	if code == 4008 {
-		g.d.Metrics.Drops.WithLabelValues("slow_consumer").Inc()
+		g.metrics.Drops.WithLabelValues("slow_consumer").Inc()
 	}
 }
 
 // connSeq numbers WebSocket sessions on this node.
 var connSeq atomic.Uint64
-
-// SetWS attaches the WebSocket server (built after the gateway, since the
-// gateway is its handler).
-func (g *Gateway) SetWS(s *ws.Server) { g.d.WS = s }

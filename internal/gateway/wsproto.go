@@ -47,15 +47,15 @@ func negotiatedFormat(subprotocol string, query fanout.Encoding) fanout.Encoding
 // RESPONSE and the next one is read; a broken length (truncated varint,
 // past the message, over --max-frame) is answered and ends the message.
 // Either way the connection stays open.
-func (g *Gateway) onProtoMessage(c *ws.Conn, st *wsState, data []byte) {
-	d := wire.NewDecoder(data, g.cfg.MaxFrame)
+func (g *WSHandler) onProtoMessage(c *ws.Conn, st *wsState, data []byte) {
+	d := wire.NewDecoder(data, g.maxFrame)
 	var f pb.Frame
 	for {
 		ok, err := d.Next(&f)
 		if err != nil {
 			// The answer carries what could be read of the frame's type and
 			// seq (nothing after a broken length: 0 and 0).
-			g.d.Metrics.WSFrames.WithLabelValues("bad").Inc()
+			g.metrics.WSFrames.WithLabelValues("bad").Inc()
 			code := wire.ErrBadFrame
 			if errors.Is(err, wire.ErrFrameTooBig) {
 				code = errs.TooLarge
@@ -78,26 +78,26 @@ func (g *Gateway) onProtoMessage(c *ws.Conn, st *wsState, data []byte) {
 }
 
 // onProtoFrame dispatches one client frame by type.
-func (g *Gateway) onProtoFrame(c *ws.Conn, st *wsState, f *pb.Frame) {
+func (g *WSHandler) onProtoFrame(c *ws.Conn, st *wsState, f *pb.Frame) {
 	if f.Kind != wire.Request {
-		g.d.Metrics.WSFrames.WithLabelValues("unknown").Inc()
+		g.metrics.WSFrames.WithLabelValues("unknown").Inc()
 		g.sendProto(c, wire.ErrorFrame(f.Type, f.Seq, errs.New(errs.BadRequest, "clients send REQUEST frames only")))
 		return
 	}
 	switch f.Type {
 	case wire.TypeHeartbeat:
-		g.d.Metrics.WSFrames.WithLabelValues("ping").Inc()
-		online, ok := g.d.Node.RoomOnline(st.room) // the hub's count, read once a second
-		if !ok {                                   // not attached (yet): ask presence
+		g.metrics.WSFrames.WithLabelValues("ping").Inc()
+		online, ok := g.node.RoomOnline(st.room) // the hub's count, read once a second
+		if !ok {                                 // not attached (yet): ask presence
 			var err error
-			if online, err = g.d.Presence.Count(context.Background(), st.room); err != nil {
+			if online, err = g.presence.Count(context.Background(), st.room); err != nil {
 				g.sendProto(c, wire.ErrorFrame(f.Type, f.Seq, errs.New(errs.Unavailable, "online count unavailable")))
 				return
 			}
 		}
 		g.sendProto(c, g.response(f, "", &pb.Heartbeat{Online: int64(online)}))
 	case wire.TypeAuth:
-		g.d.Metrics.WSFrames.WithLabelValues("auth").Inc()
+		g.metrics.WSFrames.WithLabelValues("auth").Inc()
 		id, err := g.authenticate(c, st, f.Token)
 		if err == errAttach {
 			return // closed with 1011
@@ -107,18 +107,18 @@ func (g *Gateway) onProtoFrame(c *ws.Conn, st *wsState, f *pb.Frame) {
 		}
 		g.sendProto(c, g.response(f, id.Claims.Sub, nil))
 	case wire.TypeSend:
-		g.d.Metrics.WSFrames.WithLabelValues("send").Inc()
+		g.metrics.WSFrames.WithLabelValues("send").Inc()
 		g.onProtoSend(c, st, f)
 	case wire.TypeAnswer:
-		g.d.Metrics.WSFrames.WithLabelValues("answer").Inc()
+		g.metrics.WSFrames.WithLabelValues("answer").Inc()
 		g.onProtoAnswer(c, st, f)
 	default:
-		g.d.Metrics.WSFrames.WithLabelValues("unknown").Inc()
+		g.metrics.WSFrames.WithLabelValues("unknown").Inc()
 		g.sendProto(c, wire.ErrorFrame(f.Type, f.Seq, errs.New(errs.BadRequest, "unknown frame type")))
 	}
 }
 
-func (g *Gateway) onProtoSend(c *ws.Conn, st *wsState, f *pb.Frame) {
+func (g *WSHandler) onProtoSend(c *ws.Conn, st *wsState, f *pb.Frame) {
 	var body pb.SendRequest
 	if err := proto.Unmarshal(f.Body, &body); err != nil {
 		g.sendProto(c, wire.ErrorFrame(f.Type, f.Seq, errs.New(wire.ErrBadFrame, "send body does not parse: "+err.Error())))
@@ -150,7 +150,7 @@ func (g *Gateway) onProtoSend(c *ws.Conn, st *wsState, f *pb.Frame) {
 }
 
 // response is the ok RESPONSE to req with body (nil: none).
-func (g *Gateway) response(req *pb.Frame, user string, body proto.Message) *pb.Frame {
+func (g *WSHandler) response(req *pb.Frame, user string, body proto.Message) *pb.Frame {
 	out := &pb.Frame{Type: req.Type, Kind: wire.Response, Seq: req.Seq, UserId: user}
 	if body != nil {
 		b, err := proto.Marshal(body)
@@ -163,7 +163,7 @@ func (g *Gateway) response(req *pb.Frame, user string, body proto.Message) *pb.F
 }
 
 // sendProto writes one frame to c as its own binary message.
-func (g *Gateway) sendProto(c *ws.Conn, f *pb.Frame) {
+func (g *WSHandler) sendProto(c *ws.Conn, f *pb.Frame) {
 	b, err := wire.AppendFrame(nil, f)
 	if err != nil {
 		g.log.Warn("gateway: encode protobuf frame", "err", err)

@@ -39,15 +39,10 @@ type Room struct {
 	LiveEndedAt   *time.Time `json:"live_ended_at,omitempty"`
 }
 
-// Lifecycle receives room lifecycle events (the app turns them into
-// must-deliver system messages).
-type Lifecycle func(ctx context.Context, roomID, event string)
-
 // Registry manages rooms.
 type Registry struct {
-	st        *store.Store
-	log       *slog.Logger
-	lifecycle Lifecycle
+	st  *store.Store
+	log *slog.Logger
 
 	mu    sync.RWMutex
 	cache map[string]cached // by id; guarded by mu
@@ -81,12 +76,12 @@ func dbErr(err error) error {
 // cacheTTL bounds how stale a cached record may be (other nodes may change it).
 const cacheTTL = 2 * time.Second
 
-// New returns a Registry on st. lifecycle may be nil.
-func New(st *store.Store, log *slog.Logger, lifecycle Lifecycle) *Registry {
-	if lifecycle == nil {
-		lifecycle = func(context.Context, string, string) {}
+// New returns a Registry on st.
+func New(st *store.Store, log *slog.Logger) *Registry {
+	if log == nil {
+		log = slog.Default()
 	}
-	return &Registry{st: st, log: log, lifecycle: lifecycle, cache: map[string]cached{}}
+	return &Registry{st: st, log: log, cache: map[string]cached{}}
 }
 
 var idRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
@@ -310,17 +305,27 @@ func (g *Registry) ByStreamKey(ctx context.Context, key string) (string, error) 
 	return r.ID, nil
 }
 
-// SetLive records the start (live=true) or end of a room's live stream and
-// announces it with a lifecycle event ("live_start" / "live_end").
+// Lifecycle events: the names of a room's live stream starting and ending.
+const (
+	EventLiveStart = "live_start"
+	EventLiveEnd   = "live_end"
+)
+
+// LiveEvent names the lifecycle event of a live stream starting (live=true)
+// or ending.
+func LiveEvent(live bool) string {
+	if live {
+		return EventLiveStart
+	}
+	return EventLiveEnd
+}
+
+// SetLive records the start (live=true) or end of a room's live stream.
+// Announcing it to the room is the caller's (the app's) job.
 func (g *Registry) SetLive(ctx context.Context, id string, live bool) error {
 	if err := g.st.SetLive(ctx, id, live, time.Now()); err != nil {
 		return fmt.Errorf("room %s: set live=%v: %w", id, live, err)
 	}
 	g.forget(id)
-	ev := "live_end"
-	if live {
-		ev = "live_start"
-	}
-	g.lifecycle(ctx, id, ev)
 	return nil
 }

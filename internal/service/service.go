@@ -44,10 +44,19 @@ type Archive interface {
 	Add(session string, m *message.Message)
 }
 
+// PresenceFeed is where the service takes presence summaries from (the
+// fan-out node, which sees connections come and go).
+type PresenceFeed interface {
+	TakePresence() []presence.Summary
+}
+
 // Config tunes the service.
 type Config struct {
 	Limits    message.Limits
 	KickBlock time.Duration // default 5m
+	// PresenceEvery is how often enter/leave messages are written from the
+	// presence feed; default 1s.
+	PresenceEvery time.Duration
 }
 
 // Service is the logic layer.
@@ -64,8 +73,12 @@ type Service struct {
 	log      *slog.Logger
 	clock    Clock   // nil: no video_ms stamping
 	archive  Archive // nil: no archive
+	feed     PresenceFeed
 	idPrefix string
 	idSeq    atomic.Uint64
+
+	stop context.CancelFunc // ends the announcer
+	done chan struct{}      // closed when the announcer has returned
 }
 
 // Deps are the service's collaborators.
@@ -82,15 +95,36 @@ type Deps struct {
 	// Clock and Archive (issue 10) may be nil: no video_ms, no archive.
 	Clock   Clock
 	Archive Archive
+	// Presence, if set, feeds the enter/leave messages the service writes
+	// on its own ticker (stopped by Close).
+	Presence PresenceFeed
 }
 
-// New returns a Service.
-func New(cfg Config, d Deps) *Service {
+// New returns a Service. With a presence feed it starts the goroutine that
+// writes enter/leave messages; Close stops it.
+func New(cfg Config, d Deps) (*Service, error) {
+	if d.Rooms == nil || d.Timeline == nil || d.Bus == nil || d.Likes == nil || d.Mod == nil || d.Gifts == nil || d.Metrics == nil {
+		return nil, errors.New("service: missing dependency")
+	}
 	if cfg.KickBlock <= 0 {
 		cfg.KickBlock = 5 * time.Minute
 	}
-	return &Service{cfg: cfg, rooms: d.Rooms, tl: d.Timeline, bus: d.Bus, likes: d.Likes, mod: d.Mod, filter: d.Filter,
-		gifts: d.Gifts, metrics: d.Metrics, log: d.Log, clock: d.Clock, archive: d.Archive, idPrefix: auth.RandomHex(4) + "-"}
+	if cfg.PresenceEvery <= 0 {
+		cfg.PresenceEvery = time.Second
+	}
+	if d.Log == nil {
+		d.Log = slog.Default()
+	}
+	s := &Service{cfg: cfg, rooms: d.Rooms, tl: d.Timeline, bus: d.Bus, likes: d.Likes, mod: d.Mod, filter: d.Filter,
+		gifts: d.Gifts, metrics: d.Metrics, log: d.Log, clock: d.Clock, archive: d.Archive, feed: d.Presence, idPrefix: auth.RandomHex(4) + "-", done: make(chan struct{})}
+	ctx, stop := context.WithCancel(context.Background())
+	s.stop = stop
+	if s.feed != nil {
+		go s.announcer(ctx)
+	} else {
+		close(s.done)
+	}
+	return s, nil
 }
 
 // Gifts returns the gift catalogue.
@@ -323,34 +357,55 @@ func (s *Service) Lifecycle(ctx context.Context, roomID, event string) {
 	}
 }
 
-// Presence turns a second's joins and leaves into low-priority enter/leave
-// messages: a few by name, more summarized ("+37 joined").
-func (s *Service) Presence(roomID string, named []presence.Member, joined, left int) {
-	ctx := context.Background()
+// announce turns one room's arrivals and departures into low-priority
+// enter/leave messages: a few by name, more summarized ("+37 joined").
+func (s *Service) announce(ctx context.Context, sum presence.Summary) {
 	add := func(kind message.Kind, u *message.User, text string, count int) {
-		m := &message.Message{ID: s.newID(), Room: roomID, Kind: kind, Scope: message.ScopeRoom, User: u, Text: text}
+		m := &message.Message{ID: s.newID(), Room: sum.Room, Kind: kind, Scope: message.ScopeRoom, User: u, Text: text}
 		if count > 0 {
 			m.Data = []byte(`{"count":` + strconv.Itoa(count) + `}`)
 		}
 		m.Priority = message.ComputePriority(m)
 		if err := s.appendRoom(ctx, m, nil); err != nil {
-			s.log.Debug("service: presence message", "room", roomID, "err", err)
+			s.log.Debug("service: presence message", "room", sum.Room, "err", err)
 		}
 	}
-	if joined > 0 {
-		if joined == len(named) {
-			for _, mb := range named {
+	if sum.Joined > 0 {
+		if sum.Joined == len(sum.Named) {
+			for _, mb := range sum.Named {
 				add(message.KindEnter, &message.User{ID: mb.UserID, Name: mb.Name, Level: mb.Level}, mb.Name+" joined", 0)
 			}
 		} else {
-			add(message.KindEnter, nil, "+"+strconv.Itoa(joined)+" joined", joined)
+			add(message.KindEnter, nil, "+"+strconv.Itoa(sum.Joined)+" joined", sum.Joined)
 		}
 	}
-	if left > 0 {
-		add(message.KindLeave, nil, "-"+strconv.Itoa(left)+" left", left)
+	if sum.Left > 0 {
+		add(message.KindLeave, nil, "-"+strconv.Itoa(sum.Left)+" left", sum.Left)
 	}
 }
 
-// SetRooms sets the room registry (built after the service, since the
-// registry reports lifecycle events to it).
-func (s *Service) SetRooms(r Rooms) { s.rooms = r }
+// announcer writes the presence feed's summaries every PresenceEvery until
+// Close: the store writes run here, on the service's own goroutine, never on
+// the fan-out's tick.
+func (s *Service) announcer(ctx context.Context) {
+	defer close(s.done)
+	t := time.NewTicker(s.cfg.PresenceEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			for _, sum := range s.feed.TakePresence() {
+				s.announce(ctx, sum)
+			}
+		}
+	}
+}
+
+// Close stops the presence announcer (if any) and waits for it. It is safe
+// to call more than once.
+func (s *Service) Close() {
+	s.stop()
+	<-s.done
+}

@@ -1,11 +1,11 @@
-package app
+package redisgate
 
 import (
 	"reflect"
 	"testing"
 )
 
-func TestRedisOptions(t *testing.T) {
+func TestOptions(t *testing.T) {
 	for _, c := range []struct {
 		spec  string
 		addrs []string
@@ -20,7 +20,7 @@ func TestRedisOptions(t *testing.T) {
 		{spec: "http://a:1", bad: true},
 		{spec: " , ", bad: true},
 	} {
-		opt, err := redisOptions(c.spec)
+		opt, err := Options(c.spec)
 		if (err != nil) != c.bad {
 			t.Errorf("%q: err %v", c.spec, err)
 			continue
