@@ -41,8 +41,9 @@ type Room struct {
 
 // Registry manages rooms.
 type Registry struct {
-	st  *store.Store
-	log *slog.Logger
+	st       *store.Store
+	log      *slog.Logger
+	createMu sync.Mutex // serializes Create
 
 	mu    sync.RWMutex
 	cache map[string]cached // by id; guarded by mu
@@ -111,6 +112,11 @@ func NewStreamKey() string { return "rk_" + auth.RandomHex(16) }
 // Create creates anchor's room, or returns the one it already has with
 // created=false. id may be empty (generated).
 func (g *Registry) Create(ctx context.Context, anchor, title, id string) (Room, bool, error) {
+	// One create at a time on this node, so an anchor's concurrent creates
+	// find the room the first one made (the store does not enforce one room
+	// per anchor across nodes).
+	g.createMu.Lock()
+	defer g.createMu.Unlock()
 	if r, err := g.st.RoomByAnchor(ctx, anchor); err == nil {
 		return view(r, true), false, nil
 	} else if !errors.Is(err, store.ErrNotFound) {

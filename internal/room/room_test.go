@@ -1,0 +1,202 @@
+package room
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+
+	"roomcast/internal/errs"
+	"roomcast/internal/store"
+)
+
+// newRegistry returns a registry on a fresh SQLite store (the store is the
+// registry's own persistence, not a collaborator to fake).
+func newRegistry(t *testing.T) (*Registry, *store.Store) {
+	t.Helper()
+	st, err := store.OpenSQLite(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return New(st, nil), st
+}
+
+func code(err error) string {
+	if err == nil {
+		return ""
+	}
+	return errs.From(err).Code
+}
+
+func TestOneAnchorOneRoom(t *testing.T) {
+	g, _ := newRegistry(t)
+	ctx := context.Background()
+	r, created, err := g.Create(ctx, "ann", "  Ann's room ", "ann-room")
+	if err != nil || !created {
+		t.Fatalf("create: %+v %v %v", r, created, err)
+	}
+	if r.ID != "ann-room" || r.Title != "Ann's room" || r.AnchorID != "ann" || r.Status != StatusIdle || r.Live ||
+		!strings.HasPrefix(r.StreamKey, "rk_") {
+		t.Fatalf("created room: %+v", r)
+	}
+	again, created, err := g.Create(ctx, "ann", "another", "")
+	if err != nil || created || again.ID != r.ID || again.StreamKey != r.StreamKey {
+		t.Fatalf("second create for the same anchor: %+v %v %v", again, created, err)
+	}
+	if _, _, err := g.Create(ctx, "bob", "Bob", "ann-room"); code(err) != errs.Conflict {
+		t.Fatalf("taken id: %v", err)
+	}
+	gen, created, err := g.Create(ctx, "cy", "Cy", "")
+	if err != nil || !created || !ValidID(gen.ID) {
+		t.Fatalf("generated id: %+v %v", gen, err)
+	}
+	for _, c := range []struct{ title, id string }{{"", "x"}, {strings.Repeat("é", 101), "y"}, {"ok", "bad id!"}, {"ok", "-lead"}} {
+		if _, _, err := g.Create(ctx, "dee-"+c.id, c.title, c.id); code(err) != errs.BadRequest {
+			t.Errorf("create %q %q: %v", c.title, c.id, err)
+		}
+	}
+}
+
+func TestConcurrentCreatesGiveOneRoom(t *testing.T) {
+	g, _ := newRegistry(t)
+	ctx := context.Background()
+	ids := make([]string, 8)
+	var wg sync.WaitGroup
+	for i := range ids {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			r, _, err := g.Create(ctx, "ann", "Ann", "")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			ids[i] = r.ID
+		}(i)
+	}
+	wg.Wait()
+	for _, id := range ids[1:] {
+		if id != ids[0] {
+			t.Fatalf("one anchor got rooms %v", ids)
+		}
+	}
+}
+
+func TestLookupsAndKeys(t *testing.T) {
+	g, _ := newRegistry(t)
+	ctx := context.Background()
+	r, _, err := g.Create(ctx, "ann", "Ann", "a1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := g.Get(ctx, "a1", false); err != nil || v.StreamKey != "" || v.Title != "Ann" {
+		t.Fatalf("get without key: %+v %v", v, err)
+	}
+	if v, err := g.Get(ctx, "a1", true); err != nil || v.StreamKey != r.StreamKey {
+		t.Fatalf("get with key: %+v %v", v, err)
+	}
+	if _, err := g.Get(ctx, "missing", false); code(err) != errs.RoomNotFound {
+		t.Fatalf("get missing: %v", err)
+	}
+	if ok, err := g.Exists(ctx, "a1"); !ok || err != nil {
+		t.Fatalf("exists: %v %v", ok, err)
+	}
+	if ok, err := g.Exists(ctx, "not a valid id"); ok || err != nil {
+		t.Fatalf("exists (invalid id): %v %v", ok, err)
+	}
+	if id, err := g.ByStreamKey(ctx, r.StreamKey); err != nil || id != "a1" {
+		t.Fatalf("by key: %q %v", id, err)
+	}
+	key, err := g.ResetKey(ctx, "a1")
+	if err != nil || key == r.StreamKey {
+		t.Fatalf("reset key: %q %v", key, err)
+	}
+	if _, err := g.ByStreamKey(ctx, r.StreamKey); code(err) != errs.Forbidden {
+		t.Fatalf("old key still publishes: %v", err)
+	}
+	if v, _ := g.Get(ctx, "a1", true); v.StreamKey != key {
+		t.Fatalf("get after reset shows %q, want the new key", v.StreamKey)
+	}
+	if _, err := g.ResetKey(ctx, "missing"); code(err) != errs.RoomNotFound {
+		t.Fatalf("reset missing: %v", err)
+	}
+	for _, k := range []string{"", strings.Repeat("k", 129)} {
+		if _, err := g.ByStreamKey(ctx, k); code(err) != errs.Forbidden {
+			t.Fatalf("bad key %q: %v", k, err)
+		}
+	}
+}
+
+func TestListIDsEnsureDelete(t *testing.T) {
+	g, _ := newRegistry(t)
+	ctx := context.Background()
+	for _, a := range []string{"ann", "bob"} {
+		if _, _, err := g.Create(ctx, a, a, a+"-room"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e, err := g.Ensure(ctx, "obs")
+	if err != nil || e.AnchorID != "livego:obs" || e.StreamKey == "" {
+		t.Fatalf("ensure: %+v %v", e, err)
+	}
+	if e2, err := g.Ensure(ctx, "obs"); err != nil || e2.StreamKey != e.StreamKey {
+		t.Fatalf("ensure again: %+v %v", e2, err)
+	}
+	if _, err := g.Ensure(ctx, "bad name"); code(err) != errs.BadRequest {
+		t.Fatalf("ensure bad name: %v", err)
+	}
+	list, err := g.List(ctx)
+	if err != nil || len(list) != 3 {
+		t.Fatalf("list: %+v %v", list, err)
+	}
+	for _, r := range list {
+		if r.StreamKey != "" {
+			t.Fatalf("list shows a stream key: %+v", r)
+		}
+	}
+	ids, err := g.IDs(ctx)
+	if err != nil || len(ids) != 3 {
+		t.Fatalf("ids: %v %v", ids, err)
+	}
+	if err := g.Delete(ctx, "ann-room"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := g.Exists(ctx, "ann-room"); ok {
+		t.Fatal("deleted room still exists (stale cache)")
+	}
+	if err := g.Delete(ctx, "ann-room"); code(err) != errs.RoomNotFound {
+		t.Fatalf("delete twice: %v", err)
+	}
+}
+
+func TestSetLiveRecordsTheLifecycle(t *testing.T) {
+	g, _ := newRegistry(t)
+	ctx := context.Background()
+	if _, _, err := g.Create(ctx, "ann", "Ann", "a1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Get(ctx, "a1", false); err != nil { // cached now
+		t.Fatal(err)
+	}
+	if err := g.SetLive(ctx, "a1", true); err != nil {
+		t.Fatal(err)
+	}
+	r, err := g.Get(ctx, "a1", false)
+	if err != nil || !r.Live || r.Status != StatusLive || r.LiveStartedAt == nil {
+		t.Fatalf("after live start (the cache must not hide it): %+v %v", r, err)
+	}
+	if err := g.SetLive(ctx, "a1", false); err != nil {
+		t.Fatal(err)
+	}
+	r, _ = g.Get(ctx, "a1", false)
+	if r.Live || r.Status != StatusEnded || r.LiveEndedAt == nil {
+		t.Fatalf("after live end: %+v", r)
+	}
+	if err := g.SetLive(ctx, "missing", true); err == nil {
+		t.Fatal("set live on a missing room succeeded")
+	}
+	if LiveEvent(true) != EventLiveStart || LiveEvent(false) != EventLiveEnd {
+		t.Fatal("lifecycle event names")
+	}
+}
