@@ -8,9 +8,11 @@ import (
 	"roomcast/internal/fanout"
 	"roomcast/internal/message"
 	"roomcast/internal/presence"
+	"roomcast/internal/quiz"
 	"roomcast/internal/room"
 	"roomcast/internal/service"
 	"roomcast/internal/signin"
+	"roomcast/internal/store"
 	"roomcast/internal/ws"
 )
 
@@ -67,8 +69,24 @@ type Upgrader interface {
 }
 
 // QuizAnswers is what the WebSocket handler needs of the quiz (answer
-// frames); the HTTP routes use the whole *quiz.Service.
+// frames).
 type QuizAnswers interface {
 	Running(ctx context.Context, roomID string) (string, error)
 	Answer(ctx context.Context, user, id string, n, option int) ([]byte, error)
+}
+
+// Quiz is what the HTTP routes need of the quiz (*quiz.Service).
+type Quiz interface {
+	QuizAnswers
+	Create(ctx context.Context, c quiz.Caller, req *quiz.CreateRequest) (*quiz.View, error)
+	Get(ctx context.Context, c quiz.Caller, id string) (*quiz.View, error)
+	List(ctx context.Context, roomID string) ([]*quiz.View, error)
+	Start(ctx context.Context, c quiz.Caller, id string) (*quiz.View, error)
+	Push(ctx context.Context, c quiz.Caller, id string, n int) (*quiz.View, error)
+	Reveal(ctx context.Context, c quiz.Caller, id string, n int) (*quiz.View, error)
+	Counts(ctx context.Context, c quiz.Caller, id string, n int) (quiz.Reveal, error)
+	Winners(ctx context.Context, id string) ([]store.Prize, int64, error)
+	GrantCards(ctx context.Context, user string, n int) (int, error)
+	Cards(ctx context.Context, user string) (int, error)
+	Prizes(ctx context.Context, user string) ([]store.Prize, error)
 }

@@ -27,7 +27,6 @@ import (
 	"roomcast/internal/errs"
 	"roomcast/internal/metrics"
 	"roomcast/internal/presence"
-	"roomcast/internal/quiz"
 	"roomcast/internal/route"
 	"roomcast/internal/service"
 )
@@ -39,7 +38,7 @@ type Deps struct {
 	AdminKey string
 	Rooms    Rooms
 	Service  Service
-	Quiz     *quiz.Service
+	Quiz     Quiz
 	Node     Node
 	Presence presence.Presence
 	Store    Store
