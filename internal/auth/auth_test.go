@@ -9,14 +9,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"roomcast/internal/errs"
+	"roomcast/internal/testutil"
 )
-
-func code(err error) string {
-	if err == nil {
-		return ""
-	}
-	return errs.From(err).Code
-}
 
 func TestSignVerifyRoundTrip(t *testing.T) {
 	s, err := NewSigner("secret")
@@ -73,7 +67,7 @@ func TestVerifyRefuses(t *testing.T) {
 		{"tampered payload", tampered, errs.BadToken},
 		{"too long", strings.Repeat("a", 5000), errs.BadToken},
 	} {
-		if _, err := s.Verify(c.tok); code(err) != c.code {
+		if _, err := s.Verify(c.tok); testutil.ErrCode(err) != c.code {
 			t.Errorf("%s: %v, want %s", c.name, err, c.code)
 		}
 	}

@@ -7,14 +7,8 @@ import (
 	"testing"
 
 	"roomcast/internal/errs"
+	"roomcast/internal/testutil"
 )
-
-func code(err error) string {
-	if err == nil {
-		return ""
-	}
-	return errs.From(err).Code
-}
 
 var (
 	viewer = Sender{User: User{ID: "u1", Name: "Ann", Level: 10}, Role: RoleViewer}
@@ -80,14 +74,14 @@ func TestBuildRefuses(t *testing.T) {
 		{"negative count", Request{Kind: KindGift, Gift: &Gift{ID: "rose", Count: -1}}, viewer, errs.BadCount},
 		{"huge data", Request{Kind: KindSystem, Data: json.RawMessage(`"` + strings.Repeat("d", 9000) + `"`)}, admin, errs.BadRequest},
 	} {
-		if _, err := Build(&c.req, c.s, "r1", cat, Limits{}); code(err) != c.code {
+		if _, err := Build(&c.req, c.s, "r1", cat, Limits{}); testutil.ErrCode(err) != c.code {
 			t.Errorf("%s: %v, want %s", c.name, err, c.code)
 		}
 	}
 	if _, err := Build(&Request{Kind: KindEnter}, system, "r1", cat, Limits{}); err != nil {
 		t.Errorf("the server's enter: %v", err)
 	}
-	if _, err := Build(&Request{Kind: KindChat, Text: "12345"}, viewer, "r1", cat, Limits{MaxTextRunes: 4}); code(err) != errs.TextTooLong {
+	if _, err := Build(&Request{Kind: KindChat, Text: "12345"}, viewer, "r1", cat, Limits{MaxTextRunes: 4}); testutil.ErrCode(err) != errs.TextTooLong {
 		t.Errorf("configured text limit: %v", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"roomcast/internal/errs"
 	"roomcast/internal/store"
+	"roomcast/internal/testutil"
 )
 
 // newRegistry returns a registry on a fresh SQLite store (the store is the
@@ -20,13 +21,6 @@ func newRegistry(t *testing.T) (*Registry, *store.Store) {
 	}
 	t.Cleanup(func() { st.Close() })
 	return New(st, nil), st
-}
-
-func code(err error) string {
-	if err == nil {
-		return ""
-	}
-	return errs.From(err).Code
 }
 
 func TestOneAnchorOneRoom(t *testing.T) {
@@ -44,7 +38,7 @@ func TestOneAnchorOneRoom(t *testing.T) {
 	if err != nil || created || again.ID != r.ID || again.StreamKey != r.StreamKey {
 		t.Fatalf("second create for the same anchor: %+v %v %v", again, created, err)
 	}
-	if _, _, err := g.Create(ctx, "bob", "Bob", "ann-room"); code(err) != errs.Conflict {
+	if _, _, err := g.Create(ctx, "bob", "Bob", "ann-room"); testutil.ErrCode(err) != errs.Conflict {
 		t.Fatalf("taken id: %v", err)
 	}
 	gen, created, err := g.Create(ctx, "cy", "Cy", "")
@@ -52,7 +46,7 @@ func TestOneAnchorOneRoom(t *testing.T) {
 		t.Fatalf("generated id: %+v %v", gen, err)
 	}
 	for _, c := range []struct{ title, id string }{{"", "x"}, {strings.Repeat("é", 101), "y"}, {"ok", "bad id!"}, {"ok", "-lead"}} {
-		if _, _, err := g.Create(ctx, "dee-"+c.id, c.title, c.id); code(err) != errs.BadRequest {
+		if _, _, err := g.Create(ctx, "dee-"+c.id, c.title, c.id); testutil.ErrCode(err) != errs.BadRequest {
 			t.Errorf("create %q %q: %v", c.title, c.id, err)
 		}
 	}
@@ -96,7 +90,7 @@ func TestLookupsAndKeys(t *testing.T) {
 	if v, err := g.Get(ctx, "a1", true); err != nil || v.StreamKey != r.StreamKey {
 		t.Fatalf("get with key: %+v %v", v, err)
 	}
-	if _, err := g.Get(ctx, "missing", false); code(err) != errs.RoomNotFound {
+	if _, err := g.Get(ctx, "missing", false); testutil.ErrCode(err) != errs.RoomNotFound {
 		t.Fatalf("get missing: %v", err)
 	}
 	if ok, err := g.Exists(ctx, "a1"); !ok || err != nil {
@@ -112,17 +106,17 @@ func TestLookupsAndKeys(t *testing.T) {
 	if err != nil || key == r.StreamKey {
 		t.Fatalf("reset key: %q %v", key, err)
 	}
-	if _, err := g.ByStreamKey(ctx, r.StreamKey); code(err) != errs.Forbidden {
+	if _, err := g.ByStreamKey(ctx, r.StreamKey); testutil.ErrCode(err) != errs.Forbidden {
 		t.Fatalf("old key still publishes: %v", err)
 	}
 	if v, _ := g.Get(ctx, "a1", true); v.StreamKey != key {
 		t.Fatalf("get after reset shows %q, want the new key", v.StreamKey)
 	}
-	if _, err := g.ResetKey(ctx, "missing"); code(err) != errs.RoomNotFound {
+	if _, err := g.ResetKey(ctx, "missing"); testutil.ErrCode(err) != errs.RoomNotFound {
 		t.Fatalf("reset missing: %v", err)
 	}
 	for _, k := range []string{"", strings.Repeat("k", 129)} {
-		if _, err := g.ByStreamKey(ctx, k); code(err) != errs.Forbidden {
+		if _, err := g.ByStreamKey(ctx, k); testutil.ErrCode(err) != errs.Forbidden {
 			t.Fatalf("bad key %q: %v", k, err)
 		}
 	}
@@ -143,7 +137,7 @@ func TestListIDsEnsureDelete(t *testing.T) {
 	if e2, err := g.Ensure(ctx, "obs"); err != nil || e2.StreamKey != e.StreamKey {
 		t.Fatalf("ensure again: %+v %v", e2, err)
 	}
-	if _, err := g.Ensure(ctx, "bad name"); code(err) != errs.BadRequest {
+	if _, err := g.Ensure(ctx, "bad name"); testutil.ErrCode(err) != errs.BadRequest {
 		t.Fatalf("ensure bad name: %v", err)
 	}
 	list, err := g.List(ctx)
@@ -165,7 +159,7 @@ func TestListIDsEnsureDelete(t *testing.T) {
 	if ok, _ := g.Exists(ctx, "ann-room"); ok {
 		t.Fatal("deleted room still exists (stale cache)")
 	}
-	if err := g.Delete(ctx, "ann-room"); code(err) != errs.RoomNotFound {
+	if err := g.Delete(ctx, "ann-room"); testutil.ErrCode(err) != errs.RoomNotFound {
 		t.Fatalf("delete twice: %v", err)
 	}
 }

@@ -110,18 +110,28 @@ func newRig(t *testing.T, cfg Config, rate int) *rig {
 	return r
 }
 
+// record subscribes to topic for the test and returns what arrived so far.
+func (r *rig) record(t *testing.T, topic bus.Topic) func() []bus.Event {
+	t.Helper()
+	var mu sync.Mutex
+	var got []bus.Event
+	unsub, err := r.bus.Subscribe(topic, func(ev bus.Event) { mu.Lock(); got = append(got, ev); mu.Unlock() })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(unsub)
+	return func() []bus.Event {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]bus.Event(nil), got...)
+	}
+}
+
 func viewer(sub string) Identity {
 	return Identity{Claims: auth.Claims{Sub: sub, Name: "name-" + sub, Level: 7, Role: auth.RoleViewer}}
 }
 
 var admin = Identity{Admin: true, Claims: auth.Claims{Sub: "admin", Role: auth.RoleAdmin}}
-
-func code(err error) string {
-	if err == nil {
-		return ""
-	}
-	return errs.From(err).Code
-}
 
 // messages returns room's stored messages.
 func (r *rig) messages(t *testing.T, roomID string) []*message.Message {
@@ -156,10 +166,10 @@ func TestSendStoresInOrderWithTheSender(t *testing.T) {
 	if msgs[0].ID == msgs[1].ID {
 		t.Fatal("message ids repeat")
 	}
-	if _, err := r.svc.Send(ctx, viewer("u1"), "nope", &message.Request{Kind: message.KindChat, Text: "x"}); code(err) != errs.RoomNotFound {
+	if _, err := r.svc.Send(ctx, viewer("u1"), "nope", &message.Request{Kind: message.KindChat, Text: "x"}); testutil.ErrCode(err) != errs.RoomNotFound {
 		t.Fatalf("unknown room: %v", err)
 	}
-	if _, err := r.svc.Send(ctx, viewer("u1"), "a", &message.Request{Kind: message.KindSystem, Text: "x"}); code(err) != errs.ForbiddenKind {
+	if _, err := r.svc.Send(ctx, viewer("u1"), "a", &message.Request{Kind: message.KindSystem, Text: "x"}); testutil.ErrCode(err) != errs.ForbiddenKind {
 		t.Fatalf("viewer sending a system message: %v", err)
 	}
 }
@@ -167,7 +177,7 @@ func TestSendStoresInOrderWithTheSender(t *testing.T) {
 func TestKeywordFilterBlocks(t *testing.T) {
 	r := newRig(t, Config{}, 100)
 	_, err := r.svc.Send(context.Background(), viewer("u1"), "a", &message.Request{Kind: message.KindChat, Text: "a BadWord here"})
-	if code(err) != errs.BlockedWord {
+	if testutil.ErrCode(err) != errs.BlockedWord {
 		t.Fatalf("blocked word: %v", err)
 	}
 	if n := len(r.messages(t, "a")); n != 0 {
@@ -210,33 +220,25 @@ func TestModeration(t *testing.T) {
 	r := newRig(t, Config{}, 100)
 	ctx := context.Background()
 	anchor := Identity{Claims: auth.Claims{Sub: "anchor-a", Role: auth.RoleAnchor}}
-	if err := r.svc.Kick(ctx, viewer("u2"), "a", "u1", 0); code(err) != errs.Forbidden {
+	if err := r.svc.Kick(ctx, viewer("u2"), "a", "u1", 0); testutil.ErrCode(err) != errs.Forbidden {
 		t.Fatalf("a viewer kicking: %v", err)
 	}
-	if err := r.svc.Kick(ctx, Identity{Claims: auth.Claims{Sub: "anchor-b", Role: auth.RoleAnchor}}, "a", "u1", 0); code(err) != errs.Forbidden {
+	if err := r.svc.Kick(ctx, Identity{Claims: auth.Claims{Sub: "anchor-b", Role: auth.RoleAnchor}}, "a", "u1", 0); testutil.ErrCode(err) != errs.Forbidden {
 		t.Fatalf("another room's anchor kicking: %v", err)
 	}
-	var kicks []bus.Event
-	var mu sync.Mutex
-	unsub, err := r.bus.Subscribe(bus.Control, func(ev bus.Event) { mu.Lock(); kicks = append(kicks, ev); mu.Unlock() })
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unsub()
+	kicks := r.record(t, bus.Control)
 	if err := r.svc.Kick(ctx, anchor, "a", "u1", time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	if k, _ := r.svc.Kicked(ctx, "a", "u1"); !k {
 		t.Fatal("kicked user not barred")
 	}
-	if _, err := r.svc.Send(ctx, viewer("u1"), "a", &message.Request{Kind: message.KindChat, Text: "x"}); code(err) != errs.Kicked {
+	if _, err := r.svc.Send(ctx, viewer("u1"), "a", &message.Request{Kind: message.KindChat, Text: "x"}); testutil.ErrCode(err) != errs.Kicked {
 		t.Fatalf("kicked user sends: %v", err)
 	}
-	mu.Lock()
-	if len(kicks) != 1 || kicks[0].Type != bus.EvKick || kicks[0].User != "u1" || kicks[0].Room != "a" {
-		t.Fatalf("kick events: %+v", kicks)
+	if k := kicks(); len(k) != 1 || k[0].Type != bus.EvKick || k[0].User != "u1" || k[0].Room != "a" {
+		t.Fatalf("kick events: %+v", k)
 	}
-	mu.Unlock()
 	msgs := r.messages(t, "a")
 	if len(msgs) != 1 || msgs[0].Kind != message.KindKick || !msgs[0].MustDeliver() {
 		t.Fatalf("kick message: %+v", msgs)
@@ -245,7 +247,7 @@ func TestModeration(t *testing.T) {
 	if err := r.svc.Mute(ctx, admin, "a", "u3", 0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.svc.Send(ctx, viewer("u3"), "a", &message.Request{Kind: message.KindChat, Text: "x"}); code(err) != errs.Muted {
+	if _, err := r.svc.Send(ctx, viewer("u3"), "a", &message.Request{Kind: message.KindChat, Text: "x"}); testutil.ErrCode(err) != errs.Muted {
 		t.Fatalf("muted user sends: %v", err)
 	}
 	if err := r.svc.Unmute(ctx, anchor, "a", "u3"); err != nil {
@@ -259,7 +261,7 @@ func TestModeration(t *testing.T) {
 	if err != nil || m.Kind != message.KindRetract || m.Ref != msgs[0].ID || m.Seq == 0 {
 		t.Fatalf("retract: %+v %v", m, err)
 	}
-	if _, err := r.svc.Retract(ctx, anchor, "a", ""); code(err) != errs.BadRequest {
+	if _, err := r.svc.Retract(ctx, anchor, "a", ""); testutil.ErrCode(err) != errs.BadRequest {
 		t.Fatalf("retract without an id: %v", err)
 	}
 }
@@ -267,23 +269,15 @@ func TestModeration(t *testing.T) {
 func TestScopes(t *testing.T) {
 	r := newRig(t, Config{}, 100)
 	ctx := context.Background()
-	var got []bus.Event
-	var mu sync.Mutex
-	unsub, err := r.bus.Subscribe(bus.Users, func(ev bus.Event) { mu.Lock(); got = append(got, ev); mu.Unlock() })
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unsub()
+	users := r.record(t, bus.Users)
 	anchor := Identity{Claims: auth.Claims{Sub: "anchor-a", Role: auth.RoleAnchor}}
 	res, err := r.svc.Send(ctx, anchor, "a", &message.Request{Kind: message.KindChat, Text: "psst", Scope: message.ScopeUser, To: "u9"})
 	if err != nil || res.Msg.Seq != 0 {
 		t.Fatalf("user-scoped send: %+v %v", res, err)
 	}
-	mu.Lock()
-	if len(got) != 1 || got[0].User != "u9" || got[0].Msg.Text != "psst" {
+	if got := users(); len(got) != 1 || got[0].User != "u9" || got[0].Msg.Text != "psst" {
 		t.Fatalf("users topic: %+v", got)
 	}
-	mu.Unlock()
 	if n := len(r.messages(t, "a")); n != 0 {
 		t.Fatalf("a user-scoped message entered the room timeline (%d)", n)
 	}
