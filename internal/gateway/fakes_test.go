@@ -196,6 +196,7 @@ func (f *fakeNode) Poll(_ context.Context, _ string, q fanout.PollQuery) (fanout
 	return f.answer, f.pollErr
 }
 func (f *fakeNode) LikesTotal(context.Context, string) (int64, error) { return 7, nil }
+func (f *fakeNode) RoomOnline(string) (int, bool)                     { return 0, false }
 
 func (f *fakeNode) set(change func(f *fakeNode)) {
 	f.mu.Lock()

@@ -136,11 +136,11 @@ var admin = Identity{Admin: true, Claims: auth.Claims{Sub: "admin", Role: auth.R
 // messages returns room's stored messages.
 func (r *rig) messages(t *testing.T, roomID string) []*message.Message {
 	t.Helper()
-	msgs, _, _, err := r.tl.Range(context.Background(), roomID, 0, 1000)
+	page, err := r.tl.Range(context.Background(), roomID, 0, 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return msgs
+	return page.Msgs
 }
 
 func TestSendStoresInOrderWithTheSender(t *testing.T) {
