@@ -109,6 +109,9 @@ type Config struct {
 	// last picture of ended sessions ("" keeps covers in memory only).
 	ThumbnailEvery time.Duration
 	CoverDir       string
+	// FFmpeg is the ffmpeg binary pictures are decoded with; "" means
+	// "ffmpeg" on PATH.
+	FFmpeg string
 
 	// Observers are told about every stream that starts (e.g. the quality
 	// ladder); nil means none.
@@ -183,7 +186,7 @@ func New(cfg Config, rooms Rooms, log *slog.Logger, reg prometheus.Registerer) (
 		LowLatency: cfg.HLSLowLatency, SegmentDuration: cfg.HLSSegment,
 		SegmentCount: cfg.HLSSegments, EndedTTL: cfg.HLSEndedTTL,
 	}, m, acc, log)
-	s.thumb = thumb.New(thumb.Config{Every: cfg.ThumbnailEvery, Dir: cfg.CoverDir}, m,
+	s.thumb = thumb.New(thumb.Config{Every: cfg.ThumbnailEvery, Dir: cfg.CoverDir, FFmpeg: cfg.FFmpeg}, m,
 		func(room string, r *http.Request) error { return acc.CheckSignature(room, r.URL.Query()) }, log)
 	m.AddObserver(s.thumb)
 	for _, o := range cfg.Observers {
