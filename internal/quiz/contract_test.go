@@ -277,3 +277,63 @@ func contractOrder(t *testing.T, mk func(*testing.T) (State, State)) {
 		t.Fatalf("counts of 9: %v", err)
 	}
 }
+
+// memSaver keeps snapshots in memory (the SQL store in the app).
+type memSaver struct {
+	mu    sync.Mutex
+	snaps map[string][]byte
+}
+
+func (s *memSaver) LoadLive(context.Context) (map[string][]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string][]byte{}
+	for k, v := range s.snaps {
+		out[k] = v
+	}
+	return out, nil
+}
+
+func (s *memSaver) SaveLive(_ context.Context, id string, b []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.snaps[id] = append([]byte(nil), b...)
+	return nil
+}
+
+// TestMemorySnapshots: a memory State closed and reopened on its snapshots
+// decides exactly as before (players, cards, answers, tallies, marks).
+func TestMemorySnapshots(t *testing.T) {
+	ctx := context.Background()
+	sv := &memSaver{snaps: map[string][]byte{}}
+	m, err := NewMemory(ctx, sv, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := "snap"
+	_ = m.Init(ctx, testRules(id))
+	m.Start(ctx, id)
+	m.Push(ctx, id, 1, 0)
+	m.Enroll(ctx, id, []Player{{User: "a", Cards: 1}, {User: "b"}})
+	mustAnswer(t, m, id, "a", 1, 0, 1, "") // revived
+	m.Mark(ctx, id, "push:1")
+	m.Close()
+	m2, err := NewMemory(ctx, sv, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m2.Close()
+	mustAnswer(t, m2, id, "a", 1, 1, 1, CodeAlreadyAnswered)
+	if r := mustAnswer(t, m2, id, "b", 1, 0, 1, ""); r.Alive {
+		t.Fatal("b had no card")
+	}
+	if f, _ := m2.Mark(ctx, id, "push:1"); f {
+		t.Fatal("mark lost")
+	}
+	if c, _ := m2.Counts(ctx, id, 1); fmt.Sprint(c.Counts) != "[2 0]" || c.Alive != 1 {
+		t.Fatalf("counts %+v", c)
+	}
+	if r, _ := m2.Revived(ctx, id); fmt.Sprint(r) != "[a]" {
+		t.Fatalf("revived %v", r)
+	}
+}
