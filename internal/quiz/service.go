@@ -565,4 +565,3 @@ func (s *Service) Counts(ctx context.Context, c Caller, id string, n int) (Revea
 	}
 	return r, nil
 }
-
