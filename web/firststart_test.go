@@ -171,9 +171,10 @@ func getBody(t *testing.T, url, ctype string) []byte {
 func postJSON(t *testing.T, url, body string) int {
 	t.Helper()
 	resp, err := http.Post(url, "application/json", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
+	if err == nil {
+		resp.Body.Close()
+		return resp.StatusCode
 	}
-	resp.Body.Close()
-	return resp.StatusCode
+	t.Fatal(err)
+	return 0
 }

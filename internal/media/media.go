@@ -297,7 +297,12 @@ func (s *Server) PictureURL(room string) string {
 	if !ok {
 		return ""
 	}
-	u := "/live/" + room + ".jpg?v=" + strconv.FormatInt(v, 10)
+	return s.pictureURL(room, "v", v)
+}
+
+// pictureURL is /live/{room}.jpg?{param}={v}, signed when play URLs are.
+func (s *Server) pictureURL(room, param string, v int64) string {
+	u := "/live/" + room + ".jpg?" + param + "=" + strconv.FormatInt(v, 10)
 	if q := s.SignPlayQuery(room, time.Hour); q != "" {
 		u += "&" + q
 	}
@@ -332,11 +337,7 @@ func (s *Server) SessionCoverURL(room string, start time.Time, end *time.Time) s
 	if !ok {
 		return ""
 	}
-	u := "/live/" + room + ".jpg?cover=" + strconv.FormatInt(ms, 10)
-	if q := s.SignPlayQuery(room, time.Hour); q != "" {
-		u += "&" + q
-	}
-	return u
+	return s.pictureURL(room, "cover", ms)
 }
 
 // HTTPHandler serves everything under /live/:
