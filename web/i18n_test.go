@@ -29,7 +29,6 @@ func TestPagesInChinese(t *testing.T) {
 	s := startServer(t, nil)
 	_, anchorTok := s.createRoom("zh1", "Offline", "mei") // a title that is also a UI string
 	viewer := s.token("li", "Live", "viewer", 1)
-	s.chat("zh1", viewer, "Send")
 
 	en := newTab(t)
 	en.navigate(s.url + "/")
@@ -39,11 +38,12 @@ func TestPagesInChinese(t *testing.T) {
 	zh.chinese()
 	zh.navigate(s.url + "/")
 	zh.wait(`document.querySelector('h1').textContent === '正在直播' && document.documentElement.lang === 'zh-CN' && document.title === '正在直播 · roomcast'`, 5*time.Second)
-	zh.wait(`document.querySelector('.card[data-room="zh1"] .card-title').textContent === 'Offline'`, 5*time.Second) // a room's title stays
-	zh.wait(`document.querySelector('.card[data-room="zh1"] .badge').textContent === '未开播'`, 5*time.Second)          // written by the script
+	zh.wait(`document.querySelector('.card[data-room="zh1"] .card-title')?.textContent === 'Offline'`, 5*time.Second) // a room's title stays
+	zh.wait(`document.querySelector('.card[data-room="zh1"] .badge')?.textContent === '未开播'`, 5*time.Second)          // written by the script
 
 	zh.navigate(s.url + "/room/zh1")
 	zh.wait(`document.querySelector('#status').textContent === '未开播' && document.querySelector('#send-btn').textContent === '发送' && document.querySelector('#send-text').placeholder === '说点什么…'`, 10*time.Second)
+	s.chat("zh1", viewer, "Send") // a user's message that is also a UI string
 	zh.wait(`[...document.querySelectorAll('#chat .line .text')].some(n => n.textContent === 'Send')`, 10*time.Second) // a user's message stays
 	if got := eval[string](zh, `document.querySelector('#title').textContent`); got != "Offline" {
 		t.Errorf("the room's title was translated to %q", got)

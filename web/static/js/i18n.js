@@ -58,6 +58,17 @@ const ZH = {
   'Message removed.': '消息已删除。', 'No recording': '没有录像', 'Press play': '点击播放', 'Cannot play the recording': '无法播放录像',
   'This browser cannot play the recording': '此浏览器无法播放录像', 'Replay': '回放',
   'wrong admin key': '管理密钥错误',
+  // live quiz, sessions and replay (issues 10 and 12)
+  'Live quiz': '直播答题', 'Answer ms': '答题时间（毫秒）', 'Prize': '奖金', 'Create': '创建', 'Start': '开始',
+  'Push next question': '推送下一题', 'Reveal': '公布答案', 'Questions, one a line:': '题目，每行一题：',
+  'Create an activity first.': '请先创建活动。', 'Answer sealed — the result opens at the reveal.': '答案已封存——公布时揭晓结果。',
+  'Correct!': '答对了！', 'No winners this time.': '这次没有获胜者。', 'The quiz is over': '答题已结束',
+  'Could not open the result:': '无法打开结果：', 'Replay': '回放', 'Replay · roomcast': '回放 · roomcast', 'Back to live': '返回直播',
+  'Danmaku (Bilibili XML)': '弹幕（Bilibili XML）', 'Download MP4': '下载 MP4', 'Chat replay': '聊天回放', 'Watch live': '观看直播',
+  'LIVE · replay': '直播中 · 回放', 'Cannot load the session': '无法加载场次', 'No such session': '没有这个场次',
+  'This session was not recorded (or its recording was deleted); its chat is below.': '这一场没有录像（或录像已删除），下面是它的聊天记录。',
+  'The stream started': '直播开始', 'The stream stopped': '直播停止', 'Not recording.': '未在录制。',
+  'Recording from the next key frame.': '将从下一个关键帧开始录制。',
 };
 
 // Strings with a variable part: [English pattern, Chinese replacement].
@@ -70,6 +81,11 @@ const ZH_PATTERNS = [
   [/^Cannot load the rooms: (.*)$/, '无法加载直播间：$1'],
   [/^sent (.+)$/, '送出 $1'],
   [/^in (.+) kbps · out (.+) kbps$/, '输入 $1 kbps · 输出 $2 kbps'],
+  [/^Question (\d+) of (\d+)$/, '第 $1 题，共 $2 题'],
+  [/^Wrong — a revival card keeps you in \((\d+) left\)\.$/, '答错了——复活卡让你继续（还剩 $1 张）。'],
+  [/^You won (.+)! $/, '你赢得了 $1！'],
+  [/^Created (.+)\.$/, '已创建 $1。'],
+  [/^Replay of (.+)$/, '$1 的回放'],
 ];
 
 // Elements whose text users wrote (or that carry ids, keys, URLs).
