@@ -264,21 +264,17 @@ func (a *App) buildServers(ctx context.Context, cfg *config.Config, sm *seams) (
 	a.closers = append(a.closers, a.ws.Shutdown)
 	registerWSMetrics(a.Metrics, a.ws)
 	med, livegoHandler, rec := a.Media, a.livego, a.Recorder
+	pages := web.New(web.Options{RTMP: cfg.RTMP, Renditions: ladderNames(a.ladder), RTMPAddr: func() string {
+		if ad := med.RTMPAddr(); ad != nil {
+			return ad.String()
+		}
+		return ""
+	}})
 	a.gw, err = gateway.New(ctx, gateway.Deps{Config: cfg, Signer: a.Signer, AdminKey: a.AdminKey, Rooms: a.Rooms, Service: a.Service, Quiz: a.Quiz,
 		Node: a.Node, Presence: a.presence, Store: a.Store, Bus: a.bus, WS: a.ws, WSHandler: wsh,
 		Router: route.New(route.DefaultRules()), Placement: place, Metrics: a.Metrics, Log: a.Log,
-		Mount: func(m *http.ServeMux) {
-			m.Handle("/live/", med.HTTPHandler())
-			m.Handle("/vod/", rec.VOD())
-			m.Handle("/control/", livegoHandler)
-			m.Handle("/stat/", livegoHandler)
-			web.Mount(m, web.Options{RTMP: cfg.RTMP, Renditions: ladderNames(a.ladder), RTMPAddr: func() string {
-				if ad := med.RTMPAddr(); ad != nil {
-					return ad.String()
-				}
-				return ""
-			}})
-		},
+		Handlers: map[string]http.Handler{"/live/": med.HTTPHandler(), "/vod/": rec.VOD(), "/control/": livegoHandler,
+			"/stat/": livegoHandler}, Pages: pages,
 		StreamInfo: func(id string) (any, bool) { return med.StreamInfo(id) },
 		Picture:    med.PictureURL, SessionCover: med.SessionCoverURL,
 		Recordings: rec, Archive: a.Archive,

@@ -51,8 +51,10 @@ type Deps struct {
 	Placement Placement
 	Metrics   *metrics.Metrics
 	Log       *slog.Logger
-	// Extra handlers mounted by the app (media, livego, web pages).
-	Mount func(mux *http.ServeMux)
+	// Handlers are the app's other handlers (media, livego, VOD) by
+	// ServeMux pattern, and Pages mounts the web pages' routes (*web.Handler).
+	Handlers map[string]http.Handler
+	Pages    interface{ Mount(mux *http.ServeMux) }
 	// StreamInfo answers GET /api/rooms/{id}/stream (nil: 404).
 	StreamInfo func(roomID string) (any, bool)
 	// Picture is the URL of a room's picture (live thumbnail or cover), ""
@@ -181,8 +183,11 @@ func (g *Gateway) routes() {
 	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, errs.New(errs.NotFound, "no such endpoint: "+r.Method+" "+r.URL.Path))
 	})
-	if g.d.Mount != nil {
-		g.d.Mount(m)
+	for pattern, h := range g.d.Handlers {
+		m.Handle(pattern, h)
+	}
+	if g.d.Pages != nil {
+		g.d.Pages.Mount(m)
 	}
 }
 
