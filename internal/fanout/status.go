@@ -5,6 +5,8 @@ package fanout
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -147,9 +149,5 @@ func (n *Node) TakePresence() []presence.Summary {
 func (n *Node) hubList() []*Hub {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
-	hubs := make([]*Hub, 0, len(n.hubs))
-	for _, h := range n.hubs {
-		hubs = append(hubs, h)
-	}
-	return hubs
+	return slices.Collect(maps.Values(n.hubs))
 }

@@ -116,7 +116,8 @@ func New(cfg Config, d Deps) (*Service, error) {
 		d.Log = slog.Default()
 	}
 	s := &Service{cfg: cfg, rooms: d.Rooms, tl: d.Timeline, bus: d.Bus, likes: d.Likes, mod: d.Mod, filter: d.Filter,
-		gifts: d.Gifts, metrics: d.Metrics, log: d.Log, clock: d.Clock, archive: d.Archive, feed: d.Presence, idPrefix: auth.RandomHex(4) + "-", done: make(chan struct{})}
+		gifts: d.Gifts, metrics: d.Metrics, log: d.Log, clock: d.Clock, archive: d.Archive, feed: d.Presence,
+		idPrefix: auth.RandomHex(4) + "-", done: make(chan struct{})}
 	ctx, stop := context.WithCancel(context.Background())
 	s.stop = stop
 	if s.feed != nil {
