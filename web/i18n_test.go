@@ -43,7 +43,7 @@ func TestPagesInChinese(t *testing.T) {
 
 	zh.navigate(s.url + "/room/zh1")
 	zh.wait(`document.querySelector('#status').textContent === '未开播' && document.querySelector('#send-btn').textContent === '发送' && document.querySelector('#send-text').placeholder === '说点什么…'`, 10*time.Second)
-	s.chat("zh1", viewer, "Send") // a user's message that is also a UI string
+	s.chat("zh1", viewer, "Send")                                                                                      // a user's message that is also a UI string
 	zh.wait(`[...document.querySelectorAll('#chat .line .text')].some(n => n.textContent === 'Send')`, 10*time.Second) // a user's message stays
 	if got := eval[string](zh, `document.querySelector('#title').textContent`); got != "Offline" {
 		t.Errorf("the room's title was translated to %q", got)
