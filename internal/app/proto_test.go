@@ -494,6 +494,25 @@ func TestProtoBadInput(t *testing.T) {
 			break
 		}
 	}
+	// More than 64 frames in one message: the first 64 are served, the rest
+	// refused with one error.
+	many := make([]*pb.Frame, 70)
+	for i := range many {
+		many[i] = &pb.Frame{Type: -1}
+	}
+	if err := c.request(ctx, many...); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 64; i++ {
+		if r, err := c.response(ctx, many[i].Seq); err != nil || r.Code != 0 {
+			t.Fatalf("heartbeat %d of 70: %v %v", i, r, err)
+		}
+	}
+	expectErr(0, 110, "bad_request")
+	if err := c.writeRaw(ctx, good("after too many")); err != nil {
+		t.Fatal(err)
+	}
+	expectAck()
 	// A message over --max-frame (16 KiB) closes with 1009.
 	big := make([]byte, 17<<10)
 	if err := c.writeRaw(ctx, big); err != nil {

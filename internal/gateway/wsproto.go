@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strconv"
 
 	"google.golang.org/protobuf/proto"
 
@@ -42,15 +43,27 @@ func negotiatedFormat(subprotocol string, query fanout.Encoding) fanout.Encoding
 	return query
 }
 
+// maxFramesPerMessage bounds the requests one WebSocket message may carry,
+// so a 16 KiB message of empty frames cannot ask for thousands of answers.
+const maxFramesPerMessage = 64
+
 // onProtoMessage handles one binary message of a protobuf connection: its
-// Frames in order. A frame that does not parse is answered with an error
+// Frames in order (at most maxFramesPerMessage; the rest is refused). A frame that does not parse is answered with an error
 // RESPONSE and the next one is read; a broken length (truncated varint,
 // past the message, over --max-frame) is answered and ends the message.
 // Either way the connection stays open.
 func (g *WSHandler) onProtoMessage(c *ws.Conn, st *wsState, data []byte) {
 	d := wire.NewDecoder(data, g.maxFrame)
 	var f pb.Frame
-	for {
+	for n := 0; ; n++ {
+		if n == maxFramesPerMessage {
+			if ok, _ := d.Next(&f); ok {
+				g.metrics.WSFrames.WithLabelValues("bad").Inc()
+				g.sendProto(c, wire.ErrorFrame(0, 0, errs.New(errs.BadRequest,
+					"at most "+strconv.Itoa(maxFramesPerMessage)+" frames per message; the rest was dropped")))
+			}
+			return
+		}
 		ok, err := d.Next(&f)
 		if err != nil {
 			// The answer carries what could be read of the frame's type and
