@@ -160,3 +160,11 @@ func body[T proto.Message](t testing.TB, f *pb.Frame, into T) T {
 	}
 	return into
 }
+
+func mustMarshal(m proto.Message) []byte {
+	b, err := proto.Marshal(m)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}

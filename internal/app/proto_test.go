@@ -454,6 +454,7 @@ func TestProtoBadInput(t *testing.T) {
 		{"unknown type", encodeFrames(&pb.Frame{Type: 77, Seq: 98}), 98, 110, "bad_request", true},
 		{"body does not parse", encodeFrames(&pb.Frame{Type: 1, Seq: 97, Body: []byte{0x0a, 0x7f}}), 97, 112, "bad_frame", true},
 		{"a NOTIFY from the client", encodeFrames(&pb.Frame{Type: 2, Kind: pb.Kind_NOTIFY, Seq: 96}), 96, 110, "bad_request", true},
+		{"data that is not JSON", encodeFrames(&pb.Frame{Type: 1, Seq: 95, Body: mustMarshal(&pb.SendRequest{Kind: "chat", Text: "x", Data: []byte("{nope")})}), 95, 111, "bad_json", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := good("before " + tc.name)

@@ -137,6 +137,10 @@ func (g *WSHandler) onProtoSend(c *ws.Conn, st *wsState, f *pb.Frame) {
 		g.sendProto(c, wire.ErrorFrame(f.Type, f.Seq, errs.New(wire.ErrBadFrame, "send body does not parse: "+err.Error())))
 		return
 	}
+	if len(body.Data) > 0 && !json.Valid(body.Data) { // data is a JSON object in every encoding
+		g.sendProto(c, wire.ErrorFrame(f.Type, f.Seq, errs.New(errs.BadJSON, "data is not valid JSON")))
+		return
+	}
 	req := &message.Request{Kind: message.Kind(body.Kind), Text: body.Text, Scope: message.Scope(body.Scope),
 		To: body.To, Data: json.RawMessage(body.Data), ClientMsgID: body.ClientMsgId}
 	if body.VideoMs != nil {
