@@ -225,6 +225,18 @@ func TestQuizWholeActivity(t *testing.T) {
 	if s.do("GET", "/api/rooms/quiz1/activities", "", nil, &list); len(list.Activities) != 1 || list.Activities[0].Status != quiz.StatusSettled {
 		t.Fatalf("room activities: %+v", list)
 	}
+
+	// The room's next activity: an answer frame without an activity goes to it.
+	next := createQuiz(t, s, anchor, quizBody("quiz1", 0, 1500)).ID
+	if _, c := p1.answerWS(ctx, "", 1, 1); c != quiz.CodeNotRunning {
+		t.Fatalf("answer between activities: %s", c)
+	}
+	s.opStep(anchor, "/api/activities/"+next+"/start")
+	s.opStep(anchor, "/api/activities/"+next+"/questions/1/push")
+	p1.waitMsg(ctx, "quiz_question", 1)
+	if _, c := p1.answerWS(ctx, "", 1, 1); c != "" {
+		t.Fatalf("answer to the next activity: %s", c)
+	}
 }
 
 // TestQuizRestartKeepsState: a single node (SQLite) restarted in the middle

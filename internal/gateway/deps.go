@@ -71,7 +71,8 @@ type Upgrader interface {
 // QuizAnswers is what the WebSocket handler needs of the quiz (answer
 // frames).
 type QuizAnswers interface {
-	Running(ctx context.Context, roomID string) (string, error)
+	// AnswerInRoom answers the room's running activity.
+	AnswerInRoom(ctx context.Context, user, roomID string, n, option int) (string, []byte, error)
 	Answer(ctx context.Context, user, id string, n, option int) ([]byte, error)
 }
 

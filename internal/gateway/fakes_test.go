@@ -252,7 +252,9 @@ type fakeQuiz struct{}
 
 var errNoQuiz = errs.New(errs.NotFound, "no such activity")
 
-func (fakeQuiz) Running(context.Context, string) (string, error) { return "", errNoQuiz }
+func (fakeQuiz) AnswerInRoom(context.Context, string, string, int, int) (string, []byte, error) {
+	return "", nil, errNoQuiz
+}
 func (fakeQuiz) Answer(context.Context, string, string, int, int) ([]byte, error) {
 	return nil, errNoQuiz
 }

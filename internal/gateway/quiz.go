@@ -170,11 +170,7 @@ func (g *WSHandler) answerOn(st *wsState, activity string, n, option int) (strin
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if activity == "" {
-		id, err := g.quiz.Running(ctx, st.room)
-		if err != nil {
-			return "", nil, err
-		}
-		activity = id
+		return g.quiz.AnswerInRoom(ctx, user, st.room, n, option)
 	}
 	sealed, err := g.quiz.Answer(ctx, user, activity, n, option)
 	return activity, sealed, err

@@ -113,6 +113,29 @@ func (s *Service) Running(ctx context.Context, roomID string) (string, error) {
 	return "", codeErr(CodeNotRunning)
 }
 
+// AnswerInRoom answers the room's running activity (the WebSocket answer
+// frame without an activity). The running activity is remembered per room;
+// when the remembered one has ended (another node ran the last reveal) it
+// is looked up again once.
+func (s *Service) AnswerInRoom(ctx context.Context, user, roomID string, n, option int) (string, []byte, error) {
+	for try := 0; ; try++ {
+		id, err := s.Running(ctx, roomID)
+		if err != nil {
+			return "", nil, err
+		}
+		sealed, err := s.Answer(ctx, user, id, n, option)
+		if err != nil && try == 0 && errs.From(err).Code == CodeNotRunning {
+			s.mu.Lock()
+			if s.active[roomID] == id {
+				delete(s.active, roomID)
+			}
+			s.mu.Unlock()
+			continue
+		}
+		return id, sealed, err
+	}
+}
+
 // Winners lists what a settled activity paid.
 func (s *Service) Winners(ctx context.Context, id string) ([]store.Prize, int64, error) {
 	a, err := s.activity(ctx, id)
