@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -74,4 +75,42 @@ func TestQuizInTheBrowser(t *testing.T) {
 		t.Fatalf("the decrypted result is %q, want correct", r)
 	}
 	t.Logf("end: %s", eval[string](tb, `document.querySelector('.quiz-end').textContent`))
+}
+
+// TestStudioQuizConsole drives a quiz from the studio's console: create from
+// the form, start, push, live counts, reveal, and the winners at the end.
+func TestStudioQuizConsole(t *testing.T) {
+	s := startServer(t, func(c *config.Config) { c.QuizDelay = 0 })
+	_, anchor := s.createRoom("qstudio", "Quiz studio", "olga")
+	viewer := newTab(t)
+	vic := s.token("vic", "Vic", auth.RoleViewer, 5)
+	viewer.navigate(s.url + "/room/qstudio#token=" + vic)
+	viewer.wait(`document.body.dataset.transport === 'ws'`, 10*time.Second)
+
+	tb := newTab(t, regexp.MustCompile(`status of 409`)) // a reveal clicked before the deadline is refused (too_early)
+	tb.navigate(s.url + "/studio#token=" + anchor)
+	tb.wait(`!!document.querySelector('#quiz-create') && !document.querySelector('#dash').hidden`, 10*time.Second)
+	tb.do(chromedpEval(`document.querySelector('#quiz-title').value = 'Console quiz';
+		document.querySelector('#quiz-prize').value = '1.00';
+		document.querySelector('#quiz-answer-ms').value = '3000';
+		document.querySelector('#quiz-questions').value = 'Sky? | green | blue* | red';`))
+	tb.do(chromedpClick(`#quiz-create button[type=submit]`))
+	tb.wait(`document.querySelector('#quiz-state').textContent.includes('scheduled') && !document.querySelector('#quiz-start').disabled`, 10*time.Second)
+	tb.do(chromedpClick(`#quiz-start`))
+	tb.wait(`document.querySelector('#quiz-state').textContent.includes('running') && !document.querySelector('#quiz-push').disabled`, 10*time.Second)
+	tb.do(chromedpClick(`#quiz-push`))
+	tb.wait(`document.querySelector('#quiz-current').textContent.includes('Sky?') && document.querySelector('#quiz-state').textContent.includes('players 1')`, 10*time.Second)
+	viewer.wait(`!document.querySelector('#quiz').hidden && document.querySelector('.quiz-text').textContent === 'Sky?'`, 10*time.Second)
+	viewer.do(chromedpClick(`.quiz-opt[data-i="1"]`))
+	tb.wait(`document.querySelector('#quiz-counts').textContent.includes('answers 1')`, 10*time.Second)
+	deadline := time.Now().Add(20 * time.Second)
+	for !eval[bool](tb, `document.querySelector('#quiz-state').textContent.includes('revealed 1')`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not revealed: %s / %s", eval[string](tb, `document.querySelector('#quiz-state').textContent`), eval[string](tb, `document.querySelector('#quiz-status').textContent`))
+		}
+		tb.do(chromedpClick(`#quiz-reveal`))
+		time.Sleep(300 * time.Millisecond)
+	}
+	tb.wait(`document.querySelector('#quiz-winners').textContent.includes('vic — 1.00')`, 10*time.Second)
+	viewer.wait(`document.querySelector('#quiz').dataset.result === 'correct'`, 10*time.Second)
 }

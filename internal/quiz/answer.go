@@ -76,7 +76,7 @@ func (s *Service) heldAtPush(ctx context.Context, a *Activity, user string) *Pla
 	if err != nil || l.Current != 1 || l.Revealed != 0 {
 		return nil
 	}
-	for _, m := range s.d.Locals.Local(a.Room, pushTime(l.PushedAt)) {
+	for _, m := range s.present(ctx, a, l.PushedAt) {
 		if m.UserID == user {
 			cards, err := s.d.Store.Cards(ctx, []string{user})
 			if err != nil {

@@ -406,7 +406,7 @@ func (s *Service) Push(ctx context.Context, c Caller, id string, n int) (*View, 
 // enrollLocal enrolls the users this node holds in a's room that arrived by
 // pushedAt, with their revival cards.
 func (s *Service) enrollLocal(ctx context.Context, a *Activity, pushedAt int64) error {
-	ms := s.d.Locals.Local(a.Room, pushTime(pushedAt))
+	ms := s.present(ctx, a, pushedAt)
 	for len(ms) > 0 {
 		k := min(len(ms), 1000)
 		users := make([]string, k)
@@ -439,6 +439,23 @@ const CueName = "onQuizQuestion"
 // that arrived in it count as present (the push time is kept in ms, the
 // sessions' arrival in ns).
 func pushTime(ms int64) time.Time { return time.UnixMilli(ms + 1).Add(-time.Nanosecond) }
+
+// present lists the users this node held in a's room at pushedAt who may
+// play: everyone but the room's anchor, who hosts the show.
+func (s *Service) present(ctx context.Context, a *Activity, pushedAt int64) []presence.Member {
+	ms := s.d.Locals.Local(a.Room, pushTime(pushedAt))
+	r, err := s.d.Rooms.Get(ctx, a.Room, false)
+	if err != nil {
+		return ms
+	}
+	out := ms[:0]
+	for _, m := range ms {
+		if m.UserID != r.AnchorID {
+			out = append(out, m)
+		}
+	}
+	return out
+}
 
 // onControl follows another node's push: it writes the cue into the stream
 // if this node holds the publisher, and enrolls this node's users at
