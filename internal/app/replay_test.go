@@ -229,6 +229,15 @@ func TestRecordReplay(t *testing.T) {
 	ahead := time.Since(sess.StartedAt).Milliseconds() + 60000
 	send("client ahead", &ahead) // implausible: the server's clock instead
 
+	// While live, the playlist is an EVENT playlist a late viewer can rewind.
+	testutil.WaitFor(t, "a first segment", 20*time.Second, func() bool {
+		resp, _ := s.get("/vod/" + sess.ID + "/index.m3u8")
+		return resp.StatusCode == 200
+	})
+	if _, pl := s.get("/vod/" + sess.ID + "/index.m3u8"); !strings.Contains(string(pl), "#EXT-X-PLAYLIST-TYPE:EVENT") || strings.Contains(string(pl), "ENDLIST") {
+		t.Fatalf("live playlist:\n%s", pl)
+	}
+
 	// Live messages carry video_ms in polling answers too.
 	var poll struct {
 		Messages []archived `json:"messages"`
@@ -491,7 +500,55 @@ func TestRecordReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 	scancel()
-	s = startServer(t, cfgFn)
+	// The restarted server signs play URLs and asks an on_play hook, which
+	// VOD obeys as live playback does.
+	plays := make(chan map[string]any, 16)
+	refuse := make(chan bool, 1)
+	refuse <- false
+	onPlay := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body map[string]any
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		plays <- body
+		no := <-refuse
+		refuse <- no
+		if no {
+			w.WriteHeader(http.StatusForbidden)
+		}
+	}))
+	t.Cleanup(onPlay.Close)
+	s = startServer(t, func(c *config.Config) { cfgFn(c); c.PlaySignKey = "vod-sign-key"; c.HookPlay = onPlay.URL })
+	t.Run("signed URLs and on_play", func(t *testing.T) {
+		if resp, body := s.get(sess.VOD); resp.StatusCode != 403 || !strings.Contains(string(body), "forbidden") {
+			t.Fatalf("unsigned playlist: %d %s", resp.StatusCode, body)
+		}
+		if resp, _ := s.get("/vod/" + sess.ID + "/seg-1.m4s"); resp.StatusCode != 403 {
+			t.Fatalf("unsigned segment: %d", resp.StatusCode)
+		}
+		q := s.app.Media.SignPlayQuery("rec1", time.Minute)
+		resp, pl := s.get(sess.VOD + "?" + q)
+		if resp.StatusCode != 200 || !strings.Contains(string(pl), "seg-1.m4s?"+q) {
+			t.Fatalf("signed playlist: %d\n%s", resp.StatusCode, pl)
+		}
+		if resp, _ := s.get("/vod/" + sess.ID + "/seg-1.m4s?" + q); resp.StatusCode != 200 {
+			t.Fatalf("signed segment: %d", resp.StatusCode)
+		}
+		select {
+		case ev := <-plays:
+			if ev["action"] != "on_play" || ev["stream"] != "vod/"+sess.ID || ev["room"] != "rec1" {
+				t.Fatalf("on_play body %v", ev)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("no on_play call for the VOD")
+		}
+		<-refuse
+		refuse <- true
+		if resp, _ := s.get("/vod/" + sess.ID + ".mp4?" + q); resp.StatusCode != 403 {
+			t.Fatalf("MP4 refused by on_play: %d", resp.StatusCode)
+		}
+		<-plays
+		<-refuse
+		refuse <- false
+	})
 	t.Run("restart", func(t *testing.T) {
 		ss := s.sessions("rec1")
 		if len(ss) != 1 || ss[0].ID != sess.ID || !ss[0].Recorded || ss[0].DurationMS != sess.DurationMS || ss[0].Messages != int64(len(before)) {
@@ -500,7 +557,7 @@ func TestRecordReplay(t *testing.T) {
 		if got := allMessages(t, s, sess.ID, 500); len(got) != len(before) {
 			t.Fatalf("after restart %d messages, before %d", len(got), len(before))
 		}
-		if codecs, _ := ffprobe(t, s.url+sess.VOD); !codecs["h264"] {
+		if codecs, _ := ffprobe(t, s.url+sess.VOD+"?"+s.app.Media.SignPlayQuery("rec1", time.Minute)); !codecs["h264"] {
 			t.Fatalf("VOD after restart: %v", codecs)
 		}
 	})
@@ -536,7 +593,7 @@ func TestRecordReplay(t *testing.T) {
 		if got.ID == sess.ID || got.Recorded || got.VOD != "" || got.Messages < 3 {
 			t.Fatalf("unrecorded session: %+v %+v", got, allMessages(t, s, got.ID, 100))
 		}
-		if resp, body := s.get("/vod/" + got.ID + "/index.m3u8"); resp.StatusCode != 404 || !strings.Contains(string(body), "not_found") {
+		if resp, body := s.get("/vod/" + got.ID + "/index.m3u8?" + s.app.Media.SignPlayQuery("rec1", time.Minute)); resp.StatusCode != 404 || !strings.Contains(string(body), "not_found") {
 			t.Fatalf("VOD of an unrecorded session: %d %s", resp.StatusCode, body)
 		}
 		if _, err := os.Stat(filepath.Join(data, "recordings", "rec1", got.ID)); !os.IsNotExist(err) {

@@ -150,17 +150,33 @@ func TestArchiveSurvivesSQLOutage(t *testing.T) {
 
 // Paging never splits one millisecond, Around is strictly before, retried
 // inserts do not duplicate, and the Bilibili export escapes text.
+// It runs on each SQL dialect: SQLite, PostgreSQL and MariaDB.
 func TestArchiveQueries(t *testing.T) {
-	st, err := store.OpenSQLite(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
+	t.Run("sqlite", func(t *testing.T) {
+		st, err := store.OpenSQLite(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		testQueries(t, st)
+	})
+	for name, dsn := range map[string]func(testing.TB) string{"postgres": redistest.Postgres, "mysql": redistest.MySQL} {
+		t.Run(name, func(t *testing.T) {
+			st, err := store.Open(context.Background(), dsn(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			testQueries(t, st)
+		})
 	}
+}
+
+func testQueries(t *testing.T, st *store.Store) {
 	defer st.Close()
 	a, err := New(context.Background(), Config{Linger: time.Millisecond}, st, nil, quiet())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer a.Close(context.Background())
+	defer a.Close(context.Background()) // runs before st.Close
 	// 10 messages at 100 ms, then one each at 200, 300, 400; one added twice.
 	for i := 1; i <= 10; i++ {
 		a.Add("s", msg(i, 100))

@@ -14,6 +14,7 @@ import (
 
 	"roomcast/internal/media/access"
 	"roomcast/internal/media/hub"
+	"roomcast/internal/redistest"
 	"roomcast/internal/store"
 	"roomcast/internal/testutil"
 )
@@ -191,4 +192,72 @@ func TestVODHelpers(t *testing.T) {
 			t.Errorf("ValidSessionID(%q) = %v", id, !ok)
 		}
 	}
+}
+
+// The session table works the same on every SQL dialect.
+func TestSessionDB(t *testing.T) {
+	for name, open := range map[string]func(t *testing.T) *store.Store{
+		"sqlite": func(t *testing.T) *store.Store {
+			st, err := store.OpenSQLite(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return st
+		},
+		"postgres": func(t *testing.T) *store.Store { return openDSN(t, redistest.Postgres(t)) },
+		"mysql":    func(t *testing.T) *store.Store { return openDSN(t, redistest.MySQL(t)) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			st := open(t)
+			defer st.Close()
+			ctx := context.Background()
+			if err := st.Migrate(ctx, sessionSchema...); err != nil {
+				t.Fatal(err)
+			}
+			if err := st.Migrate(ctx, sessionSchema...); err != nil { // idempotent
+				t.Fatal(err)
+			}
+			db := sessionDB{st}
+			start := time.UnixMilli(time.Now().UnixMilli())
+			for i, id := range []string{"s01", "s02"} {
+				s := &Session{ID: id, Room: "r", StartedAt: start.Add(time.Duration(i) * time.Second), dir: "/x/" + id, clockMS: start.UnixMilli()}
+				if err := db.insert(ctx, s); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := db.progress(ctx, "s01", 1500, true); err != nil {
+				t.Fatal(err)
+			}
+			if err := db.end(ctx, "s01", start.Add(2*time.Second), 2000); err != nil {
+				t.Fatal(err)
+			}
+			ss, err := db.list(ctx, "r", 10)
+			if err != nil || len(ss) != 2 || ss[0].ID != "s02" || !ss[0].Live || ss[1].Live || !ss[1].Recorded || ss[1].DurationMS != 2000 {
+				t.Fatalf("list: %+v %v", ss, err)
+			}
+			if open, err := db.open(ctx); err != nil || len(open) != 1 || open[0].ID != "s02" || open[0].clockMS != start.UnixMilli() {
+				t.Fatalf("open: %+v %v", open, err)
+			}
+			if old, err := db.expired(ctx, start.Add(time.Hour)); err != nil || len(old) != 1 || old[0].ID != "s01" {
+				t.Fatalf("expired: %+v %v", old, err)
+			}
+			if err := db.unrecord(ctx, "s01"); err != nil {
+				t.Fatal(err)
+			}
+			if s, err := db.get(ctx, "s01"); err != nil || s.Recorded || s.VOD != "" || s.EndedAt == nil {
+				t.Fatalf("get: %+v %v", s, err)
+			}
+			if _, err := db.get(ctx, "s99"); err != ErrNotFound {
+				t.Fatalf("unknown: %v", err)
+			}
+		})
+	}
+}
+
+func openDSN(t *testing.T, dsn string) *store.Store {
+	st, err := store.Open(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
 }
