@@ -185,14 +185,24 @@ func testQueries(t *testing.T, st *store.Store) {
 		a.Add("s", msg(i, int64(i-9)*100))
 	}
 	a.Add("s", msg(12, 300))
+	gone := msg(20, 450)
+	a.Add("s", gone)
+	retract := msg(21, 460)
+	retract.Kind, retract.Ref, retract.Text = message.KindRetract, gone.ID, ""
+	a.Add("s", retract)
 	evil := msg(14, 500)
 	evil.Text = `</d><script>alert(1)</script>&`
 	a.Add("s", evil)
 	ctx := context.Background()
-	wait.WaitFor(t, "14 archived", 10*time.Second, func() bool {
+	wait.WaitFor(t, "15 archived (a retracted one removed)", 10*time.Second, func() bool {
 		pg, _ := a.Range(ctx, "s", 0, 1<<62, MaxLimit)
-		return len(pg.Entries) == 14
+		return len(pg.Entries) == 15
 	})
+	for _, e := range func() []Entry { pg, _ := a.Range(ctx, "s", 0, 1<<62, MaxLimit); return pg.Entries }() {
+		if e.MsgID == gone.ID {
+			t.Fatal("a retracted message is still in the archive")
+		}
+	}
 	pg, err := a.Range(ctx, "s", 0, 1<<62, 3)
 	if err != nil || len(pg.Entries) != 10 || pg.NextFromMS == nil || *pg.NextFromMS != 200 {
 		t.Fatalf("page over a crowded millisecond: %d entries, next %v, %v", len(pg.Entries), pg.NextFromMS, err)
@@ -201,7 +211,7 @@ func testQueries(t *testing.T, st *store.Store) {
 	if len(pg.Entries) != 2 || pg.Entries[0].VideoMS != 200 || pg.NextFromMS == nil || *pg.NextFromMS != 400 {
 		t.Fatalf("second page: %+v next %v", pg.Entries, pg.NextFromMS)
 	}
-	pg, _ = a.Range(ctx, "s", 400, 450, 2)
+	pg, _ = a.Range(ctx, "s", 400, 455, 2)
 	if len(pg.Entries) != 1 || pg.NextFromMS != nil {
 		t.Fatalf("last page: %+v next %v", pg.Entries, pg.NextFromMS)
 	}
@@ -210,7 +220,7 @@ func testQueries(t *testing.T, st *store.Store) {
 		t.Fatalf("around 300: %+v", es)
 	}
 	counts, _ := a.Counts(ctx, []string{"s", "none"})
-	if counts["s"] != 14 || counts["none"] != 0 {
+	if counts["s"] != 15 || counts["none"] != 0 {
 		t.Fatalf("counts %v", counts)
 	}
 	var b strings.Builder

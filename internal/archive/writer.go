@@ -251,6 +251,18 @@ func (a *Archive) write(batch []entry) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err := a.st.Exec(ctx, a.st.InsertIgnoreRaw(b.String()), args...)
-	return err
+	if _, err := a.st.Exec(ctx, a.st.InsertIgnoreRaw(b.String()), args...); err != nil {
+		return err
+	}
+	// A retracted message leaves the replay too (the retract itself stays,
+	// as it does in the live stream). Deleting is idempotent, so a retried
+	// batch is harmless.
+	for _, e := range batch {
+		if e.m.Kind == message.KindRetract && e.m.Ref != "" {
+			if _, err := a.st.Exec(ctx, `DELETE FROM archive WHERE session_id = ? AND msg_id = ?`, e.session, e.m.Ref); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
