@@ -1,0 +1,243 @@
+// Package commit is group commit on the write path (R12): the sends into
+// one room that arrive while an append of that room is in flight are
+// stored together by the next append — one store call (one Lua call in
+// Redis mode) for the whole batch — so a hot room costs the store one
+// round trip per batch, not per message.
+//
+// Guarantees: a room's messages are appended in arrival order (one batch in
+// flight per room and node); each sender gets its own result with its own
+// seq; nothing is acknowledged before the batch holding it is stored; when
+// the store call fails, every message of that batch gets the error (none is
+// acknowledged). The batch size is bounded per room by a limit that adapts
+// to the measured append latency: it grows while appends stay under the
+// latency target and full batches wait, and shrinks when an append takes
+// longer (R12's "parallelism adapted to the delay"). The current limit of
+// each busy room is exported as roomcast_commit_batch_limit{room}.
+package commit
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"roomcast/internal/message"
+)
+
+// Appender stores a batch of messages of one room, in order, in one atomic
+// step when it can: it sets each message's Seq (and what else a store
+// stamps). errs, when not nil, holds a per-message outcome (e.g. a
+// duplicate); err fails the whole batch, and then no message of it may be
+// acknowledged.
+type Appender interface {
+	AppendBatch(ctx context.Context, msgs []*message.Message) (errs []error, err error)
+}
+
+// Config tunes the committer. Zero values mean the defaults.
+type Config struct {
+	// MinBatch and MaxBatch bound the adaptive per-room limit; defaults 16
+	// and 1024.
+	MinBatch, MaxBatch int
+	// Target is the append latency the limit aims to stay under; default
+	// 10 ms.
+	Target time.Duration
+	// Timeout bounds one append call; default 5 s.
+	Timeout time.Duration
+}
+
+func (c Config) withDefaults() Config {
+	if c.MinBatch <= 0 {
+		c.MinBatch = 16
+	}
+	if c.MaxBatch < c.MinBatch {
+		c.MaxBatch = max(1024, c.MinBatch)
+	}
+	if c.Target <= 0 {
+		c.Target = 10 * time.Millisecond
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 5 * time.Second
+	}
+	return c
+}
+
+// Committer batches appends per room. It is safe for concurrent use.
+type Committer struct {
+	app Appender
+	cfg Config
+
+	limit *prometheus.GaugeVec // current batch limit by room
+	size  prometheus.Histogram // messages per append call
+
+	mu     sync.Mutex
+	rooms  map[string]*room // rooms that sent recently; guarded by mu
+	closed bool             // guarded by mu
+	wg     sync.WaitGroup   // the rooms' drain goroutines
+}
+
+// room is one room's queue. Its drain goroutine owns inflight batches; the
+// queue is guarded by the Committer's mu.
+type room struct {
+	id      string
+	queue   []*pending // arrived, not yet in a batch
+	limit   int        // current batch limit (adaptive)
+	running bool       // a drain goroutine owns the room's appends
+	last    time.Time  // last append call
+}
+
+// maxIdleRooms bounds the rooms kept with their limit while idle; past it,
+// rooms idle for idleAfter are forgotten.
+const (
+	maxIdleRooms = 4096
+	idleAfter    = time.Minute
+)
+
+type pending struct {
+	m    *message.Message
+	done chan error // buffered: the result, sent once
+}
+
+// ErrClosed is returned for appends after Close.
+var ErrClosed = errors.New("commit: closed")
+
+// New returns a Committer appending through app. reg, if not nil, receives
+// its metrics.
+func New(app Appender, cfg Config, reg prometheus.Registerer) *Committer {
+	c := &Committer{app: app, cfg: cfg.withDefaults(), rooms: map[string]*room{},
+		limit: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "roomcast_commit_batch_limit",
+			Help: "Current adaptive limit of messages per store append, by busy room (group commit, R12)."}, []string{"room"}),
+		size: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "roomcast_commit_batch_size",
+			Help: "Messages stored per store append (group commit).", Buckets: prometheus.ExponentialBuckets(1, 2, 11)}),
+	}
+	if reg != nil {
+		reg.MustRegister(c.limit, c.size)
+	}
+	return c
+}
+
+// Append stores m with the other messages of its room that arrive while an
+// append of that room is in flight, and returns its seq once the batch
+// holding it is stored. ctx bounds the wait; a message whose caller gave up
+// may still be stored (as with any timed-out write).
+func (c *Committer) Append(ctx context.Context, m *message.Message) (uint64, error) {
+	p := &pending{m: m, done: make(chan error, 1)}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return 0, ErrClosed
+	}
+	r, ok := c.rooms[m.Room]
+	if !ok {
+		if len(c.rooms) >= maxIdleRooms {
+			c.sweepLocked(time.Now())
+		}
+		r = &room{id: m.Room, limit: c.cfg.MinBatch}
+		c.rooms[m.Room] = r
+	}
+	r.queue = append(r.queue, p)
+	start := !r.running
+	if start {
+		r.running = true
+		c.wg.Add(1)
+	}
+	c.mu.Unlock()
+	if start {
+		go c.drain(r)
+	}
+	select {
+	case err := <-p.done:
+		if err != nil {
+			return 0, err
+		}
+		return m.Seq, nil
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// sweepLocked forgets rooms idle for idleAfter.
+func (c *Committer) sweepLocked(now time.Time) {
+	for id, r := range c.rooms {
+		if !r.running && now.Sub(r.last) > idleAfter {
+			delete(c.rooms, id)
+			c.limit.DeleteLabelValues(id)
+		}
+	}
+}
+
+// drain appends r's queue batch by batch until it is empty.
+func (c *Committer) drain(r *room) {
+	defer c.wg.Done()
+	for {
+		c.mu.Lock()
+		n := min(len(r.queue), r.limit)
+		if n == 0 {
+			r.running = false
+			r.last = time.Now()
+			c.mu.Unlock()
+			return
+		}
+		batch := make([]*pending, n)
+		copy(batch, r.queue)
+		clear(r.queue[:n])
+		r.queue = r.queue[n:]
+		waiting := len(r.queue)
+		c.mu.Unlock()
+
+		took := c.commit(batch)
+
+		c.mu.Lock()
+		r.limit = c.adapt(r.limit, n, waiting, took)
+		c.limit.WithLabelValues(r.id).Set(float64(r.limit))
+		c.mu.Unlock()
+	}
+}
+
+// commit appends one batch and hands each sender its result.
+func (c *Committer) commit(batch []*pending) time.Duration {
+	msgs := make([]*message.Message, len(batch))
+	for i, p := range batch {
+		msgs[i] = p.m
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
+	start := time.Now()
+	errs, err := c.app.AppendBatch(ctx, msgs)
+	took := time.Since(start)
+	cancel()
+	c.size.Observe(float64(len(batch)))
+	for i, p := range batch {
+		switch {
+		case err != nil:
+			p.done <- err // the whole batch failed: nobody is acknowledged
+		case i < len(errs):
+			p.done <- errs[i]
+		default:
+			p.done <- nil
+		}
+	}
+	return took
+}
+
+// adapt is the next batch limit after an append of n messages that took
+// took, with waiting messages queued behind it: double while appends stay
+// under the target and the limit is what holds messages back, halve when
+// an append overran the target.
+func (c *Committer) adapt(limit, n, waiting int, took time.Duration) int {
+	switch {
+	case took > c.cfg.Target && limit > c.cfg.MinBatch:
+		return max(c.cfg.MinBatch, limit/2)
+	case took <= c.cfg.Target/2 && n == limit && waiting > 0:
+		return min(c.cfg.MaxBatch, limit*2)
+	}
+	return limit
+}
+
+// Close waits for the batches in flight and refuses new appends.
+func (c *Committer) Close() {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.wg.Wait()
+}

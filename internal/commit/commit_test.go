@@ -1,0 +1,215 @@
+package commit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"roomcast/internal/message"
+	"roomcast/internal/testutil"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// store is an in-memory appender that records each call, and can hold the
+// first call until released (so later sends pile up into one batch) or fail
+// a chosen call.
+type store struct {
+	mu    sync.Mutex
+	seq   map[string]uint64
+	calls [][]*message.Message
+	hold  chan struct{} // the first call waits for it, if set
+	fail  int           // the call number (1-based) that fails, 0 = none
+}
+
+func (s *store) AppendBatch(ctx context.Context, msgs []*message.Message) ([]error, error) {
+	s.mu.Lock()
+	s.calls = append(s.calls, msgs)
+	n := len(s.calls)
+	hold := s.hold
+	s.mu.Unlock()
+	if n == 1 && hold != nil {
+		<-hold
+	}
+	if n == s.fail {
+		return nil, errors.New("redis: connection reset mid-batch")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range msgs {
+		s.seq[m.Room]++
+		m.Seq = s.seq[m.Room]
+	}
+	return nil, nil
+}
+
+func (s *store) callCount() int { s.mu.Lock(); defer s.mu.Unlock(); return len(s.calls) }
+
+func msg(room, text string) *message.Message {
+	return &message.Message{Room: room, Kind: message.KindChat, Scope: message.ScopeRoom, Text: text}
+}
+
+// 64 concurrent senders, 20 messages each, into one room: every send gets
+// its own ack, seqs are the arrival order (each sender's own messages in
+// the order it sent them), and the sends that arrived during an append were
+// stored together.
+func TestOrderAndAcksUnder64Senders(t *testing.T) {
+	st := &store{seq: map[string]uint64{}, hold: make(chan struct{})}
+	c := New(st, Config{MinBatch: 64}, nil)
+	defer c.Close()
+	const senders, each = 64, 20
+	type ack struct {
+		seq  uint64
+		text string
+	}
+	acks := make([][]ack, senders)
+	var wg sync.WaitGroup
+	queued := make(chan struct{}, senders)
+	for s := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				text := fmt.Sprintf("s%d-%d", s, i)
+				if i == 0 {
+					queued <- struct{}{}
+				}
+				seq, err := c.Append(context.Background(), msg("hot", text))
+				if err != nil {
+					t.Errorf("%s: %v", text, err)
+					return
+				}
+				acks[s] = append(acks[s], ack{seq, text})
+			}
+		}()
+	}
+	for range senders {
+		<-queued
+	}
+	// Every sender has started its first send; the first append is held,
+	// so the others queue behind it. Release it once they are all queued.
+	held := 0
+	ok := testutil.Eventually(10*time.Second, func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		r := c.rooms["hot"]
+		if r == nil || st.callCount() != 1 {
+			return false
+		}
+		held = len(st.calls[0])
+		return held+len(r.queue) == senders
+	})
+	close(st.hold)
+	if !ok {
+		t.Fatal("the first sends did not queue behind the held append")
+	}
+	wg.Wait()
+	seen := map[uint64]string{}
+	for s := range senders {
+		if len(acks[s]) != each {
+			t.Fatalf("sender %d got %d acks", s, len(acks[s]))
+		}
+		for i, a := range acks[s] {
+			if prev, dup := seen[a.seq]; dup {
+				t.Fatalf("seq %d acked to %s and %s", a.seq, prev, a.text)
+			}
+			seen[a.seq] = a.text
+			if i > 0 && a.seq <= acks[s][i-1].seq {
+				t.Fatalf("sender %d: %s got seq %d after seq %d", s, a.text, a.seq, acks[s][i-1].seq)
+			}
+		}
+	}
+	if len(seen) != senders*each {
+		t.Fatalf("%d distinct seqs for %d sends", len(seen), senders*each)
+	}
+	// The stored order is the arrival order: the calls' messages, in call
+	// order, have consecutive seqs.
+	var next uint64 = 1
+	for _, call := range st.calls {
+		for _, m := range call {
+			if m.Seq != next {
+				t.Fatalf("stored seq %d where %d was next", m.Seq, next)
+			}
+			next++
+		}
+	}
+	if held < senders && len(st.calls[1]) != senders-held {
+		t.Fatalf("the %d sends queued behind the first append were not stored together: the second call holds %d", senders-held, len(st.calls[1]))
+	}
+	if st.callCount() >= senders*each {
+		t.Fatalf("%d sends took %d append calls: nothing was grouped", senders*each, st.callCount())
+	}
+	t.Logf("%d sends in %d append calls", senders*each, st.callCount())
+}
+
+// A store error mid-batch acknowledges none of that batch; the batches
+// before and after are unaffected.
+func TestStoreErrorFailsTheWholeBatch(t *testing.T) {
+	st := &store{seq: map[string]uint64{}, hold: make(chan struct{}), fail: 2}
+	c := New(st, Config{}, nil)
+	defer c.Close()
+	first := make(chan error, 1)
+	go func() { _, err := c.Append(context.Background(), msg("r", "first")); first <- err }()
+	testutil.WaitFor(t, "the first append to start", 10*time.Second, func() bool { return st.callCount() == 1 })
+	const n = 10
+	errc := make(chan error, n)
+	var batch sync.WaitGroup
+	for i := range n {
+		batch.Add(1)
+		go func() {
+			defer batch.Done()
+			seq, err := c.Append(context.Background(), msg("r", fmt.Sprint("b", i)))
+			if err == nil {
+				err = fmt.Errorf("acked with seq %d", seq)
+			} else {
+				err = nil
+			}
+			errc <- err
+		}()
+	}
+	ok := testutil.Eventually(10*time.Second, func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return len(c.rooms["r"].queue) == n
+	})
+	close(st.hold)
+	if !ok {
+		t.Fatal("the batch did not queue")
+	}
+	if err := <-first; err != nil {
+		t.Fatalf("the batch before the failing one: %v", err)
+	}
+	batch.Wait()
+	close(errc)
+	for err := range errc {
+		if err != nil {
+			t.Fatalf("a message of the failed batch was acknowledged: %v", err)
+		}
+	}
+	if seq, err := c.Append(context.Background(), msg("r", "after")); err != nil || seq != 2 {
+		t.Fatalf("the append after the failure: seq %d, %v (want 2: nothing of the failed batch stored)", seq, err)
+	}
+}
+
+func TestAdaptiveLimit(t *testing.T) {
+	c := New(&store{seq: map[string]uint64{}}, Config{MinBatch: 4, MaxBatch: 64, Target: 10 * time.Millisecond}, nil)
+	defer c.Close()
+	l := 4
+	for range 10 { // fast appends with a backlog: grows to the max
+		l = c.adapt(l, l, 100, time.Millisecond)
+	}
+	if l != 64 {
+		t.Fatalf("limit %d after fast full batches, want 64", l)
+	}
+	if l = c.adapt(l, 10, 0, 50*time.Millisecond); l != 32 {
+		t.Fatalf("limit %d after a slow append, want 32", l)
+	}
+	if l = c.adapt(l, 3, 0, time.Millisecond); l != 32 {
+		t.Fatalf("limit %d after a small batch, want unchanged", l)
+	}
+}
