@@ -17,6 +17,7 @@ import (
 	"roomcast/internal/archive"
 	"roomcast/internal/auth"
 	"roomcast/internal/bus"
+	"roomcast/internal/commit"
 	"roomcast/internal/config"
 	"roomcast/internal/fanout"
 	"roomcast/internal/gateway"
@@ -185,8 +186,16 @@ func (a *App) buildLogic(cfg *config.Config, sm *seams) (err error) {
 		return err
 	}
 	a.closers = append(a.closers, func(context.Context) error { a.Node.Close(); return nil })
+	// Group commit (issue 14, R12): a room's concurrent sends share one
+	// store append (one Lua call in cluster mode).
+	var committer service.Appender
+	if b, ok := sm.tl.(commit.Appender); ok {
+		c := commit.New(b, commit.Config{}, a.Metrics.Reg)
+		a.closers = append(a.closers, func(context.Context) error { c.Close(); return nil })
+		committer = c
+	}
 	a.Service, err = service.New(service.Config{Limits: message.Limits{MaxTextRunes: cfg.MaxText}, KickBlock: cfg.KickBlock}, service.Deps{
-		Rooms: a.Rooms, Timeline: sm.tl, Bus: sm.bus, Likes: sm.likes, Mod: sm.mod,
+		Rooms: a.Rooms, Timeline: sm.tl, Commit: committer, Bus: sm.bus, Likes: sm.likes, Mod: sm.mod,
 		Filter: moderation.NewFilter(cfg.Keywords, cfg.KeywordMode == "mask"), Gifts: message.NewCatalogue(cfg.Gifts),
 		Metrics: a.Metrics, Log: a.Log, Clock: a.Recorder, Archive: a.Archive, Presence: a.Node,
 	})

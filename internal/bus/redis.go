@@ -350,18 +350,28 @@ func (b *Redis) deliver(ts *topicSub, payload string) {
 	var ev Event
 	if ts.room != "" {
 		// "<epoch> <json>"; a bare JSON object is from a node that predates
-		// epochs (issue 8).
+		// epochs (issue 8). A group commit (issue 14) publishes its batch at
+		// once: "<epoch> <json>\n<json>…", in seq order (JSON holds no raw
+		// newline).
 		epoch, raw := "", payload
 		if !strings.HasPrefix(payload, "{") {
 			epoch, raw, _ = strings.Cut(payload, " ")
 		}
-		m, err := decodeMessage([]byte(raw))
-		if err != nil {
-			b.log.Warn("bus: bad message on room channel", "channel", ts.channel, "err", err)
-			return
+		for raw != "" {
+			var one string
+			one, raw, _ = strings.Cut(raw, "\n")
+			m, err := decodeMessage([]byte(one))
+			if err != nil {
+				b.log.Warn("bus: bad message on room channel", "channel", ts.channel, "err", err)
+				return
+			}
+			m.Epoch = epoch
+			ev := Event{Type: EvMessage, Room: ts.room, Msg: m}
+			for _, r := range *ts.handlers.Load() {
+				r.h(ev)
+			}
 		}
-		m.Epoch = epoch
-		ev = Event{Type: EvMessage, Room: ts.room, Msg: m}
+		return
 	} else {
 		var w wireEvent
 		if err := json.Unmarshal([]byte(payload), &w); err != nil {

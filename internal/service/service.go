@@ -64,6 +64,7 @@ type Service struct {
 	cfg      Config
 	rooms    Rooms
 	tl       timeline.Timeline
+	commit   Appender
 	bus      bus.Bus
 	likes    likes.Counter
 	mod      moderation.State
@@ -81,17 +82,26 @@ type Service struct {
 	done chan struct{}      // closed when the announcer has returned
 }
 
+// Appender sequences and stores one message; the group committer (issue
+// 14, R12) batches a room's concurrent appends into one store call.
+type Appender interface {
+	Append(ctx context.Context, m *message.Message) (uint64, error)
+}
+
 // Deps are the service's collaborators.
 type Deps struct {
 	Rooms    Rooms
 	Timeline timeline.Timeline
-	Bus      bus.Bus
-	Likes    likes.Counter
-	Mod      moderation.State
-	Filter   *moderation.Filter
-	Gifts    *message.Catalogue
-	Metrics  *metrics.Metrics
-	Log      *slog.Logger
+	// Commit, if set, stores room messages (group commit); nil: straight
+	// to the Timeline.
+	Commit  Appender
+	Bus     bus.Bus
+	Likes   likes.Counter
+	Mod     moderation.State
+	Filter  *moderation.Filter
+	Gifts   *message.Catalogue
+	Metrics *metrics.Metrics
+	Log     *slog.Logger
 	// Clock and Archive (issue 10) may be nil: no video_ms, no archive.
 	Clock   Clock
 	Archive Archive
@@ -115,7 +125,11 @@ func New(cfg Config, d Deps) (*Service, error) {
 	if d.Log == nil {
 		d.Log = slog.Default()
 	}
-	s := &Service{cfg: cfg, rooms: d.Rooms, tl: d.Timeline, bus: d.Bus, likes: d.Likes, mod: d.Mod, filter: d.Filter,
+	commit := d.Commit
+	if commit == nil {
+		commit = d.Timeline
+	}
+	s := &Service{cfg: cfg, rooms: d.Rooms, tl: d.Timeline, commit: commit, bus: d.Bus, likes: d.Likes, mod: d.Mod, filter: d.Filter,
 		gifts: d.Gifts, metrics: d.Metrics, log: d.Log, clock: d.Clock, archive: d.Archive, feed: d.Presence,
 		idPrefix: auth.RandomHex(4) + "-", done: make(chan struct{})}
 	ctx, stop := context.WithCancel(context.Background())
@@ -303,7 +317,7 @@ func (s *Service) appendRoom(ctx context.Context, m *message.Message, clientMS *
 			m.VideoMS, session = &v, sid
 		}
 	}
-	if _, err := s.tl.Append(ctx, m); err != nil {
+	if _, err := s.commit.Append(ctx, m); err != nil {
 		return err // ErrDuplicate too: the first append archived it
 	}
 	if session != "" && s.archive != nil {
