@@ -22,17 +22,17 @@ import (
 //	PREFIX{room}:s      counter: the room's last assigned seq (never expires)
 //	PREFIX{room}:e      the epoch of that counter (issue 8; never expires)
 //	PREFIX{room}:x      stream: entry "<seq>-0" with fields t (ts, Unix ms) and m (the message JSON)
-//	PREFIX{room}:c      sharded pub/sub channel: "<epoch> <message JSON>" for every append
+//	PREFIX{room}:c      sharded pub/sub channel: "<epoch> <json>\n<json>…" for every append call
 //	PREFIX{room}:d:KEY  an idempotent send's acknowledgement, for DedupeTTL
 //
-// Append is one Lua script (R11): look up the send's dedupe key, INCR the
-// counter (a counter that starts again at 1 gets a new epoch and an empty
-// stream: Redis lost the room), build the message JSON around the new seq,
-// XADD it trimmed to MaxCount, drop a few entries older than MaxAge,
-// SPUBLISH it and remember the dedupe key. Redis runs a script atomically,
-// so the notifications of a room leave Redis in seq order and a send is
-// stored at most once. Concurrent appends from one node are auto-pipelined
-// by rueidis on one connection (R12).
+// An append is one Lua script (R11) for a batch of messages (group commit,
+// issue 14; Append is a batch of one): look up the sends' dedupe keys,
+// INCRBY the counter once (a counter that starts again at 1 gets a new
+// epoch and an empty stream: Redis lost the room), build each message's
+// JSON around its seq, XADD it trimmed to MaxCount, drop a few entries
+// older than MaxAge, SPUBLISH the batch once and remember the dedupe keys.
+// Redis runs a script atomically, so the notifications of a room leave
+// Redis in seq order and a send is stored at most once.
 //
 // Redis must keep what it acknowledged: run it with appendonly yes (and
 // appendfsync always for zero loss on a crash) and maxmemory-policy
@@ -79,53 +79,6 @@ func (t *Redis) keys(room, dedupe string) []string {
 	return []string{base + ":s", base + ":x", base + ":e"}
 }
 
-// appendScript: KEYS[1] counter, KEYS[2] stream, KEYS[3] epoch, KEYS[4]
-// (optional) dedupe key; ARGV[1] the message JSON after `{"seq":0`, ARGV[2]
-// ts, ARGV[3] max count, ARGV[4] age cutoff (Unix ms), ARGV[5] stream TTL
-// (ms), ARGV[6] channel, ARGV[7] a fresh epoch (used if the counter is new),
-// ARGV[8] dedupe TTL (ms), ARGV[9] message id, ARGV[10] priority. Returns
-// {seq, epoch}, or {-1, epoch, "seq\nts\npriority\nid"} for a duplicate.
-//
-// Age pruning looks at the oldest entry and removes at most 8 per append, so
-// no single append pays for a long quiet spell (R9); the stream's TTL clears
-// a room that went quiet altogether.
-var appendScript = rueidis.NewLuaScript(`
-local epoch = redis.call('GET', KEYS[3])
-if KEYS[4] and epoch then
-  local d = redis.call('GET', KEYS[4])
-  if d then
-    local e, ack = string.match(d, '^([^\n]*)\n(.*)$')
-    if e == epoch then return {-1, epoch, ack} end
-  end
-end
-local seq = redis.call('INCR', KEYS[1])
-if seq == 1 or not epoch then
-  epoch = ARGV[7]
-  redis.call('SET', KEYS[3], epoch)
-  if seq == 1 then redis.call('DEL', KEYS[2]) end
-end
-local s = string.format('%d', seq)
-local msg = '{"seq":' .. s .. ARGV[1]
-redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], s .. '-0', 't', ARGV[2], 'm', msg)
-local cutoff = tonumber(ARGV[4])
-local oldest = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
-if #oldest > 0 and tonumber(oldest[1][2][2]) < cutoff then
-  local last = nil
-  for _, e in ipairs(redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 8)) do
-    if tonumber(e[2][2]) < cutoff then last = e[1] else break end
-  end
-  if last then
-    redis.call('XTRIM', KEYS[2], 'MINID', string.format('%d', tonumber(string.match(last, '^%d+')) + 1))
-  end
-end
-redis.call('PEXPIRE', KEYS[2], ARGV[5])
-redis.call('SPUBLISH', ARGV[6], epoch .. ' ' .. msg)
-if KEYS[4] then
-  redis.call('SET', KEYS[4], epoch .. '\n' .. s .. '\n' .. ARGV[2] .. '\n' .. ARGV[10] .. '\n' .. ARGV[9], 'PX', ARGV[8])
-end
-return {seq, epoch}
-`)
-
 // rangeScript: KEYS as appendScript; ARGV[1] after, ARGV[2] limit, ARGV[3]
 // age cutoff. Returns {head, first, epoch, json...}. It first drops expired
 // entries (bounded), so first is honest for a room that went quiet.
@@ -162,54 +115,16 @@ return out
 // seqPrefix is how every encoded message starts before its seq digits.
 const seqPrefix = `{"seq":`
 
-// Append implements Timeline. The message is encoded once here with seq 0;
-// the script splices the real seq in, so what Redis stores and publishes is
-// byte for byte what Seal produces for the stored message.
+// Append implements Timeline: a batch of one (see AppendBatch), so a
+// single send and a group commit store and publish the same way.
 func (t *Redis) Append(ctx context.Context, m *message.Message) (uint64, error) {
-	now := t.now()
-	if m.TS == 0 {
-		m.TS = now.UnixMilli()
-	}
-	m.Seq = 0
-	enc := m.AppendJSON(make([]byte, 0, 192+len(m.Text)))
-	tail := string(enc[len(seqPrefix)+1:]) // after `{"seq":0`
-	ret := t.cfg.Retention
-	args := []string{tail, strconv.FormatInt(m.TS, 10), strconv.Itoa(ret.MaxCount),
-		strconv.FormatInt(now.Add(-ret.MaxAge).UnixMilli(), 10), strconv.FormatInt((ret.MaxAge + time.Minute).Milliseconds(), 10),
-		RedisChannel(t.cfg.Prefix, m.Room), newEpoch(), strconv.FormatInt(DedupeTTL.Milliseconds(), 10), m.ID, strconv.Itoa(m.Priority)}
-	var arr []rueidis.RedisMessage
-	err := t.cfg.Call.Do(ctx, "timeline_append", 1, func(ctx context.Context) error {
-		var err error
-		arr, err = appendScript.Exec(ctx, t.c, t.keys(m.Room, m.Dedupe), args).ToArray()
-		return err
-	})
+	errs, err := t.AppendBatch(ctx, []*message.Message{m})
 	if err != nil {
-		return 0, fmt.Errorf("timeline: append to %s: %w: %w", m.Room, ErrUnavailable, err)
+		return 0, err
 	}
-	if len(arr) < 2 {
-		return 0, fmt.Errorf("timeline: append to %s: short reply (%d values)", m.Room, len(arr))
+	if errs != nil && errs[0] != nil {
+		return m.Seq, errs[0]
 	}
-	seq, err1 := arr[0].AsInt64()
-	epoch, err2 := arr[1].ToString()
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, fmt.Errorf("timeline: append to %s: %w", m.Room, err)
-	}
-	m.Epoch = epoch
-	if seq < 0 && len(arr) == 3 {
-		raw, err := arr[2].ToString()
-		if err != nil {
-			return 0, fmt.Errorf("timeline: append to %s: %w", m.Room, err)
-		}
-		a, err := parseAck(raw)
-		if err != nil {
-			return 0, fmt.Errorf("timeline: append to %s: %w", m.Room, err)
-		}
-		m.Seq, m.ID, m.TS, m.Priority = a.Seq, a.ID, a.TS, a.Priority
-		m.Seal()
-		return m.Seq, ErrDuplicate
-	}
-	m.Seq = uint64(seq)
-	m.Seal()
 	return m.Seq, nil
 }
 
