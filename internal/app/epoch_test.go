@@ -104,7 +104,7 @@ func TestIdempotentSend(t *testing.T) {
 			body := map[string]string{"kind": "chat", "text": "once", "client_msg_id": "c-1"}
 			code, a1 := s.send("i", bob, body)
 			code2, a2 := s.send("i", bob, body)
-			if code != 201 || code2 != 201 || a1.Seq != 1 || a2 != a1 {
+			if code != 201 || code2 != 201 || a1.Seq != 1 || a1.Epoch == "" || a2 != a1 {
 				t.Fatalf("repeat over HTTP: %d %+v then %d %+v", code, a1, code2, a2)
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

@@ -136,6 +136,7 @@ func (s *server) createRoom(id string) (anchorTok string) {
 type sendAnswer struct {
 	Seq   uint64 `json:"seq"`
 	ID    string `json:"id"`
+	Epoch string `json:"epoch"`
 	Error *struct {
 		Code    string `json:"code"`
 		Message string `json:"message"`

@@ -218,6 +218,9 @@ func writeSendResult(w http.ResponseWriter, res service.Result) {
 		return
 	}
 	ack := map[string]any{"seq": res.Msg.Seq, "id": res.Msg.ID, "ts": res.Msg.TS, "priority": res.Msg.Priority}
+	if res.Msg.Epoch != "" { // the timeline epoch seq counts in (room messages)
+		ack["epoch"] = res.Msg.Epoch
+	}
 	if res.Msg.VideoMS != nil {
 		ack["video_ms"] = *res.Msg.VideoMS
 	}

@@ -342,6 +342,10 @@ func (g *WSHandler) onSend(c *ws.Conn, st *wsState, f clientFrame) {
 	b = strconv.AppendUint(b, res.Msg.Seq, 10)
 	b = append(b, `,"msg_id":`...)
 	b = message.AppendString(b, res.Msg.ID)
+	if res.Msg.Epoch != "" {
+		b = append(b, `,"epoch":`...)
+		b = message.AppendString(b, res.Msg.Epoch)
+	}
 	if res.Msg.VideoMS != nil {
 		b = append(b, `,"video_ms":`...)
 		b = strconv.AppendInt(b, *res.Msg.VideoMS, 10)

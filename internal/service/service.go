@@ -202,7 +202,7 @@ func (s *Service) send(ctx context.Context, id Identity, roomID string, req *mes
 			return Result{}, unavailable(err)
 		} else if ok {
 			return Result{Msg: &message.Message{Seq: ack.Seq, ID: ack.ID, Room: roomID, Kind: req.Kind, Scope: message.ScopeRoom,
-				TS: ack.TS, Priority: ack.Priority}, Duplicate: true}, nil
+				TS: ack.TS, Priority: ack.Priority, Epoch: ack.Epoch}, Duplicate: true}, nil
 		}
 	}
 	privileged := id.role() == message.RoleAdmin

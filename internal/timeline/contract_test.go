@@ -211,7 +211,7 @@ func runContract(t *testing.T, newTL factory) {
 		if !errors.Is(err, ErrDuplicate) || seq != 1 || again.Seq != 1 || again.ID != "first" || again.TS != first.TS || again.Priority != 7 || again.Epoch != first.Epoch {
 			t.Fatalf("repeat: seq %d err %v msg %+v; want the first ack %+v", seq, err, again, first)
 		}
-		if a, ok, err := tl.Recall(ctx, "d", "u1:abc"); err != nil || !ok || a != (Ack{Seq: 1, ID: "first", TS: first.TS, Priority: 7}) {
+		if a, ok, err := tl.Recall(ctx, "d", "u1:abc"); err != nil || !ok || a != (Ack{Seq: 1, ID: "first", TS: first.TS, Priority: 7, Epoch: first.Epoch}) {
 			t.Fatalf("recall: %+v %v %v", a, ok, err)
 		}
 		if _, ok, err := tl.Recall(ctx, "d", "u1:nope"); err != nil || ok {

@@ -120,6 +120,9 @@ func (t *Memory) Recall(ctx context.Context, room, key string) (Ack, bool, error
 	defer r.mu.Unlock()
 	r.expireAcksLocked(t.now().UnixMilli())
 	a, ok := r.acks[key]
+	if ok {
+		a.ack.Epoch = r.epoch
+	}
 	return a.ack, ok, nil
 }
 

@@ -226,7 +226,7 @@ func (t *Redis) Recall(ctx context.Context, room, key string) (Ack, bool, error)
 			return nil
 		}
 		a, err = parseAck(rest)
-		ok = err == nil
+		a.Epoch, ok = epoch, err == nil
 		return err
 	})
 	if err != nil {

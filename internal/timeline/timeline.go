@@ -79,6 +79,7 @@ type Ack struct {
 	ID       string
 	TS       int64
 	Priority int
+	Epoch    string // the epoch Seq belongs to (Recall fills it)
 }
 
 // DedupeTTL is how long an append's Dedupe key is remembered.
