@@ -56,6 +56,7 @@ func TestDoctorFindsProblems(t *testing.T) {
 	cfg.Data = filepath.Join(file, "data") // under a file: cannot be created
 	cfg.Redis = "redis://" + freeAddr(t) + "/0"
 	cfg.DB = "postgres://postgres:s3cret@" + freeAddr(t) + "/x?sslmode=disable"
+	cfg.Transcode = "480p:1000k"
 	t.Setenv("PATH", t.TempDir()) // no ffmpeg
 	out, n := doctorReport(t, cfg, time.Now)
 	for _, want := range []string{
@@ -65,7 +66,8 @@ func TestDoctorFindsProblems(t *testing.T) {
 		"FAIL  SQL database (--db) is unreachable",
 		"FAIL  Redis " + strings.TrimSuffix(strings.TrimPrefix(cfg.Redis, "redis://"), "/0") + " (--redis) is unreachable: connect: connection refused",
 		"WARN  ffmpeg is not installed: room pictures",
-		"4 problems found.",
+		"FAIL  ffmpeg is not installed, but --transcode needs it",
+		"5 problems found.",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("doctor's report lacks %q", want)
