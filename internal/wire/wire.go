@@ -81,6 +81,7 @@ var codes = map[string]int32{
 	errs.Conflict:      142,
 	errs.Unavailable:   150,
 	errs.Internal:      151,
+	errs.DBUnavailable: 152,
 	// The live quiz's codes (internal/quiz, issue 12).
 	"not_running":      160,
 	"not_a_player":     161,
