@@ -62,6 +62,7 @@ type App struct {
 	likes    likes.Counter
 	mod      moderation.State
 	livego   *livego.Handler
+	rtmpAddr listenAddr // published by Start, read by the quality ladder
 	gw       *gateway.Gateway
 	ladder   *transcode.Ladder // nil unless --transcode (and ffmpeg, RTMP)
 	ws       *ws.Server
@@ -224,11 +225,8 @@ func (r liveRooms) SetLive(ctx context.Context, id string, live bool) error {
 
 // buildMedia builds the quality ladder (--transcode), the media server
 // (RTMP ingest, HTTP-FLV, HLS) and the livego-compatible control API on it.
-// The ladder reads the media server's RTMP address once streams run: it is
-// handed a lookup of a.Media, the one reference resolved after construction
-// (the server's listener exists only after Start).
 func (a *App) buildMedia(cfg *config.Config, mediaCfg media.Config) (err error) {
-	a.ladder, err = newLadder(cfg, a.Log, a.Metrics.Reg, func() *media.Server { return a.Media })
+	a.ladder, err = newLadder(cfg, a.Log, a.Metrics.Reg, a.rtmpAddr.get)
 	if err != nil {
 		return err
 	}
@@ -321,6 +319,9 @@ func (a *App) Start(ctx context.Context) error {
 	if err := a.Media.Start(ctx); err != nil {
 		ln.Close()
 		return fmt.Errorf("media: %w", err)
+	}
+	if ad := a.Media.RTMPAddr(); ad != nil {
+		a.rtmpAddr.set(loopback(ad))
 	}
 	a.http = &http.Server{Handler: a.gw.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
 		ErrorLog: slog.NewLogLogger(a.Log.Handler(), slog.LevelDebug)}

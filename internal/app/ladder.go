@@ -4,12 +4,14 @@ import (
 	"log/slog"
 	"net"
 	"os/exec"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"roomcast/internal/config"
 	"roomcast/internal/media"
+	"roomcast/internal/media/access"
 	"roomcast/internal/media/hub"
 	"roomcast/internal/transcode"
 )
@@ -26,9 +28,10 @@ func ladderNote(cfg *config.Config) string {
 
 // newLadder builds the quality ladder of --transcode, or nil when it is off
 // — also when ffmpeg is missing or RTMP is off, which serve says at start;
-// nothing else depends on it. media is the media server the ladder will
-// read from and publish to (over RTMP on this node), used once it runs.
-func newLadder(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer, media func() *media.Server) (*transcode.Ladder, error) {
+// nothing else depends on it. rtmp is this node's RTMP listen address
+// (loopback), known once Start has the media server listening; the ladder
+// reads from it and publishes its renditions to it while streams run.
+func newLadder(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer, rtmp func() string) (*transcode.Ladder, error) {
 	rungs, err := transcode.Parse(cfg.Transcode)
 	if err != nil || len(rungs) == 0 {
 		return nil, err
@@ -41,15 +44,13 @@ func newLadder(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer, 
 		log.Warn("RTMP is off (--rtmp \"\"): the quality ladder (--transcode) stays off, it publishes its renditions over RTMP")
 		return nil, nil
 	}
-	l, err := transcode.New(transcode.Config{Renditions: rungs,
-		RTMP: func() string {
-			if ad := media().RTMPAddr(); ad != nil {
-				_, port, _ := net.SplitHostPort(ad.String())
-				return net.JoinHostPort("127.0.0.1", port)
+	l, err := transcode.New(transcode.Config{Renditions: rungs, RTMP: rtmp,
+		PlayQuery: func(room string) string {
+			if cfg.PlaySignKey == "" {
+				return ""
 			}
-			return ""
+			return access.SignedQuery(cfg.PlaySignKey, room, time.Now(), time.Hour)
 		},
-		PlayQuery: func(room string) string { return media().SignPlayQuery(room, time.Hour) },
 	}, log, reg)
 	if err != nil {
 		return nil, err
@@ -103,4 +104,24 @@ func observeSources(l *transcode.Ladder, o media.Observer) media.Observer {
 		return o
 	}
 	return sourcesOnly{ladder: l, next: o}
+}
+
+// listenAddr is an address a server listens on, published once it does
+// (Start): parts built before the listener exists read it at run time.
+type listenAddr struct{ v atomic.Pointer[string] }
+
+func (l *listenAddr) set(addr string) { l.v.Store(&addr) }
+
+// get returns the address, or "" before the server listens.
+func (l *listenAddr) get() string {
+	if p := l.v.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// loopback is addr's port on 127.0.0.1 (the ladder's ffmpeg runs here).
+func loopback(addr net.Addr) string {
+	_, port, _ := net.SplitHostPort(addr.String())
+	return net.JoinHostPort("127.0.0.1", port)
 }
