@@ -28,8 +28,8 @@ func newQuiz(ctx context.Context, cfg *config.Config, a *App, sm *seams) (*quiz.
 		state.Close()
 		return nil, errors.New("quiz: the presence cannot list a room's local users")
 	}
-	s, err := quiz.New(quiz.Config{Delay: cfg.QuizDelay, Revivals: cfg.QuizRevivals}, quiz.Deps{
-		State: state, Store: a.Store, Rooms: a.Rooms, Msgs: a.Service, Bus: a.bus, Locals: locals, Cues: a.Media, Log: a.Log,
+	s, err := quiz.New(quiz.Config{Delay: cfg.QuizDelay, Revivals: cfg.QuizRevivals, RainRate: cfg.RainRate}, quiz.Deps{
+		State: state, Store: a.Store, Rooms: a.Rooms, Msgs: a.Service, Bus: a.bus, Locals: locals, Cues: a.Media, Online: a.presence, Log: a.Log,
 	})
 	if err != nil {
 		state.Close()

@@ -101,6 +101,9 @@ type Config struct {
 	// QuizRevivals is how many revival cards a player may use per activity;
 	// default 1, 0 = none.
 	QuizRevivals int
+	// RainRate is the red-packet grabs per second each node admits (issue
+	// 13, its token bucket); default 2000, 0 = no limit.
+	RainRate int
 
 	// Gifts is the gift catalogue (config file only); empty = defaults.
 	Gifts []message.GiftDef
@@ -180,6 +183,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.KickBlock, "kick-block", 5*time.Minute, "re-entry block after a kick")
 	fs.DurationVar(&c.QuizDelay, "quiz-delay", 3*time.Second, "added to every quiz answer window: the allowance for the stream's latency")
 	fs.IntVar(&c.QuizRevivals, "quiz-revivals", 1, "revival cards a player may use per quiz activity")
+	fs.IntVar(&c.RainRate, "rain-rate", 2000, "red-packet grabs admitted per second per node (0 = no limit)")
 	fs.BoolVar(&c.GOPCache, "gop-cache", true, "start new viewers from the cached GOP")
 	fs.BoolVar(&c.PublishTakeover, "publish-takeover", false, "a second publisher takes over a live room")
 	fs.StringVar(&c.PlaySignKey, "play-sign-key", "", "HMAC key for signed play URLs (empty = off)")
@@ -351,8 +355,8 @@ func (c *Config) Validate() error {
 		}
 		c.Advertise = u.Scheme + "://" + u.Host
 	}
-	if c.QuizDelay < 0 || c.QuizRevivals < 0 {
-		return errors.New("--quiz-delay and --quiz-revivals must be ≥ 0")
+	if c.QuizDelay < 0 || c.QuizRevivals < 0 || c.RainRate < 0 {
+		return errors.New("--quiz-delay, --quiz-revivals and --rain-rate must be ≥ 0")
 	}
 	return nil
 }

@@ -172,6 +172,7 @@ func (g *Gateway) routes() {
 	m.HandleFunc("GET /api/admin/poll-intervals", g.admin(g.handleGetPollIntervals))
 	m.HandleFunc("PUT /api/admin/poll-intervals", g.admin(g.handlePutPollIntervals))
 	g.quizRoutes(m) // quiz.go: activities, answers, cards, prizes
+	g.rainRoutes(m) // rain.go: red-packet rains
 	m.HandleFunc("OPTIONS /api/", g.handlePreflight)
 	m.HandleFunc("GET /ws", g.handleWS)
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })

@@ -267,8 +267,13 @@ func (g *Gateway) handleMe(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
+	total, err := g.d.Quiz.PrizesTotal(r.Context(), who.Claims.Sub)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
 	writeJSON(w, 200, map[string]any{"user": who.Claims.Sub, "name": who.Claims.Name, "level": who.Claims.Level,
-		"role": who.Claims.Role, "cards": n})
+		"role": who.Claims.Role, "cards": n, "prizes_total_cents": total})
 }
 
 func (g *Gateway) handleMyPrizes(w http.ResponseWriter, r *http.Request) {
@@ -287,10 +292,12 @@ func (g *Gateway) handleMyPrizes(w http.ResponseWriter, r *http.Request) {
 		AmountCents int64     `json:"amount_cents"`
 		Kind        string    `json:"kind"`
 		At          time.Time `json:"at"`
+		Rain        *int      `json:"rain,omitempty"`   // kind rain: the rain's number
+		Packet      *int      `json:"packet,omitempty"` // kind rain: the packet's number
 	}
 	out := make([]prize, len(ps))
 	for i, p := range ps {
-		out[i] = prize{p.Activity, p.AmountCents, p.Kind, time.UnixMilli(p.At).UTC()}
+		out[i] = prize{p.Activity, p.AmountCents, p.Kind, time.UnixMilli(p.At).UTC(), p.Rain, p.Packet}
 	}
 	writeJSON(w, 200, map[string]any{"prizes": out})
 }

@@ -33,6 +33,8 @@ const (
 	KindQuizQuestion Kind = "quiz_question"
 	KindQuizReveal   Kind = "quiz_reveal"
 	KindQuizEnd      Kind = "quiz_end"
+	// The red-packet rain's start (issue 13), sent by the server only.
+	KindRedPacketRain Kind = "red_packet_rain"
 )
 
 // Scope says who receives a message.
@@ -101,7 +103,7 @@ type Message struct {
 func (k Kind) MustDeliver() bool {
 	switch k {
 	case KindSystem, KindKick, KindRetract, KindRedPacket, KindQuiz, KindPKResult, KindMute,
-		KindQuizQuestion, KindQuizReveal, KindQuizEnd:
+		KindQuizQuestion, KindQuizReveal, KindQuizEnd, KindRedPacketRain:
 		return true
 	}
 	return false

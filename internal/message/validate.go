@@ -83,7 +83,7 @@ func Build(req *Request, s Sender, room string, cat *Catalogue, lim Limits) (*Me
 		if !privileged && !s.Owner {
 			return nil, errs.New(errs.ForbiddenKind, "only the room's anchor or an admin may send "+string(req.Kind))
 		}
-	case KindEnter, KindLeave, KindKick, KindRetract, KindMute, KindQuizQuestion, KindQuizReveal, KindQuizEnd:
+	case KindEnter, KindLeave, KindKick, KindRetract, KindMute, KindQuizQuestion, KindQuizReveal, KindQuizEnd, KindRedPacketRain:
 		if s.Role != RoleSystem {
 			return nil, errs.New(errs.ForbiddenKind, string(req.Kind)+" messages are sent by the server")
 		}

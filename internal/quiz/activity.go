@@ -11,7 +11,6 @@
 package quiz
 
 import (
-	"encoding/json"
 	"strconv"
 	"strings"
 	"time"
@@ -46,33 +45,32 @@ type Question struct {
 	Answer  int      `json:"answer"`
 }
 
-// Activity is a quiz as created. Rains is kept opaque here so a later
-// activity kind (red-packet rain, issue 13) can extend the same record
-// without a new table; Extra carries any such fields through the store.
+// Activity is a quiz as created, with its red-packet rains (issue 13) and
+// their packets computed at creation.
 type Activity struct {
-	ID         string          `json:"id"`
-	Room       string          `json:"room"`
-	Title      string          `json:"title"`
-	StartsAt   time.Time       `json:"starts_at"`
-	PrizeCents int64           `json:"prize_cents"`
-	AnswerMS   int64           `json:"answer_ms"`
-	Questions  []Question      `json:"questions"`
-	Rains      json.RawMessage `json:"rains,omitempty"`
-	CreatedBy  string          `json:"created_by"`
-	CreatedAt  time.Time       `json:"created_at"`
+	ID         string     `json:"id"`
+	Room       string     `json:"room"`
+	Title      string     `json:"title"`
+	StartsAt   time.Time  `json:"starts_at"`
+	PrizeCents int64      `json:"prize_cents"`
+	AnswerMS   int64      `json:"answer_ms"`
+	Questions  []Question `json:"questions"`
+	Rains      []Rain     `json:"rains,omitempty"`
+	CreatedBy  string     `json:"created_by"`
+	CreatedAt  time.Time  `json:"created_at"`
 	// Secret derives the questions' sealing keys; it never leaves the server.
 	Secret []byte `json:"secret"`
 }
 
 // CreateRequest is the body of POST /api/activities.
 type CreateRequest struct {
-	Room       string          `json:"room"`
-	Title      string          `json:"title"`
-	StartsAt   string          `json:"starts_at"`
-	PrizeCents *int64          `json:"prize_cents"`
-	AnswerMS   int64           `json:"answer_ms"`
-	Questions  []Question      `json:"questions"`
-	Rains      json.RawMessage `json:"rains,omitempty"`
+	Room       string        `json:"room"`
+	Title      string        `json:"title"`
+	StartsAt   string        `json:"starts_at"`
+	PrizeCents *int64        `json:"prize_cents"`
+	AnswerMS   int64         `json:"answer_ms"`
+	Questions  []Question    `json:"questions"`
+	Rains      []RainRequest `json:"rains,omitempty"`
 }
 
 // Validate checks a create request and returns the activity it describes
@@ -122,8 +120,12 @@ func (r *CreateRequest) Validate() (*Activity, error) {
 			return nil, bad("question " + n + ": answer must be the index of one of its options")
 		}
 	}
+	rains, err := validateRains(r.Rains)
+	if err != nil {
+		return nil, err
+	}
 	return &Activity{Room: r.Room, Title: title, StartsAt: starts.UTC(), PrizeCents: *r.PrizeCents,
-		AnswerMS: r.AnswerMS, Questions: r.Questions, Rains: r.Rains}, nil
+		AnswerMS: r.AnswerMS, Questions: r.Questions, Rains: rains}, nil
 }
 
 // Rules is what the State needs of an activity to decide answers.

@@ -30,6 +30,9 @@ var _ State = (*Memory)(nil)
 type Saver interface {
 	LoadLive(ctx context.Context) (map[string][]byte, error)
 	SaveLive(ctx context.Context, id string, snapshot []byte) error
+	// SavePackets writes rain packets paid (idempotent by packet): a
+	// packet won is in SQL before its winner is told.
+	SavePackets(ctx context.Context, id string, k int, ps []Packet) error
 }
 
 // memAct is one activity; its fields are guarded by mu. They are exported
@@ -49,6 +52,7 @@ type memState struct {
 	Answers []int64   // per question
 	OK      []int64   // per question: answered and still in
 	Marks   map[string]bool
+	Rains   map[string]*memRain // by rain number
 }
 
 type memRules struct {

@@ -59,10 +59,15 @@ func (r *Redis) call(ctx context.Context, op, id string, do func(context.Context
 
 // run executes s on id's keys and returns its array reply.
 func (r *Redis) run(ctx context.Context, op string, s *rueidis.Lua, id string, args ...string) ([]rueidis.RedisMessage, error) {
+	return r.runOn(ctx, op, s, id, r.keys(id), args...)
+}
+
+// runOn executes s on keys (of activity id) and returns its array reply.
+func (r *Redis) runOn(ctx context.Context, op string, s *rueidis.Lua, id string, keys []string, args ...string) ([]rueidis.RedisMessage, error) {
 	var out []rueidis.RedisMessage
 	err := r.call(ctx, op, id, func(ctx context.Context) error {
 		var err error
-		out, err = s.Exec(ctx, r.c, r.keys(id), args).ToArray()
+		out, err = s.Exec(ctx, r.c, keys, args).ToArray()
 		return err
 	})
 	if err != nil {

@@ -53,6 +53,8 @@ type Store interface {
 	Settle(ctx context.Context, activity, status string, prizes []store.Prize, cardUsers []string, at time.Time) error
 	ActivityPrizes(ctx context.Context, activity, kind string) ([]store.Prize, error)
 	UserPrizes(ctx context.Context, user string) ([]store.Prize, error)
+	PrizesTotal(ctx context.Context, user string) (int64, error)
+	SavePackets(ctx context.Context, activity string, k int, ps []store.RainPacket) error
 }
 
 // Rooms is what the quiz needs of the room registry.
@@ -87,6 +89,9 @@ type Config struct {
 	// Revivals is how many revival cards a player may use per activity
 	// (--quiz-revivals; the flag's default is 1, zero here is none).
 	Revivals int
+	// RainRate is the grabs per second this node admits (--rain-rate; the
+	// flag's default is 2000, zero here admits everything).
+	RainRate int
 }
 
 // Deps are the quiz's collaborators; Cues may be nil (no stream cues).
@@ -98,7 +103,14 @@ type Deps struct {
 	Bus    bus.Bus
 	Locals Locals
 	Cues   Cues
+	// Online counts a room's audience (the presence): the rain's throttle.
+	Online Online
 	Log    *slog.Logger
+}
+
+// Online counts the users in a room, on every node.
+type Online interface {
+	Count(ctx context.Context, room string) (int, error)
 }
 
 // Service is the quiz's logic: the only way transports reach the State.
@@ -112,10 +124,13 @@ type Service struct {
 	ctx    context.Context
 	stop   context.CancelFunc
 
-	mu     sync.Mutex
-	acts   map[string]*Activity   // immutable definitions by id; guarded by mu
-	aeads  map[string]cipher.AEAD // "{activity}:{n}" → the question's cipher; guarded by mu
-	active map[string]string      // room → its running activity, as last seen; guarded by mu
+	mu      sync.Mutex
+	acts    map[string]*Activity   // immutable definitions by id; guarded by mu
+	aeads   map[string]cipher.AEAD // "{activity}:{n}" → the question's cipher; guarded by mu
+	active  map[string]string      // room → its running activity, as last seen; guarded by mu
+	closing map[string]bool        // "{activity}:{k}" rains this node is settling; guarded by mu
+
+	bucket *Bucket // grabs admitted by this node
 }
 
 // Caller is who calls the quiz.
@@ -129,11 +144,11 @@ func New(cfg Config, d Deps) (*Service, error) {
 	if d.Log == nil {
 		d.Log = slog.Default()
 	}
-	if cfg.Revivals < 0 || cfg.Delay < 0 {
-		return nil, errors.New("quiz: delay and revivals must not be negative")
+	if cfg.Revivals < 0 || cfg.Delay < 0 || cfg.RainRate < 0 {
+		return nil, errors.New("quiz: delay, revivals and rain rate must not be negative")
 	}
 	s := &Service{cfg: cfg, d: d, node: randomHex(6), now: time.Now, acts: map[string]*Activity{}, active: map[string]string{},
-		aeads: map[string]cipher.AEAD{}}
+		aeads: map[string]cipher.AEAD{}, closing: map[string]bool{}, bucket: NewBucket(cfg.RainRate)}
 	s.ctx, s.stop = context.WithCancel(context.Background())
 	cancel, err := d.Bus.Subscribe(bus.Control, s.onControl)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"roomcast/internal/errs"
+	"roomcast/internal/store"
 )
 
 // Error codes of the quiz (a contract: clients branch on them).
@@ -26,7 +27,7 @@ const (
 var Statuses = map[string]int{
 	CodeNotRunning: 409, CodeNotAPlayer: 403, CodeEliminated: 403, CodeNotCurrent: 409,
 	CodeOutOfSequence: 409, CodeTooLate: 409, CodeAlreadyAnswered: 409, CodeInvalid: 400,
-	CodeOutOfOrder: 409, CodeTooEarly: 409, CodeNotEnded: 409,
+	CodeOutOfOrder: 409, CodeTooEarly: 409, CodeNotEnded: 409, CodeRainNotStarted: 409, CodeUnknownRain: 404,
 }
 
 // ErrUnknown is returned by a State that has no live state for an activity
@@ -120,5 +121,61 @@ type State interface {
 	// one caller; Unmark gives the claim back when the send failed.
 	Mark(ctx context.Context, id, step string) (first bool, err error)
 	Unmark(ctx context.Context, id, step string) error
+
+	// RainStart starts rain r.K of activity r.ID with its packets if it has
+	// not started (idempotent: a second start returns the first's state and
+	// changed=false).
+	RainStart(ctx context.Context, r RainRules) (l RainLive, changed bool, err error)
+	// Grab takes the next packet for user at now, atomically: at most
+	// MaxPerUser per user, each packet once, never past the last packet;
+	// ErrUnknown if the rain has not started.
+	Grab(ctx context.Context, id string, k int, user string, now int64) (GrabResult, error)
+	// Rain returns rain k's state (Started false if it has not started).
+	Rain(ctx context.Context, id string, k int) (RainLive, error)
+	// RainClose closes the rain to grabs for good (later grabs: ended) and
+	// lists the packets paid, in packet order, in one atomic step, so no
+	// packet is paid after the list was read.
+	RainClose(ctx context.Context, id string, k int) ([]Packet, error)
+	// RainSettled marks the rain's packets written to SQL.
+	RainSettled(ctx context.Context, id string, k int) error
 	Close() error
 }
+
+// Grab refusal reasons (a contract: {"amount_cents":0,"reason":…}).
+const (
+	ReasonEmpty     = "empty"     // every packet is taken
+	ReasonLimit     = "limit"     // the user has max_per_user packets
+	ReasonThrottled = "throttled" // turned away by the node's token bucket
+	ReasonEnded     = "ended"     // after the rain's duration
+)
+
+// RainRules is what the State needs to run a rain.
+type RainRules struct {
+	ID         string
+	K          int
+	Amounts    []int64 // the packets, in the order they are taken
+	MaxPerUser int
+	EndsAt     int64 // epoch ms
+}
+
+// RainLive is a rain's state.
+type RainLive struct {
+	Started   bool
+	Settled   bool  // its packets are in SQL
+	EndsAt    int64 // epoch ms
+	Packets   int
+	PaidCents int64
+	Left      int
+	Grabs     int64 // grabs the State decided (admitted by a node's bucket)
+	Winners   int64 // distinct users paid
+}
+
+// GrabResult is a grab's outcome: a packet, or a reason.
+type GrabResult struct {
+	AmountCents int64  `json:"amount_cents"`
+	Reason      string `json:"reason,omitempty"`
+	Packet      int    `json:"-"` // the packet's index when paid
+}
+
+// Packet is one packet paid (the SQL store's record).
+type Packet = store.RainPacket

@@ -41,6 +41,16 @@ var activitySchemaSQL = []string{
 	)`,
 	`CREATE INDEX IF NOT EXISTS prizes_user ON prizes (user_id, at)`,
 	`CREATE TABLE IF NOT EXISTS activity_live (activity VARCHAR(64) PRIMARY KEY, snapshot TEXT NOT NULL)`,
+	`CREATE TABLE IF NOT EXISTS rain_packets (
+		activity VARCHAR(64) NOT NULL,
+		rain INTEGER NOT NULL,
+		packet INTEGER NOT NULL,
+		user_id VARCHAR(128) NOT NULL,
+		amount_cents BIGINT NOT NULL,
+		at BIGINT NOT NULL,
+		PRIMARY KEY (activity, rain, packet)
+	)`,
+	`CREATE INDEX IF NOT EXISTS rain_packets_user ON rain_packets (user_id, at)`,
 }
 
 // activitySchema is activitySchemaSQL for the dialect: MySQL's TEXT holds
@@ -74,6 +84,18 @@ type Prize struct {
 	AmountCents int64  `json:"amount_cents"`
 	Kind        string `json:"kind"` // quiz or rain
 	At          int64  `json:"at"`   // epoch ms
+	Rain        *int   `json:"rain,omitempty"`
+	Packet      *int   `json:"packet,omitempty"`
+}
+
+// RainPacket is one red packet paid (issue 13): each packet of a rain is a
+// row of its own, keyed by activity, rain and packet, so writing it again
+// (a retried or concurrent settlement) pays nobody twice.
+type RainPacket struct {
+	N           int    `json:"n"`
+	User        string `json:"user"`
+	AmountCents int64  `json:"amount_cents"`
+	At          int64  `json:"at"` // epoch ms
 }
 
 // CreateActivity inserts rec; ErrConflict if its id is taken.
@@ -232,22 +254,85 @@ func (s *Store) ActivityPrizes(ctx context.Context, activity, kind string) ([]Pr
 	return s.prizes(ctx, `activity = ? AND (? = '' OR kind = ?) ORDER BY user_id`, activity, kind, kind)
 }
 
-// UserPrizes lists what user won, newest first (at most 500).
+// UserPrizes lists what user won, quiz prizes and rain packets, newest
+// first (at most 500).
 func (s *Store) UserPrizes(ctx context.Context, user string) ([]Prize, error) {
-	return s.prizes(ctx, `user_id = ? ORDER BY at DESC, activity LIMIT 500`, user)
-}
-
-func (s *Store) prizes(ctx context.Context, where string, args ...any) ([]Prize, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT activity, user_id, kind, amount_cents, at FROM prizes WHERE `+where), args...)
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT activity, user_id, kind, amount_cents, at, -1, -1 FROM prizes WHERE user_id = ?
+		UNION ALL SELECT activity, user_id, 'rain', amount_cents, at, rain, packet FROM rain_packets WHERE user_id = ?
+		ORDER BY 5 DESC, 1, 6, 7 LIMIT 500`), user, user)
 	if err != nil {
 		return nil, fmt.Errorf("store: prizes: %w", err)
 	}
+	return scanPrizes(rows)
+}
+
+// PrizesTotal is the sum of everything user won (quiz prizes and rain packets).
+func (s *Store) PrizesTotal(ctx context.Context, user string) (int64, error) {
+	var a, b int64
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT COALESCE((SELECT SUM(amount_cents) FROM prizes WHERE user_id = ?), 0),
+		COALESCE((SELECT SUM(amount_cents) FROM rain_packets WHERE user_id = ?), 0)`), user, user).Scan(&a, &b)
+	if err != nil {
+		return 0, fmt.Errorf("store: prizes total: %w", err)
+	}
+	return a + b, nil
+}
+
+func (s *Store) prizes(ctx context.Context, where string, args ...any) ([]Prize, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT activity, user_id, kind, amount_cents, at, -1, -1 FROM prizes WHERE `+where), args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: prizes: %w", err)
+	}
+	return scanPrizes(rows)
+}
+
+func scanPrizes(rows *sql.Rows) ([]Prize, error) {
 	defer rows.Close()
 	out := []Prize{}
 	for rows.Next() {
 		var p Prize
-		if err := rows.Scan(&p.Activity, &p.User, &p.Kind, &p.AmountCents, &p.At); err != nil {
+		var rain, packet int
+		if err := rows.Scan(&p.Activity, &p.User, &p.Kind, &p.AmountCents, &p.At, &rain, &packet); err != nil {
 			return nil, fmt.Errorf("store: prizes: %w", err)
+		}
+		if rain >= 0 {
+			p.Rain, p.Packet = &rain, &packet
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// SavePackets writes rain k's packets paid; rows already written are kept.
+func (s *Store) SavePackets(ctx context.Context, activity string, k int, ps []RainPacket) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: rain packets: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
+	q := s.insertIgnore("rain_packets", "activity, rain, packet, user_id, amount_cents, at", 6)
+	for _, p := range ps {
+		if _, err := tx.ExecContext(ctx, q, activity, k, p.N, p.User, p.AmountCents, p.At); err != nil {
+			return fmt.Errorf("store: rain packets %s/%d: %w", activity, k, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store: rain packets %s/%d: %w", activity, k, err)
+	}
+	return nil
+}
+
+// RainPackets lists rain k's packets in SQL, in packet order.
+func (s *Store) RainPackets(ctx context.Context, activity string, k int) ([]RainPacket, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT packet, user_id, amount_cents, at FROM rain_packets WHERE activity = ? AND rain = ? ORDER BY packet`), activity, k)
+	if err != nil {
+		return nil, fmt.Errorf("store: rain packets: %w", err)
+	}
+	defer rows.Close()
+	out := []RainPacket{}
+	for rows.Next() {
+		var p RainPacket
+		if err := rows.Scan(&p.N, &p.User, &p.AmountCents, &p.At); err != nil {
+			return nil, fmt.Errorf("store: rain packets: %w", err)
 		}
 		out = append(out, p)
 	}

@@ -1,0 +1,193 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"roomcast/internal/config"
+	"roomcast/internal/quiz"
+	"roomcast/internal/testutil"
+)
+
+// rainBody is quizBody with rains.
+func rainBody(room string, rains ...map[string]any) map[string]any {
+	b := quizBody(room, 100, 1500)
+	b["rains"] = rains
+	return b
+}
+
+type grabAnswer struct {
+	AmountCents int64  `json:"amount_cents"`
+	Reason      string `json:"reason"`
+}
+
+func (s *server) grabHTTP(tok, activity string, k int) (int, grabAnswer) {
+	s.t.Helper()
+	var g grabAnswer
+	code := s.do("POST", fmt.Sprintf("/api/activities/%s/rains/%d/grab", activity, k), tok, nil, &g)
+	return code, g
+}
+
+// TestRainOverHTTP runs a rain on one node: refusals at creation, start
+// (idempotent, with its must-deliver message), 40 users grabbing at once
+// until the packets run out, the per-user limit, the end, and the packets
+// in SQL adding up to the budget in /api/me and /api/me/prizes.
+func TestRainOverHTTP(t *testing.T) {
+	s := startServer(t, func(c *config.Config) { c.RainRate = 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	anchor := s.createRoom("rain1")
+	for name, r := range map[string]map[string]any{
+		"impossible": {"budget_cents": 10, "packets": 11},
+		"negative":   {"budget_cents": -100, "packets": 1},
+		"no packets": {"budget_cents": 100, "packets": 0},
+	} {
+		if code, c := errCode(t, s, "POST", "/api/activities", anchor, rainBody("rain1", r)); code != 400 || c != "bad_request" {
+			t.Fatalf("%s rain: %d %s", name, code, c)
+		}
+	}
+	act := createQuiz(t, s, anchor, rainBody("rain1", map[string]any{"budget_cents": 1000, "packets": 30, "duration_ms": 3000}))
+	id := act.ID
+	viewer := s.token("viewer", "", 1)
+	p := s.player(ctx, "rain1", "watcher")
+
+	if code, c := errCode(t, s, "POST", "/api/activities/"+id+"/rains/0/grab", viewer, nil); code != 409 || c != quiz.CodeRainNotStarted {
+		t.Fatalf("grab before start: %d %s", code, c)
+	}
+	if code, c := errCode(t, s, "POST", "/api/activities/"+id+"/rains/1/grab", viewer, nil); code != 404 || c != quiz.CodeUnknownRain {
+		t.Fatalf("unknown rain: %d %s", code, c)
+	}
+	if code, c := errCode(t, s, "POST", "/api/activities/nope/rains/0/grab", viewer, nil); code != 404 || c != "not_found" {
+		t.Fatalf("unknown activity: %d %s", code, c)
+	}
+	if code, c := errCode(t, s, "POST", "/api/activities/"+id+"/rains/0/grab", "", nil); code != 401 || c != "unauthorized" {
+		t.Fatalf("grab without a token: %d %s", code, c)
+	}
+	if code, c := errCode(t, s, "POST", "/api/activities/"+id+"/rains/0/start", viewer, nil); code != 403 || c != "forbidden" {
+		t.Fatalf("a viewer starting: %d %s", code, c)
+	}
+	var v1, v2 quiz.RainView
+	if code := s.do("POST", "/api/activities/"+id+"/rains/0/start", anchor, nil, &v1); code != 200 || v1.Status != quiz.StatusRunning || v1.PacketsLeft != 30 {
+		t.Fatalf("start: %d %+v", code, v1)
+	}
+	if code := s.do("POST", "/api/activities/"+id+"/rains/0/start", anchor, nil, &v2); code != 200 || v2.EndsAt != v1.EndsAt {
+		t.Fatalf("start again: %d %+v vs %+v", code, v2, v1)
+	}
+	m := p.waitMsg(ctx, "red_packet_rain", 0)
+	d := decodeData[quiz.RainData](t, m)
+	if d.Activity != id || d.Rain != 0 || d.DurationMS != 3000 || d.EndsAt != v1.EndsAt || d.Throttle <= 0 || d.Throttle > 1 {
+		t.Fatalf("red_packet_rain %+v", d)
+	}
+
+	// 40 users tap 4 times each at once: 160 grabs for 30 packets, 3 a user at most.
+	won := map[string]int64{}
+	count := map[string]int{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for u := range 40 {
+		user := fmt.Sprint("g", u)
+		tok := s.token(user, "", 1)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 4 {
+				code, g := s.grabHTTP(tok, id, 0)
+				mu.Lock()
+				if code != 200 || (g.AmountCents == 0) == (g.Reason == "") {
+					mu.Unlock()
+					t.Errorf("%s grab: %d %+v", user, code, g)
+					return
+				}
+				won[user] += g.AmountCents
+				if g.AmountCents > 0 {
+					count[user]++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	var paid int64
+	packets := 0
+	for u, n := range count {
+		if n > 3 {
+			t.Fatalf("%s won %d packets", u, n)
+		}
+		packets += n
+		paid += won[u]
+	}
+	if paid != 1000 || packets != 30 {
+		t.Fatalf("paid %d in %d packets, want 1000 in 30", paid, packets)
+	}
+	if code, g := s.grabHTTP(viewer, id, 0); code != 200 || g.Reason != quiz.ReasonEmpty {
+		t.Fatalf("grab when empty: %d %+v", code, g)
+	}
+	testutil.WaitFor(t, "the rain to end", 30*time.Second, func() bool {
+		_, g := s.grabHTTP(viewer, id, 0)
+		return g.Reason == quiz.ReasonEnded
+	})
+	var st quiz.RainView
+	testutil.WaitFor(t, "the rain settled in SQL", 30*time.Second, func() bool {
+		return s.do("GET", "/api/activities/"+id+"/rains/0", "", nil, &st) == 200 && st.Status == quiz.StatusSettled
+	})
+	if st.PaidCents != 1000 || st.PacketsLeft != 0 || st.BudgetCents != 1000 || st.Winners != int64(len(count)) || st.Grabs < 161 {
+		t.Fatalf("status %+v (winners %d)", st, len(count))
+	}
+	var total int64
+	for u, cents := range won {
+		var me struct {
+			User             string `json:"user"`
+			PrizesTotalCents int64  `json:"prizes_total_cents"`
+		}
+		var prizes struct {
+			Prizes []struct {
+				Activity    string `json:"activity"`
+				Kind        string `json:"kind"`
+				AmountCents int64  `json:"amount_cents"`
+				Rain        *int   `json:"rain"`
+			} `json:"prizes"`
+		}
+		tok := s.token(u, "", 1)
+		if code := s.do("GET", "/api/me", tok, nil, &me); code != 200 || me.PrizesTotalCents != cents {
+			t.Fatalf("%s /api/me: %d %+v want %d", u, code, me, cents)
+		}
+		s.do("GET", "/api/me/prizes", tok, nil, &prizes)
+		var sum int64
+		for _, p := range prizes.Prizes {
+			if p.Kind != "rain" || p.Activity != id || p.Rain == nil || *p.Rain != 0 {
+				t.Fatalf("%s prize %+v", u, p)
+			}
+			sum += p.AmountCents
+		}
+		if sum != cents || len(prizes.Prizes) != count[u] {
+			t.Fatalf("%s prizes %+v, want %d cents in %d", u, prizes, cents, count[u])
+		}
+		total += sum
+	}
+	if total != 1000 {
+		t.Fatalf("SQL records add up to %d", total)
+	}
+}
+
+// TestRainThrottled: past --rain-rate a node answers throttled at once.
+func TestRainThrottled(t *testing.T) {
+	s := startServer(t, func(c *config.Config) { c.RainRate = 1 })
+	anchor := s.createRoom("rain2")
+	act := createQuiz(t, s, anchor, rainBody("rain2", map[string]any{"budget_cents": 100, "packets": 10}))
+	s.opStep(anchor, "/api/activities/"+act.ID+"/rains/0/start")
+	tok := s.token("tapper", "", 1)
+	reasons := map[string]int{}
+	for range 20 {
+		code, g := s.grabHTTP(tok, act.ID, 0)
+		if code != 200 {
+			t.Fatalf("grab: %d", code)
+		}
+		reasons[g.Reason]++
+	}
+	if reasons[quiz.ReasonThrottled] < 15 || reasons[""] < 1 {
+		t.Fatalf("reasons %v", reasons)
+	}
+}

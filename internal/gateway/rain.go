@@ -1,0 +1,78 @@
+package gateway
+
+import (
+	"net/http"
+
+	"roomcast/internal/errs"
+	"roomcast/internal/quiz"
+)
+
+// The red-packet rain's HTTP face (issue 13): start (operator), grab (a
+// user), status (anyone). Every rule lives in quiz.Service.
+
+func (g *Gateway) rainRoutes(m *http.ServeMux) {
+	m.HandleFunc("POST /api/activities/{id}/rains/{k}/start", g.handleRainStart)
+	m.HandleFunc("POST /api/activities/{id}/rains/{k}/grab", g.handleGrab)
+	m.HandleFunc("GET /api/activities/{id}/rains/{k}", g.handleRain)
+}
+
+// rainNumber parses {k}: rains are numbered from 0.
+func rainNumber(r *http.Request) (int, error) {
+	v, ok := parseUint(r.PathValue("k"))
+	if !ok || v >= quiz.MaxRains {
+		return 0, errs.New(quiz.CodeUnknownRain, "rains are numbered 0–19")
+	}
+	return int(v), nil
+}
+
+func (g *Gateway) handleRainStart(w http.ResponseWriter, r *http.Request) {
+	who, err := g.identity(r, true, false)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	k, err := rainNumber(r)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	v, err := g.d.Quiz.StartRain(r.Context(), caller(who), r.PathValue("id"), k)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, 200, v)
+}
+
+func (g *Gateway) handleGrab(w http.ResponseWriter, r *http.Request) {
+	who, err := g.identity(r, true, false)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	k, err := rainNumber(r)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	res, err := g.d.Quiz.Grab(r.Context(), who.Claims.Sub, r.PathValue("id"), k)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, 200, res)
+}
+
+func (g *Gateway) handleRain(w http.ResponseWriter, r *http.Request) {
+	k, err := rainNumber(r)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	v, err := g.d.Quiz.Rain(r.Context(), r.PathValue("id"), k)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, 200, v)
+}
