@@ -90,4 +90,13 @@ type Quiz interface {
 	GrantCards(ctx context.Context, user string, n int) (int, error)
 	Cards(ctx context.Context, user string) (int, error)
 	Prizes(ctx context.Context, user string) ([]store.Prize, error)
+	PrizesTotal(ctx context.Context, user string) (int64, error)
+	Rains
+}
+
+// Rains is the red-packet rain (issue 13) as the gateway uses it.
+type Rains interface {
+	StartRain(ctx context.Context, c quiz.Caller, id string, k int) (*quiz.RainView, error)
+	Grab(ctx context.Context, user, id string, k int) (quiz.GrabResult, error)
+	Rain(ctx context.Context, id string, k int) (*quiz.RainView, error)
 }

@@ -281,6 +281,14 @@ func (fakeQuiz) Winners(context.Context, string) ([]store.Prize, int64, error) {
 func (fakeQuiz) GrantCards(context.Context, string, int) (int, error)  { return 0, nil }
 func (fakeQuiz) Cards(context.Context, string) (int, error)            { return 0, nil }
 func (fakeQuiz) Prizes(context.Context, string) ([]store.Prize, error) { return nil, nil }
+func (fakeQuiz) PrizesTotal(context.Context, string) (int64, error)    { return 0, nil }
+func (fakeQuiz) StartRain(context.Context, quiz.Caller, string, int) (*quiz.RainView, error) {
+	return nil, errNoQuiz
+}
+func (fakeQuiz) Grab(context.Context, string, string, int) (quiz.GrabResult, error) {
+	return quiz.GrabResult{}, errNoQuiz
+}
+func (fakeQuiz) Rain(context.Context, string, int) (*quiz.RainView, error) { return nil, errNoQuiz }
 
 const adminKey = "ak_test"
 

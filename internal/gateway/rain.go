@@ -25,18 +25,26 @@ func rainNumber(r *http.Request) (int, error) {
 	return int(v), nil
 }
 
-func (g *Gateway) handleRainStart(w http.ResponseWriter, r *http.Request) {
+// callerRain reads the caller (a token is required) and {k}.
+func (g *Gateway) callerRain(w http.ResponseWriter, r *http.Request) (quiz.Caller, int, bool) {
 	who, err := g.identity(r, true, false)
+	k := 0
+	if err == nil {
+		k, err = rainNumber(r)
+	}
 	if err != nil {
 		writeErr(w, err)
+		return quiz.Caller{}, 0, false
+	}
+	return caller(who), k, true
+}
+
+func (g *Gateway) handleRainStart(w http.ResponseWriter, r *http.Request) {
+	c, k, ok := g.callerRain(w, r)
+	if !ok {
 		return
 	}
-	k, err := rainNumber(r)
-	if err != nil {
-		writeErr(w, err)
-		return
-	}
-	v, err := g.d.Quiz.StartRain(r.Context(), caller(who), r.PathValue("id"), k)
+	v, err := g.d.Quiz.StartRain(r.Context(), c, r.PathValue("id"), k)
 	if err != nil {
 		writeErr(w, err)
 		return
@@ -45,17 +53,11 @@ func (g *Gateway) handleRainStart(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Gateway) handleGrab(w http.ResponseWriter, r *http.Request) {
-	who, err := g.identity(r, true, false)
-	if err != nil {
-		writeErr(w, err)
+	c, k, ok := g.callerRain(w, r)
+	if !ok {
 		return
 	}
-	k, err := rainNumber(r)
-	if err != nil {
-		writeErr(w, err)
-		return
-	}
-	res, err := g.d.Quiz.Grab(r.Context(), who.Claims.Sub, r.PathValue("id"), k)
+	res, err := g.d.Quiz.Grab(r.Context(), c.User, r.PathValue("id"), k)
 	if err != nil {
 		writeErr(w, err)
 		return

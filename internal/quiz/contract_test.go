@@ -301,6 +301,8 @@ func (s *memSaver) SaveLive(_ context.Context, id string, b []byte) error {
 	return nil
 }
 
+func (s *memSaver) SavePackets(context.Context, string, int, []Packet) error { return nil }
+
 // TestMemorySnapshots: a memory State closed and reopened on its snapshots
 // decides exactly as before (players, cards, answers, tallies, marks).
 func TestMemorySnapshots(t *testing.T) {
