@@ -250,13 +250,23 @@ func writeErr(w http.ResponseWriter, err error) {
 const maxBody = 64 << 10
 
 // decode reads a JSON body into v with clear errors.
+// bodyTimeout bounds reading a request body.
+const bodyTimeout = 10 * time.Second
+
 func decode(w http.ResponseWriter, r *http.Request, v any) error {
+	// A body that trickles in holds a goroutine and a buffer: it gets
+	// bodyTimeout from here (issue 8, hostile clients).
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyTimeout))
 	body := http.MaxBytesReader(w, r.Body, maxBody)
 	raw, err := io.ReadAll(body)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return errs.New(errs.TooLarge, "request body larger than 64 KiB")
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return errs.New(errs.BadRequest, "the request body did not arrive within 10 s")
 		}
 		return errs.New(errs.BadRequest, "could not read the body")
 	}

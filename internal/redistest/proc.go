@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -111,6 +113,25 @@ func StartNode(t testing.TB, bin string, args ...string) *Node {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// RSS is the node process's resident memory in bytes (Linux /proc), or 0
+// once it has exited.
+func (n *Node) RSS() int64 {
+	n.mu.Lock()
+	pid := n.cmd.Process.Pid
+	n.mu.Unlock()
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }
 
 // Kill ends the node at once (SIGKILL), as a crash would.
