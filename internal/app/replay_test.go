@@ -224,6 +224,9 @@ func TestRecordReplay(t *testing.T) {
 		testutil.WaitFor(t, "stream time", 10*time.Second, func() bool { return time.Since(sess.StartedAt) > time.Duration(i+1)*time.Second })
 		send(fmt.Sprintf("at second %d <b>&", i+1), nil)
 	}
+	if code, _ := s.send("rec1", viewer, map[string]any{"kind": "like"}); code != 202 {
+		t.Fatalf("like: %d", code)
+	}
 	behind := time.Since(sess.StartedAt).Milliseconds() - 2000
 	send("client says", &behind) // plausible: used as is
 	ahead := time.Since(sess.StartedAt).Milliseconds() + 60000
@@ -278,15 +281,19 @@ func TestRecordReplay(t *testing.T) {
 		ss := s.sessions("rec1")
 		return len(ss) == 1 && !ss[0].Live
 	})
-	// The archive is written off the send path: wait for the last live_end.
-	testutil.WaitFor(t, "the archive to catch up", 20*time.Second, func() bool {
-		n := 0
+	// The archive is written off the send path: wait for the last live_end
+	// and the like summary (written every 5 s).
+	testutil.WaitFor(t, "the archive to catch up", 30*time.Second, func() bool {
+		n, likes := 0, 0
 		for _, m := range allMessages(t, s, s.sessions("rec1")[0].ID, 500) {
 			if m.Text == "live_end" {
 				n++
 			}
+			if m.Kind == "like" {
+				likes++
+			}
 		}
-		return n == 2
+		return n == 2 && likes == 1
 	})
 	sess = s.sessions("rec1")[0]
 	if !sess.Recorded || sess.VOD != "/vod/"+sess.ID+"/index.m3u8" || sess.EndedAt == nil {

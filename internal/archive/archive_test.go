@@ -172,7 +172,7 @@ func TestArchiveQueries(t *testing.T) {
 
 func testQueries(t *testing.T, st *store.Store) {
 	defer st.Close()
-	a, err := New(context.Background(), Config{Linger: time.Millisecond}, st, nil, quiet())
+	a, err := New(context.Background(), Config{Linger: time.Millisecond, LikeEvery: 50 * time.Millisecond}, st, nil, quiet())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,6 +222,18 @@ func testQueries(t *testing.T, st *store.Store) {
 	counts, _ := a.Counts(ctx, []string{"s", "none"})
 	if counts["s"] != 15 || counts["none"] != 0 {
 		t.Fatalf("counts %v", counts)
+	}
+	// Likes become one summary per interval, at the newest like's position.
+	a.Like("l", "r", 1000, 41)
+	a.Like("l", "r", 1200, 42)
+	a.Like("l", "r", 1100, 43)
+	wait.WaitFor(t, "a like summary", 10*time.Second, func() bool {
+		pg, _ := a.Range(ctx, "l", 0, 1<<62, 10)
+		return len(pg.Entries) == 1
+	})
+	pg, _ = a.Range(ctx, "l", 0, 1<<62, 10)
+	if e := pg.Entries[0]; e.Kind != "like" || e.VideoMS != 1200 || !strings.Contains(string(e.Body), `"data":{"count":3,"total":43}`) {
+		t.Fatalf("like summary: %+v %s", e, e.Body)
 	}
 	var b strings.Builder
 	pg, _ = a.Range(ctx, "s", 500, 500, 5)

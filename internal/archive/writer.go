@@ -19,12 +19,15 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"roomcast/internal/auth"
 	"roomcast/internal/message"
 	"roomcast/internal/store"
 )
@@ -52,6 +55,9 @@ type Config struct {
 	Batch int
 	// Linger is how long the writer waits to fill a batch; default 100 ms.
 	Linger time.Duration
+	// LikeEvery is how often a session's likes become one "like" summary
+	// in the archive; default 5 s.
+	LikeEvery time.Duration
 }
 
 // Metrics are the archive's collectors.
@@ -81,6 +87,19 @@ type Archive struct {
 	closeOnce sync.Once
 	logMu     sync.Mutex
 	lastLog   time.Time // last overflow log line; guarded by logMu
+
+	likeMu  sync.Mutex
+	likes   map[string]*likeSum // session → likes since the last summary; guarded by likeMu
+	likeIDs atomic.Uint64
+	node    string // prefix of like summary ids, unique per process
+}
+
+// likeSum is the likes of one session since its last summary.
+type likeSum struct {
+	room   string
+	count  int64
+	lastMS int64 // video_ms of the newest like
+	total  int64 // the room's like total after it
 }
 
 // New creates the archive table and starts the writer. reg may be nil.
@@ -94,6 +113,9 @@ func New(ctx context.Context, cfg Config, st *store.Store, reg prometheus.Regist
 	if cfg.Linger <= 0 {
 		cfg.Linger = 100 * time.Millisecond
 	}
+	if cfg.LikeEvery <= 0 {
+		cfg.LikeEvery = 5 * time.Second
+	}
 	if log == nil {
 		log = slog.Default()
 	}
@@ -101,7 +123,7 @@ func New(ctx context.Context, cfg Config, st *store.Store, reg prometheus.Regist
 		return nil, err
 	}
 	a := &Archive{cfg: cfg, st: st, log: log.With("component", "archive"), q: make(chan entry, cfg.Buffer),
-		stop: make(chan struct{}), done: make(chan struct{})}
+		stop: make(chan struct{}), done: make(chan struct{}), likes: map[string]*likeSum{}, node: auth.RandomHex(4)}
 	a.met = Metrics{
 		Written: prometheus.NewCounter(prometheus.CounterOpts{Name: "roomcast_archive_written_total", Help: "Messages written to the danmaku archive."}),
 		Dropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "roomcast_archive_dropped_total",
@@ -137,6 +159,45 @@ func (a *Archive) Add(session string, m *message.Message) {
 	}
 }
 
+// Like counts one like in session at video position ms; total is the
+// room's like total after it. Every Config.LikeEvery the likes of each
+// session become one archived message of kind "like" at the newest like's
+// video_ms, with data {"count": likes since the last summary, "total": T}.
+// It never blocks on SQL.
+func (a *Archive) Like(session, room string, ms, total int64) {
+	a.likeMu.Lock()
+	defer a.likeMu.Unlock()
+	l := a.likes[session]
+	if l == nil {
+		if len(a.likes) >= 10000 { // bounded: a summary is due within LikeEvery anyway
+			a.met.Dropped.Inc()
+			return
+		}
+		l = &likeSum{room: room}
+		a.likes[session] = l
+	}
+	l.count++
+	l.lastMS = max(l.lastMS, ms)
+	l.total = max(l.total, total)
+}
+
+// flushLikes queues the pending like summaries as messages.
+func (a *Archive) flushLikes() {
+	a.likeMu.Lock()
+	pending := a.likes
+	a.likes = map[string]*likeSum{}
+	a.likeMu.Unlock()
+	now := time.Now().UnixMilli()
+	for session, l := range pending {
+		v := l.lastMS
+		m := &message.Message{ID: "likes-" + a.node + "-" + strconv.FormatUint(a.likeIDs.Add(1), 36), Room: l.room,
+			Kind: message.KindLike, Scope: message.ScopeRoom, TS: now, VideoMS: &v,
+			Data: []byte(`{"count":` + strconv.FormatInt(l.count, 10) + `,"total":` + strconv.FormatInt(l.total, 10) + `}`)}
+		m.Seal()
+		a.Add(session, m)
+	}
+}
+
 // Close writes what is queued (bounded by ctx) and stops the writer.
 func (a *Archive) Close(ctx context.Context) error {
 	a.closeOnce.Do(func() { close(a.stop) })
@@ -156,12 +217,18 @@ func (a *Archive) run() {
 	batch := make([]entry, 0, a.cfg.Batch)
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
+	likes := time.NewTicker(a.cfg.LikeEvery)
+	defer likes.Stop()
 	for {
 		if len(batch) == 0 {
 			select {
 			case e := <-a.q:
 				batch = append(batch, e)
+			case <-likes.C:
+				a.flushLikes()
+				continue
 			case <-a.stop:
+				a.flushLikes()
 				a.drain(batch)
 				return
 			}

@@ -42,6 +42,9 @@ type Clock interface {
 // must not block: the send's ack never waits for it.
 type Archive interface {
 	Add(session string, m *message.Message)
+	// Like counts one like at video position ms (total: the room's new
+	// like total); the archive keeps like summaries, not every like.
+	Like(session, room string, ms, total int64)
 }
 
 // PresenceFeed is where the service takes presence summaries from (the
@@ -252,6 +255,11 @@ func (s *Service) send(ctx context.Context, id Identity, roomID string, req *mes
 			return Result{}, unavailable(err)
 		}
 		m.TS = time.Now().UnixMilli()
+		if s.clock != nil && s.archive != nil { // likes are archived as summaries
+			if sid, pos, ok := s.clock.Position(ctx, roomID); ok {
+				s.archive.Like(sid, roomID, pos, total)
+			}
+		}
 		return Result{Msg: m, Likes: total}, nil
 	}
 	return s.deliver(ctx, m, req.VideoMS)

@@ -69,13 +69,20 @@ func (c clock) Position(_ context.Context, room string) (string, int64, bool) {
 }
 
 type archive struct {
-	mu   sync.Mutex
-	msgs map[string][]*message.Message
+	mu    sync.Mutex
+	msgs  map[string][]*message.Message
+	likes int // likes counted while live
 }
 
 func (a *archive) Add(session string, m *message.Message) {
 	a.mu.Lock()
 	a.msgs[session] = append(a.msgs[session], m)
+	a.mu.Unlock()
+}
+
+func (a *archive) Like(session, room string, ms, total int64) {
+	a.mu.Lock()
+	a.likes++
 	a.mu.Unlock()
 }
 
@@ -311,10 +318,15 @@ func TestSessionClockAndArchive(t *testing.T) {
 	if err != nil || res.Msg.VideoMS != nil {
 		t.Fatalf("room not live: %+v %v", res.Msg, err)
 	}
+	for _, room := range []string{"live", "a"} { // a like while live is counted for the summary
+		if _, err := r.svc.Send(ctx, viewer("u2"), room, &message.Request{Kind: message.KindLike}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	r.arch.mu.Lock()
 	defer r.arch.mu.Unlock()
-	if len(r.arch.msgs["s-live"]) != 2 || len(r.arch.msgs) != 1 {
-		t.Fatalf("archive: %+v", r.arch.msgs)
+	if len(r.arch.msgs["s-live"]) != 2 || len(r.arch.msgs) != 1 || r.arch.likes != 1 {
+		t.Fatalf("archive: %+v, %d likes", r.arch.msgs, r.arch.likes)
 	}
 }
 
