@@ -12,6 +12,7 @@ import (
 	"roomcast/internal/config"
 	"roomcast/internal/message"
 	"roomcast/internal/redistest"
+	"roomcast/internal/testutil"
 )
 
 // TestClusterRedisRestart: Redis (test-owned, append-only file fsynced on
@@ -48,7 +49,7 @@ func TestClusterRedisRestart(t *testing.T) {
 		go func(s *server) { defer wg.Done(); readWS(ctx, ws, "r", []*server{s}, done) }(s)
 		go func(s *server) { defer wg.Done(); readPoll(ctx, pl, "r", []*server{s}, done) }(s)
 	}
-	time.Sleep(200 * time.Millisecond)
+	attachedEverywhere(t, a, "r", len(readers))
 	errc := make(chan error, 8)
 	var ww sync.WaitGroup
 	for w := 0; w < 4; w++ {
@@ -59,7 +60,7 @@ func TestClusterRedisRestart(t *testing.T) {
 			write(ctx, s, s.token(fmt.Sprint("w", w), auth.RoleViewer, 5), "r", 50, acked, 20*time.Millisecond, errc)
 		}(w)
 	}
-	time.Sleep(400 * time.Millisecond)
+	testutil.WaitFor(t, "traffic before the outage", 30*time.Second, func() bool { return acked.max.Load() >= 20 })
 	srv.Kill()
 	// While Redis is down: a send fails fast with 503, a poll is stale.
 	tok := a.token("probe", auth.RoleViewer, 1)
@@ -144,7 +145,7 @@ func TestClusterOutageInProcess(t *testing.T) {
 		t.Fatalf("poll with Redis down: %d stale=%v", code, pa.Stale)
 	}
 	srv.Start()
-	eventually(t, "sends succeed again", 10*time.Second, func() bool {
+	testutil.WaitFor(t, "sends succeed again", 10*time.Second, func() bool {
 		code, _ := s.send("o", anchor, map[string]string{"kind": "chat", "text": "after"})
 		return code == 201
 	})

@@ -347,15 +347,3 @@ func checkReaders(t *testing.T, readers []*seen, a *acks, upTo uint64) {
 		}
 	}
 }
-
-// eventually polls ok until it holds or d passes.
-func eventually(t *testing.T, what string, d time.Duration, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, d)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}

@@ -10,6 +10,7 @@ import (
 
 	"roomcast/internal/auth"
 	"roomcast/internal/redistest"
+	"roomcast/internal/testutil"
 )
 
 // TestClusterThreeNodes is issue 5's acceptance run on the machine's Redis
@@ -52,7 +53,7 @@ func TestClusterThreeNodes(t *testing.T) {
 			}
 		}()
 		start := time.Now()
-		eventually(t, "every node counts 6 viewers", 3*time.Second, func() bool {
+		testutil.WaitFor(t, "every node counts 6 viewers", 3*time.Second, func() bool {
 			for _, s := range cl {
 				var v struct{ Online int }
 				if s.do("GET", "/api/rooms/side", "", nil, &v); v.Online != 6 {
@@ -141,7 +142,7 @@ func TestClusterThreeNodes(t *testing.T) {
 				defer w.close()
 			}
 		}
-		eventually(t, "6 viewers", 3*time.Second, func() bool {
+		testutil.WaitFor(t, "6 viewers", 3*time.Second, func() bool {
 			var v struct{ Online int }
 			a.do("GET", "/api/rooms/side", "", nil, &v)
 			return v.Online == 6
@@ -186,7 +187,7 @@ func TestClusterThreeNodes(t *testing.T) {
 				write(ctx, s, s.token(fmt.Sprint("k", w), auth.RoleViewer, 5), "hot", 40, acked, 15*time.Millisecond, errc)
 			}(w)
 		}
-		time.Sleep(300 * time.Millisecond)
+		testutil.WaitFor(t, "traffic before the kill", 30*time.Second, func() bool { return acked.max.Load() >= from+20 })
 		nodes[2].Kill()
 		writersDone.Wait()
 		close(finished)
@@ -204,7 +205,7 @@ func TestClusterThreeNodes(t *testing.T) {
 		t.Logf("node C killed mid-run: its %d readers resumed on A and B; seq %d..%d gap-free", len(readers), from+1, acked.max.Load())
 
 		// C's viewers of "side" (2) left the counts with C.
-		eventually(t, "the dead node's viewers leave the count", 10*time.Second, func() bool {
+		testutil.WaitFor(t, "the dead node's viewers leave the count", 10*time.Second, func() bool {
 			var v struct{ Online int }
 			a.do("GET", "/api/rooms/side", "", nil, &v)
 			return v.Online == 4
@@ -237,7 +238,7 @@ func runOrder(ctx context.Context, t *testing.T, all, writers []*server, room, a
 			go func(s *server) { defer wg.Done(); readPoll(ctx, pl, room, []*server{s}, done) }(s)
 		}
 	}
-	time.Sleep(200 * time.Millisecond) // readers attached before the first message
+	attachedEverywhere(t, all[0], room, len(readers)) // readers attached before the first message
 	errc := make(chan error, len(writers)*perNode)
 	var ww sync.WaitGroup
 	for i, s := range writers {

@@ -11,6 +11,7 @@ import (
 
 	"roomcast/internal/auth"
 	"roomcast/internal/config"
+	"roomcast/internal/testutil"
 )
 
 // TestBudgetPriority: over the render budget, gifts and high-level users win
@@ -349,11 +350,5 @@ func TestSlowReaderDropped(t *testing.T) {
 	if err := <-readDone; err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for s.app.ws.Stats().ClosedSlow == 0 && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
-	if s.app.ws.Stats().ClosedSlow == 0 {
-		t.Fatal("the slow reader was not dropped")
-	}
+	testutil.WaitFor(t, "the slow reader to be dropped", 10*time.Second, func() bool { return s.app.ws.Stats().ClosedSlow > 0 })
 }

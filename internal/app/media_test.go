@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"roomcast/internal/config"
+	"roomcast/internal/testutil"
 )
 
 // publish pushes a small synthetic H.264/AAC stream with real ffmpeg until
@@ -40,17 +41,6 @@ func (s *server) roomStatus(id string) (status string, live bool) {
 	}
 	s.do("GET", "/api/rooms/"+id, "", nil, &r)
 	return r.Status, r.Live
-}
-
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // TestLiveLifecycle: publishing with the room's key makes it live and tells
@@ -86,7 +76,7 @@ func TestLiveLifecycle(t *testing.T) {
 
 	pctx, stop := context.WithCancel(ctx)
 	pub := publish(pctx, t, s.rtmpURL()+rm.StreamKey)
-	waitFor(t, "room live", 20*time.Second, func() bool { _, live := s.roomStatus("live1"); return live })
+	testutil.WaitFor(t, "room live", 20*time.Second, func() bool { _, live := s.roomStatus("live1"); return live })
 	if !waitText(ctx, c, "live_start") {
 		t.Fatal("no live_start message")
 	}
@@ -125,7 +115,7 @@ func TestLiveLifecycle(t *testing.T) {
 	}
 	stop()
 	_ = pub.Wait()
-	waitFor(t, "room ended", 20*time.Second, func() bool { st, _ := s.roomStatus("live1"); return st == "ended" })
+	testutil.WaitFor(t, "room ended", 20*time.Second, func() bool { st, _ := s.roomStatus("live1"); return st == "ended" })
 	if !waitText(ctx, c, "live_end") {
 		t.Fatal("no live_end message")
 	}
@@ -159,7 +149,7 @@ func TestKeysSurviveRestart(t *testing.T) {
 	pctx, stop := context.WithCancel(ctx)
 	defer stop()
 	pub := publish(pctx, t, s2.rtmpURL()+key)
-	waitFor(t, "live after restart", 20*time.Second, func() bool { _, live := s2.roomStatus("movie"); return live })
+	testutil.WaitFor(t, "live after restart", 20*time.Second, func() bool { _, live := s2.roomStatus("movie"); return live })
 	stop()
 	_ = pub.Wait()
 	// A reset key replaces the old one.

@@ -9,6 +9,7 @@ import (
 
 	"roomcast/internal/auth"
 	"roomcast/internal/config"
+	"roomcast/internal/testutil"
 )
 
 // TestPresenceLikesAndSettings: online counts and like totals are pushed,
@@ -97,7 +98,7 @@ func TestPresenceLikesAndSettings(t *testing.T) {
 		} `json:"top_watchers"`
 		Likes int64 `json:"likes"`
 	}
-	waitFor(t, "watch time recorded", 5*time.Second, func() bool {
+	testutil.WaitFor(t, "watch time recorded", 5*time.Second, func() bool {
 		s.do("GET", "/api/rooms/p/stats", "", nil, &st)
 		return len(st.TopWatchers) == 1 && st.TopWatchers[0].ID == "bigfan" && st.TopWatchers[0].Seconds >= 1
 	})

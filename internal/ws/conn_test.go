@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"roomcast/internal/testutil"
 )
 
 func dialCoder(t testing.TB, ts *testServer, opts *websocket.DialOptions) *websocket.Conn {
@@ -49,7 +51,7 @@ func TestEchoCoderClient(t *testing.T) {
 	if err := cc.Close(websocket.StatusNormalClosure, "done"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "close", func() bool { return ts.Len() == 0 })
+	testutil.WaitFor(t, "close", 10*time.Second, func() bool { return ts.Len() == 0 })
 	if st := ts.Stats(); st.ClosedClient != 1 || st.MessagesRead != 5 {
 		t.Fatalf("stats %+v", st)
 	}

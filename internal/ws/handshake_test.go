@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"roomcast/internal/testutil"
 )
 
 func TestAcceptKey(t *testing.T) {
@@ -144,7 +146,7 @@ func TestHandshakeBad(t *testing.T) {
 	// The good-origin upgrade went through; close it via the server.
 	c := ts.nextConn(t)
 	c.Close(CloseNormal, "")
-	waitFor(t, "conn closed", func() bool { return ts.Len() == 0 })
+	testutil.WaitFor(t, "conn closed", 10*time.Second, func() bool { return ts.Len() == 0 })
 }
 
 func TestUpgradeReturnsHandshakeError(t *testing.T) {

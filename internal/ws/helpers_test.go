@@ -298,18 +298,6 @@ func (rc *rawClient) expectEOF() {
 	}
 }
 
-// waitFor polls cond for up to 10s.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 // countingReader drains a connection in its own goroutine and counts bytes.
 type countingReader struct {
 	mu sync.Mutex

@@ -26,6 +26,8 @@ import (
 
 	"github.com/coder/websocket"
 	"golang.org/x/sys/unix"
+
+	"roomcast/internal/testutil"
 )
 
 // TestManyConnsSamePrepared sends the same Prepared messages to 2,000
@@ -160,7 +162,7 @@ func TestSlowConsumerClosed(t *testing.T) {
 	}
 	want := int64(sent * len(p.frame))
 	for i := range readers {
-		waitFor(t, "fast readers", func() bool { return readers[i].get() >= want })
+		testutil.WaitFor(t, "fast readers", 10*time.Second, func() bool { return readers[i].get() >= want })
 	}
 	if st := ts.Stats(); st.ClosedSlow != 1 || st.Conns != fast {
 		t.Fatalf("stats %+v", st)
@@ -238,7 +240,7 @@ func TestShutdown(t *testing.T) {
 	for range coder {
 		coders = append(coders, dialCoder(t, ts, nil))
 	}
-	waitFor(t, "conns", func() bool { return ts.Len() == raw+coder })
+	testutil.WaitFor(t, "conns", 10*time.Second, func() bool { return ts.Len() == raw+coder })
 	// Something queued must be flushed before the close frame.
 	for range raw + coder {
 		c := ts.nextConn(t)
@@ -413,7 +415,7 @@ func TestIdleConnMemory(t *testing.T) {
 		fds = append(fds, dialSyscall(t, addr))
 		<-ts.conns // Conns stay referenced by the server table only
 	}
-	waitFor(t, "conns", func() bool { return ts.Len() == n+1 })
+	testutil.WaitFor(t, "conns", 10*time.Second, func() bool { return ts.Len() == n+1 })
 	time.Sleep(50 * time.Millisecond)
 	runtime.GC()
 	debug.FreeOSMemory() // return the handshakes' garbage, so RSS shows what stays
@@ -642,7 +644,7 @@ func TestNoFDLeak(t *testing.T) {
 				rc.nc.Close() // client vanishes
 			}
 		}
-		waitFor(t, "closes", func() bool { return s.Len() == 10 })
+		testutil.WaitFor(t, "closes", 10*time.Second, func() bool { return s.Len() == 10 })
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -650,5 +652,5 @@ func TestNoFDLeak(t *testing.T) {
 			rc.nc.Close()
 		}
 	}()
-	waitFor(t, "fds released", func() bool { return openFDs(t) <= before })
+	testutil.WaitFor(t, "fds released", 10*time.Second, func() bool { return openFDs(t) <= before })
 }

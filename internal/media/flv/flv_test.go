@@ -22,6 +22,7 @@ import (
 	"roomcast/internal/media/flvtag"
 	"roomcast/internal/media/hub"
 	"roomcast/internal/media/internal/testenv"
+	"roomcast/internal/testutil"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -191,7 +192,7 @@ func TestSlowViewerIsolated(t *testing.T) {
 			}
 		})
 	}()
-	waitFor(t, func() bool { return p.Stream().Readers() == 2 })
+	testutil.WaitFor(t, "the condition", 10*time.Second, func() bool { return p.Stream().Readers() == 2 })
 
 	var before runtime.MemStats
 	runtime.GC()
@@ -203,7 +204,7 @@ func TestSlowViewerIsolated(t *testing.T) {
 	for i := 1; i < frames; i++ {
 		frame(t, p, i, 30, size)
 		if i%30 == 0 { // let the healthy viewer keep up, as real time would
-			waitFor(t, func() bool {
+			testutil.WaitFor(t, "the condition", 10*time.Second, func() bool {
 				mu.Lock()
 				defer mu.Unlock()
 				return int(lastTS) >= (i-1)*1000/30
@@ -211,7 +212,7 @@ func TestSlowViewerIsolated(t *testing.T) {
 		}
 	}
 	elapsed := time.Since(start)
-	waitFor(t, func() bool {
+	testutil.WaitFor(t, "the condition", 10*time.Second, func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return int(lastTS) >= (frames-1)*1000/30-1
@@ -227,7 +228,7 @@ func TestSlowViewerIsolated(t *testing.T) {
 		t.Fatalf("heap grew by %d bytes with a stuck viewer", grow)
 	}
 	// The stuck viewer is dropped (write timeout) or skipping.
-	waitFor(t, func() bool { return p.Stream().Readers() == 1 })
+	testutil.WaitFor(t, "the condition", 10*time.Second, func() bool { return p.Stream().Readers() == 1 })
 	t.Logf("published %d frames of %d KB in %v with a stuck viewer", frames, size/1000, elapsed)
 	p.Close()
 	if err := <-readDone; !errors.Is(err, io.EOF) {
@@ -251,10 +252,10 @@ func TestClientLeaves(t *testing.T) {
 	if err != nil || !strings.HasPrefix(line, "HTTP/1.1 200") {
 		t.Fatalf("status line %q %v", line, err)
 	}
-	waitFor(t, func() bool { return p.Stream().Readers() == 1 })
+	testutil.WaitFor(t, "the condition", 10*time.Second, func() bool { return p.Stream().Readers() == 1 })
 	conn.Close()
 	// With no new frames, the handler still notices the client is gone.
-	waitFor(t, func() bool { return p.Stream().Readers() == 0 })
+	testutil.WaitFor(t, "the condition", 10*time.Second, func() bool { return p.Stream().Readers() == 0 })
 }
 
 func TestErrors(t *testing.T) {
@@ -272,16 +273,5 @@ func TestErrors(t *testing.T) {
 		if resp.StatusCode != 404 || !strings.Contains(string(b), want) || resp.Header.Get("Access-Control-Allow-Origin") != "*" {
 			t.Errorf("%s: %d %s", path, resp.StatusCode, b)
 		}
-	}
-}
-
-func waitFor(t testing.TB, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached in 10s")
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"roomcast/internal/media/hub"
 	"roomcast/internal/media/internal/testenv"
 	"roomcast/internal/media/rtmp"
+	"roomcast/internal/testutil"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -259,7 +260,7 @@ func TestTakeoverKicksOldPublisher(t *testing.T) {
 			break
 		}
 	}
-	waitFor(t, func() bool { info, ok := e.m.Info("room1"); return ok && info.Live })
+	testutil.WaitFor(t, "the condition", 5*time.Second, func() bool { info, ok := e.m.Info("room1"); return ok && info.Live })
 }
 
 func TestSignedPlay(t *testing.T) {
@@ -281,17 +282,6 @@ func TestSignedPlay(t *testing.T) {
 	}
 	if _, err := dial(t, e.base+"#nosuchroom?"+access.SignedQuery(key, "nosuchroom", time.Now(), time.Minute), false); err == nil {
 		t.Fatal("play of a room that is not live accepted")
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached")
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
