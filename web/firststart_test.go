@@ -69,6 +69,12 @@ func TestFirstStart(t *testing.T) {
 	if owner := apiGet(t, node.URL+"/api/rooms/alice"); !strings.Contains(owner, `"anchor_id":"alice"`) {
 		t.Errorf("the room is not alice's: %s", owner)
 	}
+	// The operator hands alice a sign-in link of her own: it opens her room's studio as her.
+	tb.do(chromedpClick("#anchor-link-make"))
+	tb.wait(`document.querySelector('#anchor-link').value.includes('/studio#code=')`, 10*time.Second)
+	alice := newTab(t, restart)
+	alice.navigate(eval[string](tb, `document.querySelector('#anchor-link').value`))
+	alice.wait(`!document.querySelector('#dash').hidden && document.querySelector('#who').textContent === 'alice · anchor' && document.querySelector('#stream-key').value === `+jsString(key), 10*time.Second)
 
 	stop := publish(t, rtmpURL+"/"+key)
 	list := newTab(t, restart)

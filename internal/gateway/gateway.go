@@ -150,6 +150,7 @@ func (g *Gateway) routes() {
 	m.HandleFunc("GET /api/rooms", g.handleListRooms)
 	m.HandleFunc("GET /api/rooms/{id}", g.handleGetRoom)
 	m.HandleFunc("POST /api/rooms/{id}/key/reset", g.handleResetKey)
+	m.HandleFunc("POST /api/rooms/{id}/signin-link", g.handleAnchorLink)
 	m.HandleFunc("GET /api/rooms/{id}/messages", g.handlePoll)
 	m.HandleFunc("POST /api/rooms/{id}/messages", g.handleSend)
 	m.HandleFunc("DELETE /api/rooms/{id}/messages/{msg}", g.handleRetract)

@@ -3,6 +3,7 @@ package gateway
 import (
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 
 	"roomcast/internal/auth"
@@ -23,9 +24,11 @@ func (g *Gateway) handleSignin(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
+	var grant signin.Grant
 	switch {
 	case body.Code != "":
-		if err := signin.Redeem(r.Context(), g.d.Store, body.Code, time.Now()); err != nil {
+		var err error
+		if grant, err = signin.Redeem(r.Context(), g.d.Store, body.Code, time.Now()); err != nil {
 			if errors.Is(err, signin.ErrBadCode) {
 				writeErr(w, errs.New(errs.Unauthorized, "this sign-in link is invalid, used or expired; print a new one with `roomcast admin login`"))
 				return
@@ -42,11 +45,48 @@ func (g *Gateway) handleSignin(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, errs.New(errs.BadRequest, `send {"code": …} from a sign-in link or {"admin_key": …}`))
 		return
 	}
-	tok, err := signin.Session(g.d.Signer)
+	tok, c, err := signin.Session(g.d.Signer, grant)
 	if err != nil {
 		writeErr(w, err)
 		return
 	}
 	writeJSON(w, 200, map[string]any{"token": tok, "expires_at": time.Now().Add(signin.SessionTTL).UTC().Format(time.RFC3339),
-		"user": map[string]any{"id": "admin", "name": "admin", "role": auth.RoleAdmin}})
+		"user": map[string]any{"id": c.Sub, "name": c.Name, "role": c.Role}})
+}
+
+// handleAnchorLink serves POST /api/rooms/{id}/signin-link: an admin makes
+// a one-time studio sign-in link for the room's anchor (valid
+// signin.CodeTTL), to hand out with the stream key — the anchor then
+// moderates their room without a token from a host app.
+func (g *Gateway) handleAnchorLink(w http.ResponseWriter, r *http.Request) {
+	who, err := g.identity(r, true, false)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	if !who.Admin {
+		writeErr(w, errs.New(errs.Forbidden, "only admins make sign-in links"))
+		return
+	}
+	rm, err := g.d.Rooms.Get(r.Context(), r.PathValue("id"), false)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	now := time.Now()
+	code, err := signin.IssueFor(r.Context(), g.d.Store, now, signin.Grant{Anchor: rm.AnchorID})
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	base := strings.TrimRight(g.cfg.PublicURL, "/")
+	if base == "" {
+		scheme := "http"
+		if r.TLS != nil || r.Header.Get("X-Forwarded-Proto") == "https" {
+			scheme = "https"
+		}
+		base = scheme + "://" + r.Host
+	}
+	writeJSON(w, 200, map[string]any{"url": base + "/studio#code=" + code, "anchor": rm.AnchorID,
+		"expires_at": now.Add(signin.CodeTTL).UTC().Format(time.RFC3339)})
 }

@@ -42,42 +42,67 @@ const (
 // ErrBadCode is returned for a code that is unknown, used or expired.
 var ErrBadCode = errors.New("signin: this sign-in link is invalid, used or expired")
 
-// Issue stores a new one-time code valid for CodeTTL and returns it.
+// Grant is what a code signs its user in as: the operator (the zero
+// Grant, an admin session) or an anchor (Anchor is the user id).
+type Grant struct {
+	Anchor string
+}
+
+// Issue stores a new one-time admin code valid for CodeTTL and returns it.
 func Issue(ctx context.Context, st Store, now time.Time) (string, error) {
+	return IssueFor(ctx, st, now, Grant{})
+}
+
+// IssueFor stores a new one-time code for g, valid for CodeTTL.
+func IssueFor(ctx context.Context, st Store, now time.Time, g Grant) (string, error) {
 	_, _ = st.DeleteSettingsBefore(ctx, prefix, now.UnixMilli()) // tidy expired codes; best effort
 	code := auth.RandomHex(16)
-	exp := now.Add(CodeTTL).UnixMilli()
-	if err := st.SetSetting(ctx, key(code), strconv.FormatInt(exp, 10)); err != nil {
+	v := strconv.FormatInt(now.Add(CodeTTL).UnixMilli(), 10)
+	if g.Anchor != "" {
+		v += " anchor " + g.Anchor
+	}
+	if err := st.SetSetting(ctx, key(code), v); err != nil {
 		return "", err
 	}
 	return code, nil
 }
 
-// Redeem uses code up: nil the first time within its validity, ErrBadCode
-// after that, for an unknown code, or an expired one.
-func Redeem(ctx context.Context, st Store, code string, now time.Time) error {
+// Redeem uses code up and returns what it grants, the first time within
+// its validity; ErrBadCode after that, for an unknown code, or an expired
+// one.
+func Redeem(ctx context.Context, st Store, code string, now time.Time) (Grant, error) {
 	code = strings.TrimSpace(code)
 	if len(code) != 32 {
-		return ErrBadCode
+		return Grant{}, ErrBadCode
 	}
 	v, err := st.TakeSetting(ctx, key(code))
 	if errors.Is(err, store.ErrNotFound) {
-		return ErrBadCode
+		return Grant{}, ErrBadCode
 	}
 	if err != nil {
-		return err
+		return Grant{}, err
 	}
-	exp, err := strconv.ParseInt(v, 10, 64)
+	expS, rest, _ := strings.Cut(v, " ")
+	exp, err := strconv.ParseInt(expS, 10, 64)
 	if err != nil || now.UnixMilli() > exp {
-		return ErrBadCode
+		return Grant{}, ErrBadCode
 	}
-	return nil
+	var g Grant
+	if anchor, ok := strings.CutPrefix(rest, "anchor "); ok {
+		g.Anchor = anchor
+	}
+	return g, nil
 }
 
-// Session signs the admin session token a redeemed code (or the admin
-// key) is exchanged for.
-func Session(s *auth.Signer) (string, error) {
-	return s.Sign(auth.Claims{Sub: "admin", Name: "admin", Level: 100, Role: auth.RoleAdmin}, SessionTTL)
+// Session signs the session token a redeemed code (or the admin key) is
+// exchanged for: an admin token, or the granted anchor's token.
+func Session(s *auth.Signer, g Grant) (string, auth.Claims, error) {
+	c := auth.Claims{Sub: "admin", Name: "admin", Level: 100, Role: auth.RoleAdmin}
+	if g.Anchor != "" {
+		c = auth.Claims{Sub: g.Anchor, Name: g.Anchor, Role: auth.RoleAnchor}
+	}
+	tok, err := s.Sign(c, SessionTTL)
+	return tok, c, err
 }
 
 func key(code string) string {

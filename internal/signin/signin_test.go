@@ -30,7 +30,7 @@ func TestCodesWorkOnceAndExpire(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if signin.Redeem(ctx, st, code, now) == nil {
+			if _, err := signin.Redeem(ctx, st, code, now); err == nil {
 				ok.Add(1)
 			}
 		}()
@@ -41,20 +41,25 @@ func TestCodesWorkOnceAndExpire(t *testing.T) {
 	}
 
 	old, _ := signin.Issue(ctx, st, now)
-	if err := signin.Redeem(ctx, st, old, now.Add(signin.CodeTTL+time.Second)); !errors.Is(err, signin.ErrBadCode) {
+	if _, err := signin.Redeem(ctx, st, old, now.Add(signin.CodeTTL+time.Second)); !errors.Is(err, signin.ErrBadCode) {
 		t.Errorf("an expired code: %v", err)
 	}
 	for _, bad := range []string{"", "nope", "0123456789abcdef0123456789abcdef"} {
-		if err := signin.Redeem(ctx, st, bad, now); !errors.Is(err, signin.ErrBadCode) {
+		if _, err := signin.Redeem(ctx, st, bad, now); !errors.Is(err, signin.ErrBadCode) {
 			t.Errorf("code %q: %v", bad, err)
 		}
+	}
+	// An anchor's code signs in as that anchor.
+	ac, _ := signin.IssueFor(ctx, st, now, signin.Grant{Anchor: "alice"})
+	if g, err := signin.Redeem(ctx, st, ac, now); err != nil || g.Anchor != "alice" {
+		t.Errorf("anchor code: %+v %v", g, err)
 	}
 	// Issuing tidies expired codes away.
 	stale, _ := signin.Issue(ctx, st, now.Add(-time.Hour))
 	if _, err := signin.Issue(ctx, st, now); err != nil {
 		t.Fatal(err)
 	}
-	if err := signin.Redeem(ctx, st, stale, now.Add(-time.Hour)); !errors.Is(err, signin.ErrBadCode) {
+	if _, err := signin.Redeem(ctx, st, stale, now.Add(-time.Hour)); !errors.Is(err, signin.ErrBadCode) {
 		t.Errorf("an expired code survived tidying: %v", err)
 	}
 }

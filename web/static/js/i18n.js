@@ -58,6 +58,7 @@ const ZH = {
   'Message removed.': '消息已删除。', 'No recording': '没有录像', 'Press play': '点击播放', 'Cannot play the recording': '无法播放录像',
   'This browser cannot play the recording': '此浏览器无法播放录像', 'Replay': '回放',
   'wrong admin key': '管理密钥错误',
+  "Anchor's studio sign-in link (one-time, 15 minutes)": '主播的工作室登录链接（一次性，15 分钟内有效）', 'Make link': '生成链接',
   // live quiz, sessions and replay (issues 10 and 12)
   'Live quiz': '直播答题', 'Answer ms': '答题时间（毫秒）', 'Prize': '奖金', 'Create': '创建', 'Start': '开始',
   'Push next question': '推送下一题', 'Reveal': '公布答案', 'Questions, one a line:': '题目，每行一题：',

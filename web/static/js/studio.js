@@ -239,7 +239,18 @@ function renderRoom() {
   $('#room-link').href = '/room/' + encodeURIComponent(room.id);
   $('#stream-key').value = room.stream_key || '';
   $('#all-rooms').hidden = !claims || claims.role !== 'admin';
+  $('#anchor-link-box').hidden = !claims || claims.role !== 'admin';
 }
+
+// An admin hands the anchor a one-time sign-in link with the stream key.
+$('#anchor-link-make').addEventListener('click', async () => {
+  try {
+    const out = await api(`/api/rooms/${encodeURIComponent(room.id)}/signin-link`, { method: 'POST', token });
+    $('#anchor-link').value = out.url;
+  } catch (e) {
+    setupNote(errorText(e), true);
+  }
+});
 
 async function refreshRoom() {
   try {
