@@ -175,12 +175,28 @@ func (s *Server) Start() {
 	}
 	s.cmd = cmd
 	deadline := time.Now().Add(10 * time.Second)
-	for !reachable(s.Addr()) {
+	for !ready(s.Addr()) { // answering, and done loading its append-only file
 		if time.Now().After(deadline) {
 			s.t.Fatalf("redis-server on %s did not come up", s.Addr())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// ready reports whether the Redis at addr answers PING with PONG (while it
+// loads its data it answers -LOADING, and commands fail).
+func ready(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte("PING\r\n")); err != nil {
+		return false
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	return err == nil && strings.HasPrefix(line, "+PONG")
 }
 
 // Kill stops the server at once (SIGKILL) and waits for it.
