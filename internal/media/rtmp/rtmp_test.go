@@ -260,7 +260,7 @@ func TestTakeoverKicksOldPublisher(t *testing.T) {
 			break
 		}
 	}
-	testutil.WaitFor(t, "the condition", 5*time.Second, func() bool { info, ok := e.m.Info("room1"); return ok && info.Live })
+	testutil.WaitFor(t, "the condition", 20*time.Second, func() bool { info, ok := e.m.Info("room1"); return ok && info.Live })
 }
 
 func TestSignedPlay(t *testing.T) {
