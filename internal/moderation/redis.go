@@ -186,22 +186,26 @@ func (r *Redis) Kick(ctx context.Context, room, user string, until time.Time) er
 // Kicked implements State. It reads the user's mute in the same round trip
 // (both keys are in the room's slot) for the Muted call that follows.
 func (r *Redis) Kicked(ctx context.Context, room, user string) (bool, error) {
-	var res []rueidis.RedisResult
-	err := r.cfg.Call.Do(ctx, "mod_kicked", 2, func(ctx context.Context) error {
-		res = r.c.DoMulti(ctx, r.c.B().Exists().Key(r.key("kick", room, user)).Build(),
-			r.c.B().Exists().Key(r.key("mute", room, user)).Build())
-		for _, x := range res {
-			if err := x.Error(); err != nil {
-				return err
-			}
+	// One MGET of both keys (one command for Redis, issue 14), not two EXISTS.
+	var vals []rueidis.RedisMessage
+	err := r.cfg.Call.Do(ctx, "mod_kicked", 1, func(ctx context.Context) error {
+		var err error
+		vals, err = r.c.Do(ctx, r.c.B().Mget().Key(r.key("kick", room, user), r.key("mute", room, user)).Build()).ToArray()
+		if err == nil && len(vals) != 2 {
+			err = fmt.Errorf("mget: %d values", len(vals))
 		}
-		return nil
+		return err
 	})
 	if err != nil {
 		return false, fmt.Errorf("moderation: mod_kicked: %w", err)
 	}
-	kicked, _ := res[0].AsInt64()
-	muted, _ := res[1].AsInt64()
+	kicked, muted := 0, 0
+	if !vals[0].IsNil() {
+		kicked = 1
+	}
+	if !vals[1].IsNil() {
+		muted = 1
+	}
 	k := key(room, user)
 	now := time.Now()
 	r.mu.Lock()
