@@ -59,6 +59,11 @@ func TestQuizWholeActivity(t *testing.T) {
 
 	p1, p3, p5 := s.player(ctx, "quiz1", "u1"), s.player(ctx, "quiz1", "u3"), s.player(ctx, "quiz1", "u5")
 	p2, p4 := s.player(ctx, "quiz1", "u2"), s.player(ctx, "quiz1", "u4")
+	// A player who polls with a token instead of holding a WebSocket.
+	poller := s.token("poller", "", 1)
+	if code := s.do("GET", "/api/rooms/quiz1/messages?token="+poller, "", nil, nil); code != 200 {
+		t.Fatalf("poll: %d", code)
+	}
 	if _, c := p1.answerWS(ctx, id, 1, 1); c != quiz.CodeNotRunning {
 		t.Fatalf("answer before start: %q", c)
 	}
@@ -105,6 +110,9 @@ func TestQuizWholeActivity(t *testing.T) {
 	if _, c := p5.answerWS(ctx, id, 2, 0); c != quiz.CodeNotCurrent {
 		t.Fatalf("answering question 2 early: %s", c)
 	}
+	if _, c := s.answerHTTP(poller, id, 1, 1); c != "" {
+		t.Fatalf("the polling player: %s", c)
+	}
 	if _, c := late.answerWS(ctx, id, 1, 1); c != quiz.CodeNotAPlayer {
 		t.Fatalf("latecomer: %s", c)
 	}
@@ -115,7 +123,7 @@ func TestQuizWholeActivity(t *testing.T) {
 		t.Fatalf("bad option: %s", c)
 	}
 	var counts quiz.Reveal
-	if code := s.do("GET", "/api/activities/"+id+"/questions/1/counts", anchor, nil, &counts); code != 200 || fmt.Sprint(counts.Counts) != "[2 2]" || counts.Answers != 4 {
+	if code := s.do("GET", "/api/activities/"+id+"/questions/1/counts", anchor, nil, &counts); code != 200 || fmt.Sprint(counts.Counts) != "[2 3]" || counts.Answers != 5 {
 		t.Fatalf("counts: %d %+v", code, counts)
 	}
 	if code, _ := errCode(t, s, "GET", "/api/activities/"+id+"/questions/1/counts", viewer, nil); code != 403 {
@@ -128,7 +136,7 @@ func TestQuizWholeActivity(t *testing.T) {
 
 	s.revealWhenDue(anchor, id, 1)
 	r1 := decodeData[quiz.RevealData](t, p1.waitMsg(ctx, "quiz_reveal", 1))
-	if r1.Answer != 1 || fmt.Sprint(r1.Counts) != "[2 2]" || r1.Alive != 3 || r1.Eliminated != 2 {
+	if r1.Answer != 1 || fmt.Sprint(r1.Counts) != "[2 3]" || r1.Alive != 4 || r1.Eliminated != 2 {
 		t.Fatalf("quiz_reveal 1: %+v", r1)
 	}
 	for _, c := range []struct {
