@@ -181,3 +181,55 @@ func TestEpochChangeDropsCache(t *testing.T) {
 		t.Fatalf("old cursor after the loss: %+v", a)
 	}
 }
+
+// TestEpochSeqReuse (issue 8): a failover that lost the last writes leaves
+// Redis with an older counter in the same epoch (simulated: the counter set
+// back from 5 to 2 and entries 3–5 deleted). The next append reuses seq 3.
+// The node that holds the first seq 3 sees the reuse and rotates the room's
+// epoch: its viewer gets a reset into the new epoch, and a cursor of the
+// old epoch resets instead of skipping the new seqs 3–5.
+func TestEpochSeqReuse(t *testing.T) {
+	c := redistest.Client(t)
+	prefix := redistest.Prefix(t, c)
+	s := startServer(t, func(cfg *config.Config) {
+		cfg.Redis, cfg.RedisPrefix, cfg.RenderBudget, cfg.Tick = "redis://"+redistest.RedisAddr+"/0", prefix, 0, 20*time.Millisecond
+	})
+	anchor := s.createRoom("f")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	w, _ := s.attached(ctx, "room=f&cursor=0")
+	for i := 1; i <= 5; i++ {
+		if code, _ := s.send("f", anchor, map[string]string{"kind": "chat", "text": fmt.Sprint("before", i)}); code != 201 {
+			t.Fatal(code)
+		}
+	}
+	var old frame
+	for old.Cursor < 5 {
+		var err error
+		if old, err = w.next(ctx, "batch"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Do(ctx, c.B().Set().Key(prefix+"{f}:s").Value("2").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Do(ctx, c.B().Xdel().Key(prefix+"{f}:x").Id("3-0", "4-0", "5-0").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Do(ctx, c.B().Arbitrary("XSETID").Keys(prefix+"{f}:x").Args("2-0").Build()).Error(); err != nil {
+		t.Fatal(err) // the stream as the replica had it: last id 2-0
+	}
+	if code, a := s.send("f", anchor, map[string]string{"kind": "chat", "text": "after"}); code != 201 || a.Seq != 3 || a.Epoch != old.Epoch {
+		t.Fatalf("send after the lost writes: %d %+v (the store reuses seq 3 of epoch %q)", code, a, old.Epoch)
+	}
+	f, err := w.next(ctx, "batch")
+	if err != nil || !f.Reset || f.Epoch == old.Epoch || f.Cursor != 3 || len(f.Messages) == 0 || f.Messages[len(f.Messages)-1].Text != "after" {
+		t.Fatalf("viewer after the reuse: %+v %v (old epoch %q)", f, err, old.Epoch)
+	}
+	if a := s.pollQuery("f", "cursor=5&epoch="+old.Epoch); !a.Reset || a.Epoch != f.Epoch {
+		t.Fatalf("old cursor after the reuse: %+v", a)
+	}
+	if code, a := s.send("f", anchor, map[string]string{"kind": "chat", "text": "next"}); code != 201 || a.Seq != 4 || a.Epoch != f.Epoch {
+		t.Fatalf("send in the rotated epoch: %d %+v", code, a)
+	}
+}

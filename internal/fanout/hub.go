@@ -48,6 +48,7 @@ type Hub struct {
 	epoch         string                      // the timeline epoch win and cursor belong to; guarded by mu
 	retired       []string                    // epochs this hub left behind (a few); guarded by mu
 	epochReset    bool                        // the epoch changed since the last dispatch: the next batch resets; guarded by mu
+	reused        bool                        // the store reused a seq of the epoch: rotate it at the next tick; guarded by mu
 	conns         map[*Conn]struct{}          // guarded by mu
 	snap          []*Conn                     // snapshot of conns for dispatch; rebuilt when connsChanged
 	connsChanged  bool                        // guarded by mu
@@ -187,6 +188,41 @@ func (h *Hub) load(ctx context.Context) error {
 // predates epochs and is taken as the current epoch's.
 func (h *Hub) sameEpochLocked(e string) bool { return e == h.epoch }
 
+// reusedLocked records that the store handed out seq again in the hub's
+// epoch — it lost writes (a failover) and its counter went back. Seqs of
+// this epoch no longer name one message each, so the next tick rotates
+// the room's epoch: every reader resets instead of skipping or mixing.
+func (h *Hub) reusedLocked(seq uint64) {
+	if !h.reused {
+		h.node.log.Warn("fanout: the store reused a seq: rotating the room's epoch", "room", h.room, "seq", seq, "epoch", h.epoch, "head", h.win.head)
+	}
+	h.reused = true
+	h.markDirtyLocked()
+}
+
+// rotate runs at a tick after reusedLocked: a new epoch for the room, then
+// a re-read that switches to it.
+func (h *Hub) rotate(ctx context.Context) {
+	h.mu.Lock()
+	reused, epoch := h.reused, h.epoch
+	h.reused = false
+	h.mu.Unlock()
+	if !reused {
+		return
+	}
+	if _, err := h.node.deps.Timeline.Rotate(ctx, h.room, epoch); err != nil {
+		h.node.log.Warn("fanout: epoch rotation failed", "room", h.room, "err", err)
+		h.mu.Lock()
+		h.reused = true // retried with the next event
+		h.mu.Unlock()
+		return
+	}
+	h.mu.Lock()
+	h.resync = true
+	h.markDirtyLocked()
+	h.mu.Unlock()
+}
+
 // noteEpoch is told the store's current epoch for the room, read outside
 // the lock: if it is not the hub's, the next tick re-reads the room and
 // switches (a hub with no traffic learns of a lost sequence this way too).
@@ -258,6 +294,9 @@ func (h *Hub) ingestLocked(m *message.Message) {
 	}
 	switch {
 	case m.Seq <= h.win.head:
+		if held := h.win.at(m.Seq); held != nil && held.ID != m.ID && m.Epoch != "" {
+			h.reusedLocked(m.Seq) // the store gave this seq to another message
+		}
 		return // duplicate
 	case m.Seq == h.win.head+1:
 		h.win.push(m)
@@ -292,10 +331,17 @@ func (h *Hub) drainFutureLocked() {
 // repair fills a gap (messages missed by the bus) with one range read; after
 // a resync (EvResync) it reads whatever follows the window's head.
 func (h *Hub) repair(ctx context.Context) {
+	if h.repairOnce(ctx) { // moved to a new epoch: read it now, so the reset batch holds its messages
+		h.repairOnce(ctx)
+	}
+}
+
+// repairOnce is one repair read; it reports whether the hub switched epochs.
+func (h *Hub) repairOnce(ctx context.Context) (switched bool) {
 	h.mu.Lock()
 	if (len(h.future) == 0 && !h.resync) || !h.ready {
 		h.mu.Unlock()
-		return
+		return false
 	}
 	after := h.win.head
 	limit := h.node.cfg.Window
@@ -321,15 +367,19 @@ func (h *Hub) repair(ctx context.Context) {
 			h.resync = true // retried with the next event
 			h.mu.Unlock()
 		}
-		return
+		return false
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if p.Epoch == epoch && p.Head < h.win.head && h.sameEpochLocked(p.Epoch) {
+		h.reusedLocked(p.Head + 1) // the counter went back: the next appends reuse seqs
+		return false
+	}
 	if p.Epoch != epoch || !h.sameEpochLocked(p.Epoch) { // the store started over (or the hub did meanwhile)
 		if !h.sameEpochLocked(p.Epoch) {
-			h.switchEpochLocked(p.Epoch) // and read the new epoch from 0 at the next tick
+			return h.switchEpochLocked(p.Epoch) // and read the new epoch from 0
 		}
-		return
+		return false
 	}
 	if resync && len(msgs) == limit { // more may follow: read on at the next tick
 		h.resync = true
@@ -342,6 +392,7 @@ func (h *Hub) repair(ctx context.Context) {
 	for _, m := range msgs {
 		h.ingestLocked(m)
 	}
+	return false
 }
 
 func (h *Hub) markDirtyLocked() {

@@ -469,6 +469,7 @@ func (n *Node) tick(now time.Time, force bool) {
 			n.markDirty(h) // a big room merges over BigTick
 			continue
 		}
+		h.rotate(ctx)
 		h.repair(ctx)
 		b = batch{}
 		if !h.prepare(now, &b) {

@@ -198,6 +198,30 @@ func runContract(t *testing.T, newTL factory) {
 		}
 	})
 
+	t.Run("Rotate", func(t *testing.T) {
+		tl := newTL(t, Retention{}, nil)
+		m := msg("rot", "1")
+		m.Dedupe = "u:1"
+		if _, err := tl.Append(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		if e, err := tl.Rotate(ctx, "rot", "not-the-epoch"); err != nil || e != m.Epoch {
+			t.Fatalf("rotate from another epoch: %q %v, want the epoch unchanged (%q)", e, err, m.Epoch)
+		}
+		e, err := tl.Rotate(ctx, "rot", m.Epoch)
+		if err != nil || e == "" || e == m.Epoch {
+			t.Fatalf("rotate: %q %v (was %q)", e, err, m.Epoch)
+		}
+		next := msg("rot", "2")
+		next.Dedupe = "u:1" // remembered in the old epoch: stored again
+		if seq, err := tl.Append(ctx, next); err != nil || seq != 2 || next.Epoch != e {
+			t.Fatalf("append after rotate: seq %d epoch %q err %v, want 2 in %q", seq, next.Epoch, err, e)
+		}
+		if p, _ := tl.Range(ctx, "rot", 0, 10); p.Epoch != e || p.Head != 2 {
+			t.Fatalf("range after rotate: %+v", p)
+		}
+	})
+
 	t.Run("IdempotentAppend", func(t *testing.T) {
 		tl := newTL(t, Retention{}, nil)
 		first := msg("d", "first")

@@ -27,7 +27,7 @@ type memRoom struct {
 	// start indexes the oldest retained message in ring; n counts them.
 	start, n int
 	head     uint64 // last assigned seq; guarded by mu
-	epoch    string // created with the room's counter; static
+	epoch    string // created with the room's counter; guarded by mu (Rotate)
 
 	acks     map[string]memAck // by Dedupe key; guarded by mu
 	ackOrder []string          // keys in the order remembered, for expiry; guarded by mu
@@ -108,6 +108,22 @@ func (r *memRoom) expireAcksLocked(now int64) {
 	if i > 0 {
 		r.ackOrder = append(r.ackOrder[:0], r.ackOrder[i:]...)
 	}
+}
+
+// Rotate implements Timeline.
+func (t *Memory) Rotate(ctx context.Context, room, from string) (string, error) {
+	r := t.room(room, false)
+	if r == nil {
+		return "", nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.epoch == from {
+		r.epoch = newEpoch()
+		clear(r.acks) // acknowledgements name seqs of the old epoch
+		r.ackOrder = r.ackOrder[:0]
+	}
+	return r.epoch, nil
 }
 
 // Recall implements Timeline.

@@ -206,6 +206,31 @@ func (t *Redis) Head(ctx context.Context, room string) (Position, error) {
 	return pos, nil
 }
 
+// rotateScript: KEYS[1] counter, KEYS[3] epoch; ARGV[1] the epoch to
+// replace, ARGV[2] its replacement. Returns the epoch afterwards.
+var rotateScript = rueidis.NewLuaScript(`
+local e = redis.call('GET', KEYS[3])
+if e == ARGV[1] and redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('SET', KEYS[3], ARGV[2])
+  return ARGV[2]
+end
+return e or ''
+`)
+
+// Rotate implements Timeline.
+func (t *Redis) Rotate(ctx context.Context, room, from string) (string, error) {
+	var epoch string
+	err := t.cfg.Call.Do(ctx, "timeline_rotate", 1, func(ctx context.Context) error {
+		var err error
+		epoch, err = rotateScript.Exec(ctx, t.c, t.keys(room, ""), []string{from, newEpoch()}).ToString()
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("timeline: rotate %s: %w: %w", room, ErrUnavailable, err)
+	}
+	return epoch, nil
+}
+
 // Recall implements Timeline.
 func (t *Redis) Recall(ctx context.Context, room, key string) (Ack, bool, error) {
 	k := t.keys(room, key)

@@ -53,6 +53,12 @@ type Timeline interface {
 	// Dedupe key key in the current epoch (ok false when there is none, or it
 	// is older than DedupeTTL).
 	Recall(ctx context.Context, room, key string) (ack Ack, ok bool, err error)
+	// Rotate gives room a new epoch if its epoch is still from, and returns
+	// the room's epoch afterwards. A node calls it when it sees the store
+	// reuse a seq of epoch from (a failover that lost the last writes kept
+	// the counter's older value): readers holding cursors of from then
+	// reset instead of trusting seqs that now name other messages.
+	Rotate(ctx context.Context, room, from string) (string, error)
 	// Close releases resources.
 	Close() error
 }
