@@ -11,6 +11,8 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"roomcast/internal/invite"
+	"roomcast/internal/rankings"
 	"sync"
 	"time"
 
@@ -59,6 +61,7 @@ type App struct {
 	tl       timeline.Timeline
 	bus      bus.Bus
 	presence presence.Presence
+	rankings rankings.Board
 	likes    likes.Counter
 	mod      moderation.State
 	livego   *livego.Handler
@@ -133,6 +136,10 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 	}
 	a.closers = append(a.closers, sm.close)
 	a.tl, a.bus, a.presence, a.likes, a.mod = sm.tl, sm.bus, sm.presence, sm.likes, sm.mod
+	a.rankings = sm.rankings
+	if a.rankings == nil {
+		a.rankings = rankings.NewMemory()
+	}
 	a.Rooms = room.New(a.Store, log)
 	mediaCfg, err := a.buildRecording(ctx, cfg)
 	if err != nil {
@@ -198,7 +205,7 @@ func (a *App) buildLogic(cfg *config.Config, sm *seams) (err error) {
 	a.Service, err = service.New(service.Config{Limits: message.Limits{MaxTextRunes: cfg.MaxText}, KickBlock: cfg.KickBlock}, service.Deps{
 		Rooms: a.Rooms, Timeline: sm.tl, Commit: committer, Bus: sm.bus, Likes: sm.likes, Mod: sm.mod,
 		Filter: moderation.NewFilter(cfg.Keywords, cfg.KeywordMode == "mask"), Gifts: message.NewCatalogue(cfg.Gifts),
-		Metrics: a.Metrics, Log: a.Log, Clock: a.Recorder, Archive: a.Archive, Presence: a.Node,
+		Metrics: a.Metrics, Log: a.Log, Clock: a.Recorder, Archive: a.Archive, Presence: a.Node, Rankings: a.rankings,
 	})
 	if err != nil {
 		return err
@@ -284,7 +291,7 @@ func (a *App) buildServers(ctx context.Context, cfg *config.Config, sm *seams) (
 			"/stat/": livegoHandler}, Pages: pages,
 		StreamInfo: func(id string) (any, bool) { return med.StreamInfo(id) },
 		Picture:    med.PictureURL, SessionCover: med.SessionCoverURL,
-		Recordings: rec, Archive: a.Archive,
+		Recordings: rec, Archive: a.Archive, Rankings: a.rankings, Invites: invite.New(a.Store),
 	})
 	return err
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"roomcast/internal/rankings"
 	"strings"
 
 	"github.com/redis/rueidis"
@@ -67,6 +68,7 @@ func redisSeams(ctx context.Context, cfg *config.Config, rate config.Rate, m *me
 	s.likes = likes.NewRedis(client, likes.RedisConfig{Prefix: prefix, Call: g.Call})
 	s.mod = moderation.NewRedis(client, rate.N, rate.Per, moderation.RedisConfig{Prefix: prefix, Call: g.Call})
 	s.quiz = quiz.NewRedis(client, quiz.RedisConfig{Prefix: prefix, Call: g.Call})
+	s.rankings = rankings.NewRedis(client, prefix, g.Call)
 	s.closers = append(s.closers, rb.Close, p.Close, s.likes.Close, s.mod.Close)
 	s.placement = func(loads func() map[string]int) *placement.Agent {
 		id := cfg.Advertise

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"roomcast/internal/invite"
 
 	"roomcast/internal/config"
 	"roomcast/internal/errs"
@@ -15,6 +16,7 @@ import (
 // the media server for cues in the live stream.
 func newQuiz(ctx context.Context, cfg *config.Config, a *App, sm *seams) (*quiz.Service, error) {
 	errs.Register(quiz.Statuses)
+	errs.Register(invite.Statuses)
 	state := sm.quiz
 	if state == nil {
 		m, err := quiz.NewMemory(ctx, a.Store, a.Log)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"roomcast/internal/rankings"
 	"time"
 
 	"roomcast/internal/bus"
@@ -29,6 +30,7 @@ type seams struct {
 	// nil in memory mode), reading room loads from loads.
 	placement func(loads func() map[string]int) *placement.Agent
 	quiz      quiz.State // nil: the app builds the memory state (it needs the store)
+	rankings  rankings.Board
 	// stale, in cluster mode, reports that Redis is unreachable (polls are
 	// then served from the window, marked stale); nil on one node.
 	stale   func() bool

@@ -67,6 +67,10 @@ type Deps struct {
 	// Recordings and Archive serve sessions and replay (nil: 404).
 	Recordings Recordings
 	Archive    Archive
+	// Rankings and Invites serve gift rankings and invitations (issue 13;
+	// nil: 404).
+	Rankings Rankings
+	Invites  Invites
 }
 
 func (d *Deps) check() error {
@@ -174,6 +178,7 @@ func (g *Gateway) routes() {
 	m.HandleFunc("PUT /api/admin/poll-intervals", g.admin(g.handlePutPollIntervals))
 	g.quizRoutes(m) // quiz.go: activities, answers, cards, prizes
 	g.rainRoutes(m) // rain.go: red-packet rains
+	g.pageRoutes(m) // pages.go: gift rankings, invitations
 	m.HandleFunc("OPTIONS /api/", g.handlePreflight)
 	m.HandleFunc("GET /ws", g.handleWS)
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })

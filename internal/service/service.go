@@ -22,6 +22,7 @@ import (
 	"roomcast/internal/metrics"
 	"roomcast/internal/moderation"
 	"roomcast/internal/presence"
+	"roomcast/internal/rankings"
 	"roomcast/internal/room"
 	"roomcast/internal/timeline"
 )
@@ -45,6 +46,11 @@ type Archive interface {
 	// Like counts one like at video position ms (total: the room's new
 	// like total); the archive keeps like summaries, not every like.
 	Like(session, room string, ms, total int64)
+}
+
+// Rankings counts each gift sent into the room's gift rankings (issue 13).
+type Rankings interface {
+	Add(ctx context.Context, g rankings.Gift) error
 }
 
 // PresenceFeed is where the service takes presence summaries from (the
@@ -78,6 +84,7 @@ type Service struct {
 	clock    Clock   // nil: no video_ms stamping
 	archive  Archive // nil: no archive
 	feed     PresenceFeed
+	rankings Rankings // nil: no rankings
 	idPrefix string
 	idSeq    atomic.Uint64
 
@@ -111,6 +118,8 @@ type Deps struct {
 	// Presence, if set, feeds the enter/leave messages the service writes
 	// on its own ticker (stopped by Close).
 	Presence PresenceFeed
+	// Rankings, if set, counts every gift stored (issue 13).
+	Rankings Rankings
 }
 
 // New returns a Service. With a presence feed it starts the goroutine that
@@ -133,7 +142,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 		commit = d.Timeline
 	}
 	s := &Service{cfg: cfg, rooms: d.Rooms, tl: d.Timeline, commit: commit, bus: d.Bus, likes: d.Likes, mod: d.Mod, filter: d.Filter,
-		gifts: d.Gifts, metrics: d.Metrics, log: d.Log, clock: d.Clock, archive: d.Archive, feed: d.Presence,
+		gifts: d.Gifts, metrics: d.Metrics, log: d.Log, clock: d.Clock, archive: d.Archive, feed: d.Presence, rankings: d.Rankings,
 		idPrefix: auth.RandomHex(4) + "-", done: make(chan struct{})}
 	ctx, stop := context.WithCancel(context.Background())
 	s.stop = stop
@@ -330,6 +339,18 @@ func (s *Service) appendRoom(ctx context.Context, m *message.Message, clientMS *
 	}
 	if session != "" && s.archive != nil {
 		s.archive.Add(session, m)
+	}
+	if m.Kind == message.KindGift && m.Gift != nil && m.User != nil && s.rankings != nil {
+		// The gift is stored: a ranking that cannot be updated is logged,
+		// never a failed send (the sender would repeat the gift).
+		g := rankings.Gift{Room: m.Room, Session: session, User: m.User.ID, Name: m.User.Name,
+			ValueCents: m.Gift.ValueCents * int64(m.Gift.Count), Count: int64(m.Gift.Count), At: time.Now()}
+		if m.TS > 0 {
+			g.At = time.UnixMilli(m.TS)
+		}
+		if err := s.rankings.Add(ctx, g); err != nil {
+			s.log.Warn("service: gift ranking", "room", m.Room, "err", err)
+		}
 	}
 	return nil
 }

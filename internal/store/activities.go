@@ -169,13 +169,17 @@ func (s *Store) insertIgnore(table, cols string, n int) string {
 	return s.q(`INSERT INTO ` + table + ` (` + cols + `) VALUES (` + ph + `) ON CONFLICT DO NOTHING`)
 }
 
+// cardsUpsert adds cards to a user's revival cards (args: user, cards).
+func (s *Store) cardsUpsert() string {
+	if s.dialect == mysql {
+		return `INSERT INTO activity_cards (user_id, granted) VALUES (?, ?) ON DUPLICATE KEY UPDATE granted = granted + VALUES(granted)`
+	}
+	return s.q(`INSERT INTO activity_cards (user_id, granted) VALUES (?, ?) ON CONFLICT (user_id) DO UPDATE SET granted = activity_cards.granted + excluded.granted`)
+}
+
 // GrantCards adds n revival cards to user and returns their balance.
 func (s *Store) GrantCards(ctx context.Context, user string, n int) (int, error) {
-	q := `INSERT INTO activity_cards (user_id, granted) VALUES (?, ?) ON CONFLICT (user_id) DO UPDATE SET granted = activity_cards.granted + excluded.granted`
-	if s.dialect == mysql {
-		q = `INSERT INTO activity_cards (user_id, granted) VALUES (?, ?) ON DUPLICATE KEY UPDATE granted = granted + VALUES(granted)`
-	}
-	if _, err := s.db.ExecContext(ctx, s.q(q), user, n); err != nil {
+	if _, err := s.db.ExecContext(ctx, s.cardsUpsert(), user, n); err != nil {
 		return 0, fmt.Errorf("store: grant cards: %w", err)
 	}
 	m, err := s.Cards(ctx, []string{user})

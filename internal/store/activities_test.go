@@ -14,31 +14,7 @@ import (
 // activity again or from three nodes at once pays every winner exactly once
 // and uses each revival card once.
 func TestActivitiesSettleOnce(t *testing.T) {
-	open := map[string]func(t *testing.T) []*Store{
-		"sqlite": func(t *testing.T) []*Store {
-			s, err := OpenSQLite(t.TempDir())
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close() })
-			return []*Store{s, s, s}
-		},
-	}
-	for name, dsn := range map[string]func(testing.TB) string{"postgres": redistest.Postgres, "mysql": redistest.MySQL} {
-		open[name] = func(t *testing.T) []*Store {
-			url := dsn(t)
-			var out []*Store
-			for range 3 {
-				s, err := Open(context.Background(), url)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { s.Close() })
-				out = append(out, s)
-			}
-			return out
-		}
-	}
+	open := storeNodes()
 	for name, mk := range open {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
@@ -113,4 +89,35 @@ func TestActivitiesSettleOnce(t *testing.T) {
 			}
 		})
 	}
+}
+
+// storeNodes opens three Stores on one database per SQL engine (SQLite:
+// the same Store three times): three nodes.
+func storeNodes() map[string]func(t *testing.T) []*Store {
+	open := map[string]func(t *testing.T) []*Store{
+		"sqlite": func(t *testing.T) []*Store {
+			s, err := OpenSQLite(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return []*Store{s, s, s}
+		},
+	}
+	for name, dsn := range map[string]func(testing.TB) string{"postgres": redistest.Postgres, "mysql": redistest.MySQL} {
+		open[name] = func(t *testing.T) []*Store {
+			url := dsn(t)
+			var out []*Store
+			for range 3 {
+				s, err := Open(context.Background(), url)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { s.Close() })
+				out = append(out, s)
+			}
+			return out
+		}
+	}
+	return open
 }

@@ -90,6 +90,7 @@ func (s *Store) migrate(ctx context.Context) error {
 		`CREATE INDEX IF NOT EXISTS rooms_anchor ON rooms (anchor_id)`,
 	}
 	stmts = append(stmts, s.activitySchema()...)            // activities.go
+	stmts = append(stmts, invitationSchema...)              // invitations.go
 	return s.withSchemaLock(ctx, func(exec ddlExec) error { // sqldb.go: shared databases
 		for _, q := range stmts {
 			if err := exec(ctx, q); err != nil {
