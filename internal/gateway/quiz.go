@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"net/http"
 	"strconv"
 	"time"
@@ -116,7 +115,13 @@ func (g *Gateway) quizRoutes(m *http.ServeMux) {
 
 // answerBody is an answer, over HTTP or as a WebSocket frame.
 type answerBody struct {
-	ID       string `json:"id"`       // frame id, echoed (WebSocket)
+	ID string `json:"id"` // frame id, echoed (WebSocket)
+	answerFields
+}
+
+// answerFields are an answer's own fields; the WebSocket frame decoder
+// (clientFrame) embeds them too, so an answer frame is decoded once.
+type answerFields struct {
 	Activity string `json:"activity"` // WebSocket: default the room's running activity
 	N        *int   `json:"n"`
 	Option   *int   `json:"option"`
@@ -178,15 +183,8 @@ func (g *WSHandler) answerOn(st *wsState, activity string, n, option int) (strin
 
 // onAnswer is the JSON WebSocket answer frame: {"type":"answer","id","n","option"[,"activity"]}
 // → {"type":"answer_ok","id","activity","n","sealed"} or an error frame.
-func (g *WSHandler) onAnswer(c *ws.Conn, st *wsState, data []byte) {
-	var f answerBody
-	if err := json.Unmarshal(data, &f); err != nil {
-		g.sendError(c, "", errs.New(errs.BadJSON, "frame is not valid JSON"))
-		return
-	}
-	if len(f.ID) > 64 {
-		f.ID = f.ID[:64]
-	}
+func (g *WSHandler) onAnswer(c *ws.Conn, st *wsState, id string, a answerFields) {
+	f := answerBody{ID: id, answerFields: a}
 	if err := f.check(); err != nil {
 		g.sendError(c, f.ID, err)
 		return

@@ -247,6 +247,8 @@ type clientFrame struct {
 	VideoMS *int64 `json:"video_ms"`
 	// ClientMsgID makes a send idempotent (issue 8).
 	ClientMsgID string `json:"client_msg_id"`
+	// The answer frame's fields (issue 12), decoded with the rest.
+	answerFields
 }
 
 // OnMessage implements ws.Handler: client frames, one at a time per connection.
@@ -280,7 +282,7 @@ func (g *WSHandler) OnMessage(c *ws.Conn, data []byte) {
 		g.onSend(c, st, f)
 	case "answer":
 		g.metrics.WSFrames.WithLabelValues("answer").Inc()
-		g.onAnswer(c, st, data)
+		g.onAnswer(c, st, f.ID, f.answerFields)
 	default:
 		g.metrics.WSFrames.WithLabelValues("unknown").Inc()
 		g.sendError(c, f.ID, errs.New(errs.BadRequest, "unknown frame type"))
