@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -228,7 +229,8 @@ func TestFaultNodeKilled(t *testing.T) {
 
 // TestFaultDatabaseDown (issue 8): two roomcast processes whose PostgreSQL
 // (reached through a proxy the test owns) goes away for 30 s. Live
-// messaging and polling go on on both nodes; what needs SQL — creating a
+// messaging and polling go on on both nodes, and a live stream published
+// with ffmpeg plays (ffprobe over HTTP-FLV) for a viewer who comes then; what needs SQL — creating a
 // room, resetting a stream key — answers 503 db_unavailable; when the
 // database is back everything works again, and every message acknowledged
 // before, during and after reached every reader exactly once, in order.
@@ -238,10 +240,28 @@ func TestFaultDatabaseDown(t *testing.T) {
 	db := redistest.Postgres(t)
 	proxy := redistest.StartProxy(t, redistest.PostgresAddr)
 	db = strings.Replace(db, redistest.PostgresAddr, proxy.Addr, 1)
-	_, cl := startNodes(t, 2, clusterArgs("redis://"+redistest.RedisAddr+"/0", redistest.Prefix(t, c), db))
+	args := clusterArgs("redis://"+redistest.RedisAddr+"/0", redistest.Prefix(t, c), db)
+	bin := redistest.Binary(t)
+	rtmp := fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(t))
+	n0 := redistest.StartNode(t, bin, append(append([]string{"--data", t.TempDir()}, args...), "--rtmp", rtmp)...)
+	n1 := redistest.StartNode(t, bin, append([]string{"--data", t.TempDir()}, args...)...)
+	cl := []*server{remote(t, n0.URL), remote(t, n1.URL)}
 	anchor := cl[0].createRoom("d")
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
+	// A live stream, published with ffmpeg to node 0 before the outage.
+	var rm struct {
+		StreamKey string `json:"stream_key"`
+	}
+	cl[0].do("GET", "/api/rooms/d", anchor, nil, &rm)
+	pctx, stopPub := context.WithCancel(ctx)
+	pub := publish(pctx, t, "rtmp://"+rtmp+"/live/"+rm.StreamKey)
+	defer func() { stopPub(); _ = pub.Wait() }()
+	testutil.WaitFor(t, "room live", 30*time.Second, func() bool {
+		var v struct{ Live bool }
+		cl[1].do("GET", "/api/rooms/d", "", nil, &v)
+		return v.Live
+	})
 	l := newLedger()
 	finished := make(chan struct{})
 	done := func(last uint64) bool {
@@ -292,6 +312,12 @@ func TestFaultDatabaseDown(t *testing.T) {
 			}
 		}
 		time.Sleep(time.Second) // paces the probes over the outage
+	}
+	// Playback: a new viewer plays the live stream while SQL is down.
+	probe, err := exec.CommandContext(ctx, "ffprobe", "-v", "error", "-show_entries", "stream=codec_name", "-of", "csv=p=0",
+		"-read_intervals", "%+2", n0.URL+"/live/d.flv").Output()
+	if err != nil || !strings.Contains(string(probe), "h264") || !strings.Contains(string(probe), "aac") {
+		t.Errorf("ffprobe of the live stream with the database down: %v %q", err, probe)
 	}
 	if got := l.count() - during; got < 100 {
 		t.Fatalf("only %d messages acknowledged in 30 s with the database down", got)
