@@ -73,13 +73,13 @@ func (l *ledger) maxSeq() uint64 {
 // send that gets no answer (the node died, the connection broke) or a 503
 // is repeated with the same client_msg_id on the next node, as a real
 // client would, until it is acknowledged.
-func sendUntil(ctx context.Context, nodes []*server, first int, tok, user, room string, n int, stop <-chan struct{}, l *ledger) {
+func sendUntil(ctx context.Context, nodes []*server, first int, tok, user, room string, n int, pace time.Duration, stop <-chan struct{}, l *ledger) {
 	node := first
 	for i := 0; n <= 0 || i < n; i++ {
 		select {
 		case <-stop:
 			return
-		default:
+		case <-time.After(pace):
 		}
 		cmid := fmt.Sprintf("%s-%d", user, i)
 		l.sent.Add(1)
@@ -164,6 +164,51 @@ func follow(ctx context.Context, wg *sync.WaitGroup, nodes []*server, room strin
 	return readers
 }
 
+// faultRun is the traffic of a fault test: writers sending into a room
+// through every node, and a WebSocket reader and a poller on every node.
+type faultRun struct {
+	l        *ledger
+	readers  []*seen
+	stop     chan struct{} // ends the writers
+	finished chan struct{} // then the readers, once they have every ack
+	ww, wg   sync.WaitGroup
+}
+
+// startRun attaches the readers, then starts writers (each pausing pace
+// between messages).
+func startRun(ctx context.Context, t *testing.T, nodes []*server, room string, writers int, pace time.Duration) *faultRun {
+	r := &faultRun{l: newLedger(), stop: make(chan struct{}), finished: make(chan struct{})}
+	done := func(last uint64) bool {
+		select {
+		case <-r.finished:
+			return last >= r.l.maxSeq()
+		default:
+			return false
+		}
+	}
+	r.readers = follow(ctx, &r.wg, nodes, room, done)
+	attachedEverywhere(t, nodes[0], room, len(r.readers))
+	for w := 0; w < writers; w++ {
+		r.ww.Add(1)
+		go func(w int) {
+			defer r.ww.Done()
+			user := fmt.Sprint(room, "w", w)
+			sendUntil(ctx, nodes, w%len(nodes), nodes[0].token(user, auth.RoleViewer, 5), user, room, 0, pace, r.stop, r.l)
+		}(w)
+	}
+	return r
+}
+
+// finish stops the writers, lets the readers catch up and verifies.
+func (r *faultRun) finish(t *testing.T) {
+	t.Helper()
+	close(r.stop)
+	r.ww.Wait()
+	close(r.finished)
+	r.wg.Wait()
+	r.l.verify(t, r.readers)
+}
+
 // attachedEverywhere waits until room counts one online viewer per reader
 // (every reader is attached before the first message is sent).
 func attachedEverywhere(t *testing.T, s *server, room string, n int) {
@@ -188,39 +233,14 @@ func TestFaultNodeKilled(t *testing.T) {
 	cl[0].createRoom("k")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	l := newLedger()
-	finished := make(chan struct{})
-	done := func(last uint64) bool {
-		select {
-		case <-finished:
-			return last >= l.maxSeq()
-		default:
-			return false
-		}
-	}
-	var wg sync.WaitGroup
-	readers := follow(ctx, &wg, cl, "k", done)
-	attachedEverywhere(t, cl[0], "k", len(readers))
-	stop := make(chan struct{})
-	var ww sync.WaitGroup
-	for w := 0; w < 16; w++ {
-		ww.Add(1)
-		go func(w int) {
-			defer ww.Done()
-			user := fmt.Sprint("w", w)
-			sendUntil(ctx, cl, w%3, cl[0].token(user, auth.RoleViewer, 5), user, "k", 0, stop, l)
-		}(w)
-	}
+	run := startRun(ctx, t, cl, "k", 16, 0)
+	l := run.l
 	testutil.WaitFor(t, "traffic before the kill", 30*time.Second, func() bool { return l.count() >= 100 })
 	nodes[2].Kill()
 	before := l.count()
 	testutil.WaitFor(t, "traffic after the kill", 30*time.Second, func() bool { return l.count() >= before+200 })
-	close(stop)
-	ww.Wait()
-	close(finished)
-	wg.Wait()
-	l.verify(t, readers)
-	for _, r := range readers[4:] { // the dead node's
+	run.finish(t)
+	for _, r := range run.readers[4:] { // the dead node's
 		if strings.HasPrefix(r.name, "ws") && r.dials.Load() < 2 {
 			t.Errorf("%s never reconnected", r.name)
 		}
@@ -262,37 +282,8 @@ func TestFaultDatabaseDown(t *testing.T) {
 		cl[1].do("GET", "/api/rooms/d", "", nil, &v)
 		return v.Live
 	})
-	l := newLedger()
-	finished := make(chan struct{})
-	done := func(last uint64) bool {
-		select {
-		case <-finished:
-			return last >= l.maxSeq()
-		default:
-			return false
-		}
-	}
-	var wg sync.WaitGroup
-	readers := follow(ctx, &wg, cl, "d", done)
-	attachedEverywhere(t, cl[0], "d", len(readers))
-	stop := make(chan struct{})
-	var ww sync.WaitGroup
-	for w := 0; w < 4; w++ {
-		ww.Add(1)
-		go func(w int) {
-			defer ww.Done()
-			user := fmt.Sprint("d", w)
-			tok := cl[0].token(user, auth.RoleViewer, 5)
-			for i := 0; ; i++ { // paced: the outage is long
-				select {
-				case <-stop:
-					return
-				case <-time.After(50 * time.Millisecond):
-				}
-				sendUntil(ctx, cl, w%2, tok, fmt.Sprintf("%s-%d", user, i), "d", 1, stop, l)
-			}
-		}(w)
-	}
+	run := startRun(ctx, t, cl, "d", 4, 50*time.Millisecond) // paced: the outage is long
+	l := run.l
 	testutil.WaitFor(t, "traffic before the outage", 30*time.Second, func() bool { return l.count() >= 20 })
 	proxy.Cut()
 	cut, during := time.Now(), l.count()
@@ -330,11 +321,7 @@ func TestFaultDatabaseDown(t *testing.T) {
 	})
 	after := l.count()
 	testutil.WaitFor(t, "traffic after the outage", 30*time.Second, func() bool { return l.count() >= after+20 })
-	close(stop)
-	ww.Wait()
-	close(finished)
-	wg.Wait()
-	l.verify(t, readers)
+	run.finish(t)
 	t.Logf("%d messages acknowledged while the database was down for 30 s", acceptedDuring)
 }
 
@@ -512,15 +499,7 @@ func TestFaultRedisLost(t *testing.T) {
 		go func(w int) {
 			defer ww.Done()
 			user := fmt.Sprint("x", w)
-			tok := cl[0].token(user, auth.RoleViewer, 5)
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				case <-time.After(20 * time.Millisecond):
-				}
-				sendUntil(ctx, cl, w%2, tok, fmt.Sprintf("%s-%d", user, i), "x", 1, stop, l)
-			}
+			sendUntil(ctx, cl, w%2, cl[0].token(user, auth.RoleViewer, 5), user, "x", 0, 20*time.Millisecond, stop, l)
 		}(w)
 	}
 	testutil.WaitFor(t, "traffic before the loss", 30*time.Second, func() bool { return l.count() >= 40 })
