@@ -174,11 +174,7 @@ func TestClusterOutageInProcess(t *testing.T) {
 // the next one arrives ahead of it, with one timeline range read, and the
 // viewer gets both in order.
 func TestClusterGapRepair(t *testing.T) {
-	c := redistest.Client(t)
-	prefix := redistest.Prefix(t, c)
-	s := startServer(t, func(cfg *config.Config) {
-		cfg.Redis, cfg.RedisPrefix, cfg.RenderBudget, cfg.Tick = "redis://"+redistest.RedisAddr+"/0", prefix, 0, 20*time.Millisecond
-	})
+	s, c, prefix := startOnRedis(t)
 	anchor := s.createRoom("g")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/rueidis"
+
 	"roomcast/internal/auth"
 	"roomcast/internal/config"
 	"roomcast/internal/redistest"
@@ -32,6 +34,36 @@ func startMode(t *testing.T, mode string) *server {
 			c.Redis, c.RedisPrefix = "redis://"+redistest.RedisAddr+"/0", redistest.Prefix(t, redistest.Client(t))
 		}
 	})
+}
+
+// startOnRedis starts a server on the machine's Redis under a fresh prefix
+// (seq order, 20 ms ticks); it returns a client of that Redis and the prefix.
+func startOnRedis(t *testing.T) (*server, rueidis.Client, string) {
+	c := redistest.Client(t)
+	prefix := redistest.Prefix(t, c)
+	s := startServer(t, func(cfg *config.Config) {
+		cfg.Redis, cfg.RedisPrefix, cfg.RenderBudget, cfg.Tick = "redis://"+redistest.RedisAddr+"/0", prefix, 0, 20*time.Millisecond
+	})
+	return s, c, prefix
+}
+
+// sendSeen sends n chats (text1…textN) into a room with no messages yet and
+// returns the batch in which viewer w received the last.
+func (s *server) sendSeen(ctx context.Context, w *wsClient, room, tok, text string, n int) frame {
+	s.t.Helper()
+	for i := 1; i <= n; i++ {
+		if code, a := s.send(room, tok, map[string]string{"kind": "chat", "text": fmt.Sprint(text, i)}); code != 201 {
+			s.t.Fatalf("send: %d %+v", code, a)
+		}
+	}
+	var f frame
+	for f.Cursor < uint64(n) {
+		var err error
+		if f, err = w.next(ctx, "batch"); err != nil {
+			s.t.Fatal(err)
+		}
+	}
+	return f
 }
 
 // TestEpochCursors (issue 8): polls and WebSocket batches carry the room's
@@ -165,27 +197,12 @@ func TestIdempotentSend(t *testing.T) {
 // connected viewer gets a reset batch in the new epoch, a fresh poll sees
 // only the new message, and an old cursor resets instead of skipping.
 func TestEpochChangeDropsCache(t *testing.T) {
-	c := redistest.Client(t)
-	prefix := redistest.Prefix(t, c)
-	s := startServer(t, func(cfg *config.Config) {
-		cfg.Redis, cfg.RedisPrefix, cfg.RenderBudget, cfg.Tick = "redis://"+redistest.RedisAddr+"/0", prefix, 0, 20*time.Millisecond
-	})
+	s, c, prefix := startOnRedis(t)
 	anchor := s.createRoom("l")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	w, _ := s.attached(ctx, "room=l&cursor=0")
-	for i := 1; i <= 3; i++ {
-		if code, _ := s.send("l", anchor, map[string]string{"kind": "chat", "text": fmt.Sprint("old", i)}); code != 201 {
-			t.Fatal(code)
-		}
-	}
-	var old frame
-	for old.Cursor < 3 {
-		var err error
-		if old, err = w.next(ctx, "batch"); err != nil {
-			t.Fatal(err)
-		}
-	}
+	old := s.sendSeen(ctx, w, "l", anchor, "old", 3)
 	if err := c.Do(ctx, c.B().Del().Key(prefix+"{l}:s", prefix+"{l}:e", prefix+"{l}:x").Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
@@ -212,27 +229,12 @@ func TestEpochChangeDropsCache(t *testing.T) {
 // epoch: its viewer gets a reset into the new epoch, and a cursor of the
 // old epoch resets instead of skipping the new seqs 3–5.
 func TestEpochSeqReuse(t *testing.T) {
-	c := redistest.Client(t)
-	prefix := redistest.Prefix(t, c)
-	s := startServer(t, func(cfg *config.Config) {
-		cfg.Redis, cfg.RedisPrefix, cfg.RenderBudget, cfg.Tick = "redis://"+redistest.RedisAddr+"/0", prefix, 0, 20*time.Millisecond
-	})
+	s, c, prefix := startOnRedis(t)
 	anchor := s.createRoom("f")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	w, _ := s.attached(ctx, "room=f&cursor=0")
-	for i := 1; i <= 5; i++ {
-		if code, _ := s.send("f", anchor, map[string]string{"kind": "chat", "text": fmt.Sprint("before", i)}); code != 201 {
-			t.Fatal(code)
-		}
-	}
-	var old frame
-	for old.Cursor < 5 {
-		var err error
-		if old, err = w.next(ctx, "batch"); err != nil {
-			t.Fatal(err)
-		}
-	}
+	old := s.sendSeen(ctx, w, "f", anchor, "before", 5)
 	if err := c.Do(ctx, c.B().Set().Key(prefix+"{f}:s").Value("2").Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
