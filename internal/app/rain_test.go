@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sync"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"roomcast/internal/config"
 	"roomcast/internal/quiz"
 	"roomcast/internal/testutil"
+	pb "roomcast/proto/roomcast/v1"
 )
 
 // rainBody is quizBody with rains.
@@ -189,5 +191,85 @@ func TestRainThrottled(t *testing.T) {
 	}
 	if reasons[quiz.ReasonThrottled] < 15 || reasons[""] < 1 {
 		t.Fatalf("reasons %v", reasons)
+	}
+}
+
+// TestRainGrabFrames: grabs over the JSON and protobuf WebSocket frames,
+// and malformed grab frames refused with clear codes.
+func TestRainGrabFrames(t *testing.T) {
+	s := startServer(t, func(c *config.Config) { c.RainRate = 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	anchor := s.createRoom("rainws")
+	id := createQuiz(t, s, anchor, rainBody("rainws", map[string]any{"budget_cents": 10, "packets": 4, "max_per_user": 2})).ID
+	p := s.player(ctx, "rainws", "jsonp")
+	pc, _, err := s.dialProto(ctx, "room=rainws&token="+s.token("protop", "", 1), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.close()
+	if _, err := pc.batch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	grab := func(f map[string]any) map[string]any {
+		t.Helper()
+		if err := p.c.write(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			_, data, err := p.c.conn.Read(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out map[string]any
+			_ = json.Unmarshal(data, &out)
+			if e, ok := out["error"].(map[string]any); ok {
+				out["code"] = e["code"]
+			}
+			if out["type"] == "grab_ok" || out["type"] == "error" {
+				return out
+			}
+		}
+	}
+	if out := grab(map[string]any{"type": "grab", "id": "g0", "activity": id, "rain": 0}); out["code"] != quiz.CodeRainNotStarted || out["id"] != "g0" {
+		t.Fatalf("before start: %v", out)
+	}
+	if out := grab(map[string]any{"type": "grab", "id": "g1", "activity": id}); out["code"] != "bad_request" {
+		t.Fatalf("no rain: %v", out)
+	}
+	if out := grab(map[string]any{"type": "grab", "id": "g2", "rain": 0}); out["code"] != "bad_request" {
+		t.Fatalf("no activity: %v", out)
+	}
+	if out := grab(map[string]any{"type": "grab", "id": "g3", "activity": id, "rain": "x"}); out["code"] != "bad_json" {
+		t.Fatalf("rain not a number: %v", out)
+	}
+	if out := grab(map[string]any{"type": "grab", "id": "g4", "activity": id, "rain": 7}); out["code"] != quiz.CodeUnknownRain {
+		t.Fatalf("unknown rain: %v", out)
+	}
+	if r := pc.call(ctx, &pb.Frame{Type: 4, Body: []byte{0xff, 0xff}}, nil); r.ErrorCode != "bad_frame" || r.Code != 112 {
+		t.Fatalf("proto garbage: %v", r)
+	}
+	s.opStep(anchor, "/api/activities/"+id+"/rains/0/start")
+	var paid float64
+	for i := range 3 {
+		out := grab(map[string]any{"type": "grab", "id": fmt.Sprint("w", i), "activity": id, "rain": 0})
+		if out["type"] != "grab_ok" || out["activity"] != id || out["rain"] != float64(0) {
+			t.Fatalf("grab %d: %v", i, out)
+		}
+		if i < 2 && out["amount_cents"].(float64) < 1 || i == 2 && out["reason"] != quiz.ReasonLimit {
+			t.Fatalf("grab %d: %v", i, out)
+		}
+		paid += out["amount_cents"].(float64)
+	}
+	for i := range 3 {
+		r := pc.call(ctx, &pb.Frame{Type: 4}, &pb.GrabRequest{Activity: id, Rain: 0})
+		ack := body(t, r, &pb.GrabAck{})
+		if r.Code != 0 || ack.Activity != id || (i < 2) != (ack.AmountCents > 0) || (i == 2 && ack.Reason != quiz.ReasonEmpty) {
+			t.Fatalf("proto grab %d: %v %v", i, r, ack)
+		}
+		paid += float64(ack.AmountCents)
+	}
+	if paid != 10 {
+		t.Fatalf("paid %v of 10 with all 4 packets taken", paid)
 	}
 }

@@ -74,6 +74,8 @@ type QuizAnswers interface {
 	// AnswerInRoom answers the room's running activity.
 	AnswerInRoom(ctx context.Context, user, roomID string, n, option int) (string, []byte, error)
 	Answer(ctx context.Context, user, id string, n, option int) ([]byte, error)
+	// Grab is the red-packet grab (issue 13; the grab frames).
+	Grab(ctx context.Context, user, id string, k int) (quiz.GrabResult, error)
 }
 
 // Quiz is what the HTTP routes need of the quiz (*quiz.Service).

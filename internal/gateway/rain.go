@@ -1,10 +1,19 @@
 package gateway
 
 import (
+	"context"
 	"net/http"
+	"strconv"
+	"time"
+
+	"google.golang.org/protobuf/proto"
 
 	"roomcast/internal/errs"
+	"roomcast/internal/message"
 	"roomcast/internal/quiz"
+	"roomcast/internal/wire"
+	"roomcast/internal/ws"
+	pb "roomcast/proto/roomcast/v1"
 )
 
 // The red-packet rain's HTTP face (issue 13): start (operator), grab (a
@@ -77,4 +86,63 @@ func (g *Gateway) handleRain(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, 200, v)
+}
+
+// grabOn grabs for the connection's user.
+func (g *WSHandler) grabOn(st *wsState, activity string, k int) (quiz.GrabResult, error) {
+	st.mu.Lock()
+	user := st.id.Claims.Sub
+	st.mu.Unlock()
+	if user == "" {
+		return quiz.GrabResult{}, errs.New(errs.Unauthorized, "grabbing needs a token (connect with ?token= or send an auth frame)")
+	}
+	if activity == "" || len(activity) > 64 || k < 0 || k >= quiz.MaxRains {
+		return quiz.GrabResult{}, errs.New(errs.BadRequest, "a grab names its activity and rain (0–19)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return g.quiz.Grab(ctx, user, activity, k)
+}
+
+// onGrab is the JSON WebSocket grab frame: {"type":"grab","id","activity","rain"}
+// → {"type":"grab_ok","id","activity","rain","amount_cents"[,"reason"]} or an error frame.
+func (g *WSHandler) onGrab(c *ws.Conn, st *wsState, id, activity string, rain *int) {
+	if rain == nil {
+		g.sendError(c, id, errs.New(errs.BadRequest, "a grab names its activity and rain (0–19)"))
+		return
+	}
+	res, err := g.grabOn(st, activity, *rain)
+	if err != nil {
+		g.sendError(c, id, err)
+		return
+	}
+	b := append([]byte(`{"type":"grab_ok","id":`), message.AppendString(nil, id)...)
+	b = append(b, `,"activity":`...)
+	b = message.AppendString(b, activity)
+	b = append(b, `,"rain":`...)
+	b = strconv.AppendInt(b, int64(*rain), 10)
+	b = append(b, `,"amount_cents":`...)
+	b = strconv.AppendInt(b, res.AmountCents, 10)
+	if res.Reason != "" {
+		b = append(b, `,"reason":"`...)
+		b = append(b, res.Reason...)
+		b = append(b, '"')
+	}
+	_ = c.SendText(append(b, '}'))
+}
+
+// onProtoGrab is the protobuf grab: a type 4 REQUEST with a GrabRequest
+// body, answered with a GrabAck.
+func (g *WSHandler) onProtoGrab(c *ws.Conn, st *wsState, f *pb.Frame) {
+	var body pb.GrabRequest
+	if err := proto.Unmarshal(f.Body, &body); err != nil {
+		g.sendProto(c, wire.ErrorFrame(f.Type, f.Seq, errs.New(wire.ErrBadFrame, "grab body does not parse: "+err.Error())))
+		return
+	}
+	res, err := g.grabOn(st, body.Activity, int(body.Rain))
+	if err != nil {
+		g.sendProto(c, wire.ErrorFrame(f.Type, f.Seq, err))
+		return
+	}
+	g.sendProto(c, g.response(f, "", &pb.GrabAck{Activity: body.Activity, Rain: body.Rain, AmountCents: res.AmountCents, Reason: res.Reason}))
 }

@@ -247,8 +247,10 @@ type clientFrame struct {
 	VideoMS *int64 `json:"video_ms"`
 	// ClientMsgID makes a send idempotent (issue 8).
 	ClientMsgID string `json:"client_msg_id"`
-	// The answer frame's fields (issue 12), decoded with the rest.
+	// The answer frame's fields (issue 12), decoded with the rest; a grab
+	// frame (issue 13) uses their activity and Rain.
 	answerFields
+	Rain *int `json:"rain"`
 }
 
 // OnMessage implements ws.Handler: client frames, one at a time per connection.
@@ -283,6 +285,9 @@ func (g *WSHandler) OnMessage(c *ws.Conn, data []byte) {
 	case "answer":
 		g.metrics.WSFrames.WithLabelValues("answer").Inc()
 		g.onAnswer(c, st, f.ID, f.answerFields)
+	case "grab":
+		g.metrics.WSFrames.WithLabelValues("grab").Inc()
+		g.onGrab(c, st, f.ID, f.Activity, f.Rain)
 	default:
 		g.metrics.WSFrames.WithLabelValues("unknown").Inc()
 		g.sendError(c, f.ID, errs.New(errs.BadRequest, "unknown frame type"))

@@ -125,6 +125,9 @@ func (g *WSHandler) onProtoFrame(c *ws.Conn, st *wsState, f *pb.Frame) {
 	case wire.TypeAnswer:
 		g.metrics.WSFrames.WithLabelValues("answer").Inc()
 		g.onProtoAnswer(c, st, f)
+	case wire.TypeGrab:
+		g.metrics.WSFrames.WithLabelValues("grab").Inc()
+		g.onProtoGrab(c, st, f)
 	default:
 		g.metrics.WSFrames.WithLabelValues("unknown").Inc()
 		g.sendProto(c, wire.ErrorFrame(f.Type, f.Seq, errs.New(errs.BadRequest, "unknown frame type")))

@@ -27,6 +27,7 @@ const (
 	TypeSend      int32 = 1
 	TypeBatch     int32 = 2
 	TypeAnswer    int32 = 3 // live-quiz answer (issue 12): AnswerRequest → AnswerAck
+	TypeGrab      int32 = 4 // red-packet grab (issue 13): GrabRequest → GrabAck
 )
 
 // Frame kinds, re-exported for readability at call sites.
@@ -91,6 +92,9 @@ var codes = map[string]int32{
 	"too_late":         165,
 	"already_answered": 166,
 	"invalid":          167,
+	// The red-packet rain's codes (internal/quiz, issue 13).
+	"rain_not_started": 170,
+	"unknown_rain":     171,
 }
 
 // Code returns the number of an error code; CodeFailure for one without.

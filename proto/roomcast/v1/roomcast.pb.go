@@ -947,6 +947,131 @@ func (x *AnswerAck) GetSealed() []byte {
 	return nil
 }
 
+// GrabRequest is the body of a type 4 REQUEST: a red-packet grab (issue
+// 13), with the same rules and error codes as
+// POST /api/activities/{id}/rains/{k}/grab.
+type GrabRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Activity      string                 `protobuf:"bytes,1,opt,name=activity,proto3" json:"activity,omitempty"`
+	Rain          int32                  `protobuf:"varint,2,opt,name=rain,proto3" json:"rain,omitempty"` // the rain's number, from 0
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GrabRequest) Reset() {
+	*x = GrabRequest{}
+	mi := &file_proto_roomcast_v1_roomcast_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GrabRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GrabRequest) ProtoMessage() {}
+
+func (x *GrabRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_roomcast_v1_roomcast_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GrabRequest.ProtoReflect.Descriptor instead.
+func (*GrabRequest) Descriptor() ([]byte, []int) {
+	return file_proto_roomcast_v1_roomcast_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *GrabRequest) GetActivity() string {
+	if x != nil {
+		return x.Activity
+	}
+	return ""
+}
+
+func (x *GrabRequest) GetRain() int32 {
+	if x != nil {
+		return x.Rain
+	}
+	return 0
+}
+
+// GrabAck is the body of a type 4 RESPONSE: amount_cents > 0 for a packet
+// won, else 0 with reason "empty", "limit", "throttled" or "ended".
+type GrabAck struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Activity      string                 `protobuf:"bytes,1,opt,name=activity,proto3" json:"activity,omitempty"`
+	Rain          int32                  `protobuf:"varint,2,opt,name=rain,proto3" json:"rain,omitempty"`
+	AmountCents   int64                  `protobuf:"varint,3,opt,name=amount_cents,json=amountCents,proto3" json:"amount_cents,omitempty"`
+	Reason        string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GrabAck) Reset() {
+	*x = GrabAck{}
+	mi := &file_proto_roomcast_v1_roomcast_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GrabAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GrabAck) ProtoMessage() {}
+
+func (x *GrabAck) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_roomcast_v1_roomcast_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GrabAck.ProtoReflect.Descriptor instead.
+func (*GrabAck) Descriptor() ([]byte, []int) {
+	return file_proto_roomcast_v1_roomcast_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *GrabAck) GetActivity() string {
+	if x != nil {
+		return x.Activity
+	}
+	return ""
+}
+
+func (x *GrabAck) GetRain() int32 {
+	if x != nil {
+		return x.Rain
+	}
+	return 0
+}
+
+func (x *GrabAck) GetAmountCents() int64 {
+	if x != nil {
+		return x.AmountCents
+	}
+	return 0
+}
+
+func (x *GrabAck) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 var File_proto_roomcast_v1_roomcast_proto protoreflect.FileDescriptor
 
 const file_proto_roomcast_v1_roomcast_proto_rawDesc = "" +
@@ -1029,7 +1154,15 @@ const file_proto_roomcast_v1_roomcast_proto_rawDesc = "" +
 	"\tAnswerAck\x12\x1a\n" +
 	"\bactivity\x18\x01 \x01(\tR\bactivity\x12\f\n" +
 	"\x01n\x18\x02 \x01(\x05R\x01n\x12\x16\n" +
-	"\x06sealed\x18\x03 \x01(\fR\x06sealed*-\n" +
+	"\x06sealed\x18\x03 \x01(\fR\x06sealed\"=\n" +
+	"\vGrabRequest\x12\x1a\n" +
+	"\bactivity\x18\x01 \x01(\tR\bactivity\x12\x12\n" +
+	"\x04rain\x18\x02 \x01(\x05R\x04rain\"t\n" +
+	"\aGrabAck\x12\x1a\n" +
+	"\bactivity\x18\x01 \x01(\tR\bactivity\x12\x12\n" +
+	"\x04rain\x18\x02 \x01(\x05R\x04rain\x12!\n" +
+	"\famount_cents\x18\x03 \x01(\x03R\vamountCents\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason*-\n" +
 	"\x04Kind\x12\v\n" +
 	"\aREQUEST\x10\x00\x12\f\n" +
 	"\bRESPONSE\x10\x01\x12\n" +
@@ -1049,7 +1182,7 @@ func file_proto_roomcast_v1_roomcast_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_roomcast_v1_roomcast_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_proto_roomcast_v1_roomcast_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_proto_roomcast_v1_roomcast_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_proto_roomcast_v1_roomcast_proto_goTypes = []any{
 	(Kind)(0),             // 0: roomcast.v1.Kind
 	(*Frame)(nil),         // 1: roomcast.v1.Frame
@@ -1062,6 +1195,8 @@ var file_proto_roomcast_v1_roomcast_proto_goTypes = []any{
 	(*Gift)(nil),          // 8: roomcast.v1.Gift
 	(*AnswerRequest)(nil), // 9: roomcast.v1.AnswerRequest
 	(*AnswerAck)(nil),     // 10: roomcast.v1.AnswerAck
+	(*GrabRequest)(nil),   // 11: roomcast.v1.GrabRequest
+	(*GrabAck)(nil),       // 12: roomcast.v1.GrabAck
 }
 var file_proto_roomcast_v1_roomcast_proto_depIdxs = []int32{
 	0, // 0: roomcast.v1.Frame.kind:type_name -> roomcast.v1.Kind
@@ -1090,7 +1225,7 @@ func file_proto_roomcast_v1_roomcast_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_roomcast_v1_roomcast_proto_rawDesc), len(file_proto_roomcast_v1_roomcast_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   10,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
