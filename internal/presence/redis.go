@@ -37,6 +37,8 @@ type Redis struct {
 	cfg RedisConfig
 	local[*redisRoom]
 	totals map[string]total // room totals as last read; guarded by mu
+	run    string           // this process's prefix of watch batch ids
+	batch  uint64           // watch batches numbered so far; guarded by mu
 
 	stop chan struct{}
 	done chan struct{}
@@ -58,7 +60,8 @@ type RedisConfig struct {
 
 type redisRoom struct {
 	sessions sessions
-	pending  map[string]*Watch // watch seconds not yet written, by user
+	pending  map[string]*Watch // watch seconds not yet in a batch, by user
+	unacked  *watchBatch       // watch seconds sent but not known written
 	written  int               // the count this node last wrote
 	present  bool              // this node has an entry in Redis
 	dirty    bool              // sessions changed since the audience was written
@@ -76,6 +79,15 @@ func (r *redisRoom) left(m Member, secs int64) {
 	if m.UserID != "" {
 		addWatch(r.pending, m, secs)
 	}
+}
+
+// watchBatch is watch time on its way to Redis. Until a flush confirms it,
+// every flush sends it again under the same id: a round trip that timed out
+// may still have been applied, and the flush script adds a batch's seconds
+// only once (it keeps each node's last applied id per room).
+type watchBatch struct {
+	id string
+	w  map[string]*Watch
 }
 
 func newRedisRoom() *redisRoom {
@@ -116,7 +128,9 @@ func NewRedis(c rueidis.Client, cfg RedisConfig) *Redis {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	p := &Redis{c: c, cfg: cfg, local: newLocal(newRedisRoom), totals: map[string]total{},
+	var run [6]byte
+	_, _ = rand.Read(run[:])
+	p := &Redis{c: c, cfg: cfg, local: newLocal(newRedisRoom), totals: map[string]total{}, run: hex.EncodeToString(run[:]),
 		stop: make(chan struct{}), done: make(chan struct{})}
 	go every(p.cfg.Flush, p.stop, p.done, p.flushTick)
 	return p

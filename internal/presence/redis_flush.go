@@ -33,9 +33,12 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
 // flushScript writes one node's presence in one room. KEYS: counts,
 // heartbeats, audiences, watch zset, names, stats. ARGV: node, count,
-// audience JSON ("" = unchanged), node ttl, key ttl, max watchers, then
-// (user, name, seconds) triples. Returns {total, had} where had tells
-// whether the node's entry was still there.
+// audience JSON ("" = unchanged), node ttl, key ttl, max watchers, then a
+// watch batch: its id and (user, name, seconds) triples. A batch is added
+// once: the stats hash keeps the node's last applied batch id ("b:" node),
+// so a batch sent again after a round trip that timed out is skipped.
+// Returns {total, had} where had tells whether the node's entry was still
+// there.
 var flushScript = newScript(liveLua + `
 local node, cnt = ARGV[1], tonumber(ARGV[2])
 local had = redis.call('HEXISTS', KEYS[1], node)
@@ -50,9 +53,10 @@ else
 end
 local total = live_total(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[4]), now)
 if total > tonumber(redis.call('HGET', KEYS[6], 'peak') or '0') then redis.call('HSET', KEYS[6], 'peak', total) end
-if #ARGV >= 7 then
+if #ARGV >= 8 and redis.call('HGET', KEYS[6], 'b:' .. node) ~= ARGV[7] then
+  redis.call('HSET', KEYS[6], 'b:' .. node, ARGV[7])
   local added = 0
-  for i = 7, #ARGV, 3 do
+  for i = 8, #ARGV, 3 do
     redis.call('ZINCRBY', KEYS[4], ARGV[i + 2], ARGV[i])
     redis.call('HSET', KEYS[5], ARGV[i], ARGV[i + 1])
     added = added + tonumber(ARGV[i + 2])
@@ -149,8 +153,8 @@ func (p *Redis) flushTick() {
 type flushItem struct {
 	room     string
 	count    int
-	audience bool // the audience was sent
-	watched  map[string]*Watch
+	audience bool        // the audience was sent
+	batch    *watchBatch // the watch time sent, if any
 	call     scriptCall
 }
 
@@ -188,7 +192,8 @@ func (p *Redis) flush(ctx context.Context) error {
 }
 
 // prepareFlush expires silent pollers and builds the write of every room
-// this node holds or held, taking the watch time to write.
+// this node holds or held, with its watch batch: the unconfirmed one again,
+// else the pending watch time as a new batch.
 func (p *Redis) prepareFlush() []flushItem {
 	now := p.now()
 	var items []flushItem
@@ -196,21 +201,28 @@ func (p *Redis) prepareFlush() []flushItem {
 	defer p.mu.Unlock()
 	for id, r := range p.rooms {
 		expireLocked(r, p.cfg.TTL, now)
-		if len(r.sessions) == 0 && !r.present && len(r.pending) == 0 {
+		if len(r.sessions) == 0 && !r.present && len(r.pending) == 0 && r.unacked == nil {
 			delete(p.rooms, id)
 			continue
 		}
-		it := flushItem{room: id, count: len(r.sessions), watched: r.pending}
+		if r.unacked == nil && len(r.pending) > 0 {
+			p.batch++
+			r.unacked = &watchBatch{id: p.run + "." + strconv.FormatUint(p.batch, 10), w: r.pending}
+			r.pending = map[string]*Watch{}
+		}
+		it := flushItem{room: id, count: len(r.sessions), batch: r.unacked}
 		aud := ""
 		if r.dirty && it.count > 0 {
 			aud = p.audienceLocked(r)
 			it.audience = true
 		}
 		args := []string{p.cfg.NodeID, strconv.Itoa(it.count), aud, ms(p.cfg.NodeTTL), ms(keyTTL), maxWatchersArg}
-		for _, w := range r.pending {
-			args = append(args, w.UserID, w.Name, strconv.FormatInt(w.Seconds, 10))
+		if b := r.unacked; b != nil {
+			args = append(args, b.id)
+			for _, w := range b.w {
+				args = append(args, w.UserID, w.Name, strconv.FormatInt(w.Seconds, 10))
+			}
 		}
-		r.pending = map[string]*Watch{}
 		r.dirty = false
 		it.call = scriptCall{keys: p.keys(id), args: args}
 		items = append(items, it)
@@ -219,8 +231,9 @@ func (p *Redis) prepareFlush() []flushItem {
 }
 
 // flushed records the results of one batch of writes (res is nil when the
-// round trip failed): the counts written and the room totals; a room not
-// written keeps its watch time and audience for the next flush.
+// round trip failed): the counts written, the room totals and the watch
+// batches confirmed; a room not written keeps its audience and its watch
+// batch (which may or may not have been applied) for the next flush.
 func (p *Redis) flushed(batch []flushItem, res []rueidis.RedisResult) {
 	at := p.now()
 	p.mu.Lock()
@@ -231,12 +244,12 @@ func (p *Redis) flushed(batch []flushItem, res []rueidis.RedisResult) {
 		if res != nil {
 			arr, _ = res[i].AsIntSlice()
 		}
-		if len(arr) < 2 { // not written
-			for _, w := range it.watched {
-				addWatch(r.pending, Member{UserID: w.UserID, Name: w.Name}, w.Seconds)
-			}
+		if len(arr) < 2 { // not known to be written
 			r.dirty = r.dirty || it.audience
 			continue
+		}
+		if it.batch != nil && r.unacked == it.batch {
+			r.unacked = nil
 		}
 		r.written, r.present = it.count, it.count > 0
 		if arr[1] == 0 && !it.audience && it.count > 0 { // our entry had expired: send the audience again

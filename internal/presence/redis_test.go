@@ -3,6 +3,8 @@ package presence
 import (
 	"context"
 	"fmt"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -81,5 +83,86 @@ func TestRedisAcrossNodes(t *testing.T) {
 	other := newTestRedis(t, prefix, "C", time.Minute)
 	if n := count(other); n != 0 {
 		t.Fatalf("after close: %d online", n)
+	}
+}
+
+// TestRedisWatchTimeOnce: watch time reaches the stats exactly once when a
+// flush's fate is unknown to the node. A round trip that times out may have
+// been applied (the reply was lost) or not (it never left): the node must
+// send the watch time again, and Redis must add it only once.
+func TestRedisWatchTimeOnce(t *testing.T) {
+	c := redistest.Client(t)
+	prefix := redistest.Prefix(t, c)
+	var mu sync.Mutex
+	mode := "" // "lost": apply, then lose the reply; "refused": send nothing
+	failed := map[string]int{}
+	call := func(ctx context.Context, op string, n int, do func(context.Context) error) error {
+		mu.Lock()
+		m := mode
+		mu.Unlock()
+		if op != "presence_flush" || m == "" {
+			return do(ctx)
+		}
+		if m == "lost" {
+			if err := do(ctx); err != nil {
+				return err
+			}
+			dead, cancel := context.WithCancel(ctx)
+			cancel()
+			_ = do(dead) // the results of the applied write are replaced by failures
+		}
+		mu.Lock()
+		failed[m]++
+		mu.Unlock()
+		return context.DeadlineExceeded
+	}
+	p := NewRedis(c, RedisConfig{Prefix: prefix, NodeID: "N", TTL: time.Minute, NodeTTL: 700 * time.Millisecond, Flush: 50 * time.Millisecond, Call: call})
+	t.Cleanup(func() { p.Close() })
+	ctx := context.Background()
+	stay := func(sess, user string, secs int) {
+		t.Helper()
+		m := Member{Session: sess, UserID: user, Since: time.Now().Add(-time.Duration(secs) * time.Second)}
+		if _, err := p.Join(ctx, "w", m); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Leave(ctx, "w", sess); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, m := range []string{"lost", "refused"} {
+		mu.Lock()
+		mode = m
+		mu.Unlock()
+		stay("s-"+m, "u-"+m, 100)
+		mu.Lock()
+		from := failed[m]
+		mu.Unlock()
+		testutil.WaitFor(t, "three "+m+" flushes", wait, func() bool { mu.Lock(); defer mu.Unlock(); return failed[m] >= from+3 })
+		mu.Lock()
+		mode = ""
+		mu.Unlock()
+		testutil.WaitFor(t, "the watch time of "+m, wait, func() bool {
+			st, err := p.Stats(ctx, "w")
+			return err == nil && slices.ContainsFunc(st.TopWatchers, func(w Watch) bool { return w.UserID == "u-"+m })
+		})
+	}
+	// More flushes add nothing more.
+	stay("s-last", "u-last", 10)
+	testutil.WaitFor(t, "the last watch time", wait, func() bool { st, _ := p.Stats(ctx, "w"); return st.Viewers == 3 })
+	st, err := p.Stats(ctx, "w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range st.TopWatchers {
+		want := int64(100)
+		if w.UserID == "u-last" {
+			want = 10
+		}
+		if w.Seconds < want || w.Seconds > want+5 {
+			t.Fatalf("%s watched %ds, want %d (stats %+v)", w.UserID, w.Seconds, want, st)
+		}
+	}
+	if st.TotalSeconds != st.TopWatchers[0].Seconds+st.TopWatchers[1].Seconds+st.TopWatchers[2].Seconds {
+		t.Fatalf("total %d of %+v", st.TotalSeconds, st.TopWatchers)
 	}
 }
