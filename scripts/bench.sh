@@ -20,7 +20,7 @@
 #   scripts/bench.sh ws-1k idle-10k  # some of them (names below)
 #   QUICK=1 scripts/bench.sh         # small sizes, short windows (smoke test)
 #
-# Scenarios: poll-hot poll-hot-b2b ws-1k ws-5k ws-10k idle-10k send-burst flv-1 flv-100 flv-1000 flv-2000 quiz-10k quiz-10k-proto,
+# Scenarios: poll-hot poll-hot-b2b ws-1k ws-5k ws-10k idle-10k send-burst flv-1 flv-100 flv-1000 flv-2000 quiz-10k quiz-10k-proto, rain-10k rain-10k-proto,
 # and (not in the default set) poll-hot-special ws-5k-special ws-10k-special (render budget 0,
 # every delivery counted; polls: back to back, pages of 100, the minimal HTTP client),
 # ws-5k-proto ws-10k-proto: JSON vs protobuf readers
@@ -35,7 +35,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ALL="poll-hot poll-hot-b2b ws-1k ws-5k ws-10k idle-10k send-burst flv-1 flv-100 flv-1000 flv-2000 quiz-10k quiz-10k-proto"
+ALL="poll-hot poll-hot-b2b ws-1k ws-5k ws-10k idle-10k send-burst flv-1 flv-100 flv-1000 flv-2000 quiz-10k quiz-10k-proto rain-10k rain-10k-proto"
 SCENARIOS="${*:-$ALL}"
 QUICK="${QUICK:-}"
 DURATION="${DURATION:-$([ -n "$QUICK" ] && echo 5s || echo 20s)}"
@@ -222,6 +222,10 @@ for s in $SCENARIOS; do
 		format=json; [ "${s%-proto}" != "$s" ] && format=proto
 		SERVER_ARGS="${SERVER_ARGS:-} --quiz-delay 0" start_server; create_room
 		run_bench "$s" quiz --players "$(n 10000 200)" --rate 2000 --questions 3 --answer-ms 5000 --format "$format" ;;
+	rain-10k|rain-10k-proto) # the red-packet rain (issue 13): 10,000 players tapping 5/s, default --rain-rate, memory mode
+		format=json; [ "${s%-proto}" != "$s" ] && format=proto
+		start_server; create_room
+		run_bench "$s" rain --players "$(n 10000 200)" --rate 2000 --taps 5 --packets 1000 --budget 100000 --rain-ms 10000 --format "$format" ;;
 	flv-*)
 		viewers="${s#flv-}"
 		if ! have_media; then

@@ -115,21 +115,9 @@ func (s *quizScenario) status(r *runner, dt time.Duration) string {
 func (s *quizScenario) setup(r *runner) error {
 	s.errs = map[string]uint64{}
 	s.http = &http.Client{Timeout: s.timeout}
-	signer, err := auth.NewSigner(s.secret)
-	if err != nil {
-		return fmt.Errorf("bench quiz: --secret: %w", err)
-	}
-	if s.admin, err = signer.Sign(auth.Claims{Sub: "bench-quiz-admin", Name: "bench", Role: auth.RoleAdmin, Level: 100}, time.Hour); err != nil {
+	var err error
+	if s.admin, err = operatorSetup(&s.common, s.http, "bench quiz"); err != nil {
 		return err
-	}
-	anchor, err := signer.Sign(auth.Claims{Sub: "bench-quiz-anchor-" + s.room, Name: "bench", Role: auth.RoleAnchor, Level: 50}, time.Hour)
-	if err != nil {
-		return err
-	}
-	if code, body, err := s.call("POST", "/api/rooms", anchor, map[string]string{"id": s.room, "title": "bench quiz"}); err != nil {
-		return err
-	} else if code != 201 && code != 409 && code != 200 {
-		return fmt.Errorf("bench quiz: create room: %d %s", code, body)
 	}
 	if s.toks, err = r.tokens("bench-q", s.players); err != nil {
 		return err
@@ -141,21 +129,49 @@ func (s *quizScenario) setup(r *runner) error {
 	return nil
 }
 
-// call is one operator request with the admin token.
+// operatorSetup mints an admin token (--secret) and creates the bench's
+// room; it returns the token, the operator of quizzes and rains.
+func operatorSetup(c *common, hc *http.Client, what string) (string, error) {
+	signer, err := auth.NewSigner(c.secret)
+	if err != nil {
+		return "", fmt.Errorf("%s: --secret: %w", what, err)
+	}
+	admin, err := signer.Sign(auth.Claims{Sub: "bench-quiz-admin", Name: "bench", Role: auth.RoleAdmin, Level: 100}, time.Hour)
+	if err != nil {
+		return "", err
+	}
+	anchor, err := signer.Sign(auth.Claims{Sub: "bench-quiz-anchor-" + c.room, Name: "bench", Role: auth.RoleAnchor, Level: 50}, time.Hour)
+	if err != nil {
+		return "", err
+	}
+	if code, body, err := opCall(hc, c.url, "POST", "/api/rooms", anchor, map[string]string{"id": c.room, "title": what}); err != nil {
+		return "", err
+	} else if code != 201 && code != 409 && code != 200 {
+		return "", fmt.Errorf("%s: create room: %d %s", what, code, body)
+	}
+	return admin, nil
+}
+
+// call is one operator request.
 func (s *quizScenario) call(method, path, tok string, body any) (int, []byte, error) {
+	return opCall(s.http, s.url, method, path, tok, body)
+}
+
+// opCall is one JSON request with a token.
+func opCall(hc *http.Client, base, method, path, tok string, body any) (int, []byte, error) {
 	var rd io.Reader
 	if body != nil {
 		b, _ := json.Marshal(body)
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequest(method, s.url+path, rd)
+	req, err := http.NewRequest(method, base+path, rd)
 	if err != nil {
 		return 0, nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := s.http.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
-		return 0, nil, fmt.Errorf("bench quiz: %s %s: %w", method, path, err)
+		return 0, nil, fmt.Errorf("bench: %s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
@@ -312,12 +328,7 @@ func (c *quizClient) close() {
 func (c *quizClient) run(ctx context.Context, tok string) {
 	defer c.s.wg.Done()
 	s := c.s
-	u := "ws" + s.url[len("http"):] + "/ws?room=" + s.room + "&token=" + tok
-	d := ws.Dialer{Timeout: s.timeout}
-	if s.format == "proto" {
-		d.Protocols = []string{subprotocolProto}
-	}
-	conn, br, _, err := d.Dial(ctx, u)
+	conn, rw, err := dialPlayer(ctx, &s.common, tok, s.format)
 	if err != nil {
 		s.noteErr("dial: " + dialLabel(err))
 		return
@@ -331,15 +342,6 @@ func (c *quizClient) run(ctx context.Context, tok string) {
 	c.conn = conn
 	c.mu.Unlock()
 	s.connected.Add(1)
-	var rd io.Reader = conn
-	if br != nil {
-		rd = io.MultiReader(br, conn)
-	}
-	r := bufio.NewReaderSize(rd, 4096)
-	rw := struct {
-		io.Reader
-		io.Writer
-	}{r, conn}
 	attached := false
 	for {
 		data, _, err := wsutil.ReadServerData(rw)
@@ -356,6 +358,28 @@ func (c *quizClient) run(ctx context.Context, tok string) {
 			c.onJSON(conn, data)
 		}
 	}
+}
+
+// dialPlayer opens a player's WebSocket to the bench's room (format json
+// or proto) and returns it with a buffered reader-writer over it.
+func dialPlayer(ctx context.Context, c *common, tok, format string) (net.Conn, io.ReadWriter, error) {
+	u := "ws" + c.url[len("http"):] + "/ws?room=" + c.room + "&token=" + tok
+	d := ws.Dialer{Timeout: c.timeout}
+	if format == "proto" {
+		d.Protocols = []string{subprotocolProto}
+	}
+	conn, br, _, err := d.Dial(ctx, u)
+	if err != nil {
+		return nil, nil, err
+	}
+	var rd io.Reader = conn
+	if br != nil {
+		rd = io.MultiReader(br, conn)
+	}
+	return conn, struct {
+		io.Reader
+		io.Writer
+	}{bufio.NewReaderSize(rd, 4096), conn}, nil
 }
 
 // quizMsg is a room message as the players read it.

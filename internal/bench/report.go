@@ -31,6 +31,7 @@ type Report struct {
 	Seq      *SeqReport      `json:"seq,omitempty"`
 	FLV      *FLVReport      `json:"flv,omitempty"`
 	Quiz     *QuizReport     `json:"quiz,omitempty"`
+	Rain     *RainReport     `json:"rain,omitempty"`
 	Server   *ServerReport   `json:"server,omitempty"`
 	Client   ClientReport    `json:"client"`
 
@@ -168,6 +169,9 @@ func (r *Report) table(w io.Writer) {
 	}
 	if q := r.Quiz; q != nil {
 		t.quiz(q)
+	}
+	if q := r.Rain; q != nil {
+		t.rain(q)
 	}
 	if s := r.Server; s != nil {
 		t.server(s)
@@ -407,4 +411,16 @@ func (t table) quiz(q *QuizReport) {
 	}
 	t.lat("reveal → players", q.Reveal)
 	t.errs("errors", q.Errors)
+}
+
+func (t table) rain(q *RainReport) {
+	t.sec("rain (" + q.Format + ")")
+	t.row("players", "%d connected of %d, %d taps/s each, activity %s", q.Connected, q.Players, q.TapsPerPlayer, q.Activity)
+	t.row("taps", "%d sent, %d answered over %.1fs", q.Taps, q.Answered, q.WindowS)
+	t.row("taps/s", "%.0f offered, %.0f served", q.TapsPerS, q.ServedPerS)
+	if q.USCPUPerTap > 0 {
+		t.row("server cpu/tap", "%.2f µs  (%.0f taps per CPU-second; %.3fs CPU)", q.USCPUPerTap, q.TapsPerCPUSecond, q.ServerCPUS)
+	}
+	t.row("won", "%d packets, %d cents (status paid_cents %d)", q.PacketsWon, q.CentsPaid, q.StatusPaid)
+	t.errs("answers", q.Reasons)
 }

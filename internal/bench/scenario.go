@@ -60,6 +60,8 @@ var scenarios = []scenarioInfo{
 		func() scenario { return &flvScenario{} }},
 	{"quiz", "N players of a live quiz (answers/s, server CPU per answer, reveal p50/p99)", 0,
 		func() scenario { return &quizScenario{} }},
+	{"rain", "N players tapping a red-packet rain (taps/s offered and served, server CPU per tap, packets, cents)", 0,
+		func() scenario { return &rainScenario{} }},
 }
 
 // runner is what the phases of one run share. It is made after the flags
