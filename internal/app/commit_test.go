@@ -42,6 +42,14 @@ func TestGroupCommit64Senders(t *testing.T) {
 			msgs += s.metricSum(t, "roomcast_messages_in_total", nil)
 		}
 		t.Logf("%.0f messages stored in %.0f append calls", msgs, calls)
+		// The adaptive limit of the busy room is in /metrics (issue 14).
+		limit := 0.0
+		for _, s := range nodes {
+			limit += s.metricSum(t, "roomcast_commit_batch_limit", func(l string) bool { return l == `room="gc"` })
+		}
+		if limit <= 0 {
+			t.Fatal("no roomcast_commit_batch_limit{room=\"gc\"} on any node")
+		}
 	})
 }
 
