@@ -21,10 +21,14 @@ import (
 	"roomcast/internal/redistest"
 )
 
-// clusterArgs are the flags every node of a test cluster shares.
+// clusterArgs are the flags every node of a test cluster shares. The tests
+// check that every message reaches every reader, so a reader that a busy
+// machine starves for a few seconds must not be reset by --staleness (a
+// feature with its own test).
 func clusterArgs(redis, prefix, db string) []string {
 	return []string{"--rtmp", "", "--redis", redis, "--redis-prefix", prefix, "--db", db, "--secret", testSecret,
-		"--admin-key", testAdminKey, "--render-budget", "0", "--rate-limit", "0", "--tick", "20ms", "--log-level", "warn"}
+		"--admin-key", testAdminKey, "--render-budget", "0", "--rate-limit", "0", "--tick", "20ms", "--log-level", "warn",
+		"--staleness", "-1s"}
 }
 
 // startNodes starts n roomcast processes with args (each its own data dir)

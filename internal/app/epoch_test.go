@@ -13,6 +13,7 @@ import (
 	"roomcast/internal/auth"
 	"roomcast/internal/config"
 	"roomcast/internal/redistest"
+	"roomcast/internal/testutil"
 )
 
 // pollQuery polls with a raw query string and fails on anything but 200.
@@ -82,7 +83,11 @@ func TestEpochCursors(t *testing.T) {
 					t.Fatalf("send: %d", code)
 				}
 			}
-			first := s.pollQuery("e", "")
+			var first pollAnswer
+			testutil.WaitFor(t, "the node to hold the 3 messages", 10*time.Second, func() bool {
+				first = s.pollQuery("e", "")
+				return first.Cursor == 3
+			})
 			epoch := first.Epoch
 			if len(epoch) < 8 || first.Cursor != 3 {
 				t.Fatalf("first poll: cursor %d epoch %q", first.Cursor, epoch)
