@@ -17,6 +17,7 @@ import (
 // for a player answering on two nodes at once, the activity going on after
 // the node that started it is killed, and 1 cent split among 7 winners.
 func TestQuizCluster(t *testing.T) {
+	t.Parallel() // most of it is waiting for answer windows to close
 	c := redistest.Client(t)
 	prefix := redistest.Prefix(t, c)
 	nodes, cl := startNodes(t, 3, append(clusterArgs("redis://"+redistest.RedisAddr+"/0", prefix, redistest.Postgres(t)), "--quiz-delay", "300ms"))
@@ -24,7 +25,7 @@ func TestQuizCluster(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	anchor := a.createRoom("qc")
-	id := createQuiz(t, a, anchor, quizBody("qc", 1, 2000)).ID
+	id := createQuiz(t, a, anchor, quizBody("qc", 1, quizWindowMS)).ID
 
 	var players []*quizPlayer
 	for i := range 7 {

@@ -16,11 +16,12 @@ import (
 // already_answered, code 166, the second time) and opens it with the key
 // of the quiz_reveal.
 func TestQuizProtobufAnswer(t *testing.T) {
-	s := startServer(t, func(c *config.Config) { c.QuizDelay = 0 })
+	t.Parallel() // most of it is waiting for answer windows to close
+	s := startServer(t, func(c *config.Config) { c.QuizDelay, c.Heartbeat = 0, quizHeartbeat })
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	anchor := s.createRoom("qpb")
-	id := createQuiz(t, s, anchor, quizBody("qpb", 10, 500)).ID
+	id := createQuiz(t, s, anchor, quizBody("qpb", 10, quizWindowMS)).ID
 	c, _, err := s.dialProto(ctx, "room=qpb&token="+s.token("pb1", "", 1), true)
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,16 @@ import (
 	"roomcast/internal/testutil"
 )
 
+// quizWindowMS is the answer window of tests that must act before a
+// question's deadline: generous, because a busy machine can take seconds
+// between a push and the last answer (1.5 s was missed under load). Tests
+// wait for the deadline with testutil, so the window costs only waiting.
+var quizWindowMS = int(10000 * testutil.Scale())
+
+// quizHeartbeat outlasts a question's window: a player waiting for the
+// deadline reads nothing meanwhile, so its client answers no ping.
+var quizHeartbeat = 3 * time.Duration(quizWindowMS) * time.Millisecond
+
 // quizBody is a 3-question activity: the answers are 1, 0, 2.
 func quizBody(room string, prize int64, answerMS int) map[string]any {
 	return map[string]any{"room": room, "title": "Friday quiz", "starts_at": "2026-12-01T20:00:00Z", "prize_cents": prize, "answer_ms": answerMS,
@@ -36,21 +46,22 @@ func createQuiz(t *testing.T, s *server, tok string, body map[string]any) quiz.V
 // sockets: right, wrong, revived, late, twice, out of sequence, after
 // elimination, not a player; sealed results, counts, winners and money.
 func TestQuizWholeActivity(t *testing.T) {
-	s := startServer(t, func(c *config.Config) { c.QuizDelay = 200 * time.Millisecond })
+	t.Parallel() // most of it is waiting for answer windows to close
+	s := startServer(t, func(c *config.Config) { c.QuizDelay, c.Heartbeat = 200*time.Millisecond, quizHeartbeat })
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	anchor := s.createRoom("quiz1")
 	viewer := s.token("viewer", "", 1)
 
-	if code, c := errCode(t, s, "POST", "/api/activities", viewer, quizBody("quiz1", 100, 1500)); code != 403 || c != "forbidden" {
+	if code, c := errCode(t, s, "POST", "/api/activities", viewer, quizBody("quiz1", 100, quizWindowMS)); code != 403 || c != "forbidden" {
 		t.Fatalf("a viewer creating: %d %s", code, c)
 	}
-	bad := quizBody("quiz1", 100, 1500)
+	bad := quizBody("quiz1", 100, quizWindowMS)
 	bad["questions"] = []map[string]any{{"text": "x", "options": []string{"only"}, "answer": 0}}
 	if code, c := errCode(t, s, "POST", "/api/activities", anchor, bad); code != 400 || c != "bad_request" {
 		t.Fatalf("one option: %d %s", code, c)
 	}
-	act := createQuiz(t, s, anchor, quizBody("quiz1", 100, 1500))
+	act := createQuiz(t, s, anchor, quizBody("quiz1", 100, quizWindowMS))
 	id := act.ID
 	var cards struct{ Cards int }
 	if code := s.do("POST", "/api/admin/cards", testAdminKey, map[string]any{"user": "u2", "count": 2}, &cards); code != 200 || cards.Cards != 2 {
@@ -80,7 +91,7 @@ func TestQuizWholeActivity(t *testing.T) {
 
 	m := p1.waitMsg(ctx, "quiz_question", 1)
 	q1 := decodeData[quiz.QuestionData](t, m)
-	if q1.Activity != id || q1.Count != 3 || q1.Text != "2+2?" || len(q1.Options) != 2 || q1.AnswerMS != 1500 || len(q1.KeyHash) != 64 ||
+	if q1.Activity != id || q1.Count != 3 || q1.Text != "2+2?" || len(q1.Options) != 2 || q1.AnswerMS != int64(quizWindowMS) || len(q1.KeyHash) != 64 ||
 		q1.Deadline < time.Now().UnixMilli() || strings.Contains(string(m.Data), `"answer"`) {
 		t.Fatalf("quiz_question: %s", m.Data)
 	}
@@ -129,7 +140,7 @@ func TestQuizWholeActivity(t *testing.T) {
 	if code, _ := errCode(t, s, "GET", "/api/activities/"+id+"/questions/1/counts", viewer, nil); code != 403 {
 		t.Fatalf("counts for a viewer: %d", code)
 	}
-	testutil.WaitFor(t, "question 1's deadline", 10*time.Second, func() bool { return time.Now().UnixMilli() > q1.Deadline })
+	testutil.WaitFor(t, "question 1's deadline", 2*time.Duration(quizWindowMS)*time.Millisecond, func() bool { return time.Now().UnixMilli() > q1.Deadline })
 	if _, c := p4.answerWS(ctx, id, 1, 1); c != quiz.CodeTooLate {
 		t.Fatalf("u4 late: %s", c)
 	}
@@ -235,7 +246,7 @@ func TestQuizWholeActivity(t *testing.T) {
 	}
 
 	// The room's next activity: an answer frame without an activity goes to it.
-	next := createQuiz(t, s, anchor, quizBody("quiz1", 0, 1500)).ID
+	next := createQuiz(t, s, anchor, quizBody("quiz1", 0, quizWindowMS)).ID
 	if _, c := p1.answerWS(ctx, "", 1, 1); c != quiz.CodeNotRunning {
 		t.Fatalf("answer between activities: %s", c)
 	}
@@ -251,13 +262,14 @@ func TestQuizWholeActivity(t *testing.T) {
 // of an activity keeps its players, answers and tallies, and the activity
 // goes on to the right winners.
 func TestQuizRestartKeepsState(t *testing.T) {
+	t.Parallel() // most of it is waiting for answer windows to close
 	dir := t.TempDir()
 	mut := func(c *config.Config) { c.Data, c.QuizDelay = dir, 0 }
 	s := startServer(t, mut)
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	anchor := s.createRoom("quizr")
-	id := createQuiz(t, s, anchor, quizBody("quizr", 7, 1500)).ID
+	id := createQuiz(t, s, anchor, quizBody("quizr", 7, quizWindowMS)).ID
 	p1, p2, p3 := s.player(ctx, "quizr", "u1"), s.player(ctx, "quizr", "u2"), s.player(ctx, "quizr", "u3")
 	s.opStep(anchor, "/api/activities/"+id+"/start")
 	s.opStep(anchor, "/api/activities/"+id+"/questions/1/push")
