@@ -47,9 +47,9 @@ func TestRecordReplay(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
-	sess, sent, afterID, firstLen, sinceResume := recordTwoPublishes(ctx, t, s, key, viewer)
+	sess, sent, after, firstLen := recordTwoPublishes(ctx, t, s, key, viewer)
 
-	t.Run("video_ms", func(t *testing.T) { checkVideoMS(t, s, sess, sent, afterID, firstLen, sinceResume) })
+	t.Run("video_ms", func(t *testing.T) { checkVideoMS(t, s, sess, sent, after, firstLen) })
 
 	t.Run("vod", func(t *testing.T) { checkVOD(t, s, sess) })
 
@@ -112,7 +112,7 @@ func TestRecordReplay(t *testing.T) {
 	t.Run("recording off", func(t *testing.T) { checkRecordingOff(ctx, t, s, sess, viewer, anchor, data) })
 }
 
-func checkVideoMS(t *testing.T, s *server, sess session, sent []sentAt, afterID string, firstLen, sinceResume int64) {
+func checkVideoMS(t *testing.T, s *server, sess session, sent []sentAt, after sentAt, firstLen int64) {
 	msgs := allMessages(t, s, sess.ID, 2)
 	byID := map[string]archived{}
 	for _, m := range msgs {
@@ -134,9 +134,9 @@ func checkVideoMS(t *testing.T, s *server, sess session, sent []sentAt, afterID 
 			t.Errorf("%q: video_ms %d, sent while the stream was at %d–%d ms", m.text, got, m.lo, m.hi)
 		}
 	}
-	a := byID[afterID]
-	if a.VideoMS == nil || *a.VideoMS < firstLen || *a.VideoMS > firstLen+sinceResume+300 {
-		t.Errorf("after the reconnect: video_ms %v, want within (%d, %d]", a.VideoMS, firstLen, firstLen+sinceResume+300)
+	a := byID[after.id]
+	if a.VideoMS == nil || *a.VideoMS < firstLen || *a.VideoMS < after.lo-300 || *a.VideoMS > after.hi+300 {
+		t.Errorf("after the reconnect: video_ms %v, want past %d, sent while the stream was at %d–%d ms", a.VideoMS, firstLen, after.lo, after.hi)
 	}
 	kinds := map[string]int{}
 	for _, m := range msgs {
@@ -301,7 +301,7 @@ func checkBadInput(t *testing.T, s *server, sess session, viewer, anchor string)
 // recordTwoPublishes publishes the sample into rec1, sends messages at known
 // moments (and a like, and client positions), reconnects within the gap,
 // and returns the ended session once the archive has caught up.
-func recordTwoPublishes(ctx context.Context, t *testing.T, s *server, key, viewer string) (sess session, sent []sentAt, afterID string, firstLen, sinceResume int64) {
+func recordTwoPublishes(ctx context.Context, t *testing.T, s *server, key, viewer string) (sess session, sent []sentAt, after sentAt, firstLen int64) {
 	// Publish 1: messages at known moments.
 	pub := publishSample(ctx, t, s.rtmpURL()+key)
 	testutil.WaitFor(t, "a live session", 30*time.Second, func() bool {
@@ -312,30 +312,42 @@ func recordTwoPublishes(ctx context.Context, t *testing.T, s *server, key, viewe
 		}
 		return false
 	})
+	// The stream position is the server's session clock (what the publisher
+	// has sent so far), read just before and after each send: on a busy
+	// machine ffmpeg falls behind the wall clock, so wall time since the
+	// session started is not the stream's position.
+	pos := func() int64 {
+		t.Helper()
+		sid, ms, ok := s.app.Recorder.Position(ctx, "rec1")
+		if !ok || sid != sess.ID {
+			t.Fatalf("stream clock: session %q ok %v, want %s", sid, ok, sess.ID)
+		}
+		return ms
+	}
 	send := func(text string, clientMS *int64) {
 		t.Helper()
-		lo := time.Since(sess.StartedAt).Milliseconds()
+		lo := pos()
 		body := map[string]any{"kind": "chat", "text": text}
 		if clientMS != nil {
 			body["video_ms"] = *clientMS
 		}
 		code, a := s.send("rec1", viewer, body)
-		hi := time.Since(sess.StartedAt).Milliseconds()
+		hi := pos()
 		if code != 201 {
 			t.Fatalf("send %q: %d %+v", text, code, a)
 		}
 		sent = append(sent, sentAt{id: a.ID, text: text, lo: lo, hi: hi, clientVideoMS: clientMS})
 	}
 	for i := range 4 {
-		testutil.WaitFor(t, "stream time", 10*time.Second, func() bool { return time.Since(sess.StartedAt) > time.Duration(i+1)*time.Second })
+		testutil.WaitFor(t, "stream time", 30*time.Second, func() bool { return pos() > int64(i+1)*1000 })
 		send(fmt.Sprintf("at second %d <b>&", i+1), nil)
 	}
 	if code, _ := s.send("rec1", viewer, map[string]any{"kind": "like"}); code != 202 {
 		t.Fatalf("like: %d", code)
 	}
-	behind := time.Since(sess.StartedAt).Milliseconds() - 2000
+	behind := pos() - 2000
 	send("client says", &behind) // plausible: used as is
-	ahead := time.Since(sess.StartedAt).Milliseconds() + 60000
+	ahead := pos() + 60000
 	send("client ahead", &ahead) // implausible: the server's clock instead
 
 	// While live, the playlist is an EVENT playlist a late viewer can rewind.
@@ -374,14 +386,14 @@ func recordTwoPublishes(ctx context.Context, t *testing.T, s *server, key, viewe
 		ss := s.sessions("rec1")
 		return len(ss) == 1 && ss[0].Live
 	})
-	resumed := time.Now()
-	testutil.WaitFor(t, "stream time", 10*time.Second, func() bool { return time.Since(resumed) > 2*time.Second })
-	code, after := s.send("rec1", viewer, map[string]any{"kind": "chat", "text": "after reconnect"})
-	sinceResume = time.Since(resumed).Milliseconds()
+	testutil.WaitFor(t, "stream time", 30*time.Second, func() bool { return pos() > firstLen+2000 })
+	after.lo = pos()
+	code, ack := s.send("rec1", viewer, map[string]any{"kind": "chat", "text": "after reconnect"})
+	after.hi, after.id, after.text = pos(), ack.ID, "after reconnect"
 	if code != 201 {
 		t.Fatalf("send: %d", code)
 	}
-	testutil.WaitFor(t, "a recorded segment after the reconnect", 10*time.Second, func() bool { return time.Since(resumed) > 3*time.Second })
+	testutil.WaitFor(t, "a recorded segment after the reconnect", 30*time.Second, func() bool { return pos() > firstLen+3000 })
 	stopPublish(pub)
 	testutil.WaitFor(t, "the session to end", 20*time.Second, func() bool {
 		ss := s.sessions("rec1")
@@ -405,7 +417,7 @@ func recordTwoPublishes(ctx context.Context, t *testing.T, s *server, key, viewe
 	if !sess.Recorded || sess.VOD != "/vod/"+sess.ID+"/index.m3u8" || sess.EndedAt == nil {
 		t.Fatalf("ended session: %+v", sess)
 	}
-	return sess, sent, after.ID, firstLen, sinceResume
+	return sess, sent, after, firstLen
 }
 
 func checkSignedVOD(t *testing.T, s *server, sess session, plays chan map[string]any, refuse chan bool) {
