@@ -382,12 +382,18 @@ func TestProtoZombie(t *testing.T) {
 	s.createRoom("z")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	c, _, err := s.dialProto(ctx, "room=z", false)
+	// A zombie answers no ping. It still reads, so it sees the close frame;
+	// a client that stopped reading instead would try to answer the pings
+	// queued before the close once it read again, and fail writing the pong
+	// to a socket the server has closed (seen under load).
+	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(s.url, "http")+"/ws?room=z&format=proto", &websocket.DialOptions{
+		OnPingReceived: func(context.Context, []byte) bool { return false },
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.conn.CloseNow()
-	// Not reading: coder/websocket answers pings only while reading.
+	defer conn.CloseNow()
+	c := &protoClient{t: t, conn: conn}
 	testutil.WaitFor(t, "the silent connection to be dropped", 30*time.Second, func() bool {
 		return s.app.ws.Stats().ClosedHeartbeat >= 1
 	})
