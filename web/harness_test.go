@@ -28,7 +28,11 @@ import (
 	"roomcast/internal/app"
 	"roomcast/internal/auth"
 	"roomcast/internal/config"
+	"roomcast/internal/testutil"
 )
+
+// minWait is the least a tab waits for a condition.
+const minWait = 20 * time.Second
 
 const (
 	testSecret   = "web-test-secret-0123456789"
@@ -199,6 +203,10 @@ func eval[T any](tb *tab, expr string) T {
 // wait polls a JavaScript predicate every 20 ms until it is truthy.
 func (tb *tab) wait(expr string, timeout time.Duration) time.Duration {
 	tb.t.Helper()
+	// The timeout is a bound on failure, not a latency check: a busy 2-core
+	// machine can take seconds to deliver and render, so it is at least
+	// minWait (scaled like testutil.WaitFor); a wait that holds costs no more.
+	timeout = max(timeout, time.Duration(float64(minWait)*testutil.Scale()))
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(tb.ctx, timeout+5*time.Second)
 	defer cancel()

@@ -53,7 +53,7 @@ func TestClusterThreeNodes(t *testing.T) {
 			}
 		}()
 		start := time.Now()
-		testutil.WaitFor(t, "every node counts 6 viewers", 3*time.Second, func() bool {
+		testutil.WaitFor(t, "every node counts 6 viewers", 30*time.Second, func() bool {
 			for _, s := range cl {
 				var v struct{ Online int }
 				if s.do("GET", "/api/rooms/side", "", nil, &v); v.Online != 6 {
@@ -142,7 +142,7 @@ func TestClusterThreeNodes(t *testing.T) {
 				defer w.close()
 			}
 		}
-		testutil.WaitFor(t, "6 viewers", 3*time.Second, func() bool {
+		testutil.WaitFor(t, "6 viewers", 30*time.Second, func() bool {
 			var v struct{ Online int }
 			a.do("GET", "/api/rooms/side", "", nil, &v)
 			return v.Online == 6
