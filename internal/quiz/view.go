@@ -19,6 +19,16 @@ type View struct {
 	Players    int64          `json:"players"`
 	Alive      int64          `json:"alive"`
 	Questions  []QuestionView `json:"questions"`
+	Rains      []RainInfo     `json:"rains"`
+}
+
+// RainInfo is a rain as a View shows it (never its packets' amounts).
+type RainInfo struct {
+	Rain        int   `json:"rain"`
+	BudgetCents int64 `json:"budget_cents"`
+	Packets     int   `json:"packets"`
+	MaxPerUser  int   `json:"max_per_user"`
+	DurationMS  int64 `json:"duration_ms"`
 }
 
 // QuestionView is a question as a View shows it: the text and options once
@@ -33,7 +43,10 @@ type QuestionView struct {
 func (s *Service) view(a *Activity, l Live, operator bool) *View {
 	v := &View{ID: a.ID, Room: a.Room, Title: a.Title, StartsAt: a.StartsAt, PrizeCents: a.PrizeCents, AnswerMS: a.AnswerMS,
 		Status: l.Status, Count: len(a.Questions), Current: l.Current, Revealed: l.Revealed, Deadline: l.Deadline,
-		Players: l.Players, Alive: l.Alive, Questions: make([]QuestionView, len(a.Questions))}
+		Players: l.Players, Alive: l.Alive, Questions: make([]QuestionView, len(a.Questions)), Rains: make([]RainInfo, len(a.Rains))}
+	for k, r := range a.Rains {
+		v.Rains[k] = RainInfo{Rain: k, BudgetCents: r.BudgetCents, Packets: r.Packets, MaxPerUser: r.MaxPerUser, DurationMS: r.DurationMS}
+	}
 	for i, q := range a.Questions {
 		n := i + 1
 		qv := QuestionView{N: n}

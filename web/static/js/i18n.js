@@ -59,6 +59,11 @@ const ZH = {
   'This browser cannot play the recording': '此浏览器无法播放录像', 'Replay': '回放',
   'wrong admin key': '管理密钥错误',
   "Anchor's studio sign-in link (one-time, 15 minutes)": '主播的工作室登录链接（一次性，15 分钟内有效）', 'Make link': '生成链接',
+  // red-packet rain, rankings, prizes (issue 13)
+  'Red-packet rain!': '红包雨！', 'Tap!': '抢！', 'All packets are taken.': '红包已抢完。', 'You have your packets.': '你已抢到上限。',
+  'The rain is over.': '红包雨结束了。', 'Busy — keep tapping!': '太火爆了——继续点！', 'Sign in to grab.': '登录后才能抢红包。',
+  'Gift rankings': '礼物榜', 'Session': '本场', 'Today': '今日', 'All time': '总榜', 'My prizes': '我的奖品', 'No gifts yet.': '还没有礼物。',
+  'Sign in to see your prizes.': '登录后查看奖品。', 'Red-packet rains': '红包雨',
   // live quiz, sessions and replay (issues 10 and 12)
   'Live quiz': '直播答题', 'Answer ms': '答题时间（毫秒）', 'Prize': '奖金', 'Create': '创建', 'Start': '开始',
   'Push next question': '推送下一题', 'Reveal': '公布答案', 'Questions, one a line:': '题目，每行一题：',

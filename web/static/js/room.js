@@ -9,6 +9,7 @@ import { Danmaku } from './danmaku.js';
 import { Player } from './player.js';
 import { renderSessions } from './sessions.js';
 import { QuizOverlay } from './quiz.js';
+import { RainOverlay, RankingsPanel, showPrizes } from './rain.js';
 
 const roomID = decodeURIComponent(location.pathname.split('/')[2] || '');
 const params = new URLSearchParams(location.search);
@@ -39,6 +40,13 @@ const quiz = new QuizOverlay($('#quiz'), {
   token: () => (client ? client.token : ''),
   user: () => me.id,
   playing: () => !video.paused && video.readyState >= 2,
+});
+const rain = new RainOverlay($('#rain'), { token: () => (client ? client.token : '') });
+const rankings = new RankingsPanel($('#rankings'), roomID);
+$('#prizes-btn').addEventListener('click', () => {
+  const box = $('#prizes');
+  box.hidden = !box.hidden;
+  if (!box.hidden) showPrizes(box, client ? client.token : '');
 });
 const player = new Player(video, { room: roomID, forced: params.get('player') || '', onState: onPlayerState,
   onCue: (name, data, delayMs) => { if (name === 'onQuizQuestion') quiz.onCue(data, delayMs); } });
@@ -258,6 +266,9 @@ function onMessages(msgs) {
       case 'quiz_end':
         quiz.onMessage(m);
         break;
+      case 'red_packet_rain':
+        rain.onMessage(m);
+        break;
       case 'enter':
         addLine(noticeLine(m.text || `${(m.user && m.user.name) || 'someone'} joined`, 'enter'));
         break;
@@ -414,7 +425,7 @@ async function main() {
     $('#transport').title = transport === 'ws' ? 'WebSocket' : 'short polling';
   });
   client.start();
-  window.roomcastPage = { client, player, danmaku, quiz };
+  window.roomcastPage = { client, player, danmaku, quiz, rain, rankings };
   setInterval(() => { if (document.visibilityState === 'visible' || status !== 'live') refreshRoom(); }, 10000);
   setInterval(tickUptime, 1000);
 }

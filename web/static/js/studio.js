@@ -9,6 +9,7 @@ import { LineChart } from './chart.js';
 import { Player } from './player.js';
 import { renderSessions } from './sessions.js';
 import { QuizConsole } from './quiz.js';
+import { RainConsole } from './rain.js';
 
 const KEY = 'roomcast.anchor';
 const store = {
@@ -210,7 +211,8 @@ function startDashboard() {
   setupRecording();
   timers.push(setInterval(() => renderSessions($('#sessions'), room.id), 15000));
   const quiz = new QuizConsole($('#quiz-panel'), { room: room.id, token });
-  window.roomcastStudio = { client, charts, player, quiz };
+  const rain = new RainConsole($('#rain-panel'), { token, activity: () => quiz.act });
+  window.roomcastStudio = { client, charts, player, quiz, rain };
 }
 
 // The recording switch (PUT /api/rooms/{id}/recording) and the sessions.
