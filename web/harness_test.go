@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"regexp"
@@ -191,7 +192,7 @@ func (tb *tab) navigate(url string) {
 // eval evaluates a JavaScript expression.
 func eval[T any](tb *tab, expr string) T {
 	tb.t.Helper()
-	ctx, cancel := context.WithTimeout(tb.ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(tb.ctx, minWait)
 	defer cancel()
 	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
 	if err != nil {
@@ -200,7 +201,8 @@ func eval[T any](tb *tab, expr string) T {
 	return v
 }
 
-// wait polls a JavaScript predicate every 20 ms until it is truthy.
+// wait polls a JavaScript predicate every 20 ms until it is truthy (within
+// timeout, at least minWait) and returns how long it took.
 func (tb *tab) wait(expr string, timeout time.Duration) time.Duration {
 	tb.t.Helper()
 	// The timeout is a bound on failure, not a latency check: a busy 2-core
@@ -219,6 +221,26 @@ func (tb *tab) wait(expr string, timeout time.Duration) time.Duration {
 		tb.t.Logf("%6.0f ms  %.70s", float64(time.Since(start).Microseconds())/1000, strings.Join(strings.Fields(expr), " "))
 	}
 	return time.Since(start)
+}
+
+// waitAudience waits until the server counts user among room's audience
+// (its presence, from which the quiz enrolls players).
+func (s *server) waitAudience(room, user string) {
+	s.t.Helper()
+	testutil.WaitFor(s.t, user+" in the audience of "+room, minWait, func() bool {
+		var out struct {
+			Audience []struct {
+				ID string `json:"id"`
+			} `json:"audience"`
+		}
+		s.do("GET", "/api/rooms/"+url.PathEscape(room)+"/audience", "", nil, &out)
+		for _, a := range out.Audience {
+			if a.ID == user {
+				return true
+			}
+		}
+		return false
+	})
 }
 
 // jsString quotes s as a JavaScript string literal.

@@ -36,21 +36,19 @@ func TestViewerPlaysStream(t *testing.T) {
 	tb.wait(`document.body.dataset.status === 'idle' && !document.querySelector('#overlay').hidden`, 5*time.Second)
 
 	stop := publish(t, fmt.Sprintf("rtmp://127.0.0.1:%d/live/%s", rtmpPort, room.StreamKey))
-	if !s.waitLive("tv", 15*time.Second) {
-		t.Fatal("the room did not go live within 15 s of ffmpeg publishing (is the media server wired into internal/app?)")
+	if !s.waitLive("tv", time.Minute) {
+		t.Fatal("the room did not go live within a minute of ffmpeg publishing (is the media server wired into internal/app?)")
 	}
 	tb.wait(`document.body.dataset.status === 'live'`, 12*time.Second)
 	tb.wait(`(() => { const v = document.querySelector('#video'); return v.readyState >= 3 && v.currentTime > 0; })()`, 20*time.Second)
+	// Playing: currentTime keeps advancing (by a second of video, however
+	// long a busy machine takes to play it).
 	t1 := eval[float64](tb, `document.querySelector('#video').currentTime`)
-	time.Sleep(1500 * time.Millisecond)
+	took := tb.wait(fmt.Sprintf(`document.querySelector('#video').currentTime >= %f`, t1+1), 30*time.Second)
 	t2 := eval[float64](tb, `document.querySelector('#video').currentTime`)
 	rs := eval[int](tb, `document.querySelector('#video').readyState`)
-	if t2-t1 < 0.5 {
-		t.Errorf("currentTime went from %.2f to %.2f in 1.5 s: not playing", t1, t2)
-	}
-	if rs < 3 {
-		t.Errorf("readyState %d, want ≥ 3", rs)
-	}
+	t.Logf("one second of video played in %v", took)
+	tb.wait(`document.querySelector('#video').readyState >= 3`, 30*time.Second) // a loaded machine may stall a moment
 	if kind := eval[string](tb, `document.querySelector('#player-kind').textContent`); kind != "HTTP-FLV" {
 		t.Errorf("player %q, want HTTP-FLV through mpegts.js", kind)
 	}

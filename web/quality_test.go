@@ -20,7 +20,7 @@ func TestViewerQualityChoice(t *testing.T) {
 	})
 	room, _ := s.createRoom("ql", "Ladder", "lara")
 	publish(t, fmt.Sprintf("rtmp://127.0.0.1:%d/live/%s", rtmpPort, room.StreamKey))
-	if !s.waitLive("ql", 15*time.Second) {
+	if !s.waitLive("ql", time.Minute) {
 		t.Fatal("the room did not go live")
 	}
 	testutil.WaitFor(t, "the 240p rendition", 60*time.Second, func() bool { _, ok := s.app.Media.StreamInfo("ql_240p"); return ok })

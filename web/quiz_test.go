@@ -25,7 +25,7 @@ func TestQuizInTheBrowser(t *testing.T) {
 	})
 	room, anchor := s.createRoom("quizshow", "Quiz night", "quinn")
 	publish(t, fmt.Sprintf("rtmp://127.0.0.1:%d/live/%s", rtmpPort, room.StreamKey))
-	if !s.waitLive("quizshow", 15*time.Second) {
+	if !s.waitLive("quizshow", time.Minute) {
 		t.Fatal("the room did not go live")
 	}
 	tb := newTab(t)
@@ -86,24 +86,27 @@ func TestStudioQuizConsole(t *testing.T) {
 	vic := s.token("vic", "Vic", auth.RoleViewer, 5)
 	viewer.navigate(s.url + "/room/qstudio#token=" + vic)
 	viewer.wait(`document.body.dataset.transport === 'ws'`, 10*time.Second)
+	s.waitAudience("qstudio", "vic") // present before the push, so enrolled as a player
 
 	tb := newTab(t, regexp.MustCompile(`status of 409`)) // a reveal clicked before the deadline is refused (too_early)
 	tb.navigate(s.url + "/studio#token=" + anchor)
 	tb.wait(`!!document.querySelector('#quiz-create') && !document.querySelector('#dash').hidden`, 10*time.Second)
 	tb.do(chromedpEval(`document.querySelector('#quiz-title').value = 'Console quiz';
 		document.querySelector('#quiz-prize').value = '1.00';
-		document.querySelector('#quiz-answer-ms').value = '3000';
+		document.querySelector('#quiz-answer-ms').value = '10000';
 		document.querySelector('#quiz-questions').value = 'Sky? | green | blue* | red';`))
 	tb.do(chromedpClick(`#quiz-create button[type=submit]`))
 	tb.wait(`document.querySelector('#quiz-state').textContent.includes('scheduled') && !document.querySelector('#quiz-start').disabled`, 10*time.Second)
 	tb.do(chromedpClick(`#quiz-start`))
 	tb.wait(`document.querySelector('#quiz-state').textContent.includes('running') && !document.querySelector('#quiz-push').disabled`, 10*time.Second)
 	tb.do(chromedpClick(`#quiz-push`))
-	tb.wait(`document.querySelector('#quiz-current').textContent.includes('Sky?') && document.querySelector('#quiz-state').textContent.includes('players 1')`, 10*time.Second)
+	// The viewer answers first: the answer window (10 s) runs from the push.
 	viewer.wait(`!document.querySelector('#quiz').hidden && document.querySelector('.quiz-text').textContent === 'Sky?'`, 10*time.Second)
 	viewer.do(chromedpClick(`.quiz-opt[data-i="1"]`))
+	viewer.wait(`document.querySelector('.quiz-note').textContent.startsWith('Answer sealed')`, 10*time.Second)
+	tb.wait(`document.querySelector('#quiz-current').textContent.includes('Sky?') && document.querySelector('#quiz-state').textContent.includes('players 1')`, 10*time.Second)
 	tb.wait(`document.querySelector('#quiz-counts').textContent.includes('answers 1')`, 10*time.Second)
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for !eval[bool](tb, `document.querySelector('#quiz-state').textContent.includes('revealed 1')`) {
 		if time.Now().After(deadline) {
 			t.Fatalf("not revealed: %s / %s", eval[string](tb, `document.querySelector('#quiz-state').textContent`), eval[string](tb, `document.querySelector('#quiz-status').textContent`))
