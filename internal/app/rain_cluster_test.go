@@ -42,7 +42,7 @@ func TestRainCluster(t *testing.T) {
 	nodes, cl := startNodes(t, 3, clusterArgs("redis://"+redistest.RedisAddr+"/0", prefix, redistest.Postgres(t)))
 	a, b := cl[0], cl[1]
 	anchor := a.createRoom("rc")
-	id := createQuiz(t, a, anchor, rainBody("rc", map[string]any{"budget_cents": 5000, "packets": 200, "max_per_user": 3, "duration_ms": 8000})).ID
+	id := createQuiz(t, a, anchor, rainBody("rc", map[string]any{"budget_cents": 5000, "packets": 200, "max_per_user": 3, "duration_ms": rainMS})).ID
 	a.opStep(anchor, "/api/activities/"+id+"/rains/0/start")
 
 	const users = 80

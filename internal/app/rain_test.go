@@ -14,6 +14,11 @@ import (
 	pb "roomcast/proto/roomcast/v1"
 )
 
+// rainMS is the duration of a rain that tests grab from many times before it
+// ends: generous, because a busy machine serves the grabs slowly (tests wait
+// for the end with testutil, so it costs only waiting).
+var rainMS = int(15000 * testutil.Scale())
+
 // rainBody is quizBody with rains.
 func rainBody(room string, rains ...map[string]any) map[string]any {
 	b := quizBody(room, 100, 1500)
@@ -38,6 +43,7 @@ func (s *server) grabHTTP(tok, activity string, k int) (int, grabAnswer) {
 // until the packets run out, the per-user limit, the end, and the packets
 // in SQL adding up to the budget in /api/me and /api/me/prizes.
 func TestRainOverHTTP(t *testing.T) {
+	t.Parallel() // most of it is waiting for the rain to end
 	s := startServer(t, func(c *config.Config) { c.RainRate = 0 })
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
@@ -51,7 +57,7 @@ func TestRainOverHTTP(t *testing.T) {
 			t.Fatalf("%s rain: %d %s", name, code, c)
 		}
 	}
-	act := createQuiz(t, s, anchor, rainBody("rain1", map[string]any{"budget_cents": 1000, "packets": 30, "duration_ms": 3000}))
+	act := createQuiz(t, s, anchor, rainBody("rain1", map[string]any{"budget_cents": 1000, "packets": 30, "duration_ms": rainMS}))
 	id := act.ID
 	viewer := s.token("viewer", "", 1)
 	p := s.player(ctx, "rain1", "watcher")
@@ -80,7 +86,7 @@ func TestRainOverHTTP(t *testing.T) {
 	}
 	m := p.waitMsg(ctx, "red_packet_rain", 0)
 	d := decodeData[quiz.RainData](t, m)
-	if d.Activity != id || d.Rain != 0 || d.DurationMS != 3000 || d.EndsAt != v1.EndsAt || d.Throttle <= 0 || d.Throttle > 1 {
+	if d.Activity != id || d.Rain != 0 || d.DurationMS != int64(rainMS) || d.EndsAt != v1.EndsAt || d.Throttle <= 0 || d.Throttle > 1 {
 		t.Fatalf("red_packet_rain %+v", d)
 	}
 
@@ -127,7 +133,7 @@ func TestRainOverHTTP(t *testing.T) {
 	if code, g := s.grabHTTP(viewer, id, 0); code != 200 || g.Reason != quiz.ReasonEmpty {
 		t.Fatalf("grab when empty: %d %+v", code, g)
 	}
-	testutil.WaitFor(t, "the rain to end", 30*time.Second, func() bool {
+	testutil.WaitFor(t, "the rain to end", 2*time.Duration(rainMS)*time.Millisecond, func() bool {
 		_, g := s.grabHTTP(viewer, id, 0)
 		return g.Reason == quiz.ReasonEnded
 	})
