@@ -35,7 +35,7 @@ func TestQuizInTheBrowser(t *testing.T) {
 	var act struct {
 		ID string `json:"id"`
 	}
-	body := map[string]any{"room": "quizshow", "title": "Quiz night", "starts_at": "2026-12-01T20:00:00Z", "prize_cents": 500, "answer_ms": 8000,
+	body := map[string]any{"room": "quizshow", "title": "Quiz night", "starts_at": "2026-12-01T20:00:00Z", "prize_cents": 500, "answer_ms": 15000,
 		"questions": []map[string]any{{"text": "Which planet is red?", "options": []string{"Venus", "Mars", "Saturn"}, "answer": 1}}}
 	if code := s.do("POST", "/api/activities", anchor, body, &act); code != 201 {
 		t.Fatalf("create: %d", code)
@@ -62,7 +62,7 @@ func TestQuizInTheBrowser(t *testing.T) {
 		t.Fatal("the right option is marked before the reveal")
 	}
 
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for s.do("POST", "/api/activities/"+act.ID+"/questions/1/reveal", anchor, nil, nil) != 200 {
 		if time.Now().After(deadline) {
 			t.Fatal("the reveal was never accepted")
