@@ -1,13 +1,16 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"sync"
 	"testing"
 	"time"
 
+	"roomcast/internal/bench"
 	"roomcast/internal/config"
 	"roomcast/internal/quiz"
 	"roomcast/internal/testutil"
@@ -277,5 +280,33 @@ func TestRainGrabFrames(t *testing.T) {
 	}
 	if paid != 10 {
 		t.Fatalf("paid %v of 10 with all 4 packets taken", paid)
+	}
+}
+
+// TestBenchRain runs `roomcast bench rain` against a real node, JSON and
+// protobuf: every tap answered, every packet won, the budget paid exactly
+// and equal to the rain's status.
+func TestBenchRain(t *testing.T) {
+	s := startServer(t, func(c *config.Config) { c.RainRate = 0 })
+	for _, format := range []string{"json", "proto"} {
+		t.Run(format, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+			defer cancel()
+			var out bytes.Buffer
+			err := bench.Run(ctx, []string{"rain", "--url", s.url, "--secret", testSecret, "--room", "br" + format, "--players", "20",
+				"--taps", "5", "--packets", "30", "--budget", "3000", "--rain-ms", "1500", "--format", format, "--json", "--progress=false"}, &out, io.Discard)
+			if err != nil {
+				t.Fatalf("bench rain: %v\n%s", err, out.String())
+			}
+			var rep bench.Report
+			if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+				t.Fatal(err)
+			}
+			r := rep.Rain
+			if !rep.OK || r == nil || r.Connected != 20 || r.Taps == 0 || r.Answered != r.Taps || r.PacketsWon != 30 ||
+				r.CentsPaid != 3000 || r.StatusPaid != 3000 || r.TapsPerS <= 0 {
+				t.Fatalf("report: %s", out.String())
+			}
+		})
 	}
 }
