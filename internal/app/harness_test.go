@@ -141,7 +141,8 @@ type sendAnswer struct {
 		Code    string `json:"code"`
 		Message string `json:"message"`
 	} `json:"error"`
-	RetryAfterMS int64 `json:"retry_after_ms"`
+	RetryAfterMS int64  `json:"retry_after_ms"`
+	VideoMS      *int64 `json:"video_ms"`
 }
 
 func (s *server) send(room, tok string, body any) (int, sendAnswer) {
