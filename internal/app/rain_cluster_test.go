@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -146,5 +147,16 @@ func TestRainCluster(t *testing.T) {
 	}
 	if sqlTotal != 5000 || packets != 200 {
 		t.Fatalf("SQL: %d cents in %d packets", sqlTotal, packets)
+	}
+	// After the rain's Redis keys expire, its status comes from SQL.
+	for _, k := range []string{"m", "a", "u", "w"} {
+		if err := c.Do(context.Background(), c.B().Del().Key(prefix+"{q:"+id+"}:rain:0:"+k).Build()).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var again quiz.RainView
+	if b.do("GET", "/api/activities/"+id+"/rains/0", "", nil, &again); again.Status != quiz.StatusSettled || again.PaidCents != 5000 ||
+		again.PacketsLeft != 0 || again.Winners != st.Winners {
+		t.Fatalf("status from SQL: %+v", again)
 	}
 }

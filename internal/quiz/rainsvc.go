@@ -169,6 +169,11 @@ func (s *Service) Rain(ctx context.Context, id string, k int) (*RainView, error)
 	if err != nil {
 		return nil, unavailable(err)
 	}
+	if !l.Started { // its live state may have expired after settlement: SQL has the packets
+		if l, err = s.settledFromSQL(ctx, a, k); err != nil {
+			return nil, err
+		}
+	}
 	if l.Started && !l.Settled && s.now().UnixMilli() > l.EndsAt+closeGrace.Milliseconds() {
 		if err := s.closeRain(ctx, a, k); err != nil {
 			return nil, err
@@ -178,6 +183,27 @@ func (s *Service) Rain(ctx context.Context, id string, k int) (*RainView, error)
 		}
 	}
 	return s.rainView(a, k, l), nil
+}
+
+// settledFromSQL rebuilds a settled rain's state from its packets in SQL
+// (not started if it has none; grabs are not kept there).
+func (s *Service) settledFromSQL(ctx context.Context, a *Activity, k int) (RainLive, error) {
+	ps, err := s.d.Store.RainPackets(ctx, a.ID, k)
+	if err != nil {
+		return RainLive{}, unavailable(err)
+	}
+	if len(ps) == 0 {
+		return RainLive{}, nil
+	}
+	l := RainLive{Started: true, Settled: true, Packets: a.Rains[k].Packets, Left: a.Rains[k].Packets - len(ps)}
+	users := map[string]bool{}
+	for _, p := range ps {
+		l.PaidCents += p.AmountCents
+		l.EndsAt = max(l.EndsAt, p.At)
+		users[p.User] = true
+	}
+	l.Winners = int64(len(users))
+	return l, nil
 }
 
 // closeRain closes rain k to grabs and writes its packets to SQL
@@ -204,6 +230,9 @@ func (s *Service) scheduleClose(a *Activity, k int, endsAt int64) {
 	if s.closing[key] {
 		s.mu.Unlock()
 		return
+	}
+	if len(s.closing) > 10000 {
+		clear(s.closing) // a rain closed twice writes nothing twice
 	}
 	s.closing[key] = true
 	s.mu.Unlock()

@@ -55,6 +55,7 @@ type Store interface {
 	UserPrizes(ctx context.Context, user string) ([]store.Prize, error)
 	PrizesTotal(ctx context.Context, user string) (int64, error)
 	SavePackets(ctx context.Context, activity string, k int, ps []store.RainPacket) error
+	RainPackets(ctx context.Context, activity string, k int) ([]store.RainPacket, error)
 }
 
 // Rooms is what the quiz needs of the room registry.
