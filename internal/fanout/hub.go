@@ -354,10 +354,9 @@ func (h *Hub) repairOnce(ctx context.Context) (switched bool) {
 	if lowest > 0 {
 		limit = int(min(lowest-after, uint64(limit)))
 	}
-	resync := h.resync
+	resync, epoch := h.resync, h.epoch
 	h.resync = false
 	h.mu.Unlock()
-	epoch := h.epoch
 	p, err := h.node.deps.Timeline.Range(ctx, h.room, after, limit)
 	msgs, first := p.Msgs, p.First
 	if err != nil {
@@ -371,8 +370,11 @@ func (h *Hub) repairOnce(ctx context.Context) (switched bool) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if p.Epoch == epoch && p.Head < h.win.head && h.sameEpochLocked(p.Epoch) {
-		h.reusedLocked(p.Head + 1) // the counter went back: the next appends reuse seqs
+	// The counter went back (the next appends reuse seqs) only if the store's
+	// head is below what the hub held when the read began: the bus may have
+	// pushed the window past p.Head since (appends that followed the read).
+	if p.Epoch == epoch && p.Head < after && h.sameEpochLocked(p.Epoch) {
+		h.reusedLocked(p.Head + 1)
 		return false
 	}
 	if p.Epoch != epoch || !h.sameEpochLocked(p.Epoch) { // the store started over (or the hub did meanwhile)
