@@ -1,27 +1,20 @@
 package bench
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
-	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
-	"roomcast/internal/auth"
 	pb "roomcast/proto/roomcast/v1"
 )
 
@@ -33,20 +26,9 @@ import (
 // the question's delivery included) and how long the reveal takes to reach
 // every player (p50/p99 from the reveal request).
 type quizScenario struct {
-	common
-	noDrain
-	players, perS, questions int
-	answerMS                 int
-	format                   string
+	activityPlayers
+	questions, answerMS int
 
-	admin   string // a minted admin token: the operator
-	toks    []string
-	clients []*quizClient
-	wg      sync.WaitGroup // client read loops
-	http    *http.Client
-
-	connected atomic.Int64
-	attached  atomic.Int64
 	curN      atomic.Int64 // the open question (clients answer it)
 	answered  atomic.Int64 // answers acknowledged, current question
 	refused   atomic.Int64 // answers refused, current question
@@ -55,8 +37,6 @@ type quizScenario struct {
 	lastAck   atomic.Int64 // unix ns of the last acknowledgement
 	revealAt  atomic.Int64 // unix ns of the reveal request
 	reveal    Hist
-	errMu     sync.Mutex
-	errs      map[string]uint64
 
 	rep QuizReport
 }
@@ -79,14 +59,10 @@ type QuizReport struct {
 	Errors         map[string]uint64 `json:"errors,omitempty"`
 }
 
-func (s *quizScenario) base() *common { return &s.common }
-
 func (s *quizScenario) flags(fs *flag.FlagSet) {
-	fs.IntVar(&s.players, "players", 1000, "players (WebSocket connections)")
-	fs.IntVar(&s.perS, "rate", 2000, "connections opened per second (0 = all at once)")
+	s.playerFlags(fs)
 	fs.IntVar(&s.questions, "questions", 3, "questions (1–50)")
 	fs.IntVar(&s.answerMS, "answer-ms", 10000, "answer window of each question (the server adds --quiz-delay)")
-	fs.StringVar(&s.format, "format", "json", "json or proto (the players' WebSocket encoding)")
 }
 
 func (s *quizScenario) check() (int, error) {
@@ -95,8 +71,8 @@ func (s *quizScenario) check() (int, error) {
 		return 0, errors.New("bench quiz: --players must be ≥ 1")
 	case s.questions < 1 || s.questions > 50:
 		return 0, errors.New("bench quiz: --questions must be 1–50")
-	case s.format != "json" && s.format != "proto":
-		return 0, errors.New(`bench quiz: --format must be "json" or "proto"`)
+	case !s.formatOK():
+		return 0, errFormat("bench quiz")
 	case s.secret == "":
 		return 0, errors.New("bench quiz: --secret is required (the bench runs the quiz as an admin)")
 	}
@@ -113,85 +89,14 @@ func (s *quizScenario) status(r *runner, dt time.Duration) string {
 }
 
 func (s *quizScenario) setup(r *runner) error {
-	s.errs = map[string]uint64{}
-	s.http = &http.Client{Timeout: s.timeout}
-	var err error
-	if s.admin, err = operatorSetup(&s.common, s.http, "bench quiz"); err != nil {
-		return err
-	}
-	if s.toks, err = r.tokens("bench-q", s.players); err != nil {
-		return err
-	}
-	s.clients = make([]*quizClient, s.players)
-	for i := range s.clients {
-		s.clients[i] = &quizClient{s: s, id: i}
-	}
-	return nil
-}
-
-// operatorSetup mints an admin token (--secret) and creates the bench's
-// room; it returns the token, the operator of quizzes and rains.
-func operatorSetup(c *common, hc *http.Client, what string) (string, error) {
-	signer, err := auth.NewSigner(c.secret)
-	if err != nil {
-		return "", fmt.Errorf("%s: --secret: %w", what, err)
-	}
-	admin, err := signer.Sign(auth.Claims{Sub: "bench-quiz-admin", Name: "bench", Role: auth.RoleAdmin, Level: 100}, time.Hour)
-	if err != nil {
-		return "", err
-	}
-	anchor, err := signer.Sign(auth.Claims{Sub: "bench-quiz-anchor-" + c.room, Name: "bench", Role: auth.RoleAnchor, Level: 50}, time.Hour)
-	if err != nil {
-		return "", err
-	}
-	if code, body, err := opCall(hc, c.url, "POST", "/api/rooms", anchor, map[string]string{"id": c.room, "title": what}); err != nil {
-		return "", err
-	} else if code != 201 && code != 409 && code != 200 {
-		return "", fmt.Errorf("%s: create room: %d %s", what, code, body)
-	}
-	return admin, nil
-}
-
-// call is one operator request.
-func (s *quizScenario) call(method, path, tok string, body any) (int, []byte, error) {
-	return opCall(s.http, s.url, method, path, tok, body)
-}
-
-// opCall is one JSON request with a token.
-func opCall(hc *http.Client, base, method, path, tok string, body any) (int, []byte, error) {
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, base+path, rd)
-	if err != nil {
-		return 0, nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := hc.Do(req)
-	if err != nil {
-		return 0, nil, fmt.Errorf("bench: %s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	return resp.StatusCode, b, nil
+	return s.setupPlayers(r, "bench quiz", "bench-q")
 }
 
 func (s *quizScenario) ramp(r *runner) {
-	r.rampUp(s.players, s.perS, func(i int) {
+	s.rep.Connected = s.rampPlayers(r, func(i int) {
 		s.wg.Add(1)
-		go s.clients[i].run(r.runCtx, s.toks[i])
-	}, func() {
-		r.waitUntil(time.Now().Add(60*time.Second), 50*time.Millisecond, func() bool { return s.attached.Load() >= int64(s.players) })
+		go s.runPlayer(r.runCtx, i)
 	})
-	s.rep.Connected = int(s.attached.Load())
-}
-
-func (s *quizScenario) noteErr(code string) {
-	s.errMu.Lock()
-	s.errs[code]++
-	s.errMu.Unlock()
 }
 
 // measure runs the activity: create, start, and per question push → answers
@@ -205,7 +110,7 @@ func (s *quizScenario) measure(r *runner) {
 	for i := range qs {
 		qs[i] = map[string]any{"text": "bench question " + strconv.Itoa(i+1), "options": []string{"a", "b", "c", "d"}, "answer": i % 4}
 	}
-	code, body, err := s.call("POST", "/api/activities", s.admin, map[string]any{"room": s.room, "title": "bench quiz",
+	code, body, err := s.call("POST", "/api/activities", map[string]any{"room": s.room, "title": "bench quiz",
 		"starts_at": time.Now().UTC().Format(time.RFC3339), "prize_cents": 100000, "answer_ms": s.answerMS, "questions": qs})
 	var act struct{ ID string }
 	if err != nil || code != 201 || json.Unmarshal(body, &act) != nil {
@@ -214,7 +119,7 @@ func (s *quizScenario) measure(r *runner) {
 	}
 	s.rep.Activity = act.ID
 	base := "/api/activities/" + act.ID
-	if code, _, _ := s.call("POST", base+"/start", s.admin, nil); code != 200 {
+	if code, _, _ := s.call("POST", base+"/start", nil); code != 200 {
 		s.noteErr(fmt.Sprintf("start %d", code))
 		return
 	}
@@ -233,7 +138,7 @@ func (s *quizScenario) question(r *runner, base string, n int) {
 	s.lastAck.Store(0)
 	s.curN.Store(int64(n))
 	cpu0 := serverCPU(r)
-	if code, body, _ := s.call("POST", base+"/questions/"+strconv.Itoa(n)+"/push", s.admin, nil); code != 200 {
+	if code, body, _ := s.call("POST", base+"/questions/"+strconv.Itoa(n)+"/push", nil); code != 200 {
 		s.noteErr(fmt.Sprintf("push %d %.80s", code, body))
 		return
 	}
@@ -257,7 +162,7 @@ func (s *quizScenario) question(r *runner, base string, n int) {
 	r.phase.Store("reveal")
 	for r.runCtx.Err() == nil {
 		s.revealAt.Store(time.Now().UnixNano())
-		code, body, _ := s.call("POST", base+"/questions/"+strconv.Itoa(n)+"/reveal", s.admin, nil)
+		code, body, _ := s.call("POST", base+"/questions/"+strconv.Itoa(n)+"/reveal", nil)
 		if code == 200 {
 			break
 		}
@@ -280,14 +185,6 @@ func serverCPU(r *runner) time.Duration {
 	return d
 }
 
-func (s *quizScenario) stop(r *runner) {
-	r.cancel()
-	for _, c := range s.clients {
-		c.close()
-	}
-	s.wg.Wait()
-}
-
 func (s *quizScenario) report(r *runner) {
 	s.rep.Players, s.rep.Format, s.rep.Questions = s.players, s.format, s.questions
 	s.rep.Reveal = s.reveal.Summary()
@@ -305,81 +202,29 @@ func (s *quizScenario) report(r *runner) {
 	r.violation(uint64(s.rep.Connected*s.questions)-min(uint64(s.rep.Connected*s.questions), s.rep.RevealReached), "reveals not received")
 }
 
-// quizClient is one player: it answers each question as it arrives (the
+// runPlayer is player i: it answers each question as it arrives (the
 // right option) and notes when the reveal reaches it.
+func (s *quizScenario) runPlayer(ctx context.Context, i int) {
+	defer s.wg.Done()
+	conn, rw, ok := s.connect(ctx, i)
+	if !ok {
+		return
+	}
+	c := &quizClient{s: s, conn: conn}
+	s.read(rw, func(data []byte) {
+		if s.format == "proto" {
+			c.onProto(data)
+		} else {
+			c.onJSON(data)
+		}
+	})
+}
+
+// quizClient is one connected player's state.
 type quizClient struct {
 	s    *quizScenario
-	id   int
-	mu   sync.Mutex
 	conn net.Conn
-	done bool
 	seq  uint32
-}
-
-func (c *quizClient) close() {
-	c.mu.Lock()
-	c.done = true
-	if c.conn != nil {
-		c.conn.Close()
-	}
-	c.mu.Unlock()
-}
-
-func (c *quizClient) run(ctx context.Context, tok string) {
-	defer c.s.wg.Done()
-	s := c.s
-	conn, rw, err := dialPlayer(ctx, &s.common, tok, s.format)
-	if err != nil {
-		s.noteErr("dial: " + dialLabel(err))
-		return
-	}
-	c.mu.Lock()
-	if c.done {
-		c.mu.Unlock()
-		conn.Close()
-		return
-	}
-	c.conn = conn
-	c.mu.Unlock()
-	s.connected.Add(1)
-	attached := false
-	for {
-		data, _, err := wsutil.ReadServerData(rw)
-		if err != nil {
-			return
-		}
-		if !attached {
-			attached = true
-			s.attached.Add(1)
-		}
-		if s.format == "proto" {
-			c.onProto(conn, data)
-		} else {
-			c.onJSON(conn, data)
-		}
-	}
-}
-
-// dialPlayer opens a player's WebSocket to the bench's room (format json
-// or proto) and returns it with a buffered reader-writer over it.
-func dialPlayer(ctx context.Context, c *common, tok, format string) (net.Conn, io.ReadWriter, error) {
-	u := "ws" + c.url[len("http"):] + "/ws?room=" + c.room + "&token=" + tok
-	d := ws.Dialer{Timeout: c.timeout}
-	if format == "proto" {
-		d.Protocols = []string{subprotocolProto}
-	}
-	conn, br, _, err := d.Dial(ctx, u)
-	if err != nil {
-		return nil, nil, err
-	}
-	var rd io.Reader = conn
-	if br != nil {
-		rd = io.MultiReader(br, conn)
-	}
-	return conn, struct {
-		io.Reader
-		io.Writer
-	}{bufio.NewReaderSize(rd, 4096), conn}, nil
 }
 
 // quizMsg is a room message as the players read it.
@@ -390,38 +235,25 @@ type quizMsg struct {
 	} `json:"data"`
 }
 
-func (c *quizClient) onJSON(conn net.Conn, data []byte) {
+func (c *quizClient) onJSON(data []byte) {
 	switch {
-	case bytes.HasPrefix(data, []byte(`{"type":"answer_ok"`)):
+	case isJSONType(data, "answer_ok"):
 		c.s.acked()
-	case bytes.HasPrefix(data, []byte(`{"type":"error"`)):
-		var e struct {
-			Error struct{ Code string } `json:"error"`
-		}
-		_ = json.Unmarshal(data, &e)
-		c.s.refusedAnswer(e.Error.Code)
+	case isJSONType(data, "error"):
+		c.s.refusedAnswer(jsonErrorCode(data))
 	case bytes.Contains(data, []byte(`"kind":"quiz_`)):
 		var b struct{ Messages []quizMsg }
 		if json.Unmarshal(data, &b) != nil {
 			return
 		}
 		for _, m := range b.Messages {
-			c.onMessage(conn, m.Kind, m.Data.N)
+			c.onMessage(m.Kind, m.Data.N)
 		}
 	}
 }
 
-func (c *quizClient) onProto(conn net.Conn, data []byte) {
-	for len(data) > 0 {
-		n, k := protowire.ConsumeVarint(data)
-		if k < 0 || n > uint64(len(data)-k) {
-			return
-		}
-		var f pb.Frame
-		if proto.Unmarshal(data[k:k+int(n)], &f) != nil {
-			return
-		}
-		data = data[k+int(n):]
+func (c *quizClient) onProto(data []byte) {
+	eachFrame(data, func(f *pb.Frame) bool {
 		switch {
 		case f.Kind == pb.Kind_RESPONSE && f.Type == 3 && f.Code == 0:
 			c.s.acked()
@@ -430,35 +262,28 @@ func (c *quizClient) onProto(conn net.Conn, data []byte) {
 		case f.Kind == pb.Kind_NOTIFY && f.Type == 2 && bytes.Contains(f.Body, []byte("quiz_")):
 			var b pb.Batch
 			if proto.Unmarshal(f.Body, &b) != nil {
-				return
+				return false
 			}
 			for _, m := range b.Messages {
 				var d struct{ N int }
 				_ = json.Unmarshal(m.Data, &d)
-				c.onMessage(conn, m.Kind, d.N)
+				c.onMessage(m.Kind, d.N)
 			}
 		}
-	}
+		return true
+	})
 }
 
 // onMessage answers a question (the right option: n-1 mod 4) and times a reveal.
-func (c *quizClient) onMessage(conn net.Conn, kind string, n int) {
+func (c *quizClient) onMessage(kind string, n int) {
 	s := c.s
 	switch kind {
 	case "quiz_question":
 		opt := (n - 1) % 4
-		var payload []byte
-		op := ws.OpText
-		if s.format == "proto" {
-			c.seq++
-			body, _ := proto.Marshal(&pb.AnswerRequest{N: int32(n), Option: int32(opt)})
-			fb, _ := proto.Marshal(&pb.Frame{Type: 3, Seq: c.seq, Body: body})
-			payload, op = append(protowire.AppendVarint(nil, uint64(len(fb))), fb...), ws.OpBinary
-		} else {
-			payload = []byte(`{"type":"answer","id":"q` + strconv.Itoa(n) + `","n":` + strconv.Itoa(n) + `,"option":` + strconv.Itoa(opt) + `}`)
-		}
+		payload, op := s.request(3, &c.seq, &pb.AnswerRequest{N: int32(n), Option: int32(opt)},
+			`{"type":"answer","id":"q`+strconv.Itoa(n)+`","n":`+strconv.Itoa(n)+`,"option":`+strconv.Itoa(opt)+`}`)
 		s.firstSent.CompareAndSwap(0, time.Now().UnixNano())
-		if err := wsutil.WriteClientMessage(conn, op, payload); err != nil {
+		if err := wsutil.WriteClientMessage(c.conn, op, payload); err != nil {
 			s.refusedAnswer("write")
 		}
 	case "quiz_reveal":

@@ -1,21 +1,16 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"net"
-	"net/http"
-	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
-	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	pb "roomcast/proto/roomcast/v1"
@@ -29,24 +24,14 @@ import (
 // a packet, or a reason), the server CPU per tap (--pid), packets won and
 // cents paid, and checks them against the rain's status.
 type rainScenario struct {
-	common
-	noDrain
-	players, perS, taps, packets int
-	budget, durationMS           int64
-	format                       string
+	activityPlayers    // notes: the answers' reasons and the errors
+	taps, packets      int
+	budget, durationMS int64
+	activity           string // set before go_
 
-	admin   string
-	toks    []string
-	clients []*rainClient
-	wg      sync.WaitGroup
-	http    *http.Client
-
-	connected, attached atomic.Int64
-	go_                 atomic.Bool  // tap
-	sent, answered      atomic.Int64 // taps
-	won, cents          atomic.Int64
-	errMu               sync.Mutex
-	reasons             map[string]uint64
+	go_            atomic.Bool  // tap
+	sent, answered atomic.Int64 // taps
+	won, cents     atomic.Int64
 
 	rep RainReport
 }
@@ -72,24 +57,20 @@ type RainReport struct {
 	TapsPerCPUSecond float64           `json:"taps_per_cpu_s,omitempty"`
 }
 
-func (s *rainScenario) base() *common { return &s.common }
-
 func (s *rainScenario) flags(fs *flag.FlagSet) {
-	fs.IntVar(&s.players, "players", 1000, "players (WebSocket connections)")
-	fs.IntVar(&s.perS, "rate", 2000, "connections opened per second (0 = all at once)")
+	s.playerFlags(fs)
 	fs.IntVar(&s.taps, "taps", 5, "taps per second per player")
 	fs.IntVar(&s.packets, "packets", 1000, "packets in the rain")
 	fs.Int64Var(&s.budget, "budget", 100000, "the rain's budget in cents")
 	fs.Int64Var(&s.durationMS, "rain-ms", 10000, "the rain's duration_ms")
-	fs.StringVar(&s.format, "format", "json", "json or proto (the players' WebSocket encoding)")
 }
 
 func (s *rainScenario) check() (int, error) {
 	switch {
 	case s.players < 1 || s.taps < 1 || s.taps > 100:
 		return 0, errors.New("bench rain: --players must be ≥ 1, --taps 1–100")
-	case s.format != "json" && s.format != "proto":
-		return 0, errors.New(`bench rain: --format must be "json" or "proto"`)
+	case !s.formatOK():
+		return 0, errFormat("bench rain")
 	case s.secret == "":
 		return 0, errors.New("bench rain: --secret is required (the bench starts the rain as an admin)")
 	}
@@ -106,36 +87,14 @@ func (s *rainScenario) status(r *runner, dt time.Duration) string {
 }
 
 func (s *rainScenario) setup(r *runner) error {
-	s.reasons = map[string]uint64{}
-	s.http = &http.Client{Timeout: s.timeout}
-	var err error
-	if s.admin, err = operatorSetup(&s.common, s.http, "bench rain"); err != nil {
-		return err
-	}
-	if s.toks, err = r.tokens("bench-r", s.players); err != nil {
-		return err
-	}
-	s.clients = make([]*rainClient, s.players)
-	for i := range s.clients {
-		s.clients[i] = &rainClient{s: s}
-	}
-	return nil
+	return s.setupPlayers(r, "bench rain", "bench-r")
 }
 
 func (s *rainScenario) ramp(r *runner) {
-	r.rampUp(s.players, s.perS, func(i int) {
-		s.wg.Add(2)
-		go s.clients[i].run(r.runCtx, s.toks[i])
-	}, func() {
-		r.waitUntil(time.Now().Add(60*time.Second), 50*time.Millisecond, func() bool { return s.attached.Load() >= int64(s.players) })
+	s.rep.Connected = s.rampPlayers(r, func(i int) {
+		s.wg.Add(1)
+		go s.runPlayer(r.runCtx, i)
 	})
-	s.rep.Connected = int(s.attached.Load())
-}
-
-func (s *rainScenario) note(reason string) {
-	s.errMu.Lock()
-	s.reasons[reason]++
-	s.errMu.Unlock()
 }
 
 // measure creates the activity, starts the rain and lets the players tap
@@ -144,23 +103,21 @@ func (s *rainScenario) measure(r *runner) {
 	r.phase.Store("run")
 	r.watch.start()
 	defer r.closeWindow()
-	code, body, err := opCall(s.http, s.url, "POST", "/api/activities", s.admin, map[string]any{"room": s.room, "title": "bench rain",
+	code, body, err := s.call("POST", "/api/activities", map[string]any{"room": s.room, "title": "bench rain",
 		"starts_at": time.Now().UTC().Format(time.RFC3339), "prize_cents": 0,
 		"questions": []map[string]any{{"text": "q", "options": []string{"a", "b"}, "answer": 0}},
 		"rains":     []map[string]any{{"budget_cents": s.budget, "packets": s.packets, "duration_ms": s.durationMS}}})
 	var act struct{ ID string }
 	if err != nil || code != 201 || json.Unmarshal(body, &act) != nil {
-		s.note(fmt.Sprintf("create %d %.80s", code, body))
+		s.noteErr(fmt.Sprintf("create %d %.80s", code, body))
 		return
 	}
 	s.rep.Activity = act.ID
-	for _, c := range s.clients {
-		c.activity = act.ID
-	}
+	s.activity = act.ID
 	cpu0 := serverCPU(r)
 	r.winStart = time.Now()
-	if code, body, _ := opCall(s.http, s.url, "POST", "/api/activities/"+act.ID+"/rains/0/start", s.admin, nil); code != 200 {
-		s.note(fmt.Sprintf("start %d %.80s", code, body))
+	if code, body, _ := s.call("POST", "/api/activities/"+act.ID+"/rains/0/start", nil); code != 200 {
+		s.noteErr(fmt.Sprintf("start %d %.80s", code, body))
 		return
 	}
 	s.go_.Store(true)
@@ -181,25 +138,17 @@ func (s *rainScenario) measure(r *runner) {
 	var st struct {
 		PaidCents int64 `json:"paid_cents"`
 	}
-	if code, body, _ := opCall(s.http, s.url, "GET", "/api/activities/"+act.ID+"/rains/0", s.admin, nil); code == 200 {
+	if code, body, _ := s.call("GET", "/api/activities/"+act.ID+"/rains/0", nil); code == 200 {
 		_ = json.Unmarshal(body, &st)
 	}
 	s.rep.StatusPaid = st.PaidCents
-}
-
-func (s *rainScenario) stop(r *runner) {
-	r.cancel()
-	for _, c := range s.clients {
-		c.close()
-	}
-	s.wg.Wait()
 }
 
 func (s *rainScenario) report(r *runner) {
 	s.rep.Players, s.rep.Format, s.rep.TapsPerPlayer = s.players, s.format, s.taps
 	s.rep.PacketsWon, s.rep.CentsPaid = uint64(s.won.Load()), s.cents.Load()
 	s.errMu.Lock()
-	s.rep.Reasons = s.reasons
+	s.rep.Reasons = s.errs
 	s.errMu.Unlock()
 	r.rep.Rain = &s.rep
 	r.rep.Server = r.watch.finish(r.window)
@@ -213,67 +162,28 @@ func (s *rainScenario) report(r *runner) {
 	}
 }
 
-// rainClient is one player: a reader counting the answers and a tapper
+// runPlayer is player i: a reader counting the answers and a tapper
 // sending --taps grabs a second while the rain runs.
-type rainClient struct {
-	s        *rainScenario
-	activity string
-	mu       sync.Mutex
-	conn     net.Conn
-	done     bool
-}
-
-func (c *rainClient) close() {
-	c.mu.Lock()
-	c.done = true
-	if c.conn != nil {
-		c.conn.Close()
-	}
-	c.mu.Unlock()
-}
-
-func (c *rainClient) run(ctx context.Context, tok string) {
-	defer c.s.wg.Done()
-	s := c.s
-	conn, rw, err := dialPlayer(ctx, &s.common, tok, s.format)
-	if err != nil {
-		s.wg.Done()
-		s.note("dial: " + dialLabel(err))
+func (s *rainScenario) runPlayer(ctx context.Context, i int) {
+	defer s.wg.Done()
+	conn, rw, ok := s.connect(ctx, i)
+	if !ok {
 		return
 	}
-	c.mu.Lock()
-	if c.done {
-		c.mu.Unlock()
-		conn.Close()
-		s.wg.Done()
-		return
-	}
-	c.conn = conn
-	c.mu.Unlock()
-	s.connected.Add(1)
-	go c.tap(ctx, conn)
-	attached := false
-	for {
-		data, _, err := wsutil.ReadServerData(rw)
-		if err != nil {
-			return
-		}
-		if !attached {
-			attached = true
-			s.attached.Add(1)
-		}
+	s.wg.Add(1)
+	go s.tap(ctx, conn)
+	s.read(rw, func(data []byte) {
 		if s.format == "proto" {
-			c.onProto(data)
+			s.onProto(data)
 		} else {
-			c.onJSON(data)
+			s.onJSON(data)
 		}
-	}
+	})
 }
 
 // tap sends grabs at --taps a second while the rain runs.
-func (c *rainClient) tap(ctx context.Context, conn net.Conn) {
-	defer c.s.wg.Done()
-	s := c.s
+func (s *rainScenario) tap(ctx context.Context, conn net.Conn) {
+	defer s.wg.Done()
 	t := time.NewTicker(time.Second / time.Duration(s.taps))
 	defer t.Stop()
 	var seq uint32
@@ -286,73 +196,52 @@ func (c *rainClient) tap(ctx context.Context, conn net.Conn) {
 		if !s.go_.Load() {
 			continue
 		}
-		var payload []byte
-		op := ws.OpText
-		if s.format == "proto" {
-			seq++
-			body, _ := proto.Marshal(&pb.GrabRequest{Activity: c.activity, Rain: 0})
-			fb, _ := proto.Marshal(&pb.Frame{Type: 4, Seq: seq, Body: body})
-			payload, op = append(protowire.AppendVarint(nil, uint64(len(fb))), fb...), ws.OpBinary
-		} else {
-			payload = []byte(`{"type":"grab","activity":"` + c.activity + `","rain":0}`)
-		}
+		payload, op := s.request(4, &seq, &pb.GrabRequest{Activity: s.activity, Rain: 0},
+			`{"type":"grab","activity":"`+s.activity+`","rain":0}`)
 		s.sent.Add(1)
 		if err := wsutil.WriteClientMessage(conn, op, payload); err != nil {
-			s.note("write")
+			s.noteErr("write")
 			return
 		}
 	}
 }
 
-func (c *rainClient) answer(amount int64, reason string) {
-	s := c.s
+func (s *rainScenario) answer(amount int64, reason string) {
 	s.answered.Add(1)
 	if amount > 0 {
 		s.won.Add(1)
 		s.cents.Add(amount)
 		reason = "won"
 	}
-	s.note(reason)
+	s.noteErr(reason)
 }
 
-func (c *rainClient) onJSON(data []byte) {
+func (s *rainScenario) onJSON(data []byte) {
 	switch {
-	case bytes.HasPrefix(data, []byte(`{"type":"grab_ok"`)):
+	case isJSONType(data, "grab_ok"):
 		var g struct {
 			AmountCents int64  `json:"amount_cents"`
 			Reason      string `json:"reason"`
 		}
 		_ = json.Unmarshal(data, &g)
-		c.answer(g.AmountCents, g.Reason)
-	case bytes.HasPrefix(data, []byte(`{"type":"error"`)):
-		var e struct {
-			Error struct{ Code string } `json:"error"`
-		}
-		_ = json.Unmarshal(data, &e)
-		c.answer(0, "error "+e.Error.Code)
+		s.answer(g.AmountCents, g.Reason)
+	case isJSONType(data, "error"):
+		s.answer(0, "error "+jsonErrorCode(data))
 	}
 }
 
-func (c *rainClient) onProto(data []byte) {
-	for len(data) > 0 {
-		n, k := protowire.ConsumeVarint(data)
-		if k < 0 || n > uint64(len(data)-k) {
-			return
-		}
-		var f pb.Frame
-		if proto.Unmarshal(data[k:k+int(n)], &f) != nil {
-			return
-		}
-		data = data[k+int(n):]
+func (s *rainScenario) onProto(data []byte) {
+	eachFrame(data, func(f *pb.Frame) bool {
 		if f.Kind != pb.Kind_RESPONSE || f.Type != 4 {
-			continue
+			return true
 		}
 		if f.Code != 0 {
-			c.answer(0, "error "+f.ErrorCode)
-			continue
+			s.answer(0, "error "+f.ErrorCode)
+			return true
 		}
 		var g pb.GrabAck
 		_ = proto.Unmarshal(f.Body, &g)
-		c.answer(g.AmountCents, g.Reason)
-	}
+		s.answer(g.AmountCents, g.Reason)
+		return true
+	})
 }
