@@ -82,10 +82,16 @@ func (p *activityPlayers) setupPlayers(r *runner, what, tokPrefix string) error 
 	return nil
 }
 
-// rampPlayers starts player i with start (which adds to wg what it runs)
-// at --rate, waits until every player is attached and returns how many are.
-func (p *activityPlayers) rampPlayers(r *runner, start func(i int)) int {
-	r.rampUp(p.players, p.perS, start, func() {
+// rampPlayers runs player i (run, owned by wg) at --rate, waits until
+// every player is attached and returns how many are.
+func (p *activityPlayers) rampPlayers(r *runner, run func(ctx context.Context, i int)) int {
+	r.rampUp(p.players, p.perS, func(i int) {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			run(r.runCtx, i)
+		}()
+	}, func() {
 		r.waitUntil(time.Now().Add(60*time.Second), 50*time.Millisecond, func() bool { return p.attached.Load() >= int64(p.players) })
 	})
 	return int(p.attached.Load())

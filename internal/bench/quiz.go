@@ -93,10 +93,7 @@ func (s *quizScenario) setup(r *runner) error {
 }
 
 func (s *quizScenario) ramp(r *runner) {
-	s.rep.Connected = s.rampPlayers(r, func(i int) {
-		s.wg.Add(1)
-		go s.runPlayer(r.runCtx, i)
-	})
+	s.rep.Connected = s.rampPlayers(r, s.runPlayer)
 }
 
 // measure runs the activity: create, start, and per question push → answers
@@ -205,7 +202,6 @@ func (s *quizScenario) report(r *runner) {
 // runPlayer is player i: it answers each question as it arrives (the
 // right option) and notes when the reveal reaches it.
 func (s *quizScenario) runPlayer(ctx context.Context, i int) {
-	defer s.wg.Done()
 	conn, rw, ok := s.connect(ctx, i)
 	if !ok {
 		return

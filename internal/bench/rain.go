@@ -91,10 +91,7 @@ func (s *rainScenario) setup(r *runner) error {
 }
 
 func (s *rainScenario) ramp(r *runner) {
-	s.rep.Connected = s.rampPlayers(r, func(i int) {
-		s.wg.Add(1)
-		go s.runPlayer(r.runCtx, i)
-	})
+	s.rep.Connected = s.rampPlayers(r, s.runPlayer)
 }
 
 // measure creates the activity, starts the rain and lets the players tap
@@ -165,7 +162,6 @@ func (s *rainScenario) report(r *runner) {
 // runPlayer is player i: a reader counting the answers and a tapper
 // sending --taps grabs a second while the rain runs.
 func (s *rainScenario) runPlayer(ctx context.Context, i int) {
-	defer s.wg.Done()
 	conn, rw, ok := s.connect(ctx, i)
 	if !ok {
 		return
