@@ -118,6 +118,10 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 		return nil, err
 	}
 	a.closers = append(a.closers, func(context.Context) error { return a.Store.Close() })
+	if ok, anchor := a.Store.AnchorsUnique(); !ok {
+		log.Warn("the database holds two rooms for one anchor, so one room per anchor is enforced per node only; delete the extra room to have the database enforce it",
+			"anchor", anchor)
+	}
 	secret, adminKey, err := Secrets(ctx, a.Store, cfg)
 	if err != nil {
 		return nil, err

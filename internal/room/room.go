@@ -113,8 +113,8 @@ func NewStreamKey() string { return "rk_" + auth.RandomHex(16) }
 // created=false. id may be empty (generated).
 func (g *Registry) Create(ctx context.Context, anchor, title, id string) (Room, bool, error) {
 	// One create at a time on this node, so an anchor's concurrent creates
-	// find the room the first one made (the store does not enforce one room
-	// per anchor across nodes).
+	// find the room the first one made; across nodes the database's unique
+	// index on anchor_id makes the later insert conflict (store.AnchorsUnique).
 	g.createMu.Lock()
 	defer g.createMu.Unlock()
 	if r, err := g.st.RoomByAnchor(ctx, anchor); err == nil {

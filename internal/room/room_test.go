@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"roomcast/internal/errs"
+	"roomcast/internal/redistest"
 	"roomcast/internal/store"
 	"roomcast/internal/testutil"
 )
@@ -192,5 +193,52 @@ func TestSetLiveRecordsTheLifecycle(t *testing.T) {
 	}
 	if LiveEvent(true) != EventLiveStart || LiveEvent(false) != EventLiveEnd {
 		t.Fatal("lifecycle event names")
+	}
+}
+
+// TestCreatesOnTwoNodesGiveOneRoom: two nodes (two registries on one shared
+// database) creating one anchor's room at the same moment get one room —
+// the database's unique index on anchor_id decides, not a node's lock.
+func TestCreatesOnTwoNodesGiveOneRoom(t *testing.T) {
+	for name, dsn := range map[string]func(testing.TB) string{"postgres": redistest.Postgres, "mysql": redistest.MySQL} {
+		t.Run(name, func(t *testing.T) {
+			url := dsn(t)
+			ctx := context.Background()
+			regs := make([]*Registry, 2)
+			for i := range regs {
+				st, err := store.Open(ctx, url)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { st.Close() })
+				if ok, a := st.AnchorsUnique(); !ok {
+					t.Fatalf("fresh database reports anchor %q with two rooms", a)
+				}
+				regs[i] = New(st, nil)
+			}
+			for round := range 5 {
+				anchor := "ann" + strings.Repeat("x", round)
+				ids := make([]string, 8)
+				var wg sync.WaitGroup
+				for i := range ids {
+					wg.Add(1)
+					go func(i int) {
+						defer wg.Done()
+						r, _, err := regs[i%2].Create(ctx, anchor, "Ann", "")
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						ids[i] = r.ID
+					}(i)
+				}
+				wg.Wait()
+				for _, id := range ids[1:] {
+					if id != ids[0] {
+						t.Fatalf("round %d: one anchor got rooms %v on two nodes", round, ids)
+					}
+				}
+			}
+		})
 	}
 }

@@ -127,7 +127,7 @@ func (s *Store) withSchemaLock(ctx context.Context, fn func(exec ddlExec) error)
 // mysqlDDL runs a statement written for SQLite/PostgreSQL on MySQL or
 // MariaDB: tables get utf8mb4 with binary collation (ids and keys compare
 // case-sensitively, as elsewhere), and CREATE INDEX IF NOT EXISTS, which
-// MySQL lacks, becomes CREATE INDEX with "duplicate key name" ignored.
+// MySQL lacks, becomes CREATE [UNIQUE] INDEX with "duplicate key name" ignored.
 func mysqlDDL(ctx context.Context, conn *sql.Conn, q string) error {
 	trimmed := strings.TrimSpace(q)
 	upper := strings.ToUpper(trimmed)
@@ -136,6 +136,8 @@ func mysqlDDL(ctx context.Context, conn *sql.Conn, q string) error {
 		q = trimmed + " DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
 	case strings.HasPrefix(upper, "CREATE INDEX IF NOT EXISTS"):
 		q = "CREATE INDEX" + trimmed[len("CREATE INDEX IF NOT EXISTS"):]
+	case strings.HasPrefix(upper, "CREATE UNIQUE INDEX IF NOT EXISTS"):
+		q = "CREATE UNIQUE INDEX" + trimmed[len("CREATE UNIQUE INDEX IF NOT EXISTS"):]
 	}
 	_, err := conn.ExecContext(ctx, q)
 	var me *gomysql.MySQLError

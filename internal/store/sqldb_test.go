@@ -97,3 +97,59 @@ func TestSharedDatabases(t *testing.T) {
 		})
 	}
 }
+
+// TestAnchorsUniqueOnOldData: a database written before one room per anchor
+// was enforced may hold an anchor with two rooms. Opening it must still work
+// (without the unique index) and say which anchor, for every dialect.
+func TestAnchorsUniqueOnOldData(t *testing.T) {
+	opens := map[string]func(t *testing.T) (func() (*Store, error), string){
+		"sqlite": func(t *testing.T) (func() (*Store, error), string) {
+			dir := t.TempDir()
+			return func() (*Store, error) { return OpenSQLite(dir) }, `DROP INDEX rooms_anchor_one`
+		},
+		"postgres": func(t *testing.T) (func() (*Store, error), string) {
+			url := redistest.Postgres(t)
+			return func() (*Store, error) { return Open(context.Background(), url) }, `DROP INDEX rooms_anchor_one`
+		},
+		"mysql": func(t *testing.T) (func() (*Store, error), string) {
+			url := redistest.MySQL(t)
+			return func() (*Store, error) { return Open(context.Background(), url) }, `DROP INDEX rooms_anchor_one ON rooms`
+		},
+	}
+	for name, mk := range opens {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			open, drop := mk(t)
+			s, err := open()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok, _ := s.AnchorsUnique(); !ok {
+				t.Fatal("fresh database: anchors not unique")
+			}
+			now := time.Now()
+			if err := s.CreateRoom(ctx, Room{ID: "r1", Title: "a", AnchorID: "anc", StreamKey: "k1", CreatedAt: now}); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.CreateRoom(ctx, Room{ID: "r2", Title: "b", AnchorID: "anc", StreamKey: "k2", CreatedAt: now}); !errors.Is(err, ErrConflict) {
+				t.Fatalf("second room for one anchor: %v", err)
+			}
+			// The old schema: no unique index, and an anchor with two rooms.
+			if _, err := s.DB().ExecContext(ctx, drop); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.CreateRoom(ctx, Room{ID: "r2", Title: "b", AnchorID: "anc", StreamKey: "k2", CreatedAt: now}); err != nil {
+				t.Fatal(err)
+			}
+			s.Close()
+			s2, err := open()
+			if err != nil {
+				t.Fatalf("reopening old data: %v", err)
+			}
+			defer s2.Close()
+			if ok, anchor := s2.AnchorsUnique(); ok || anchor != "anc" {
+				t.Fatalf("AnchorsUnique on old data = %v, %q", ok, anchor)
+			}
+		})
+	}
+}

@@ -38,6 +38,9 @@ type Room struct {
 type Store struct {
 	db      *sql.DB
 	dialect dialect
+	// dupAnchor, set by migrate, is an anchor that already had two rooms
+	// when the unique index was to be made ("" when the index exists).
+	dupAnchor string
 }
 
 type dialect int
@@ -97,9 +100,35 @@ func (s *Store) migrate(ctx context.Context) error {
 				return fmt.Errorf("store: migrate: %w", err)
 			}
 		}
-		return nil
+		return s.uniqueAnchors(ctx, exec)
 	})
 }
+
+// uniqueAnchors makes the database enforce one room per anchor (R1) with a
+// unique index, so two nodes creating an anchor's room at the same moment
+// get one room: the second insert conflicts and Create returns the first.
+// A database written before the index existed may already hold an anchor
+// with two rooms; then the index is not created (the node still serializes
+// its own creates) and AnchorsUnique reports false so the operator is told.
+func (s *Store) uniqueAnchors(ctx context.Context, exec ddlExec) error {
+	var dup string
+	err := s.db.QueryRowContext(ctx, `SELECT anchor_id FROM rooms GROUP BY anchor_id HAVING COUNT(*) > 1 LIMIT 1`).Scan(&dup)
+	switch {
+	case err == nil:
+		s.dupAnchor = dup
+		return nil
+	case !errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("store: migrate: look for anchors with two rooms: %w", err)
+	}
+	if err := exec(ctx, `CREATE UNIQUE INDEX IF NOT EXISTS rooms_anchor_one ON rooms (anchor_id)`); err != nil {
+		return fmt.Errorf("store: migrate: %w", err)
+	}
+	return nil
+}
+
+// AnchorsUnique reports whether the database enforces one room per anchor;
+// when it does not, it names an anchor that already has two rooms.
+func (s *Store) AnchorsUnique() (ok bool, anchor string) { return s.dupAnchor == "", s.dupAnchor }
 
 // q rewrites ? placeholders for the dialect.
 func (s *Store) q(query string) string {
