@@ -60,16 +60,24 @@ func redisSeams(ctx context.Context, cfg *config.Config, rate config.Rate, m *me
 		return nil, err
 	}
 	s.bus = rb
+	s.closers = append(s.closers, rb.Close)
 	g.OnUp(rb.ResyncAll)
 	host, _ := os.Hostname()
 	p := presence.NewRedis(client, presence.RedisConfig{Prefix: prefix, NodeID: host + "-" + auth.RandomHex(3),
 		TTL: presenceTTL(cfg), Audience: 500, Call: g.Call, Log: log})
 	s.presence = p
 	s.likes = likes.NewRedis(client, likes.RedisConfig{Prefix: prefix, Call: g.Call})
-	s.mod = moderation.NewRedis(client, rate.N, rate.Per, moderation.RedisConfig{Prefix: prefix, Call: g.Call})
+	s.closers = append(s.closers, p.Close, s.likes.Close)
+	// Mutes and kicks are cached per node, kept current by the bus (issue 14).
+	mod, err := moderation.NewRedis(client, rate.N, rate.Per, moderation.RedisConfig{Prefix: prefix, Call: g.Call, Bus: rb})
+	if err != nil {
+		s.close(ctx)
+		return nil, err
+	}
+	s.mod = mod
+	s.closers = append(s.closers, s.mod.Close)
 	s.quiz = quiz.NewRedis(client, quiz.RedisConfig{Prefix: prefix, Call: g.Call})
 	s.rankings = rankings.NewRedis(client, prefix, g.Call)
-	s.closers = append(s.closers, rb.Close, p.Close, s.likes.Close, s.mod.Close)
 	s.placement = func(loads func() map[string]int) *placement.Agent {
 		id := cfg.Advertise
 		if id == "" {

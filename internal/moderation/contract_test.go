@@ -19,6 +19,7 @@ func runContract(t *testing.T, newState factory) {
 	t.Run("Unlimited", func(t *testing.T) { contractUnlimited(t, newState) })
 	t.Run("MutePerRoom", func(t *testing.T) { contractMutePerRoom(t, newState) })
 	t.Run("KickPerRoom", func(t *testing.T) { contractKickPerRoom(t, newState) })
+	t.Run("ReadYourWrites", func(t *testing.T) { contractReadYourWrites(t, newState) })
 }
 
 func contractRateLimitBurst(t *testing.T, newState factory) {
@@ -116,6 +117,50 @@ func contractKickPerRoom(t *testing.T, newState factory) {
 		t.Fatal(err)
 	}
 	testutil.WaitFor(t, "the kick to end", 10*time.Second, func() bool { return !kicked("r", "short") })
+}
+
+// contractReadYourWrites: a State that has answered for a room answers the
+// changes made through it at once, lifts included.
+func contractReadYourWrites(t *testing.T, newState factory) {
+	ctx := context.Background()
+	s := newState(t, 0, 0)
+	if ask(t, s.Muted, "r", "u") || ask(t, s.Kicked, "r", "u") {
+		t.Fatal("muted or kicked before any change")
+	}
+	for i := 0; i < 3; i++ {
+		if err := s.Mute(ctx, "r", "u", time.Now().Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		if !ask(t, s.Muted, "r", "u") {
+			t.Fatalf("round %d: the mute is not seen at once", i)
+		}
+		if err := s.Unmute(ctx, "r", "u"); err != nil {
+			t.Fatal(err)
+		}
+		if ask(t, s.Muted, "r", "u") {
+			t.Fatalf("round %d: the unmute is hidden by the mute", i)
+		}
+	}
+	if err := s.Kick(ctx, "r", "u", time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if !ask(t, s.Kicked, "r", "u") || ask(t, s.Muted, "r", "u") {
+		t.Fatal("the kick is not seen at once, or seen as a mute")
+	}
+	if err := s.Kick(ctx, "r", "u", time.Now().Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if ask(t, s.Kicked, "r", "u") {
+		t.Fatal("a kick ending in the past still holds")
+	}
+	// A shorter mute replaces a longer one and ends by time.
+	if err := s.Mute(ctx, "r", "v", time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Mute(ctx, "r", "v", time.Now().Add(300*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, "the shortened mute to end", 10*time.Second, func() bool { return !ask(t, s.Muted, "r", "v") })
 }
 
 // allow asks s whether user may send.

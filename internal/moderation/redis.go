@@ -2,44 +2,50 @@ package moderation
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/redis/rueidis"
 
+	"roomcast/internal/bus"
 	"roomcast/internal/rediscall"
 )
 
 // Redis is the State of a cluster (issue 5): rate limits, mutes and kicks
 // hold on every node.
 //
-//	PREFIX{u:user}:rl         hash tk (tokens), ts (ms): the user's token bucket
-//	PREFIX{room}:mute:user    set until the mute ends (PXAT)
-//	PREFIX{room}:kick:user    set until the re-entry block ends (PXAT)
+//	PREFIX{u:user}:rl   hash tk (tokens), ts (ms): the user's token bucket
+//	PREFIX{room}:mod    hash v (the room's moderation version), m:user and
+//	                    k:user (until, Unix ms): the room's mutes and kicks
 //
 // The token bucket is one Lua script using Redis's clock, so nodes with
 // skewed clocks share one bucket fairly.
+//
+// Mutes and kicks are read from a per-node copy of each room's hash (issue
+// 14: a send costs no Redis command for them): loaded with one HGETALL when
+// the node first checks the room, moved at once by this node's own changes
+// and, within the bus's latency, by other nodes' (each change publishes an
+// EvChange on bus.Control with the versions it moved the room from and
+// to). A change that does not follow the copy, a bus resync (its
+// subscription was re-established, or Redis answers again after an
+// outage), MaxAge or Idle drop the copy; the next check reloads it. Ends
+// are compared with the node's clock, so a mute ends by time without an
+// event.
 type Redis struct {
-	c   rueidis.Client
-	cfg RedisConfig
-	n   int
-	per time.Duration
-
-	// A send asks Kicked then Muted; Kicked reads both keys in one round
-	// trip and leaves the mute answer here for the Muted that follows.
-	mu    sync.Mutex
-	mutes map[string]muteAnswer // room\x00user; guarded by mu
+	c     rueidis.Client
+	cfg   RedisConfig
+	n     int
+	per   time.Duration
+	rooms *roomCache
+	unsub func()
 }
 
-type muteAnswer struct {
-	muted bool
-	at    time.Time
-}
-
-// muteAnswerTTL bounds how old a mute answer read along with a kick may be.
-const muteAnswerTTL = 100 * time.Millisecond
+// EvChange is the control event a node publishes after changing a room's
+// mutes or kicks: Room, User, Until (Unix ms; 0 lifts) and Data "KIND PREV
+// VER" (KIND m or k).
+const EvChange bus.EventType = "moderation"
 
 var _ State = (*Redis)(nil)
 
@@ -47,15 +53,29 @@ var _ State = (*Redis)(nil)
 type RedisConfig struct {
 	Prefix string         // key prefix; default "rc:"
 	Call   rediscall.Func // nil: commands run directly
+	// Bus carries the changes between nodes (bus.Control); required.
+	Bus   bus.Bus
+	Cache CacheConfig
 }
 
 // NewRedis returns a State on c allowing n sends per window per user (n ≤ 0:
-// unlimited), like NewMemory. It does not own c.
-func NewRedis(c rueidis.Client, n int, per time.Duration, cfg RedisConfig) *Redis {
+// unlimited), like NewMemory. It subscribes to cfg.Bus's control topic
+// until Close. It does not own c or the bus.
+func NewRedis(c rueidis.Client, n int, per time.Duration, cfg RedisConfig) (*Redis, error) {
+	if cfg.Bus == nil {
+		return nil, errors.New("moderation: RedisConfig.Bus is required")
+	}
 	if cfg.Prefix == "" {
 		cfg.Prefix = "rc:"
 	}
-	return &Redis{c: c, cfg: cfg, n: n, per: per, mutes: map[string]muteAnswer{}}
+	r := &Redis{c: c, cfg: cfg, n: n, per: per}
+	r.rooms = newRoomCache(cfg.Cache, r.loadRoom)
+	unsub, err := cfg.Bus.Subscribe(bus.Control, r.onControl)
+	if err != nil {
+		return nil, fmt.Errorf("moderation: subscribe: %w", err)
+	}
+	r.unsub = unsub
+	return r, nil
 }
 
 // allowScript: KEYS[1] bucket; ARGV capacity, refill per ms. Returns
@@ -104,122 +124,148 @@ func (r *Redis) Allow(ctx context.Context, user string) (bool, time.Duration, er
 	return res[0] == 1, time.Duration(res[1]) * time.Millisecond, nil
 }
 
-func (r *Redis) key(kind, room, user string) string {
-	return r.cfg.Prefix + "{" + room + "}:" + kind + ":" + user
-}
+func (r *Redis) roomKey(room string) string { return r.cfg.Prefix + "{" + room + "}:mod" }
 
-func (r *Redis) set(ctx context.Context, op, key string, until time.Time) error {
+// changeScript: KEYS[1] the room's hash; ARGV[1] field (m:user or k:user),
+// ARGV[2] until (Unix ms; not after Redis's now: lift). It bumps the room's
+// version past both the old one and Redis's clock in ms, so a version is
+// never reused after the hash expired; drops what has ended; and keeps the
+// hash a minute past its last end. Returns {prev, ver, until stored (0:
+// lifted)}.
+var changeScript = rueidis.NewLuaScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local prev = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
+local ver = math.max(prev + 1, now)
+local untilms = tonumber(ARGV[2])
+if untilms > now then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+else
+  untilms = 0
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
+redis.call('HSET', KEYS[1], 'v', string.format('%d', ver))
+local last = now
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  if all[i] ~= 'v' then
+    local u = tonumber(all[i + 1]) or 0
+    if u <= now then
+      redis.call('HDEL', KEYS[1], all[i])
+    elseif u > last then
+      last = u
+    end
+  end
+end
+redis.call('PEXPIREAT', KEYS[1], string.format('%d', last + 60000))
+return {prev, ver, untilms}
+`)
+
+// change records a mute or kick (kind) of user in room until the given
+// time (not after now: lifts it), applies it to this node's copy at once
+// and publishes it to the other nodes.
+func (r *Redis) change(ctx context.Context, op string, kind byte, room, user string, until time.Time) error {
+	ms := until.UnixMilli()
 	if !until.After(time.Now()) {
-		return r.del(ctx, op, key)
+		ms = 0
 	}
-	err := r.cfg.Call.Do(ctx, op, 1, func(ctx context.Context) error {
-		return r.c.Do(ctx, r.c.B().Set().Key(key).Value("1").Pxat(until).Build()).Error()
-	})
-	if err != nil {
-		return fmt.Errorf("moderation: %s: %w", op, err)
-	}
-	return nil
-}
-
-func (r *Redis) del(ctx context.Context, op, key string) error {
-	err := r.cfg.Call.Do(ctx, op, 1, func(ctx context.Context) error {
-		return r.c.Do(ctx, r.c.B().Del().Key(key).Build()).Error()
-	})
-	if err != nil {
-		return fmt.Errorf("moderation: %s: %w", op, err)
-	}
-	return nil
-}
-
-func (r *Redis) exists(ctx context.Context, op, key string) (bool, error) {
-	var n int64
+	var res []int64
 	err := r.cfg.Call.Do(ctx, op, 1, func(ctx context.Context) error {
 		var err error
-		n, err = r.c.Do(ctx, r.c.B().Exists().Key(key).Build()).AsInt64()
+		res, err = changeScript.Exec(ctx, r.c, []string{r.roomKey(room)},
+			[]string{string(kind) + ":" + user, strconv.FormatInt(ms, 10)}).AsIntSlice()
+		if err == nil && len(res) != 3 {
+			err = fmt.Errorf("bad reply %v", res)
+		}
 		return err
 	})
 	if err != nil {
-		return false, fmt.Errorf("moderation: %s: %w", op, err)
+		return fmt.Errorf("moderation: %s: %w", op, err)
 	}
-	return n > 0, nil
+	ch := change{kind: kind, user: user, until: res[2], prev: res[0], ver: res[1]}
+	r.rooms.apply(room, ch)
+	data := fmt.Sprintf("%c %d %d", kind, ch.prev, ch.ver)
+	ev := bus.Event{Type: EvChange, Room: room, User: user, Until: ch.until, Data: []byte(data)}
+	if err := r.cfg.Bus.Publish(ctx, bus.Control, ev); err != nil {
+		return fmt.Errorf("moderation: %s: %w", op, err)
+	}
+	return nil
+}
+
+// onControl moves this node's copies by other nodes' changes and forgets
+// them all when the bus may have lost some.
+func (r *Redis) onControl(ev bus.Event) {
+	switch ev.Type {
+	case bus.EvResync:
+		r.rooms.reset()
+	case EvChange:
+		var kind byte
+		var ch change
+		if _, err := fmt.Sscanf(string(ev.Data), "%c %d %d", &kind, &ch.prev, &ch.ver); err != nil ||
+			(kind != kindMute && kind != kindKick) {
+			r.rooms.reset() // a change this node cannot read: trust no copy
+			return
+		}
+		ch.kind, ch.user, ch.until = kind, ev.User, ev.Until
+		r.rooms.apply(ev.Room, ch)
+	}
+}
+
+// loadRoom reads room's hash: one HGETALL.
+func (r *Redis) loadRoom(ctx context.Context, room string) (*roomState, error) {
+	var h map[string]string
+	err := r.cfg.Call.Do(ctx, "mod_load", 1, func(ctx context.Context) error {
+		var err error
+		h, err = r.c.Do(ctx, r.c.B().Hgetall().Key(r.roomKey(room)).Build()).AsStrMap()
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("moderation: load %s: %w", room, err)
+	}
+	st := newRoomState()
+	for f, v := range h {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("moderation: load %s: field %s: %w", room, f, err)
+		}
+		switch {
+		case f == "v":
+			st.ver = n
+		case len(f) > 2 && f[1] == ':' && (f[0] == kindMute || f[0] == kindKick):
+			st.table(f[0])[f[2:]] = n
+		}
+	}
+	return st, nil
 }
 
 // Mute implements State.
 func (r *Redis) Mute(ctx context.Context, room, user string, until time.Time) error {
-	defer r.forgetMute(room, user)
-	return r.set(ctx, "mod_mute", r.key("mute", room, user), until)
+	return r.change(ctx, "mod_mute", kindMute, room, user, until)
 }
 
 // Unmute implements State.
 func (r *Redis) Unmute(ctx context.Context, room, user string) error {
-	defer r.forgetMute(room, user)
-	return r.del(ctx, "mod_unmute", r.key("mute", room, user))
+	return r.change(ctx, "mod_unmute", kindMute, room, user, time.Time{})
 }
 
-// forgetMute drops a mute answer read along with a kick: this node's own
-// mute or unmute holds from the next Muted on.
-func (r *Redis) forgetMute(room, user string) {
-	r.mu.Lock()
-	delete(r.mutes, key(room, user))
-	r.mu.Unlock()
-}
-
-// Muted implements State. Right after Kicked for the same room and user it
-// answers from what Kicked read, without a round trip.
+// Muted implements State from this node's copy of the room.
 func (r *Redis) Muted(ctx context.Context, room, user string) (bool, error) {
-	k := key(room, user)
-	r.mu.Lock()
-	a, ok := r.mutes[k]
-	delete(r.mutes, k)
-	r.mu.Unlock()
-	if ok && time.Since(a.at) < muteAnswerTTL {
-		return a.muted, nil
-	}
-	return r.exists(ctx, "mod_muted", r.key("mute", room, user))
+	return r.rooms.active(ctx, room, kindMute, user)
 }
 
-// Kick implements State.
+// Kick implements State; an until not after now lifts the kick.
 func (r *Redis) Kick(ctx context.Context, room, user string, until time.Time) error {
-	return r.set(ctx, "mod_kick", r.key("kick", room, user), until)
+	return r.change(ctx, "mod_kick", kindKick, room, user, until)
 }
 
-// Kicked implements State. It reads the user's mute in the same round trip
-// (both keys are in the room's slot) for the Muted call that follows.
+// Kicked implements State from this node's copy of the room.
 func (r *Redis) Kicked(ctx context.Context, room, user string) (bool, error) {
-	// One MGET of both keys (one command for Redis, issue 14), not two EXISTS.
-	var vals []rueidis.RedisMessage
-	err := r.cfg.Call.Do(ctx, "mod_kicked", 1, func(ctx context.Context) error {
-		var err error
-		vals, err = r.c.Do(ctx, r.c.B().Mget().Key(r.key("kick", room, user), r.key("mute", room, user)).Build()).ToArray()
-		if err == nil && len(vals) != 2 {
-			err = fmt.Errorf("mget: %d values", len(vals))
-		}
-		return err
-	})
-	if err != nil {
-		return false, fmt.Errorf("moderation: mod_kicked: %w", err)
-	}
-	kicked, muted := 0, 0
-	if !vals[0].IsNil() {
-		kicked = 1
-	}
-	if !vals[1].IsNil() {
-		muted = 1
-	}
-	k := key(room, user)
-	now := time.Now()
-	r.mu.Lock()
-	if len(r.mutes) > 10000 { // answers nobody asked for: drop the old ones
-		for k2, a := range r.mutes {
-			if now.Sub(a.at) >= muteAnswerTTL {
-				delete(r.mutes, k2)
-			}
-		}
-	}
-	r.mutes[k] = muteAnswer{muted: muted > 0, at: now}
-	r.mu.Unlock()
-	return kicked > 0, nil
+	return r.rooms.active(ctx, room, kindKick, user)
 }
 
-// Close implements State. The client belongs to the caller.
-func (r *Redis) Close() error { return nil }
+// Close implements State: it leaves the control topic. The client and the
+// bus belong to the caller.
+func (r *Redis) Close() error {
+	r.unsub()
+	return nil
+}
