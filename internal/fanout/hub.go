@@ -370,18 +370,25 @@ func (h *Hub) repairOnce(ctx context.Context) (switched bool) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if !h.sameEpochLocked(epoch) {
+		// The hub moved to another epoch while the read was out (a message of
+		// it came over the bus): the answer may predate that epoch — e.g. the
+		// store seen empty, with no epoch, just before another node's append
+		// started the new one. Acting on it would retire the newer epoch;
+		// read again instead.
+		h.resync = true
+		h.markDirtyLocked()
+		return false
+	}
 	// The counter went back (the next appends reuse seqs) only if the store's
 	// head is below what the hub held when the read began: the bus may have
 	// pushed the window past p.Head since (appends that followed the read).
-	if p.Epoch == epoch && p.Head < after && h.sameEpochLocked(p.Epoch) {
+	if p.Epoch == epoch && p.Head < after {
 		h.reusedLocked(p.Head + 1)
 		return false
 	}
-	if p.Epoch != epoch || !h.sameEpochLocked(p.Epoch) { // the store started over (or the hub did meanwhile)
-		if !h.sameEpochLocked(p.Epoch) {
-			return h.switchEpochLocked(p.Epoch) // and read the new epoch from 0
-		}
-		return false
+	if p.Epoch != epoch { // the store started over
+		return h.switchEpochLocked(p.Epoch) // and read the new epoch from 0
 	}
 	if resync && len(msgs) == limit { // more may follow: read on at the next tick
 		h.resync = true
