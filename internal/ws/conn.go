@@ -89,6 +89,7 @@ type Conn struct {
 	queued      int      // total bytes in wq
 	partial     bool     // wq[0] is a frame partly on the wire already
 	events      int      // interest bits currently registered with epoll
+	corked      bool     // the handler has more messages waiting: queue writes, flush at uncork (read.go)
 	peerClosed  bool     // the peer's close frame has arrived
 	cause       closeCause
 	code        int
@@ -250,7 +251,7 @@ func (c *Conn) sendFrame(b []byte) error {
 // (and nothing is queued).
 func (c *Conn) writeLocked(b []byte, limit bool) error {
 	st := &c.s.stats
-	if len(c.wq) == 0 {
+	if len(c.wq) == 0 && !c.corked {
 		n, err := c.sysWrite(b)
 		st.writeSyscalls.Add(1)
 		if n > 0 {
@@ -318,6 +319,10 @@ func (c *Conn) flushLocked() error {
 func (c *Conn) onWritable() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.onWritableLocked()
+}
+
+func (c *Conn) onWritableLocked() {
 	if c.state == stateClosed {
 		return
 	}
@@ -342,7 +347,7 @@ func (c *Conn) updateInterestLocked() error {
 	if c.started.Load() {
 		want |= interestRead
 	}
-	if len(c.wq) > 0 {
+	if len(c.wq) > 0 && !c.corked {
 		want |= interestWrite
 	}
 	if want == c.events {
@@ -372,6 +377,7 @@ func (c *Conn) closeLocked(cause closeCause, code int, reason string, how closeH
 	case stateOpen:
 		c.state = stateClosing
 		c.closing.Store(true)
+		c.corked = false // the close frame (and what is queued before it) goes out now
 		c.cause, c.code, c.reason = cause, code, reason
 		if how != closeHard {
 			f := buildFrame(opClose, false, closePayload(code, reason))

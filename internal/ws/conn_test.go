@@ -416,3 +416,78 @@ func TestPreparedBatch(t *testing.T) {
 		}
 	}
 }
+
+// TestPipelinedRepliesShareAWrite: frames that arrive together are
+// answered in order, and the replies to those waiting behind the first
+// one leave in one write.
+func TestPipelinedRepliesShareAWrite(t *testing.T) {
+	h := newRecHandler(true)
+	release := make(chan struct{})
+	first := true
+	h.onMsg = func(*Conn, []byte) {
+		if first { // hold the first message until all five are queued
+			first = false
+			<-release
+		}
+	}
+	ts := newTestServer(t, Config{}, h)
+	rc := dialRaw(t, ts, nil, nil)
+	ts.nextConn(t)
+	var all []byte
+	for i := range 5 {
+		all = append(all, clientFrame(true, false, opText, []byte{'a' + byte(i)})...)
+	}
+	rc.write(all)
+	testutil.WaitFor(t, "five messages queued", 10*time.Second, func() bool { return ts.Stats().MessagesRead == 5 })
+	before := ts.Stats().WriteSyscalls
+	close(release)
+	for i := range 5 {
+		op, payload := rc.expectFrame()
+		if op != opText || string(payload) != string(rune('a'+i)) {
+			t.Fatalf("reply %d: op %d %q", i, op, payload)
+		}
+	}
+	// The counters move just after the syscall: wait for the last frame's.
+	testutil.WaitFor(t, "five frames counted", 10*time.Second, func() bool { return ts.Stats().FramesWritten == 5 })
+	// The first reply is written at once if nothing was waiting behind it
+	// yet when it was taken; the others share one writev.
+	if got := ts.Stats().WriteSyscalls - before; got < 1 || got > 2 {
+		t.Fatalf("%d write syscalls for 5 replies, want 1 or 2", got)
+	}
+}
+
+// TestCorkedCloseGoesOut: a close while replies are corked behind a slow
+// handler is written at once, with what was queued before it.
+func TestCorkedCloseGoesOut(t *testing.T) {
+	h := newRecHandler(true)
+	ready, release := make(chan struct{}), make(chan struct{})
+	var n int
+	h.onMsg = func(c *Conn, _ []byte) {
+		n++
+		switch n {
+		case 1: // hold until all three are queued
+			<-ready
+		case 2: // corked now: message 3 waits behind this one
+			c.Close(CloseNormal, "bye")
+			<-release
+		}
+	}
+	ts := newTestServer(t, Config{}, h)
+	rc := dialRaw(t, ts, nil, nil)
+	ts.nextConn(t)
+	var all []byte
+	for i := range 3 {
+		all = append(all, clientFrame(true, false, opText, []byte{'a' + byte(i)})...)
+	}
+	rc.write(all)
+	testutil.WaitFor(t, "three messages queued", 10*time.Second, func() bool { return ts.Stats().MessagesRead == 3 })
+	close(ready)
+	defer close(release)
+	if op, payload := rc.expectFrame(); op != opText || string(payload) != "a" {
+		t.Fatalf("first reply: op %d %q", op, payload)
+	}
+	code, reason := rc.expectClose()
+	if code != CloseNormal || reason != "bye" {
+		t.Fatalf("close %d %q", code, reason)
+	}
+}

@@ -26,9 +26,12 @@
 // and parses frames in place (parseFrame is a pure function, fuzzed by
 // FuzzParse). Control frames are answered at once; complete data messages
 // are copied out, validated (UTF-8, size, inflation limit) and queued per
-// connection (at most Config.MaxPending). A drain goroutine runs only while
-// a connection has queued messages and calls the Handler for them one at a
-// time, so Handler calls may block without stalling the poller. Every read
+// connection (at most Config.MaxPending). A handler goroutine drains a
+// connection only while it has queued messages, calling the Handler for
+// them one at a time, so Handler calls may block without stalling the
+// poller; handler goroutines are kept for a while after their burst
+// (handlerIdle) and handed the next connection with messages, so a
+// message does not cost a new goroutine and its stack growth. Every read
 // and write goes through syscall.RawConn.Read/Write with a callback that
 // never asks to wait, so the runtime's fd reference counting guards
 // against a socket being closed (and its number reused) during the call.

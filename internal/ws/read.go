@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"time"
 	"unicode/utf8"
 )
 
@@ -215,8 +216,7 @@ func (c *Conn) deliver(msg []byte) bool {
 	c.draining = true
 	c.qmu.Unlock()
 	if start {
-		c.s.handlers.Add(1)
-		go c.drain()
+		c.s.runHandler(c)
 	}
 	return true
 }
@@ -230,17 +230,67 @@ func (c *Conn) postClose() {
 	c.draining = true
 	c.qmu.Unlock()
 	if start {
-		c.s.handlers.Add(1)
-		go c.drain()
+		c.s.runHandler(c)
 	}
 }
 
-// drain runs Handler calls for this connection one at a time, and exits as
-// soon as the queue is empty, so idle connections have no goroutine.
+// runHandler gets c drained by a handler goroutine: an idle one if any is
+// waiting, else a new one. Handler goroutines outlive one connection's
+// burst (handlerIdle), so a message costs a hand-over rather than a new
+// goroutine and the growth of its stack.
+func (s *Server) runHandler(c *Conn) {
+	select {
+	case s.work <- c:
+	default:
+		s.handlers.Add(1)
+		go s.handlerLoop(c)
+	}
+}
+
+// handlerIdle is how long a handler goroutine waits for the next
+// connection with messages before it exits.
+const handlerIdle = 2 * time.Second
+
+// handlerLoop drains c, then the connections handed to it, until it has
+// been idle for handlerIdle or the server stops.
+func (s *Server) handlerLoop(c *Conn) {
+	defer s.handlers.Done()
+	idle := time.NewTimer(handlerIdle)
+	defer idle.Stop()
+	for {
+		c.drain()
+		c = nil // no reference to an idle connection while waiting
+		idle.Reset(handlerIdle)
+		select {
+		case c = <-s.work:
+		case <-idle.C:
+			return
+		case <-s.stop:
+			return
+		}
+	}
+}
+
+// drain runs Handler calls for this connection one at a time, and returns
+// as soon as the queue is empty, so idle connections hold no goroutine.
+//
+// While more messages are waiting behind the one being handled (a client
+// that sent several frames at once), the connection is corked: what is
+// sent to it meanwhile (the replies) is queued and written with one writev
+// when the queue is empty, so several replies share a write. The bound on
+// that delay is the handling of the messages already waiting (at most
+// Config.MaxPending). A lone message is answered with a direct write, as
+// before.
 func (c *Conn) drain() {
-	defer c.s.handlers.Done()
+	corked := false
 	for {
 		c.qmu.Lock()
+		if len(c.inq) == 0 && corked {
+			c.qmu.Unlock()
+			corked = false
+			c.setCork(false)
+			continue // look again: more may have come during the flush
+		}
 		if len(c.inq) == 0 {
 			if c.closePosted && !c.closeDelivered {
 				c.closeDelivered = true
@@ -256,8 +306,24 @@ func (c *Conn) drain() {
 		msg := c.inq[0]
 		c.inq[0] = nil
 		c.inq = c.inq[1:]
+		more := len(c.inq) > 0
 		c.qmu.Unlock()
+		if more && !corked {
+			corked = true
+			c.setCork(true)
+		}
 		c.callOnMessage(msg)
+	}
+}
+
+// setCork corks or uncorks the connection's writes (see drain). Uncorking
+// flushes what was queued meanwhile, as on EPOLLOUT.
+func (c *Conn) setCork(on bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.corked = on && c.state == stateOpen // closing uncorks for good (closeLocked)
+	if !on && len(c.wq) > 0 {
+		c.onWritableLocked()
 	}
 }
 

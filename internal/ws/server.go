@@ -103,8 +103,9 @@ type Server struct {
 
 	stopping     atomic.Bool
 	stop         chan struct{}
+	work         chan *Conn     // unbuffered: hands a connection to an idle handler goroutine
 	bg           sync.WaitGroup // poller and sweeper
-	handlers     sync.WaitGroup // drain goroutines
+	handlers     sync.WaitGroup // handler goroutines (handlerLoop)
 	shutdownOnce sync.Once
 	done         chan struct{} // closed when Shutdown has finished
 }
@@ -153,6 +154,7 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 		closeGrace: min(cfg.Heartbeat, maxCloseGrace),
 		pingFrame:  buildFrame(opPing, false, nil),
 		stop:       make(chan struct{}),
+		work:       make(chan *Conn),
 		done:       make(chan struct{}),
 	}
 	s.clock.Store(time.Now().UnixNano())
