@@ -129,10 +129,12 @@ type answerFields struct {
 
 func (b *answerBody) check() error {
 	if b.N == nil || b.Option == nil {
-		return errs.New(quiz.CodeInvalid, "n and option are required")
+		return errNoNOption()
 	}
 	return nil
 }
+
+func errNoNOption() error { return errs.New(quiz.CodeInvalid, "n and option are required") }
 
 // answerReply is the answer's acknowledgement: the result sealed with the
 // question's key, readable after the reveal.
@@ -183,22 +185,23 @@ func (g *WSHandler) answerOn(st *wsState, activity string, n, option int) (strin
 
 // onAnswer is the JSON WebSocket answer frame: {"type":"answer","id","n","option"[,"activity"]}
 // → {"type":"answer_ok","id","activity","n","sealed"} or an error frame.
-func (g *WSHandler) onAnswer(c *ws.Conn, st *wsState, id string, a answerFields) {
-	f := answerBody{ID: id, answerFields: a}
-	if err := f.check(); err != nil {
-		g.sendError(c, f.ID, err)
+// n and option are nil when the frame lacks them; they do not escape, so
+// the fast decoder (wsfast.go) can pass its own.
+func (g *WSHandler) onAnswer(c *ws.Conn, st *wsState, id, activity string, n, option *int) {
+	if n == nil || option == nil {
+		g.sendError(c, id, errNoNOption())
 		return
 	}
-	activity, sealed, err := g.answerOn(st, f.Activity, *f.N, *f.Option)
+	activity, sealed, err := g.answerOn(st, activity, *n, *option)
 	if err != nil {
-		g.sendError(c, f.ID, err)
+		g.sendError(c, id, err)
 		return
 	}
-	b := append([]byte(`{"type":"answer_ok","id":`), message.AppendString(nil, f.ID)...)
+	b := append([]byte(`{"type":"answer_ok","id":`), message.AppendString(nil, id)...)
 	b = append(b, `,"activity":`...)
 	b = message.AppendString(b, activity)
 	b = append(b, `,"n":`...)
-	b = strconv.AppendInt(b, int64(*f.N), 10)
+	b = strconv.AppendInt(b, int64(*n), 10)
 	b = append(b, `,"sealed":"`...)
 	b = base64.StdEncoding.AppendEncode(b, sealed)
 	_ = c.SendText(append(b, '"', '}'))

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"roomcast/internal/auth"
 	"roomcast/internal/errs"
 	"roomcast/internal/fanout"
@@ -97,6 +99,7 @@ type WSHandler struct {
 	maxFrame int
 	metrics  *metrics.Metrics
 	log      *slog.Logger
+	frames   struct{ answer, grab prometheus.Counter } // the hot frames' counters, looked up once
 }
 
 // WSDeps are what the WebSocket handler serves.
@@ -120,8 +123,11 @@ func NewWSHandler(d WSDeps) (*WSHandler, error) {
 	if d.Log == nil {
 		d.Log = slog.Default()
 	}
-	return &WSHandler{ids: identities{signer: d.Signer, adminKey: d.AdminKey}, svc: d.Service, quiz: d.Quiz, node: d.Node,
-		presence: d.Presence, maxFrame: d.MaxFrame, metrics: d.Metrics, log: d.Log}, nil
+	g := &WSHandler{ids: identities{signer: d.Signer, adminKey: d.AdminKey}, svc: d.Service, quiz: d.Quiz, node: d.Node,
+		presence: d.Presence, maxFrame: d.MaxFrame, metrics: d.Metrics, log: d.Log}
+	g.frames.answer = d.Metrics.WSFrames.WithLabelValues("answer")
+	g.frames.grab = d.Metrics.WSFrames.WithLabelValues("grab")
+	return g, nil
 }
 
 func (g *Gateway) handleWS(w http.ResponseWriter, r *http.Request) {
@@ -263,6 +269,9 @@ func (g *WSHandler) OnMessage(c *ws.Conn, data []byte) {
 		g.onProtoMessage(c, st, data)
 		return
 	}
+	if g.onFastFrame(c, st, data) {
+		return
+	}
 	var f clientFrame
 	if err := json.Unmarshal(data, &f); err != nil {
 		g.metrics.WSFrames.WithLabelValues("bad").Inc()
@@ -283,10 +292,10 @@ func (g *WSHandler) OnMessage(c *ws.Conn, data []byte) {
 		g.metrics.WSFrames.WithLabelValues("send").Inc()
 		g.onSend(c, st, f)
 	case "answer":
-		g.metrics.WSFrames.WithLabelValues("answer").Inc()
-		g.onAnswer(c, st, f.ID, f.answerFields)
+		g.frames.answer.Inc()
+		g.onAnswer(c, st, f.ID, f.Activity, f.N, f.Option)
 	case "grab":
-		g.metrics.WSFrames.WithLabelValues("grab").Inc()
+		g.frames.grab.Inc()
 		g.onGrab(c, st, f.ID, f.Activity, f.Rain)
 	default:
 		g.metrics.WSFrames.WithLabelValues("unknown").Inc()
