@@ -56,6 +56,7 @@ type QuizReport struct {
 	USCPUPerAnswer float64           `json:"us_cpu_per_answer,omitempty"` // --pid: push → last ack, ÷ answers
 	Reveal         Latency           `json:"reveal"`                      // reveal request → quiz_reveal at each player
 	RevealReached  uint64            `json:"reveal_reached"`
+	RevealCallMS   float64           `json:"reveal_call_ms"` // the slowest accepted reveal request (the server's part before delivery)
 	Errors         map[string]uint64 `json:"errors,omitempty"`
 }
 
@@ -158,9 +159,11 @@ func (s *quizScenario) question(r *runner, base string, n int) {
 	// Reveal as soon as the server accepts it (after the deadline).
 	r.phase.Store("reveal")
 	for r.runCtx.Err() == nil {
-		s.revealAt.Store(time.Now().UnixNano())
+		at := time.Now()
+		s.revealAt.Store(at.UnixNano())
 		code, body, _ := s.call("POST", base+"/questions/"+strconv.Itoa(n)+"/reveal", nil)
 		if code == 200 {
+			s.rep.RevealCallMS = max(s.rep.RevealCallMS, round3(float64(time.Since(at))/1e6))
 			break
 		}
 		if !bytes.Contains(body, []byte("too_early")) {

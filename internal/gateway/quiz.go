@@ -197,7 +197,8 @@ func (g *WSHandler) onAnswer(c *ws.Conn, st *wsState, id, activity string, n, op
 		g.sendError(c, id, err)
 		return
 	}
-	b := append([]byte(`{"type":"answer_ok","id":`), message.AppendString(nil, id)...)
+	var buf [256]byte // the reply is built on the stack; SendText copies it
+	b := message.AppendString(append(buf[:0], `{"type":"answer_ok","id":`...), id)
 	b = append(b, `,"activity":`...)
 	b = message.AppendString(b, activity)
 	b = append(b, `,"n":`...)

@@ -116,7 +116,8 @@ func (g *WSHandler) onGrab(c *ws.Conn, st *wsState, id, activity string, rain *i
 		g.sendError(c, id, err)
 		return
 	}
-	b := append([]byte(`{"type":"grab_ok","id":`), message.AppendString(nil, id)...)
+	var buf [256]byte // the reply is built on the stack; SendText copies it
+	b := message.AppendString(append(buf[:0], `{"type":"grab_ok","id":`...), id)
 	b = append(b, `,"activity":`...)
 	b = message.AppendString(b, activity)
 	b = append(b, `,"rain":`...)
