@@ -79,36 +79,7 @@ func (f *fastFrame) parse(b []byte) bool {
 			return false
 		}
 		i = skipWS(b, i+1)
-		switch key {
-		case "type", "id", "activity":
-			s, j, ok := scanString(b, i)
-			if !ok {
-				return false
-			}
-			i = j
-			switch key {
-			case "type":
-				f.typ = s
-			case "id":
-				f.id = s
-			default:
-				f.activity = s
-			}
-		case "n", "option", "rain":
-			v, j, ok := scanInt(b, i)
-			if !ok {
-				return false
-			}
-			i = j
-			switch key {
-			case "n":
-				f.n, f.hasN = v, true
-			case "option":
-				f.option, f.hasOption = v, true
-			default:
-				f.rain, f.hasRain = v, true
-			}
-		default:
+		if i, ok = f.value(b, i, key); !ok {
 			return false
 		}
 		i = skipWS(b, i)
@@ -125,6 +96,37 @@ func (f *fastFrame) parse(b []byte) bool {
 			return false
 		}
 	}
+}
+
+// value reads key's value at b[i] into f and returns the index after it.
+func (f *fastFrame) value(b []byte, i int, key string) (int, bool) {
+	var str *string
+	var num *int
+	var has *bool
+	switch key {
+	case "type":
+		str = &f.typ
+	case "id":
+		str = &f.id
+	case "activity":
+		str = &f.activity
+	case "n":
+		num, has = &f.n, &f.hasN
+	case "option":
+		num, has = &f.option, &f.hasOption
+	case "rain":
+		num, has = &f.rain, &f.hasRain
+	default:
+		return 0, false
+	}
+	var ok bool
+	if str != nil {
+		*str, i, ok = scanString(b, i)
+	} else {
+		*num, i, ok = scanInt(b, i)
+		*has = ok
+	}
+	return i, ok
 }
 
 func skipWS(b []byte, i int) int {

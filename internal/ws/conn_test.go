@@ -417,6 +417,21 @@ func TestPreparedBatch(t *testing.T) {
 	}
 }
 
+// writeTogether connects to ts and writes n one-byte text messages ("a",
+// "b", …) with one write, then waits until the server has queued them all.
+func writeTogether(t *testing.T, ts *testServer, n int) *rawClient {
+	t.Helper()
+	rc := dialRaw(t, ts, nil, nil)
+	ts.nextConn(t)
+	var all []byte
+	for i := range n {
+		all = append(all, clientFrame(true, false, opText, []byte{'a' + byte(i)})...)
+	}
+	rc.write(all)
+	testutil.WaitFor(t, "messages queued", 10*time.Second, func() bool { return ts.Stats().MessagesRead == uint64(n) })
+	return rc
+}
+
 // TestPipelinedRepliesShareAWrite: frames that arrive together are
 // answered in order, and the replies to those waiting behind the first
 // one leave in one write.
@@ -431,14 +446,7 @@ func TestPipelinedRepliesShareAWrite(t *testing.T) {
 		}
 	}
 	ts := newTestServer(t, Config{}, h)
-	rc := dialRaw(t, ts, nil, nil)
-	ts.nextConn(t)
-	var all []byte
-	for i := range 5 {
-		all = append(all, clientFrame(true, false, opText, []byte{'a' + byte(i)})...)
-	}
-	rc.write(all)
-	testutil.WaitFor(t, "five messages queued", 10*time.Second, func() bool { return ts.Stats().MessagesRead == 5 })
+	rc := writeTogether(t, ts, 5)
 	before := ts.Stats().WriteSyscalls
 	close(release)
 	for i := range 5 {
@@ -473,14 +481,7 @@ func TestCorkedCloseGoesOut(t *testing.T) {
 		}
 	}
 	ts := newTestServer(t, Config{}, h)
-	rc := dialRaw(t, ts, nil, nil)
-	ts.nextConn(t)
-	var all []byte
-	for i := range 3 {
-		all = append(all, clientFrame(true, false, opText, []byte{'a' + byte(i)})...)
-	}
-	rc.write(all)
-	testutil.WaitFor(t, "three messages queued", 10*time.Second, func() bool { return ts.Stats().MessagesRead == 3 })
+	rc := writeTogether(t, ts, 3)
 	close(ready)
 	defer close(release)
 	if op, payload := rc.expectFrame(); op != opText || string(payload) != "a" {
