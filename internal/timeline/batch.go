@@ -31,88 +31,111 @@ func (t *Memory) AppendBatch(ctx context.Context, msgs []*message.Message) (errs
 }
 
 // appendBatchScript stores a batch of one room's messages in one call
-// (group commit, R12): dedupe lookups first, then one INCRBY for the new
-// seqs, one XADD per message, one age-prune and PEXPIRE, and one SPUBLISH
-// of the whole batch ("<epoch> <json>\n<json>…", which the bus splits).
-// KEYS[1] counter, KEYS[2] stream, KEYS[3] epoch, KEYS[4…] dedupe keys.
-// ARGV[1] n, ARGV[2] max count, ARGV[3] age cutoff (Unix ms), ARGV[4]
-// stream TTL (ms), ARGV[5] channel, ARGV[6] a fresh epoch, ARGV[7] dedupe
-// TTL (ms), then per message: JSON after `{"seq":0`, ts, id, priority,
-// dedupe key index in KEYS (0 = none). Returns {epoch, seq1, ack1, …}: seq
-// -1 with "seq\nts\npriority\nid" for a duplicate, else the new seq and "".
+// (group commit, R12) with a fixed number of commands whatever its size:
+// GET the epoch, one HMGET of the batch's dedupe keys in the current
+// bucket, one INCRBY for the new seqs, one XADD of all of them (one per
+// maxEntry messages), an HSET of the new dedupe keys into each of the two
+// buckets, one SPUBLISH of the whole batch ("<epoch> <json>\n<json>…", which
+// the bus splits); once a minute a SET of the epoch's minute and a PEXPIRE
+// of the stream. KEYS[1] counter, KEYS[2] stream, KEYS[3] epoch, KEYS[4]
+// and KEYS[5] the current and next dedupe buckets. ARGV[1] n, ARGV[2] max
+// count, ARGV[3] the minute (Unix ms / 60000), ARGV[4] stream TTL (ms),
+// ARGV[5] channel, ARGV[6] a fresh epoch, ARGV[7] and ARGV[8] the buckets'
+// expiry (Unix ms), ARGV[9] maxEntry, then per message: JSON after
+// `{"seq":0`, ts, id, priority, dedupe key ("" = none). Returns {epoch,
+// seq1, ack1, …}: seq -1 with "seq\nts\npriority\nid" for a duplicate, else
+// the new seq and "".
 var appendBatchScript = rueidis.NewLuaScript(`
-local n = tonumber(ARGV[1])
-local epoch = redis.call('GET', KEYS[3])
-local dup, fresh, seen = {}, 0, {}
+local n, B = tonumber(ARGV[1]), 9
+local ev = redis.call('GET', KEYS[3])
+local epoch = ev and string.match(ev, '^%S+')
+local dkeys, known = {}, {}
 for i = 1, n do
-  local dk = tonumber(ARGV[7 + (i - 1) * 5 + 5])
-  if dk > 0 then
-    if seen[dk] then
-      dup[i] = seen[dk]
-    elseif epoch then
-      local d = redis.call('GET', KEYS[dk])
-      if d then
-        local e, ack = string.match(d, '^([^\n]*)\n(.*)$')
-        if e == epoch then dup[i] = ack end
-      end
-    end
-    if not dup[i] then seen[dk] = true end
-  end
-  if not dup[i] then fresh = fresh + 1 end
+  local k = ARGV[B + i * 5]
+  if k ~= '' then dkeys[#dkeys + 1] = k end
 end
-local out = {}
+if #dkeys > 0 and epoch then
+  local vals = redis.call('HMGET', KEYS[4], unpack(dkeys))
+  for j, k in ipairs(dkeys) do
+    if vals[j] then
+      local e, ack = string.match(vals[j], '^([^\n]*)\n(.*)$')
+      if e == epoch then known[k] = ack end
+    end
+  end
+end
+local dup, firstIn, fresh = {}, {}, 0
+for i = 1, n do
+  local k = ARGV[B + i * 5]
+  if k ~= '' and (known[k] or firstIn[k]) then
+    dup[i] = true
+  else
+    fresh = fresh + 1
+    if k ~= '' then firstIn[k] = true end
+  end
+end
 local seq = 0
 if fresh > 0 then
   seq = redis.call('INCRBY', KEYS[1], fresh) - fresh
   if seq == 0 or not epoch then
-    epoch = ARGV[6]
-    redis.call('SET', KEYS[3], epoch)
+    epoch, ev = ARGV[6], nil
+    redis.call('DEL', KEYS[4], KEYS[5])
     if seq == 0 then redis.call('DEL', KEYS[2]) end
   end
 end
-local pub = {}
+local out, pub, hs, acks = {epoch or ''}, {}, {}, {}
+local newest = 0
 for i = 1, n do
-  local b = 7 + (i - 1) * 5
-  local d = dup[i]
-  if d == true then
-    -- a repeat of a key first seen in this batch: its ack is known now
-    d = seen['ack' .. ARGV[b + 5]]
-  end
-  if d then
+  local b = B + (i - 1) * 5
+  local k = ARGV[b + 5]
+  if dup[i] then
     out[#out + 1] = -1
-    out[#out + 1] = d
+    out[#out + 1] = known[k] or acks[k]
   else
     seq = seq + 1
     local s = string.format('%d', seq)
-    local msg = '{"seq":' .. s .. ARGV[b + 1]
-    redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], s .. '-0', 't', ARGV[b + 2], 'm', msg)
-    pub[#pub + 1] = msg
-    local dk = tonumber(ARGV[b + 5])
-    if dk > 0 then
-      local ack = s .. '\n' .. ARGV[b + 2] .. '\n' .. ARGV[b + 4] .. '\n' .. ARGV[b + 3]
-      redis.call('SET', KEYS[dk], epoch .. '\n' .. ack, 'PX', ARGV[7])
-      seen['ack' .. ARGV[b + 5]] = ack
+    pub[#pub + 1] = '{"seq":' .. s .. ARGV[b + 1]
+    newest = math.max(newest, tonumber(ARGV[b + 2]))
+    if k ~= '' then
+      acks[k] = s .. '\n' .. ARGV[b + 2] .. '\n' .. ARGV[b + 4] .. '\n' .. ARGV[b + 3]
+      hs[#hs + 1] = k
+      hs[#hs + 1] = epoch .. '\n' .. acks[k]
     end
     out[#out + 1] = seq
     out[#out + 1] = ''
   end
 end
-if #pub > 0 then
-  local cutoff = tonumber(ARGV[3])
-  local oldest = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
-  if #oldest > 0 and tonumber(oldest[1][2][2]) < cutoff then
-    local last = nil
-    for _, e in ipairs(redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 8)) do
-      if tonumber(e[2][2]) < cutoff then last = e[1] else break end
-    end
-    if last then
-      redis.call('XTRIM', KEYS[2], 'MINID', string.format('%d', tonumber(string.match(last, '^%d+')) + 1))
+if #pub == 0 then return out end
+local E = tonumber(ARGV[9])
+local all = table.concat(pub, '\n')
+local minid = seq - tonumber(ARGV[2]) - E + 2
+local first = seq - #pub + 1
+for c = 1, #pub, E do
+  local last = math.min(c + E - 1, #pub)
+  local m = all
+  if #pub > E then m = table.concat(pub, '\n', c, last) end
+  local id = string.format('%d', first + c - 1) .. '-0'
+  local t, cnt = string.format('%d', newest), string.format('%d', last - c + 1)
+  if minid > 1 then
+    redis.call('XADD', KEYS[2], 'MINID', '~', string.format('%d', minid), id, 't', t, 'n', cnt, 'm', m)
+  else
+    redis.call('XADD', KEYS[2], id, 't', t, 'n', cnt, 'm', m)
+  end
+end
+if #hs > 0 then
+  -- "@" marks a bucket that has its expiry: the ack fields are always new
+  -- (a key found in the bucket is a duplicate), so a count above theirs
+  -- means "@" was new too.
+  for j, key in ipairs({KEYS[4], KEYS[5]}) do
+    if redis.call('HSET', key, '@', epoch, unpack(hs)) ~= #hs / 2 then
+      redis.call('PEXPIREAT', key, ARGV[6 + j])
     end
   end
-  redis.call('PEXPIRE', KEYS[2], ARGV[4])
-  redis.call('SPUBLISH', ARGV[5], epoch .. ' ' .. table.concat(pub, '\n'))
 end
-table.insert(out, 1, epoch or '')
+if ev ~= epoch .. ' ' .. ARGV[3] then
+  redis.call('SET', KEYS[3], epoch .. ' ' .. ARGV[3])
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+end
+redis.call('SPUBLISH', ARGV[5], epoch .. ' ' .. all)
 return out
 `)
 
@@ -127,12 +150,11 @@ func (t *Redis) AppendBatch(ctx context.Context, msgs []*message.Message) ([]err
 	room := msgs[0].Room
 	now := t.now()
 	ret := t.cfg.Retention
-	keys := t.keys(room, "")
-	args := make([]string, 0, 7+5*len(msgs))
-	args = append(args, strconv.Itoa(len(msgs)), strconv.Itoa(ret.MaxCount), strconv.FormatInt(now.Add(-ret.MaxAge).UnixMilli(), 10),
-		strconv.FormatInt((ret.MaxAge+time.Minute).Milliseconds(), 10), RedisChannel(t.cfg.Prefix, room), newEpoch(),
-		strconv.FormatInt(DedupeTTL.Milliseconds(), 10))
-	dedupe := map[string]int{}
+	curExp, nextExp := bucketExpiry(now)
+	args := make([]string, 0, 9+5*len(msgs))
+	args = append(args, strconv.Itoa(len(msgs)), strconv.Itoa(ret.MaxCount), strconv.FormatInt(now.UnixMilli()/60000, 10),
+		strconv.FormatInt((ret.MaxAge+2*time.Minute).Milliseconds(), 10), RedisChannel(t.cfg.Prefix, room), newEpoch(),
+		strconv.FormatInt(curExp, 10), strconv.FormatInt(nextExp, 10), strconv.Itoa(maxEntry))
 	buf := make([]byte, 0, 256)
 	for _, m := range msgs {
 		if m.Room != room {
@@ -143,20 +165,12 @@ func (t *Redis) AppendBatch(ctx context.Context, msgs []*message.Message) ([]err
 		}
 		m.Seq = 0
 		buf = m.AppendJSON(buf[:0])
-		dk := 0
-		if m.Dedupe != "" {
-			if dk = dedupe[m.Dedupe]; dk == 0 {
-				keys = append(keys, t.cfg.Prefix+"{"+room+"}:d:"+m.Dedupe)
-				dk = len(keys)
-				dedupe[m.Dedupe] = dk
-			}
-		}
-		args = append(args, string(buf[len(seqPrefix)+1:]), strconv.FormatInt(m.TS, 10), m.ID, strconv.Itoa(m.Priority), strconv.Itoa(dk))
+		args = append(args, string(buf[len(seqPrefix)+1:]), strconv.FormatInt(m.TS, 10), m.ID, strconv.Itoa(m.Priority), m.Dedupe)
 	}
 	var arr []rueidis.RedisMessage
 	err := t.cfg.Call.Do(ctx, "timeline_append", 1, func(ctx context.Context) error {
 		var err error
-		arr, err = appendBatchScript.Exec(ctx, t.c, keys, args).ToArray()
+		arr, err = appendBatchScript.Exec(ctx, t.c, t.keys(room, now), args).ToArray()
 		return err
 	})
 	if err != nil {

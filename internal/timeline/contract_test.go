@@ -272,8 +272,134 @@ func runContract(t *testing.T, newTL factory) {
 	})
 }
 
+// runBatchEntries is the contract for batches (group commit, issue 14),
+// which the Redis timeline stores as one stream entry per batch: reads
+// starting anywhere inside an entry, count and age trimming across
+// entries, dedupe within and across batches, and rotation.
+func runBatchEntries(t *testing.T, newTL factory) {
+	ctx := context.Background()
+	batch := func(room string, n int, text string) []*message.Message {
+		ms := make([]*message.Message, n)
+		for i := range ms {
+			ms[i] = &message.Message{ID: fmt.Sprint(text, i), Room: room, Kind: message.KindChat, Scope: message.ScopeRoom, Text: fmt.Sprint(text, i)}
+		}
+		return ms
+	}
+	appendAll := func(t *testing.T, tl batcher, ms []*message.Message) []error {
+		t.Helper()
+		errs, err := tl.AppendBatch(ctx, ms)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return errs
+	}
+
+	t.Run("RangeInsideEntries", func(t *testing.T) {
+		tl := newTL(t, Retention{}, nil).(batcher)
+		var texts []string // by seq - 1
+		for _, n := range []int{10, 1, 5, 3} {
+			ms := batch("m", n, fmt.Sprint("b", len(texts), "-"))
+			appendAll(t, tl, ms)
+			for i, m := range ms {
+				if m.Seq != uint64(len(texts)+1) {
+					t.Fatalf("batch message %d: seq %d, want %d", i, m.Seq, len(texts)+1)
+				}
+				texts = append(texts, m.Text)
+			}
+		}
+		for after := 0; after <= len(texts); after++ {
+			for limit := 1; limit <= len(texts)+1; limit++ {
+				p, err := tl.Range(ctx, "m", uint64(after), limit)
+				if err != nil || p.Head != uint64(len(texts)) || p.First != 1 {
+					t.Fatalf("range(%d, %d): head %d first %d err %v", after, limit, p.Head, p.First, err)
+				}
+				want := texts[after:min(len(texts), after+limit)]
+				if len(p.Msgs) != len(want) {
+					t.Fatalf("range(%d, %d): %d messages, want %d", after, limit, len(p.Msgs), len(want))
+				}
+				for i, m := range p.Msgs {
+					if m.Seq != uint64(after+i+1) || m.Text != want[i] || m.Epoch != p.Epoch {
+						t.Fatalf("range(%d, %d)[%d]: seq %d %q epoch %q, want seq %d %q", after, limit, i, m.Seq, m.Text, m.Epoch, after+i+1, want[i])
+					}
+				}
+			}
+		}
+	})
+
+	t.Run("RetentionByCountAcrossEntries", func(t *testing.T) {
+		tl := newTL(t, Retention{MaxCount: 10}, nil).(batcher)
+		for i := 0; i < 5; i++ {
+			appendAll(t, tl, batch("rc", 7, fmt.Sprint(i, "-")))
+		}
+		p, err := tl.Range(ctx, "rc", 0, 100)
+		if err != nil || p.Head != 35 || p.First != 26 || len(p.Msgs) != 10 || p.Msgs[0].Seq != 26 || p.Msgs[9].Seq != 35 {
+			t.Fatalf("got %d msgs head %d first %d err %v", len(p.Msgs), p.Head, p.First, err)
+		}
+		if p, _ := tl.Range(ctx, "rc", 30, 3); len(p.Msgs) != 3 || p.Msgs[0].Seq != 31 || p.First != 26 {
+			t.Fatalf("range after 30: %d msgs first %d", len(p.Msgs), p.First)
+		}
+	})
+
+	t.Run("RetentionByAgeAcrossEntries", func(t *testing.T) {
+		tl := newTL(t, Retention{MaxAge: time.Second}, nil).(batcher)
+		old := batch("ra", 4, "old")
+		for _, m := range old {
+			m.TS = time.Now().Add(-time.Minute).UnixMilli()
+		}
+		appendAll(t, tl, old)
+		appendAll(t, tl, batch("ra", 3, "new"))
+		p, err := tl.Range(ctx, "ra", 0, 100)
+		if err != nil || p.Head != 7 || p.First != 5 || len(p.Msgs) != 3 || p.Msgs[0].Text != "new0" {
+			t.Fatalf("got %d msgs head %d first %d err %v", len(p.Msgs), p.Head, p.First, err)
+		}
+	})
+
+	t.Run("DedupeAcrossBatchesAndRotate", func(t *testing.T) {
+		tl := newTL(t, Retention{}, nil).(batcher)
+		first := batch("dd", 4, "a")
+		for i, m := range first {
+			m.Dedupe = fmt.Sprint("k", i%2) // k0 k1 k0 k1: the repeats inside the batch are duplicates
+		}
+		errs := appendAll(t, tl, first)
+		if errs == nil || !errors.Is(errs[2], ErrDuplicate) || !errors.Is(errs[3], ErrDuplicate) || first[2].Seq != 1 || first[3].Seq != 2 {
+			t.Fatalf("repeats in one batch: errs %v seqs %d %d", errs, first[2].Seq, first[3].Seq)
+		}
+		second := batch("dd", 3, "b")
+		second[0].Dedupe, second[2].Dedupe = "k1", "k2"
+		errs = appendAll(t, tl, second)
+		if errs == nil || !errors.Is(errs[0], ErrDuplicate) || second[0].Seq != 2 || second[0].ID != "a1" || second[1].Seq != 3 || second[2].Seq != 4 {
+			t.Fatalf("repeat across batches: errs %v seqs %d %d %d", errs, second[0].Seq, second[1].Seq, second[2].Seq)
+		}
+		if a, ok, err := tl.Recall(ctx, "dd", "k2"); err != nil || !ok || a.Seq != 4 || a.ID != "b2" || a.Epoch != second[2].Epoch {
+			t.Fatalf("recall k2: %+v %v %v", a, ok, err)
+		}
+		e, err := tl.Rotate(ctx, "dd", first[0].Epoch)
+		if err != nil || e == first[0].Epoch {
+			t.Fatalf("rotate: %q %v", e, err)
+		}
+		if _, ok, err := tl.Recall(ctx, "dd", "k2"); err != nil || ok {
+			t.Fatalf("recall of an old epoch's key after rotate: %v %v", ok, err)
+		}
+		third := batch("dd", 2, "c")
+		third[0].Dedupe, third[1].Dedupe = "k0", "k2"
+		if errs := appendAll(t, tl, third); errs != nil && (errs[0] != nil || errs[1] != nil) {
+			t.Fatalf("keys of the old epoch in a new one: %v", errs)
+		}
+		if third[0].Seq != 5 || third[1].Seq != 6 || third[0].Epoch != e {
+			t.Fatalf("after rotate: seqs %d %d epoch %q (want %q)", third[0].Seq, third[1].Seq, third[0].Epoch, e)
+		}
+		p, err := tl.Range(ctx, "dd", 3, 10)
+		if err != nil || p.Epoch != e || len(p.Msgs) != 3 || p.Msgs[0].Text != "b2" || p.Msgs[2].Text != "c1" {
+			t.Fatalf("range after rotate: %+v %v", p, err)
+		}
+	})
+}
+
 func TestMemoryContract(t *testing.T) {
 	runContract(t, func(t *testing.T, ret Retention, notify Notify) Timeline {
+		return NewMemory(ret, notify)
+	})
+	runBatchEntries(t, func(t *testing.T, ret Retention, notify Notify) Timeline {
 		return NewMemory(ret, notify)
 	})
 }

@@ -1,6 +1,7 @@
 package timeline
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -19,20 +20,37 @@ import (
 // room is a few Redis names sharing the hash tag {room}, so a room lives on
 // one Redis Cluster shard:
 //
-//	PREFIX{room}:s      counter: the room's last assigned seq (never expires)
-//	PREFIX{room}:e      the epoch of that counter (issue 8; never expires)
-//	PREFIX{room}:x      stream: entry "<seq>-0" with fields t (ts, Unix ms) and m (the message JSON)
-//	PREFIX{room}:c      sharded pub/sub channel: "<epoch> <json>\n<json>…" for every append call
-//	PREFIX{room}:d:KEY  an idempotent send's acknowledgement, for DedupeTTL
+//	PREFIX{room}:s       counter: the room's last assigned seq (never expires)
+//	PREFIX{room}:e       "<epoch> <minute>": the epoch of that counter (issue 8;
+//	                     never expires) and the minute the stream's TTL was last
+//	                     refreshed (a bare "<epoch>" is fine: it is refreshed next)
+//	PREFIX{room}:x       stream: one entry per append call (group commit,
+//	                     issue 14), id "<seq of its first message>-0", fields
+//	                     t (newest ts, Unix ms), n (message count) and m (the
+//	                     messages' JSON joined by "\n", seqs n consecutive).
+//	                     An entry of the older layout (t and m, one message) is
+//	                     read as an entry of one.
+//	PREFIX{room}:c       sharded pub/sub channel: "<epoch> <json>\n<json>…" for every append call
+//	PREFIX{room}:D:BUCKET  hash of idempotent sends' acknowledgements, field =
+//	                     dedupe key (see dedupeBuckets), for at least DedupeTTL
 //
 // An append is one Lua script (R11) for a batch of messages (group commit,
-// issue 14; Append is a batch of one): look up the sends' dedupe keys,
-// INCRBY the counter once (a counter that starts again at 1 gets a new
-// epoch and an empty stream: Redis lost the room), build each message's
-// JSON around its seq, XADD it trimmed to MaxCount, drop a few entries
-// older than MaxAge, SPUBLISH the batch once and remember the dedupe keys.
+// issue 14; Append is a batch of one), costing Redis a fixed number of
+// commands per call, not per message: GET the epoch, HMGET the batch's
+// dedupe keys (if any), INCRBY the counter once (a counter that starts again
+// at 1 gets a new epoch and an empty stream: Redis lost the room), one XADD
+// of the whole batch trimmed by MINID to about MaxCount messages, HSET the
+// dedupe keys into two buckets (if any), SPUBLISH the batch once; once a
+// minute it also refreshes the stream's TTL. Age is pruned by readers (Range).
 // Redis runs a script atomically, so the notifications of a room leave
 // Redis in seq order and a send is stored at most once.
+//
+// Upgrading from the one-entry-per-message layout: old entries are read as
+// entries of one message; old per-key dedupe names (":d:KEY") are no longer
+// consulted, so a retry of a send acknowledged in the last DedupeTTL before
+// the upgrade may be stored again. Every node of a cluster must run the
+// same layout (stop all, upgrade, start): an older node cannot read the
+// new entries.
 //
 // Redis must keep what it acknowledged: run it with appendonly yes (and
 // appendfsync always for zero loss on a crash) and maxmemory-policy
@@ -69,44 +87,105 @@ func NewRedis(c rueidis.Client, cfg RedisConfig) *Redis {
 // The bus subscribes to it for nodes that have viewers of room.
 func RedisChannel(prefix, room string) string { return prefix + "{" + room + "}:c" }
 
-// keys are the room's counter, stream and epoch (and, with dedupe, the
-// dedupe key's name).
-func (t *Redis) keys(room, dedupe string) []string {
+// maxEntry bounds the messages of one stream entry: a larger batch takes
+// several entries. Count trimming keeps maxEntry-1 entries of slack so the
+// entry holding the oldest retained message is never cut.
+const maxEntry = 256
+
+// keys are the room's counter, stream and epoch, then the dedupe buckets
+// of now (see dedupeBuckets).
+func (t *Redis) keys(room string, now time.Time) []string {
 	base := t.cfg.Prefix + "{" + room + "}"
-	if dedupe != "" {
-		return []string{base + ":s", base + ":x", base + ":e", base + ":d:" + dedupe}
-	}
-	return []string{base + ":s", base + ":x", base + ":e"}
+	cur, next := dedupeBuckets(now)
+	return []string{base + ":s", base + ":x", base + ":e", base + ":D:" + strconv.FormatInt(cur, 10), base + ":D:" + strconv.FormatInt(next, 10)}
 }
 
-// rangeScript: KEYS as appendScript; ARGV[1] after, ARGV[2] limit, ARGV[3]
-// age cutoff. Returns {head, first, epoch, json...}. It first drops expired
-// entries (bounded), so first is honest for a room that went quiet.
+// dedupeBuckets: an acknowledgement remembered at now goes into two hashes,
+// those of the DedupeTTL-long time buckets cur and next, and a lookup reads
+// only the bucket of its own time. An ack made at t is thus found until the
+// end of t's next bucket — for between DedupeTTL and twice that — and
+// remembering the keys of a whole batch costs one HMGET and two HSETs, not
+// a command per key. Bucket cur expires after its end (plus a minute of
+// clock slack), next one bucket later.
+func dedupeBuckets(now time.Time) (cur, next int64) {
+	cur = now.UnixMilli() / DedupeTTL.Milliseconds()
+	return cur, cur + 1
+}
+
+// bucketExpiry is when the bucket hashes cur and next of now expire (Unix ms).
+func bucketExpiry(now time.Time) (cur, next int64) {
+	c, _ := dedupeBuckets(now)
+	ttl, slack := DedupeTTL.Milliseconds(), time.Minute.Milliseconds()
+	return (c+1)*ttl + slack, (c+2)*ttl + slack
+}
+
+// rangeScript: KEYS as appendBatchScript; ARGV[1] after, ARGV[2] limit,
+// ARGV[3] age cutoff, ARGV[4] MaxCount. Returns {head, first, epoch,
+// blob...}, each blob one or more consecutive messages' JSON joined by "\n".
+// When the oldest entry is expired it first drops expired entries (bounded),
+// so first is honest for a room that went quiet; messages below the count
+// bound (kept because they share an entry with a retained one) are skipped.
 var rangeScript = rueidis.NewLuaScript(`
+local function body(e)
+  local f = e[2]
+  if f[3] == 'n' then return tonumber(f[4]), f[6] end
+  return 1, f[4]
+end
+local function id(e) return tonumber(string.match(e[1], '^%d+')) end
 local head = tonumber(redis.call('GET', KEYS[1]) or '0')
-local epoch = redis.call('GET', KEYS[3]) or ''
-if head == 0 then epoch = '' end
+local ev = redis.call('GET', KEYS[3])
+local epoch = ''
+if ev and head > 0 then epoch = string.match(ev, '^%S*') end
 local cutoff = tonumber(ARGV[3])
-for _ = 1, 4 do
-  local es = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 64)
-  local last = nil
-  for _, e in ipairs(es) do
-    if tonumber(e[2][2]) < cutoff then last = e[1] else break end
+local o = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
+if #o > 0 and tonumber(o[1][2][2]) < cutoff then
+  for _ = 1, 4 do
+    local es = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 64)
+    local last = nil
+    for _, e in ipairs(es) do
+      if tonumber(e[2][2]) < cutoff then last = e else break end
+    end
+    if not last then break end
+    redis.call('XTRIM', KEYS[2], 'MINID', string.format('%d', id(last) + 1))
+    if last ~= es[#es] or #es < 64 then break end
   end
-  if not last then break end
-  redis.call('XTRIM', KEYS[2], 'MINID', string.format('%d', tonumber(string.match(last, '^%d+')) + 1))
-  if last ~= es[#es][1] or #es < 64 then break end
+  o = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
 end
 local first = head + 1
-local o = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
-if #o > 0 then first = tonumber(string.match(o[1][1], '^%d+')) end
+if #o > 0 then first = math.max(id(o[1]), head - tonumber(ARGV[4]) + 1) end
 local out = {head, first, epoch}
 local after = tonumber(ARGV[1])
-local limit = tonumber(ARGV[2])
-if limit > 0 and after < head then
-  local from = math.max(after + 1, first)
-  for _, e in ipairs(redis.call('XRANGE', KEYS[2], string.format('%d', from), '+', 'COUNT', limit)) do
-    out[#out + 1] = e[2][4]
+local want = tonumber(ARGV[2])
+if want <= 0 or after >= head then return out end
+local from = math.max(after + 1, first)
+local sid = string.format('%d', from)
+local at = redis.call('XREVRANGE', KEYS[2], sid, '-', 'COUNT', 1)
+if #at > 0 then sid = at[1][1] end
+for _, e in ipairs(redis.call('XRANGE', KEYS[2], sid, '+', 'COUNT', want + 1)) do
+  if want <= 0 then break end
+  local f = id(e)
+  local n, m = body(e)
+  if f + n > from then
+    local skip = math.max(0, from - f)
+    local take = math.min(n - skip, want)
+    if skip == 0 and take == n then
+      out[#out + 1] = m
+    else
+      local s = 1
+      for _ = 1, skip do s = string.find(m, '\n', s, true) + 1 end
+      local stop = #m
+      local p = s
+      for k = 1, take do
+        local nl = string.find(m, '\n', p, true)
+        if k == take then
+          if nl then stop = nl - 1 end
+        else
+          p = nl + 1
+        end
+      end
+      out[#out + 1] = string.sub(m, s, stop)
+    end
+    want = want - take
   end
 end
 return out
@@ -143,14 +222,22 @@ func parseAck(raw string) (Ack, error) {
 	return Ack{Seq: seq, TS: ts, Priority: prio, ID: f[3]}, nil
 }
 
+// epochOf is the epoch in the value of a room's epoch name ("<epoch>
+// <minute>", or a bare "<epoch>" written by an older node or Rotate).
+func epochOf(v string) string {
+	e, _, _ := strings.Cut(v, " ")
+	return e
+}
+
 // Range implements Timeline.
 func (t *Redis) Range(ctx context.Context, room string, after uint64, limit int) (Page, error) {
-	cutoff := t.now().Add(-t.cfg.Retention.MaxAge).UnixMilli()
-	args := []string{strconv.FormatUint(after, 10), strconv.Itoa(max(limit, 0)), strconv.FormatInt(cutoff, 10)}
+	now := t.now()
+	cutoff := now.Add(-t.cfg.Retention.MaxAge).UnixMilli()
+	args := []string{strconv.FormatUint(after, 10), strconv.Itoa(max(limit, 0)), strconv.FormatInt(cutoff, 10), strconv.Itoa(t.cfg.Retention.MaxCount)}
 	var arr []rueidis.RedisMessage
 	err := t.cfg.Call.Do(ctx, "timeline_range", 1, func(ctx context.Context) error {
 		var err error
-		arr, err = rangeScript.Exec(ctx, t.c, t.keys(room, ""), args).ToArray()
+		arr, err = rangeScript.Exec(ctx, t.c, t.keys(room, now), args).ToArray()
 		return err
 	})
 	if err != nil {
@@ -165,18 +252,26 @@ func (t *Redis) Range(ctx context.Context, room string, after uint64, limit int)
 	if err := errors.Join(err1, err2, err3); err != nil {
 		return Page{}, fmt.Errorf("timeline: range %s: %w", room, err)
 	}
-	p := Page{Head: uint64(head), First: uint64(first), Epoch: epoch, Msgs: make([]*message.Message, 0, len(arr)-3)}
+	p := Page{Head: uint64(head), First: uint64(first), Epoch: epoch, Msgs: make([]*message.Message, 0, max(0, min(limit, int(head-first+1))))}
 	for _, v := range arr[3:] {
-		raw, err := v.AsBytes()
+		blob, err := v.AsBytes()
 		if err != nil {
 			return Page{}, fmt.Errorf("timeline: range %s: %w", room, err)
 		}
-		m, err := DecodeMessage(raw)
-		if err != nil {
-			return Page{}, fmt.Errorf("timeline: range %s: %w", room, err)
+		for len(blob) > 0 {
+			raw := blob
+			if i := bytes.IndexByte(blob, '\n'); i >= 0 {
+				raw, blob = blob[:i], blob[i+1:]
+			} else {
+				blob = nil
+			}
+			m, err := DecodeMessage(raw)
+			if err != nil {
+				return Page{}, fmt.Errorf("timeline: range %s: %w", room, err)
+			}
+			m.Epoch = epoch
+			p.Msgs = append(p.Msgs, m)
 		}
-		m.Epoch = epoch
-		p.Msgs = append(p.Msgs, m)
 	}
 	return p, nil
 }
@@ -184,7 +279,7 @@ func (t *Redis) Range(ctx context.Context, room string, after uint64, limit int)
 // Head implements Timeline.
 func (t *Redis) Head(ctx context.Context, room string) (Position, error) {
 	var pos Position
-	k := t.keys(room, "")
+	k := t.keys(room, t.now())
 	err := t.cfg.Call.Do(ctx, "timeline_head", 1, func(ctx context.Context) error {
 		vals, err := t.c.Do(ctx, t.c.B().Mget().Key(k[0], k[2]).Build()).ToArray()
 		if err != nil || len(vals) != 2 {
@@ -196,7 +291,8 @@ func (t *Redis) Head(ctx context.Context, room string) (Position, error) {
 			return err
 		}
 		if pos.Head > 0 {
-			pos.Epoch, _ = vals[1].ToString() // nil: the counter predates epochs; the next append makes one
+			e, _ := vals[1].ToString() // nil: the counter predates epochs; the next append makes one
+			pos.Epoch = epochOf(e)
 		}
 		return nil
 	})
@@ -206,12 +302,15 @@ func (t *Redis) Head(ctx context.Context, room string) (Position, error) {
 	return pos, nil
 }
 
-// rotateScript: KEYS[1] counter, KEYS[3] epoch; ARGV[1] the epoch to
-// replace, ARGV[2] its replacement. Returns the epoch afterwards.
+// rotateScript: KEYS as appendBatchScript; ARGV[1] the epoch to replace,
+// ARGV[2] its replacement. Returns the epoch afterwards. The dedupe buckets
+// go with the old epoch: their acks name its seqs.
 var rotateScript = rueidis.NewLuaScript(`
 local e = redis.call('GET', KEYS[3])
+if e then e = string.match(e, '^%S*') end
 if e == ARGV[1] and redis.call('EXISTS', KEYS[1]) == 1 then
   redis.call('SET', KEYS[3], ARGV[2])
+  redis.call('DEL', KEYS[4], KEYS[5])
   return ARGV[2]
 end
 return e or ''
@@ -222,7 +321,7 @@ func (t *Redis) Rotate(ctx context.Context, room, from string) (string, error) {
 	var epoch string
 	err := t.cfg.Call.Do(ctx, "timeline_rotate", 1, func(ctx context.Context) error {
 		var err error
-		epoch, err = rotateScript.Exec(ctx, t.c, t.keys(room, ""), []string{from, newEpoch()}).ToString()
+		epoch, err = rotateScript.Exec(ctx, t.c, t.keys(room, t.now()), []string{from, newEpoch()}).ToString()
 		return err
 	})
 	if err != nil {
@@ -231,27 +330,25 @@ func (t *Redis) Rotate(ctx context.Context, room, from string) (string, error) {
 	return epoch, nil
 }
 
-// Recall implements Timeline.
+// Recall implements Timeline: one HGET of the current dedupe bucket. The
+// buckets hold acks of the current epoch only (a new epoch deletes them).
 func (t *Redis) Recall(ctx context.Context, room, key string) (Ack, bool, error) {
-	k := t.keys(room, key)
+	k := t.keys(room, t.now())
 	var a Ack
 	var ok bool
 	err := t.cfg.Call.Do(ctx, "timeline_recall", 1, func(ctx context.Context) error {
-		vals, err := t.c.Do(ctx, t.c.B().Mget().Key(k[2], k[3]).Build()).ToArray()
-		if err != nil || len(vals) != 2 {
-			return errors.Join(err, fmt.Errorf("mget: %d values", len(vals)))
-		}
-		epoch, err1 := vals[0].ToString()
-		d, err2 := vals[1].ToString()
-		if err1 != nil || err2 != nil { // nil: no epoch or no such key
+		d, err := t.c.Do(ctx, t.c.B().Hget().Key(k[3]).Field(key).Build()).ToString()
+		if rueidis.IsRedisNil(err) {
 			return nil
+		} else if err != nil {
+			return err
 		}
 		e, rest, found := strings.Cut(d, "\n")
-		if !found || e != epoch {
-			return nil
+		if !found {
+			return fmt.Errorf("bad remembered ack %q", d)
 		}
 		a, err = parseAck(rest)
-		a.Epoch, ok = epoch, err == nil
+		a.Epoch, ok = e, err == nil
 		return err
 	})
 	if err != nil {

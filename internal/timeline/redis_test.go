@@ -4,12 +4,16 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/redis/rueidis"
 	"go.uber.org/goleak"
 
+	"roomcast/internal/auth"
 	"roomcast/internal/message"
 	"roomcast/internal/redistest"
 )
@@ -20,9 +24,11 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // each sub-test under its own key prefix (deleted afterwards).
 func TestRedisContract(t *testing.T) {
 	c := redistest.Client(t)
-	runContract(t, func(t *testing.T, ret Retention, notify Notify) Timeline {
+	newTL := func(t *testing.T, ret Retention, notify Notify) Timeline {
 		return NewRedis(c, RedisConfig{Prefix: redistest.Prefix(t, c), Retention: ret})
-	})
+	}
+	runContract(t, newTL)
+	runBatchEntries(t, newTL)
 }
 
 // TestRedisRoundTrip checks that a message comes back from Redis byte for
@@ -115,5 +121,121 @@ func BenchmarkRedisAppend(b *testing.B) {
 	if len(lat) > 0 {
 		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 		b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	}
+}
+
+// TestRedisOldLayout: a room written by the one-entry-per-message layout
+// (entries with fields t and m, a bare epoch) is read as it was and
+// continues: the next batch takes the next seqs and both layouts read back
+// in order.
+func TestRedisOldLayout(t *testing.T) {
+	c := redistest.Client(t)
+	prefix := redistest.Prefix(t, c)
+	tl := NewRedis(c, RedisConfig{Prefix: prefix})
+	ctx := context.Background()
+	base := prefix + "{old}"
+	ts := time.Now().UnixMilli()
+	var cmds rueidis.Commands
+	for seq := 1; seq <= 3; seq++ {
+		m := &message.Message{Seq: uint64(seq), ID: fmt.Sprint("o", seq), Room: "old", Kind: message.KindChat, Scope: message.ScopeRoom, Text: "old", TS: ts}
+		cmds = append(cmds, c.B().Xadd().Key(base+":x").Id(fmt.Sprint(seq, "-0")).FieldValue().FieldValue("t", fmt.Sprint(ts)).FieldValue("m", string(m.AppendJSON(nil))).Build())
+	}
+	cmds = append(cmds, c.B().Set().Key(base+":s").Value("3").Build(), c.B().Set().Key(base+":e").Value("oldepoch").Build())
+	for _, r := range c.DoMulti(ctx, cmds...) {
+		if err := r.Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ms := []*message.Message{{ID: "n1", Room: "old", Kind: message.KindChat, Scope: message.ScopeRoom, Text: "new"},
+		{ID: "n2", Room: "old", Kind: message.KindChat, Scope: message.ScopeRoom, Text: "new"}}
+	if _, err := tl.AppendBatch(ctx, ms); err != nil || ms[0].Seq != 4 || ms[1].Seq != 5 || ms[1].Epoch != "oldepoch" {
+		t.Fatalf("append over the old layout: %v, seqs %d %d epoch %q", err, ms[0].Seq, ms[1].Seq, ms[1].Epoch)
+	}
+	p, err := tl.Range(ctx, "old", 2, 10)
+	if err != nil || p.Head != 5 || p.First != 1 || p.Epoch != "oldepoch" || len(p.Msgs) != 3 {
+		t.Fatalf("range: %+v %v", p, err)
+	}
+	for i, id := range []string{"o3", "n1", "n2"} {
+		if p.Msgs[i].ID != id || p.Msgs[i].Seq != uint64(i+3) {
+			t.Fatalf("range[%d]: %s seq %d, want %s", i, p.Msgs[i].ID, p.Msgs[i].Seq, id)
+		}
+	}
+	if h, err := tl.Head(ctx, "old"); err != nil || h != (Position{Head: 5, Epoch: "oldepoch"}) {
+		t.Fatalf("head %+v %v", h, err)
+	}
+}
+
+// TestRedisBatchCommands: storing a batch costs Redis a fixed number of
+// commands whatever its size (issue 14: ≤ 0.1 commands per message), as
+// Redis counts them (commands run by the script included), and a batch
+// larger than one entry holds reads back whole.
+func TestRedisBatchCommands(t *testing.T) {
+	srv := redistest.StartServer(t)
+	c := redistest.Client(t, srv.Addr())
+	tl := NewRedis(c, RedisConfig{Prefix: "t:"})
+	ctx := context.Background()
+	batch := func(n int, dedupe bool) []*message.Message {
+		ms := make([]*message.Message, n)
+		for i := range ms {
+			ms[i] = &message.Message{ID: fmt.Sprint("m", i), Room: "r", Kind: message.KindChat, Scope: message.ScopeRoom, Text: "hello"}
+			if dedupe {
+				ms[i].Dedupe = "u:" + auth.RandomHex(6)
+			}
+		}
+		return ms
+	}
+	// commands is what Redis counted, by INFO commandstats, leaving out
+	// the INFO calls themselves and the client's connection upkeep (PING,
+	// HELLO of a new connection, CLUSTER SLOTS).
+	commands := func() int64 {
+		info, err := c.Do(ctx, c.B().Info().Section("commandstats").Build()).ToString()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		for _, line := range strings.Split(info, "\r\n") {
+			name, rest, ok := strings.Cut(strings.TrimPrefix(line, "cmdstat_"), ":calls=")
+			if !ok || strings.HasPrefix(name, "cluster") || slices.Contains([]string{"info", "ping", "hello", "client"}, name) {
+				continue
+			}
+			calls, _, _ := strings.Cut(rest, ",")
+			v, err := strconv.ParseInt(calls, 10, 64)
+			if err != nil {
+				t.Fatalf("commandstats %q: %v", line, err)
+			}
+			n += v
+		}
+		return n
+	}
+	if _, err := tl.AppendBatch(ctx, batch(1, true)); err != nil { // loads the script, starts the epoch and buckets
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		n      int
+		dedupe bool
+		most   int64
+	}{{100, false, 5}, {100, true, 8}} {
+		before, minute := commands(), time.Now().Unix()/60
+		if _, err := tl.AppendBatch(ctx, batch(tc.n, tc.dedupe)); err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().Unix()/60 != minute { // the once-a-minute SET and PEXPIRE, and maybe new buckets
+			tc.most += 4
+		}
+		if got := commands() - before; got > tc.most {
+			t.Errorf("a batch of %d (dedupe %v) cost %d commands, want at most %d", tc.n, tc.dedupe, got, tc.most)
+		}
+	}
+	big := batch(2*maxEntry+10, false)
+	if _, err := tl.AppendBatch(ctx, big); err != nil {
+		t.Fatal(err)
+	}
+	from := big[0].Seq - 1
+	p, err := tl.Range(ctx, "r", from+maxEntry-3, 10)
+	if err != nil || len(p.Msgs) != 10 || p.Msgs[0].Seq != from+maxEntry-2 || p.Msgs[9].Seq != from+maxEntry+7 {
+		t.Fatalf("range across the entries of one batch: %d msgs (%v)", len(p.Msgs), err)
+	}
+	if n, err := c.Do(ctx, c.B().Xlen().Key("t:{r}:x").Build()).AsInt64(); err != nil || n != 6 {
+		t.Fatalf("stream entries: %d %v, want 6 (1 + 1 + 1 + 3)", n, err)
 	}
 }
