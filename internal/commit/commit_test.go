@@ -213,3 +213,88 @@ func TestAdaptiveLimit(t *testing.T) {
 		t.Fatalf("limit %d after a small batch, want unchanged", l)
 	}
 }
+
+// A busy room (its last batch held more than one message) lingers: its next
+// batch waits for more sends until the limit is reached (here long before
+// the linger ends), and goes as one store call.
+func TestBusyRoomLingersUntilFull(t *testing.T) {
+	st := &store{seq: map[string]uint64{}, hold: make(chan struct{})}
+	c := New(st, Config{MinBatch: 4, MaxBatch: 4, Linger: time.Hour}, nil)
+	defer c.Close()
+	var wg sync.WaitGroup
+	send := func(text string) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := c.Append(context.Background(), msg("busy", text)); err != nil {
+				t.Error(text, err)
+			}
+		}()
+	}
+	queued := func(n int) func() bool {
+		return func() bool {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			r := c.rooms["busy"]
+			return r != nil && len(r.queue) == n
+		}
+	}
+	// Make the room busy: two sends queue behind a held first one.
+	send("first")
+	testutil.WaitFor(t, "the first append to start", 10*time.Second, func() bool { return st.callCount() == 1 })
+	send("a")
+	send("b")
+	testutil.WaitFor(t, "two sends to queue", 10*time.Second, queued(2))
+	close(st.hold)
+	wg.Wait()
+	if st.callCount() != 2 || len(st.calls[1]) != 2 {
+		t.Fatalf("%d calls; want the two queued sends stored together", st.callCount())
+	}
+	for i := range 3 {
+		send(fmt.Sprint("l", i))
+	}
+	testutil.WaitFor(t, "three sends to linger", 10*time.Second, func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		r := c.rooms["busy"]
+		return len(r.queue) == 3 && r.full != nil
+	})
+	if n := st.callCount(); n != 2 {
+		t.Fatalf("a lingering batch of 3 (limit 4) was stored: %d calls", n)
+	}
+	send("l3")
+	wg.Wait()
+	if st.callCount() != 3 || len(st.calls[2]) != 4 {
+		t.Fatalf("%d calls, the last of %d; want the 4 lingering sends in one call", st.callCount(), len(st.calls[len(st.calls)-1]))
+	}
+}
+
+// A quiet room (one send at a time) never lingers, however long the linger.
+func TestQuietRoomDoesNotLinger(t *testing.T) {
+	st := &store{seq: map[string]uint64{}}
+	c := New(st, Config{Linger: time.Hour}, nil)
+	defer c.Close()
+	for i := range 5 {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		seq, err := c.Append(ctx, msg("quiet", fmt.Sprint(i)))
+		cancel()
+		if err != nil || seq != uint64(i+1) {
+			t.Fatalf("send %d: seq %d, %v", i, seq, err)
+		}
+	}
+}
+
+// The linger is Linger minus the measured append latency: a slower store
+// waits less, one slower than Linger not at all.
+func TestLingerAdaptsToLatency(t *testing.T) {
+	c := New(&store{seq: map[string]uint64{}}, Config{Linger: 20 * time.Millisecond}, nil)
+	defer c.Close()
+	for _, tc := range []struct {
+		prev     int
+		lat, got time.Duration
+	}{{1, time.Millisecond, 0}, {8, time.Millisecond, 19 * time.Millisecond}, {8, 15 * time.Millisecond, 5 * time.Millisecond}, {8, 30 * time.Millisecond, 0}} {
+		if got := c.lingerOf(&room{prev: tc.prev, lat: tc.lat}); got != tc.got {
+			t.Errorf("linger with last batch %d, latency %v: %v, want %v", tc.prev, tc.lat, got, tc.got)
+		}
+	}
+}
