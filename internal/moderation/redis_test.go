@@ -194,3 +194,12 @@ func TestNewRedisNeedsBus(t *testing.T) {
 		t.Fatal("NewRedis without a bus succeeded")
 	}
 }
+
+// TestRedisClusterContract: the change script touches only the room's hash,
+// so the contract holds on a Redis Cluster too.
+func TestRedisClusterContract(t *testing.T) {
+	c := redistest.Client(t, redistest.StartCluster(t)...)
+	runContract(t, func(t *testing.T, n int, per time.Duration) State {
+		return node(t, c, redistest.NewPrefix(), n, per, RedisConfig{})
+	})
+}
