@@ -11,12 +11,14 @@
 #
 #   flock /tmp/roomcast-bench.lock scripts/bench-send-cluster.sh              # 64 senders flat out
 #   SENDERS="1000 1000 1000" RATE=3334 flock /tmp/roomcast-bench.lock scripts/bench-send-cluster.sh
+#   SEND_ARGS=--client-msg-id …   # idempotent sends, as the JS client makes them
 #
 # Environment: SENDERS (senders per node, default "21 22 21"), RATE (messages/s
 # per node, 0 = each sender back to back, default 0), SEND_ARGS (more `bench
 # send` flags, e.g. "--via ws"), DURATION (15s), REDIS_PORT (16999), HTTP_PORT
 # (18491; nodes use it and the next two), PG (postgres://postgres@127.0.0.1:5432),
-# ROOMCAST_BIN (use this binary instead of building ./cmd/roomcast), OUT
+# ROOMCAST_BIN (use this binary instead of building ./cmd/roomcast), BENCH_BIN
+# (run `bench send` from this binary, e.g. to compare servers with one client), OUT
 # (results dir, default /tmp/roomcast-send-cluster-<time>).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,6 +53,7 @@ trap 'exit 130' INT TERM
 
 BIN="${ROOMCAST_BIN:-$WORK/roomcast}"
 [ -n "${ROOMCAST_BIN:-}" ] || go build -o "$BIN" ./cmd/roomcast
+BENCH_BIN="${BENCH_BIN:-$BIN}"
 
 if redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
 	echo "something already listens on $REDIS_PORT; set REDIS_PORT" >&2
@@ -91,7 +94,7 @@ echo "uptime: $(uptime)"
 BENCH=()
 for i in 0 1 2; do
 	# shellcheck disable=SC2086 # SEND_ARGS is a list of flags
-	"$BIN" bench send --url "${URLS[$i]}" --room bench --secret "$SECRET" --pid "${PIDS[$i]}" \
+	"$BENCH_BIN" bench send --url "${URLS[$i]}" --room bench --secret "$SECRET" --pid "${PIDS[$i]}" \
 		--senders "${SENDERS[$i]}" --rate "$RATE" --duration "$DURATION" --progress=false --json ${SEND_ARGS:-} \
 		>"$OUT/send$i.json" 2>"$OUT/send$i.err" &
 	BENCH+=($!)

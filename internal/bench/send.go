@@ -38,6 +38,7 @@ func (s *sendScenario) flags(fs *flag.FlagSet) {
 	fs.StringVar(&s.sp.kind, "kind", "chat", "message kind: chat or gift")
 	fs.StringVar(&s.sp.gift, "gift", "rose", "gift id for --kind gift")
 	fs.IntVar(&s.sp.textSize, "text-size", 0, "pad message texts to this many bytes")
+	fs.BoolVar(&s.sp.msgID, "client-msg-id", false, "give each message a client_msg_id (idempotent send), as the JS client does")
 	fs.BoolVar(&s.sp.honour, "honour-retry", true, "after a 429, wait retry_after_ms")
 	fs.IntVar(&s.maxFrame, "max-frame", 16<<20, "ws: largest server frame accepted (bytes)")
 }

@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -75,5 +76,32 @@ func TestBenchTable(t *testing.T) {
 	}
 	if !strings.Contains(errOut.String(), "ws") {
 		t.Errorf("no progress line: %q", errOut.String())
+	}
+}
+
+// --client-msg-id gives each message its own client_msg_id (the JS client's
+// idempotent send); without it there is none.
+func TestSendClientMsgID(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		sp := &sendSpec{kind: "chat", msgID: on}
+		var ids []string
+		for _, nano := range []int64{1700000000000000001, 1700000000000000002} {
+			var v struct {
+				ID   *string `json:"client_msg_id"`
+				Kind string  `json:"kind"`
+			}
+			if err := json.Unmarshal(sp.appendMessage(nil, nil, nano), &v); err != nil || v.Kind != "chat" {
+				t.Fatalf("message: %+v %v", v, err)
+			}
+			if (v.ID != nil) != on {
+				t.Fatalf("--client-msg-id %v: client_msg_id %v", on, v.ID)
+			}
+			if v.ID != nil {
+				ids = append(ids, *v.ID)
+			}
+		}
+		if on && ids[0] == ids[1] {
+			t.Fatalf("two sends share client_msg_id %q", ids[0])
+		}
 	}
 }

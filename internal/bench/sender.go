@@ -73,6 +73,7 @@ type sendSpec struct {
 	textSize int
 	honour   bool // sleep retry_after_ms on 429
 	inflight int  // ws: sends awaiting an ack per connection
+	msgID    bool // give each message a client_msg_id, as the JS client does
 }
 
 // appendMessage appends the JSON of one message sent at nano; wsID, if not
@@ -87,6 +88,11 @@ func (sp *sendSpec) appendMessage(b []byte, wsID []byte, nano int64) []byte {
 	b = append(b, `"kind":"`...)
 	b = append(b, sp.kind...)
 	b = append(b, '"')
+	if sp.msgID { // unique per writer: a writer's sends have distinct times
+		b = append(b, `,"client_msg_id":"b`...)
+		b = strconv.AppendInt(b, nano, 36)
+		b = append(b, '"')
+	}
 	if sp.kind == "gift" {
 		b = append(b, `,"gift":{"id":"`...)
 		b = append(b, sp.gift...)
