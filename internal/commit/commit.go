@@ -14,15 +14,18 @@
 // longer (R12's "parallelism adapted to the delay"). The current limit of
 // each busy room is exported as roomcast_commit_batch_limit{room}.
 //
-// Linger: with closed-loop senders a batch cannot outgrow the sends that
-// arrive during one append (about a millisecond), so a hot room would still
-// cost the store a call per few messages. A room whose last batch held more
-// than one message is busy: its next batch waits until the limit is reached
-// or its oldest message has waited the linger, Linger minus the room's
-// measured append latency (a moving average), so that waiting plus storing
-// stays about Linger; a store that slows down shortens the wait, and one
-// slower than Linger ends it. A quiet room (one message at a time) never
-// waits. The current linger of each busy room is exported as
+// Linger: a batch cannot outgrow the sends that arrive during one append
+// (about a millisecond against Redis), so a hot room would still cost the
+// store a call per few messages. A room whose last batch held more than one
+// message, on a store whose appends take at least remoteAppend (a network
+// round trip: Redis, not memory), is busy: its next batch waits until the
+// limit is reached, or no send has arrived for IdleGap (closed-loop senders
+// are all waiting for their acks: waiting longer gains nothing), or its
+// oldest message has waited the linger, Linger minus the room's measured
+// append latency (a moving average), so that waiting plus storing stays
+// about Linger; a store that slows down shortens the wait, one slower than
+// Linger ends it. A quiet room (one message at a time) never waits. The
+// current linger of each busy room is exported as
 // roomcast_commit_linger_seconds{room}.
 package commit
 
@@ -59,6 +62,8 @@ type Config struct {
 	// Linger is what a message of a busy room may spend waiting for
 	// companions plus being stored; default 20 ms, negative: no waiting.
 	Linger time.Duration
+	// IdleGap ends a linger during which no send arrived; default 2 ms.
+	IdleGap time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -77,6 +82,9 @@ func (c Config) withDefaults() Config {
 	if c.Linger == 0 {
 		c.Linger = DefaultLinger
 	}
+	if c.IdleGap <= 0 {
+		c.IdleGap = 2 * time.Millisecond
+	}
 	return c
 }
 
@@ -84,6 +92,10 @@ func (c Config) withDefaults() Config {
 // 3,000 sends/s on a node to store ~60 per call, short enough to keep
 // send→ack far below 50 ms.
 const DefaultLinger = 20 * time.Millisecond
+
+// remoteAppend is the append latency from which a store is worth lingering
+// for: a round trip to Redis, not an in-memory store.
+const remoteAppend = 250 * time.Microsecond
 
 // Committer batches appends per room. It is safe for concurrent use.
 type Committer struct {
@@ -109,6 +121,7 @@ type room struct {
 	running bool          // a drain goroutine owns the room's appends
 	last    time.Time     // last append call
 	prev    int           // messages in the last batch: > 1 means busy
+	arrived time.Time     // the last send's arrival
 	lat     time.Duration // moving average of the append latency
 	full    chan struct{} // while lingering: closed when the queue reaches limit
 }
@@ -166,6 +179,7 @@ func (c *Committer) Append(ctx context.Context, m *message.Message) (uint64, err
 		c.rooms[m.Room] = r
 	}
 	r.queue = append(r.queue, p)
+	r.arrived = p.at
 	if r.full != nil && len(r.queue) >= r.limit {
 		close(r.full)
 		r.full = nil
@@ -237,37 +251,48 @@ func (c *Committer) drain(r *room) {
 	}
 }
 
-// lingerOf is how long a batch of r waits for more messages: 0 unless r is
-// busy, else Linger minus the measured append latency.
+// lingerOf is how long a batch of r waits for more messages at most: 0
+// unless r is busy on a remote store, else Linger minus the measured append
+// latency.
 func (c *Committer) lingerOf(r *room) time.Duration {
-	if r.prev < 2 {
+	if r.prev < 2 || r.lat < remoteAppend {
 		return 0
 	}
 	return max(0, c.cfg.Linger-r.lat)
 }
 
 // lingerLocked waits, with c.mu held on entry and return, until r's queue
-// reaches its limit or its oldest message has waited lingerOf(r).
+// reaches its limit, no send has arrived for IdleGap, or its oldest message
+// has waited lingerOf(r).
 func (c *Committer) lingerLocked(r *room) {
-	if len(r.queue) == 0 || len(r.queue) >= r.limit {
+	l := c.lingerOf(r)
+	if l == 0 {
 		return
 	}
-	wait := time.Until(r.queue[0].at.Add(c.lingerOf(r)))
-	if wait <= 0 {
-		return
-	}
-	full := make(chan struct{})
-	r.full = full
-	c.mu.Unlock()
-	t := time.NewTimer(wait)
-	select {
-	case <-full:
-	case <-t.C:
-	}
-	t.Stop()
-	c.mu.Lock()
-	if r.full == full {
-		r.full = nil
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for len(r.queue) > 0 && len(r.queue) < r.limit {
+		wake := r.queue[0].at.Add(l)
+		if idle := r.arrived.Add(c.cfg.IdleGap); idle.Before(wake) {
+			wake = idle
+		}
+		wait := time.Until(wake)
+		if wait <= 0 {
+			return
+		}
+		full := make(chan struct{})
+		r.full = full
+		c.mu.Unlock()
+		t.Reset(wait)
+		select {
+		case <-full:
+		case <-t.C:
+		}
+		t.Stop()
+		c.mu.Lock()
+		if r.full == full {
+			r.full = nil
+		}
 	}
 }
 
