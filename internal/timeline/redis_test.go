@@ -31,6 +31,19 @@ func TestRedisContract(t *testing.T) {
 	runBatchEntries(t, newTL)
 }
 
+// TestRedisClusterContract: every script touches only names of the room's
+// hash tag (the dedupe buckets among its KEYS), so the contract holds on a
+// 3-shard Redis Cluster (scripts/redis-cluster.sh) too.
+func TestRedisClusterContract(t *testing.T) {
+	c := redistest.Client(t, redistest.StartCluster(t)...)
+	newTL := func(t *testing.T, ret Retention, notify Notify) Timeline {
+		return NewRedis(c, RedisConfig{Prefix: redistest.NewPrefix(), Retention: ret})
+	}
+	runContract(t, newTL)
+	runBatchEntries(t, newTL)
+	runBatchContract(t, newTL(t, Retention{}, nil).(batcher))
+}
+
 // TestRedisRoundTrip checks that a message comes back from Redis byte for
 // byte as it was sealed, with every field the encoder writes.
 func TestRedisRoundTrip(t *testing.T) {
