@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -248,7 +249,9 @@ func (f *fakeStore) DeleteSettingsBefore(context.Context, string, int64) (int64,
 }
 
 // fakeQuiz answers every quiz call with "not found".
-type fakeQuiz struct{}
+// fakeQuiz has no activities; its grab bucket is empty while throttled
+// (nil: never) is set.
+type fakeQuiz struct{ throttled *atomic.Bool }
 
 var errNoQuiz = errs.New(errs.NotFound, "no such activity")
 
@@ -289,6 +292,7 @@ func (fakeQuiz) Grab(context.Context, string, string, int) (quiz.GrabResult, err
 	return quiz.GrabResult{}, errNoQuiz
 }
 func (fakeQuiz) Rain(context.Context, string, int) (*quiz.RainView, error) { return nil, errNoQuiz }
+func (q fakeQuiz) Throttled() bool                                         { return q.throttled != nil && q.throttled.Load() }
 
 const adminKey = "ak_test"
 
@@ -303,6 +307,7 @@ type rig struct {
 	store  *fakeStore
 	bus    *bus.Memory
 	pres   *presence.Memory
+	quiz   fakeQuiz
 }
 
 func newRig(t *testing.T, tune func(*config.Config)) *rig {
@@ -317,9 +322,9 @@ func newRig(t *testing.T, tune func(*config.Config)) *rig {
 	}
 	r := &rig{signer: signer, rooms: &fakeRooms{rooms: map[string]room.Room{"a": {ID: "a", Title: "A", AnchorID: "anchor-a"}}},
 		svc: &fakeService{kicked: map[string]bool{}}, node: &fakeNode{}, store: &fakeStore{kv: map[string]string{}},
-		bus: bus.NewMemory(), pres: presence.NewMemory(time.Minute)}
+		bus: bus.NewMemory(), pres: presence.NewMemory(time.Minute), quiz: fakeQuiz{throttled: new(atomic.Bool)}}
 	m := metrics.New()
-	wsh, err := NewWSHandler(WSDeps{Signer: signer, AdminKey: adminKey, Service: r.svc, Quiz: fakeQuiz{}, Node: r.node,
+	wsh, err := NewWSHandler(WSDeps{Signer: signer, AdminKey: adminKey, Service: r.svc, Quiz: r.quiz, Node: r.node,
 		Presence: r.pres, MaxFrame: cfg.MaxFrame, Metrics: m})
 	if err != nil {
 		t.Fatal(err)
@@ -329,7 +334,7 @@ func newRig(t *testing.T, tune func(*config.Config)) *rig {
 		t.Fatal(err)
 	}
 	r.gw, err = New(context.Background(), Deps{Config: cfg, Signer: signer, AdminKey: adminKey, Rooms: r.rooms, Service: r.svc,
-		Quiz: fakeQuiz{}, Node: r.node, Presence: r.pres, Store: r.store, Bus: r.bus, WS: wss, WSHandler: wsh,
+		Quiz: r.quiz, Node: r.node, Presence: r.pres, Store: r.store, Bus: r.bus, WS: wss, WSHandler: wsh,
 		Router: route.New(route.DefaultRules()), Metrics: m})
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"roomcast/internal/errs"
+	"roomcast/internal/fanout"
 	"roomcast/internal/message"
 	"roomcast/internal/quiz"
 	"roomcast/internal/wire"
@@ -88,6 +89,10 @@ func (g *Gateway) handleRain(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, 200, v)
 }
 
+func validGrab(activity string, k int) bool {
+	return activity != "" && len(activity) <= 64 && k >= 0 && k < quiz.MaxRains
+}
+
 // grabOn grabs for the connection's user.
 func (g *WSHandler) grabOn(st *wsState, activity string, k int) (quiz.GrabResult, error) {
 	st.mu.Lock()
@@ -96,7 +101,7 @@ func (g *WSHandler) grabOn(st *wsState, activity string, k int) (quiz.GrabResult
 	if user == "" {
 		return quiz.GrabResult{}, errs.New(errs.Unauthorized, "grabbing needs a token (connect with ?token= or send an auth frame)")
 	}
-	if activity == "" || len(activity) > 64 || k < 0 || k >= quiz.MaxRains {
+	if !validGrab(activity, k) {
 		return quiz.GrabResult{}, errs.New(errs.BadRequest, "a grab names its activity and rain (0–19)")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -116,12 +121,16 @@ func (g *WSHandler) onGrab(c *ws.Conn, st *wsState, id, activity string, rain *i
 		g.sendError(c, id, err)
 		return
 	}
+	sendGrabOK(c, id, activity, *rain, res)
+}
+
+func sendGrabOK(c *ws.Conn, id, activity string, rain int, res quiz.GrabResult) {
 	var buf [256]byte // the reply is built on the stack; SendText copies it
 	b := message.AppendString(append(buf[:0], `{"type":"grab_ok","id":`...), id)
 	b = append(b, `,"activity":`...)
 	b = message.AppendString(b, activity)
 	b = append(b, `,"rain":`...)
-	b = strconv.AppendInt(b, int64(*rain), 10)
+	b = strconv.AppendInt(b, int64(rain), 10)
 	b = append(b, `,"amount_cents":`...)
 	b = strconv.AppendInt(b, res.AmountCents, 10)
 	if res.Reason != "" {
@@ -130,6 +139,33 @@ func (g *WSHandler) onGrab(c *ws.Conn, st *wsState, id, activity string, rain *i
 		b = append(b, '"')
 	}
 	_ = c.SendText(append(b, '}'))
+}
+
+// OnMessageInline implements ws.InlineHandler: a JSON grab that the
+// node's token bucket turns away is answered on the poller goroutine, in
+// microseconds, with the answer OnMessage would give (the same checks
+// first; anything else is left to OnMessage).
+func (g *WSHandler) OnMessageInline(c *ws.Conn, data []byte) bool {
+	st, _ := c.Value().(*wsState)
+	if st == nil || st.enc == fanout.Proto || !g.quiz.Throttled() {
+		return false
+	}
+	var f fastFrame
+	if !f.parse(data) || f.typ != "grab" || !f.hasRain || !validGrab(f.activity, f.rain) {
+		return false
+	}
+	st.mu.Lock()
+	user := st.id.Claims.Sub
+	st.mu.Unlock()
+	if user == "" {
+		return false
+	}
+	if len(f.id) > 64 {
+		f.id = f.id[:64]
+	}
+	g.frames.grab.Inc()
+	sendGrabOK(c, f.id, f.activity, f.rain, quiz.GrabResult{Reason: quiz.ReasonThrottled})
+	return true
 }
 
 // onProtoGrab is the protobuf grab: a type 4 REQUEST with a GrabRequest

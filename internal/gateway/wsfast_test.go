@@ -1,9 +1,16 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"math/rand/v2"
 	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"roomcast/internal/auth"
+	"roomcast/internal/errs"
 )
 
 // sameAsJSON checks that whatever the fast decoder takes, encoding/json
@@ -127,4 +134,51 @@ func BenchmarkFrameDecode(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestWebSocketGrabThrottledInline: while the node's bucket is empty a
+// valid grab is answered "throttled" (on the poller goroutine), and the
+// rest is answered as before: an invalid grab by its error, an anonymous
+// one by unauthorized, and with tokens again the grab reaches the quiz.
+func TestWebSocketGrabThrottledInline(t *testing.T) {
+	r := newRig(t, nil)
+	c := r.dial(t, "room=a&token="+r.token(t, "u1", auth.RoleViewer, 1), nil)
+	r.quiz.throttled.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	grab := func(frame string) map[string]any {
+		t.Helper()
+		if err := c.Write(ctx, websocket.MessageText, []byte(frame)); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			_, data, err := c.Read(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var m map[string]any
+			if err := json.Unmarshal(data, &m); err != nil {
+				t.Fatal(err)
+			}
+			if m["type"] != "batch" {
+				return m
+			}
+		}
+	}
+	if m := grab(`{"type":"grab","id":"g1","activity":"qa","rain":2}`); m["type"] != "grab_ok" || m["id"] != "g1" ||
+		m["activity"] != "qa" || m["rain"] != 2.0 || m["amount_cents"] != 0.0 || m["reason"] != "throttled" {
+		t.Fatalf("throttled grab: %v", m)
+	}
+	if m := grab(`{"type":"grab","id":"g2","activity":"qa","rain":20}`); m["type"] != "error" {
+		t.Fatalf("rain 20: %v", m)
+	}
+	r.quiz.throttled.Store(false)
+	if m := grab(`{"type":"grab","id":"g3","activity":"qa","rain":0}`); m["type"] != "error" || m["id"] != "g3" {
+		t.Fatalf("unthrottled grab reaches the (empty) quiz: %v", m)
+	}
+	r.quiz.throttled.Store(true)
+	anon := r.dial(t, "room=a", nil)
+	if f := exchange(t, anon, `{"type":"grab","id":"g4","activity":"qa","rain":0}`); f.Type != "error" || f.Error.Code != errs.Unauthorized {
+		t.Fatalf("anonymous grab: %+v", f)
+	}
 }

@@ -124,6 +124,11 @@ func (s *Service) StartRain(ctx context.Context, c Caller, id string, k int) (*R
 	return s.rainView(a, k, l), nil
 }
 
+// Throttled reports whether this node's token bucket would turn a grab
+// away now (Grab's answer would be ReasonThrottled for any valid grab of a
+// known user); it takes nothing from the bucket.
+func (s *Service) Throttled() bool { return s.bucket.Refuses() }
+
 // Grab takes a packet of rain k for user, after this node's token bucket.
 func (s *Service) Grab(ctx context.Context, user, id string, k int) (GrabResult, error) {
 	if user == "" {

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -490,5 +491,62 @@ func TestCorkedCloseGoesOut(t *testing.T) {
 	code, reason := rc.expectClose()
 	if code != CloseNormal || reason != "bye" {
 		t.Fatalf("close %d %q", code, reason)
+	}
+}
+
+// inlineHandler answers messages starting with "i" on the poller
+// goroutine and echoes the rest from OnMessage.
+type inlineHandler struct {
+	*recHandler
+	inline atomic.Int64
+}
+
+func (h *inlineHandler) OnMessageInline(c *Conn, data []byte) bool {
+	if len(data) == 0 || data[0] != 'i' {
+		return false
+	}
+	h.inline.Add(1)
+	_ = c.SendText(append([]byte("inline "), data...))
+	return true
+}
+
+// TestInlineHandlerKeepsOrder: a message the InlineHandler takes is
+// answered without OnMessage, but only when nothing of the connection is
+// waiting for OnMessage, so the replies keep the messages' order.
+func TestInlineHandlerKeepsOrder(t *testing.T) {
+	h := &inlineHandler{recHandler: newRecHandler(true)}
+	release := make(chan struct{})
+	h.onMsg = func(_ *Conn, data []byte) {
+		if string(data) == "slow" {
+			<-release
+		}
+	}
+	ts := newTestServer(t, Config{}, h)
+	rc := dialRaw(t, ts, nil, nil)
+	ts.nextConn(t)
+	rc.writeFrame(true, opText, []byte("i1"))
+	if _, p := rc.expectFrame(); string(p) != "inline i1" {
+		t.Fatalf("got %q", p)
+	}
+	rc.writeFrame(true, opText, []byte("slow"))
+	testutil.WaitFor(t, "slow queued", 10*time.Second, func() bool { return ts.Stats().MessagesRead == 2 })
+	rc.writeFrame(true, opText, []byte("i2")) // behind "slow": not inline
+	testutil.WaitFor(t, "i2 queued", 10*time.Second, func() bool { return ts.Stats().MessagesRead == 3 })
+	close(release)
+	for _, want := range []string{"slow", "i2"} {
+		if _, p := rc.expectFrame(); string(p) != want {
+			t.Fatalf("got %q, want %q", p, want)
+		}
+	}
+	if n := h.inline.Load(); n != 1 {
+		t.Fatalf("%d messages taken inline, want 1", n)
+	}
+	select {
+	case m := <-h.msgs:
+		if string(m) != "slow" {
+			t.Fatalf("OnMessage got %q first", m)
+		}
+	default:
+		t.Fatal("OnMessage did not get slow")
 	}
 }

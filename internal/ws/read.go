@@ -160,6 +160,10 @@ func (c *Conn) onMessage(op byte, compressed bool, data []byte, owned bool) bool
 		c.failRead(errInvalidUTF8)
 		return false
 	}
+	if c.s.inline != nil && c.handlerIdle() && c.callInline(data) {
+		c.s.stats.messagesRead.Add(1)
+		return true
+	}
 	if !owned {
 		data = bytes.Clone(data)
 	}
@@ -167,6 +171,24 @@ func (c *Conn) onMessage(op byte, compressed bool, data []byte, owned bool) bool
 		data = []byte{}
 	}
 	return c.deliver(data)
+}
+
+// handlerIdle reports that none of c's messages is waiting for or in
+// OnMessage. Only the poller queues messages, so it stays true until the
+// poller queues one.
+func (c *Conn) handlerIdle() bool {
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	return !c.draining && !c.closePosted
+}
+
+// callInline offers data to InlineHandler.OnMessageInline; a panic counts
+// as handled (it may have answered already), and is logged.
+func (c *Conn) callInline(data []byte) (handled bool) {
+	defer c.recoverHandler("OnMessageInline")
+	handled = true // stays true if it panics
+	handled = c.s.inline.OnMessageInline(c, data)
+	return handled
 }
 
 // sendControl answers a control frame (pong) from the reader.

@@ -40,7 +40,8 @@ type Config struct {
 }
 
 // Handler receives a connection's events. For one Conn the calls are
-// sequential, never concurrent, and never on the poller goroutine, so they
+// sequential, never concurrent, and never on the poller goroutine (only
+// InlineHandler.OnMessageInline, if implemented, runs there), so they
 // may block (a slow handler only delays that connection, whose pending
 // messages are bounded by Config.MaxPending).
 type Handler interface {
@@ -52,6 +53,19 @@ type Handler interface {
 	// the peer's close frame (1005 if it had no code), 1006 if the
 	// connection dropped without one, or the code the server closed with.
 	OnClose(c *Conn, code int, reason string)
+}
+
+// InlineHandler may be implemented by a Handler that answers some messages
+// at once, on the poller goroutine, saving the hand-over to a handler
+// goroutine (for refusals decided from memory, such as a token bucket's).
+type InlineHandler interface {
+	// OnMessageInline is offered each complete data message of a
+	// connection none of whose messages is waiting for or in OnMessage,
+	// so taking it keeps the connection's order. It returns true if it
+	// handled data, which then never reaches OnMessage. It runs on the
+	// poller goroutine: it must not block, and must not keep data (the
+	// read buffer, reused).
+	OnMessageInline(c *Conn, data []byte) bool
 }
 
 // Stats are cumulative counters (Conns is current).
@@ -87,6 +101,7 @@ type counters struct {
 type Server struct {
 	cfg        Config
 	h          Handler
+	inline     InlineHandler // h, if it implements it
 	log        *slog.Logger
 	p          *poller
 	closeGrace time.Duration
@@ -157,6 +172,7 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 		work:       make(chan *Conn),
 		done:       make(chan struct{}),
 	}
+	s.inline, _ = h.(InlineHandler)
 	s.clock.Store(time.Now().UnixNano())
 	s.bg.Add(2)
 	go s.pollLoop()
