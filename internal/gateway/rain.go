@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"roomcast/internal/errs"
@@ -89,6 +90,13 @@ func (g *Gateway) handleRain(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, 200, v)
 }
 
+// hasUser reports whether the connection has a user (a token).
+func (st *wsState) hasUser() bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.id.Claims.Sub != ""
+}
+
 func validGrab(activity string, k int) bool {
 	return activity != "" && len(activity) <= 64 && k >= 0 && k < quiz.MaxRains
 }
@@ -147,17 +155,17 @@ func sendGrabOK(c *ws.Conn, id, activity string, rain int, res quiz.GrabResult) 
 // first; anything else is left to OnMessage).
 func (g *WSHandler) OnMessageInline(c *ws.Conn, data []byte) bool {
 	st, _ := c.Value().(*wsState)
-	if st == nil || st.enc == fanout.Proto || !g.quiz.Throttled() {
+	if st == nil || !g.quiz.Throttled() {
 		return false
+	}
+	if st.enc == fanout.Proto {
+		return g.protoGrabInline(c, st, data)
 	}
 	var f fastFrame
 	if !f.parse(data) || f.typ != "grab" || !f.hasRain || !validGrab(f.activity, f.rain) {
 		return false
 	}
-	st.mu.Lock()
-	user := st.id.Claims.Sub
-	st.mu.Unlock()
-	if user == "" {
+	if !st.hasUser() {
 		return false
 	}
 	if len(f.id) > 64 {
@@ -165,6 +173,24 @@ func (g *WSHandler) OnMessageInline(c *ws.Conn, data []byte) bool {
 	}
 	g.frames.grab.Inc()
 	sendGrabOK(c, f.id, f.activity, f.rain, quiz.GrabResult{Reason: quiz.ReasonThrottled})
+	return true
+}
+
+// protoGrabInline is OnMessageInline for protobuf: a message of one grab
+// REQUEST frame, answered with the GrabAck onProtoGrab would send.
+func (g *WSHandler) protoGrabInline(c *ws.Conn, st *wsState, data []byte) bool {
+	n, k := protowire.ConsumeVarint(data)
+	if k < 0 || n != uint64(len(data)-k) || (g.maxFrame > 0 && n > uint64(g.maxFrame)) {
+		return false
+	}
+	var f pb.Frame
+	var body pb.GrabRequest
+	if proto.Unmarshal(data[k:], &f) != nil || f.Kind != wire.Request || f.Type != wire.TypeGrab ||
+		proto.Unmarshal(f.Body, &body) != nil || !validGrab(body.Activity, int(body.Rain)) || !st.hasUser() {
+		return false
+	}
+	g.frames.grab.Inc()
+	g.sendProto(c, g.response(&f, "", &pb.GrabAck{Activity: body.Activity, Rain: body.Rain, Reason: quiz.ReasonThrottled}))
 	return true
 }
 

@@ -8,9 +8,12 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"google.golang.org/protobuf/proto"
 
 	"roomcast/internal/auth"
 	"roomcast/internal/errs"
+	"roomcast/internal/wire"
+	pb "roomcast/proto/roomcast/v1"
 )
 
 // sameAsJSON checks that whatever the fast decoder takes, encoding/json
@@ -180,5 +183,52 @@ func TestWebSocketGrabThrottledInline(t *testing.T) {
 	anon := r.dial(t, "room=a", nil)
 	if f := exchange(t, anon, `{"type":"grab","id":"g4","activity":"qa","rain":0}`); f.Type != "error" || f.Error.Code != errs.Unauthorized {
 		t.Fatalf("anonymous grab: %+v", f)
+	}
+}
+
+// TestWebSocketProtoGrabThrottledInline: the protobuf grab is refused the
+// same way, with the GrabAck onProtoGrab would send.
+func TestWebSocketProtoGrabThrottledInline(t *testing.T) {
+	r := newRig(t, nil)
+	c := r.dial(t, "room=a&format=proto&token="+r.token(t, "u1", auth.RoleViewer, 1), nil)
+	r.quiz.throttled.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	body, err := proto.Marshal(&pb.GrabRequest{Activity: "qa", Rain: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := wire.AppendFrame(nil, &pb.Frame{Kind: wire.Request, Type: wire.TypeGrab, Seq: 7, Body: body})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Write(ctx, websocket.MessageBinary, msg); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, data, err := c.Read(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := wire.NewDecoder(data, 0)
+		var f pb.Frame
+		for {
+			ok, err := d.Next(&f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !ok {
+				break
+			}
+			if f.Kind != wire.Response || f.Seq != 7 {
+				continue
+			}
+			var ack pb.GrabAck
+			if f.Type != wire.TypeGrab || f.Code != 0 || proto.Unmarshal(f.Body, &ack) != nil ||
+				ack.Activity != "qa" || ack.Rain != 1 || ack.AmountCents != 0 || ack.Reason != "throttled" {
+				t.Fatalf("answer %v, ack %v", &f, &ack)
+			}
+			return
+		}
 	}
 }

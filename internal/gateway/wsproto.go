@@ -123,10 +123,10 @@ func (g *WSHandler) onProtoFrame(c *ws.Conn, st *wsState, f *pb.Frame) {
 		g.metrics.WSFrames.WithLabelValues("send").Inc()
 		g.onProtoSend(c, st, f)
 	case wire.TypeAnswer:
-		g.metrics.WSFrames.WithLabelValues("answer").Inc()
+		g.frames.answer.Inc()
 		g.onProtoAnswer(c, st, f)
 	case wire.TypeGrab:
-		g.metrics.WSFrames.WithLabelValues("grab").Inc()
+		g.frames.grab.Inc()
 		g.onProtoGrab(c, st, f)
 	default:
 		g.metrics.WSFrames.WithLabelValues("unknown").Inc()
