@@ -20,12 +20,13 @@
 #   scripts/bench.sh ws-1k idle-10k  # some of them (names below)
 #   QUICK=1 scripts/bench.sh         # small sizes, short windows (smoke test)
 #
-# Scenarios: poll-hot poll-hot-b2b ws-1k ws-5k ws-10k idle-10k send-burst flv-1 flv-100 flv-1000 flv-2000 quiz-10k quiz-10k-proto, rain-10k rain-10k-proto,
+# Scenarios: poll-hot poll-hot-b2b ws-1k ws-5k ws-10k idle-10k send-burst flv-1 flv-100 flv-1000 flv-2000 rtmp-1000 quiz-10k quiz-10k-proto, rain-10k rain-10k-proto,
 # and (not in the default set) poll-hot-special ws-5k-special ws-10k-special (render budget 0,
 # every delivery counted; polls: back to back, pages of 100, the minimal HTTP client),
 # ws-5k-proto ws-10k-proto: JSON vs protobuf readers
-# (flv-* need ffmpeg: a 2.5 Mbit/s H.264+AAC file is encoded once and cached,
-# then published with `ffmpeg -re -stream_loop -1 -c copy` over RTMP.)
+# (flv-* and rtmp-* need ffmpeg: a 2.5 Mbit/s H.264+AAC file is encoded once and cached,
+# then published over RTMP by the bench itself, looped and paced by its timestamps
+# (`--publish`), which is what lets it report each tag's forwarding delay.)
 #
 # Environment: DURATION (measured window per scenario, default 20s; QUICK 5s),
 # HTTP_PORT (18480), RTMP_PORT (19435), OUT (results dir, default
@@ -35,7 +36,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ALL="poll-hot poll-hot-b2b ws-1k ws-5k ws-10k idle-10k send-burst flv-1 flv-100 flv-1000 flv-2000 quiz-10k quiz-10k-proto rain-10k rain-10k-proto"
+ALL="poll-hot poll-hot-b2b ws-1k ws-5k ws-10k idle-10k send-burst flv-1 flv-100 flv-1000 flv-2000 rtmp-1000 quiz-10k quiz-10k-proto rain-10k rain-10k-proto"
 SCENARIOS="${*:-$ALL}"
 QUICK="${QUICK:-}"
 DURATION="${DURATION:-$([ -n "$QUICK" ] && echo 5s || echo 20s)}"
@@ -55,11 +56,9 @@ BIN="$WORK/roomcast"
 DATA="$WORK/data"
 mkdir -p "$OUT" "$DATA"
 SERVER_PID=""
-PUB_PID=""
 
 cleanup() {
 	set +e
-	[ -n "$PUB_PID" ] && kill "$PUB_PID" 2>/dev/null
 	[ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null
 	wait 2>/dev/null
 	rm -rf "$WORK"
@@ -74,7 +73,6 @@ n() { # n FULL QUICK: a size for this mode
 }
 
 stop_server() {
-	if [ -n "$PUB_PID" ]; then kill "$PUB_PID" 2>/dev/null || true; wait "$PUB_PID" 2>/dev/null || true; PUB_PID=""; fi
 	if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""; fi
 }
 
@@ -148,30 +146,6 @@ have_media() {
 		-c:a aac -b:a 96k -t 20 -f flv "$MEDIA.tmp" && mv "$MEDIA.tmp" "$MEDIA"
 }
 
-start_publisher() {
-	local try code
-	for try in 1 2 3; do
-		ffmpeg -hide_banner -loglevel error -re -stream_loop -1 -i "$MEDIA" -c copy -f flv \
-			"rtmp://127.0.0.1:$RTMP_PORT/live/$STREAM_KEY" >>"$OUT/publisher.log" 2>&1 &
-		PUB_PID=$!
-		for _ in $(seq 1 50); do
-			code="$(curl -s -o /dev/null --max-time 1 -w '%{http_code}' "$URL/live/bench.flv" || true)"
-			if [ "$code" = 200 ]; then
-				sleep 3 # a GOP or two into the cache
-				return 0
-			fi
-			kill -0 "$PUB_PID" 2>/dev/null || break
-			sleep 0.2
-		done
-		kill "$PUB_PID" 2>/dev/null || true
-		wait "$PUB_PID" 2>/dev/null || true
-		PUB_PID=""
-		sleep 1
-	done
-	echo "the publisher did not go live; see $OUT/publisher.log" >&2
-	return 1
-}
-
 if [ -n "${ROOMCAST_BIN:-}" ]; then
 	cp "$ROOMCAST_BIN" "$BIN"
 else
@@ -226,19 +200,17 @@ for s in $SCENARIOS; do
 		format=json; [ "${s%-proto}" != "$s" ] && format=proto
 		start_server; create_room
 		run_bench "$s" rain --players "$(n 10000 200)" --rate 2000 --taps 5 --packets 1000 --budget 100000 --rain-ms 10000 --format "$format" ;;
-	flv-*)
-		viewers="${s#flv-}"
+	flv-*|rtmp-*) # HTTP-FLV viewers or RTMP players; the bench publishes the stream itself, paced by its timestamps
+		proto="${s%%-*}"; viewers="${s#*-}"
 		if ! have_media; then
 			log "$s: skipped (no ffmpeg)"
 			continue
 		fi
 		start_server; create_room
-		if ! start_publisher; then
-			FAILED="$FAILED $s"
-			continue
-		fi
 		[ -n "$QUICK" ] && viewers=$(( viewers > 50 ? 50 : viewers ))
-		run_bench "$s" flv --viewers "$viewers" --ramp 500 --duration "$DURATION" ;;
+		run_bench "$s" "$proto" --viewers "$viewers" --ramp 500 --duration "$DURATION" \
+			--publish "$MEDIA" --publish-url "rtmp://127.0.0.1:$RTMP_PORT/live/$STREAM_KEY" \
+			$([ "$proto" = rtmp ] && echo --play "rtmp://127.0.0.1:$RTMP_PORT/live/bench") ;;
 	*)
 		echo "unknown scenario $s (have: $ALL)" >&2
 		exit 2 ;;

@@ -14,12 +14,20 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"roomcast/internal/media/flvtag"
 )
 
-// flvScenario is `bench flv`: N HTTP-FLV viewers of a stream.
+// flvScenario is `bench flv`: N HTTP-FLV viewers of a stream, and
+// `bench rtmp` (rtmp set): N RTMP players of it.
 type flvScenario struct {
 	common
 	noDrain
+	rtmp       bool
+	playURL    string // rtmp: the stream's rtmp:// URL
+	pubFile    string // --publish: an FLV file the bench publishes itself
+	pubURL     string
+	pubLead    time.Duration
 	viewers    int
 	rampRate   int
 	bitrate    float64
@@ -29,6 +37,9 @@ type flvScenario struct {
 
 	client    *http.Client
 	tr        *http.Transport
+	pub       *publisher // nil without --publish
+	pubStop   context.CancelFunc
+	clock     *fwdClock
 	vs        []*flvViewer
 	stopping  atomic.Bool
 	connected atomic.Int64
@@ -45,6 +56,7 @@ type flvScenario struct {
 
 // FLVReport covers the HTTP-FLV viewers.
 type FLVReport struct {
+	Proto         string            `json:"proto"` // "flv" or "rtmp"
 	URL           string            `json:"url"`
 	Viewers       int               `json:"viewers"`
 	Connected     int               `json:"connected"`
@@ -64,6 +76,16 @@ type FLVReport struct {
 	TSBack        int               `json:"ts_regression_viewers"`
 	AudioNoSeqHdr int               `json:"audio_without_seq_header"`
 	ReceivedMiB   float64           `json:"received_mib"`
+	// Forwarding is each coded frame's delay from the bench's publisher
+	// sending it to a viewer receiving it, over every viewer's frames in the
+	// window (fwd.go; needs --publish).
+	Forwarding          *Latency `json:"forwarding,omitempty"`
+	ForwardingUnmatched int      `json:"forwarding_unmatched_tags,omitempty"`
+	ForwardingNoBase    int      `json:"forwarding_unmatched_viewers,omitempty"`
+	// PublisherLate is how late the bench's publisher sent each tag after
+	// its due time (a busy machine; not counted in Forwarding).
+	PublisherLate *Latency `json:"publisher_late,omitempty"`
+	PublisherErr  string   `json:"publisher_error,omitempty"`
 }
 
 // Dist summarizes one figure over the viewers.
@@ -101,12 +123,20 @@ type flvViewer struct {
 	inWin   bool
 	st      flvStats
 	ended   string
+	fwd     fwdRec
 }
 
 func (s *flvScenario) base() *common { return &s.common }
 
 func (s *flvScenario) flags(fs *flag.FlagSet) {
-	fs.IntVar(&s.viewers, "viewers", 10, "concurrent HTTP-FLV viewers")
+	if s.rtmp {
+		fs.StringVar(&s.playURL, "play", "", "the stream's rtmp:// URL (default rtmp://HOST:1935/live/ROOM, HOST from --url)")
+	}
+	fs.StringVar(&s.pubFile, "publish", "", "publish this FLV file (looped, paced by its timestamps) to --publish-url, "+
+		"which also measures forwarding delay; without it the stream must be live already")
+	fs.StringVar(&s.pubURL, "publish-url", "", "rtmp://HOST:PORT/live/STREAM_KEY for --publish")
+	fs.DurationVar(&s.pubLead, "publish-lead", 3*time.Second, "media published before the first viewer starts")
+	fs.IntVar(&s.viewers, "viewers", 10, "concurrent viewers")
 	fs.IntVar(&s.viewers, "conns", 10, "alias of --viewers")
 	fs.IntVar(&s.rampRate, "ramp", 200, "viewers started per second (0 = all at once)")
 	fs.Float64Var(&s.bitrate, "bitrate", 0, "the stream's bitrate in kbit/s (0 = measure it from the media)")
@@ -124,13 +154,46 @@ func (s *flvScenario) check() (int, error) {
 	case s.readBuf < 1024:
 		return 0, errors.New("bench flv: --read-buffer must be at least 1024")
 	}
+	if s.pubFile != "" {
+		if err := checkRTMPURL("--publish-url", s.pubURL); err != nil {
+			return 0, err
+		}
+	}
+	if s.rtmp {
+		if s.playURL == "" {
+			u, err := defaultPlayURL(s.url, s.room)
+			if err != nil {
+				return 0, err
+			}
+			s.playURL = u
+		}
+		if err := checkRTMPURL("--play", s.playURL); err != nil {
+			return 0, err
+		}
+	}
 	if !strings.HasSuffix(strings.SplitN(s.url, "?", 2)[0], ".flv") {
 		s.url = strings.TrimSuffix(s.url, "/") + "/live/" + url.PathEscape(s.room) + ".flv"
 	}
 	return s.viewers, nil
 }
 
-func (s *flvScenario) setup(*runner) error {
+func (s *flvScenario) setup(r *runner) error {
+	s.clock = newFwdClock()
+	if s.pubFile != "" {
+		p, err := loadPublisher(s.pubFile, s.pubURL, s.pubLead, s.clock)
+		if err != nil {
+			return err
+		}
+		s.pub = p
+		var ctx context.Context
+		ctx, s.pubStop = context.WithCancel(r.ctx)
+		go p.run(ctx) // owned here: stopped in stop (or below)
+		if err := p.waitLive(r.ctx); err != nil {
+			s.pubStop()
+			<-p.done
+			return err
+		}
+	}
 	s.tr = &http.Transport{
 		DialContext:           (&net.Dialer{Timeout: s.timeout}).DialContext,
 		DisableCompression:    true,
@@ -148,6 +211,14 @@ func (s *flvScenario) setup(*runner) error {
 
 func (s *flvScenario) estimate() time.Duration {
 	return rampTime(s.viewers, s.rampRate) + s.settleFor + s.duration
+}
+
+// proto is the viewers' protocol, as reported.
+func (s *flvScenario) proto() string {
+	if s.rtmp {
+		return "rtmp"
+	}
+	return "flv"
 }
 
 func (s *flvScenario) status(r *runner, dt time.Duration) string {
@@ -185,40 +256,84 @@ func (s *flvScenario) ramp(r *runner) {
 func (s *flvScenario) view(ctx context.Context, v *flvViewer) {
 	defer s.wg.Done()
 	t0 := time.Now()
-	resp, err := s.get(ctx)
+	read, closeFn, failure := s.open(ctx, v)
 	s.answered.Done()
-	if err != nil {
-		if !s.stopping.Load() {
+	if read == nil {
+		if failure != "" {
 			s.failed.Add(1)
-			s.fail(errLabel(err))
+			s.fail(failure)
 		}
 		return
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		s.failed.Add(1)
-		s.fail("status " + strconv.Itoa(resp.StatusCode))
-		return
-	}
+	defer closeFn()
 	s.ttfb.Record(time.Since(t0))
 	s.connected.Add(1)
 	v.up.Store(true)
 	v.alive.Store(true)
 	defer v.alive.Store(false)
 	kf := false
-	err = readFLV(resp.Body, s.readBuf, &v.bytes, &v.st, func() {
-		if v.st.KeyframeSeen {
-			if !kf {
-				kf = true
-				s.ttfk.Record(time.Since(t0))
-			}
-			v.mediaMs.Store(int64(v.st.TSMax - v.st.TSFirstKey))
+	err := read(func(tag flvtag.Tag) {
+		if !v.st.KeyframeSeen {
+			return
+		}
+		if !kf { // this tag is the first keyframe
+			kf = true
+			s.ttfk.Record(time.Since(t0))
+			s.clock.firstKey(&v.fwd, tag.Timestamp, tag.Size)
+		}
+		v.mediaMs.Store(int64(v.st.TSMax - v.st.TSFirstKey))
+		if mediaTag(tag) {
+			s.clock.add(&v.fwd, tag.Type, tag.Timestamp)
 		}
 	})
 	if !s.stopping.Load() {
 		v.ended = "stream ended: " + errLabel(err)
 		s.ended.Add(1)
 	}
+}
+
+// open connects one viewer. It returns the stream's reader and closer, or
+// nil and why it failed ("" when the run is stopping).
+func (s *flvScenario) open(ctx context.Context, v *flvViewer) (read func(func(flvtag.Tag)) error, closeFn func(), failure string) {
+	if s.rtmp {
+		c, err := s.dialRTMP(ctx)
+		if err != nil {
+			if s.stopping.Load() {
+				return nil, nil, ""
+			}
+			return nil, nil, errLabel(err)
+		}
+		stop := context.AfterFunc(ctx, c.Close)
+		return func(onTag func(flvtag.Tag)) error { return readRTMP(c, v, onTag) },
+			func() { stop(); c.Close() }, ""
+	}
+	resp, err := s.get(ctx)
+	if err != nil {
+		if s.stopping.Load() {
+			return nil, nil, ""
+		}
+		return nil, nil, errLabel(err)
+	}
+	if resp.StatusCode != 200 {
+		resp.Body.Close()
+		return nil, nil, "status " + strconv.Itoa(resp.StatusCode)
+	}
+	return func(onTag func(flvtag.Tag)) error { return readFLV(resp.Body, s.readBuf, &v.bytes, &v.st, onTag) },
+		func() { resp.Body.Close() }, ""
+}
+
+// mediaTag reports whether tag is a coded audio or video frame (not a
+// sequence header or metadata, which carry the last timestamp written).
+func mediaTag(tag flvtag.Tag) bool {
+	switch tag.Type {
+	case flvtag.TypeVideo:
+		vi, err := flvtag.ParseVideo(tag.Body)
+		return err == nil && vi.Frame
+	case flvtag.TypeAudio:
+		ai, err := flvtag.ParseAudio(tag.Body)
+		return err == nil && !ai.SeqHeader
+	}
+	return false
 }
 
 // get requests the stream; a failed request's error is unwrapped from
@@ -240,12 +355,14 @@ func (s *flvScenario) get(ctx context.Context) (*http.Response, error) {
 // end of the window.
 func (s *flvScenario) measure(r *runner) {
 	r.runWindow(func(context.Context) {
+		s.clock.on.Store(true)
 		for _, v := range s.vs {
 			v.inWin = v.alive.Load()
 			v.b0, v.m0 = v.bytes.Load(), v.mediaMs.Load()
 		}
 	})
 	r.closeWindow()
+	s.clock.on.Store(false)
 	for _, v := range s.vs {
 		v.b1, v.m1 = v.bytes.Load(), v.mediaMs.Load()
 	}
@@ -257,11 +374,15 @@ func (s *flvScenario) stop(r *runner) {
 	r.cancel()
 	s.wg.Wait()
 	s.tr.CloseIdleConnections()
+	if s.pub != nil {
+		s.pubStop()
+		<-s.pub.done
+	}
 }
 
 func (s *flvScenario) report(r *runner) {
 	rep := r.rep
-	fr := &FLVReport{URL: s.url, Viewers: s.viewers, Connected: int(s.connected.Load()), Failed: int(s.failed.Load()),
+	fr := &FLVReport{Proto: s.proto(), URL: s.url, Viewers: s.viewers, Connected: int(s.connected.Load()), Failed: int(s.failed.Load()),
 		EndedEarly: int(s.ended.Load()), FirstByte: s.ttfb.Summary(), FirstKeyframe: s.ttfk.Summary(),
 		StallRatio: s.stallRatio, StartProblems: map[string]int{}}
 	kbps, contentKbps := s.viewerFigures(fr, r.window)
@@ -279,6 +400,7 @@ func (s *flvScenario) report(r *runner) {
 	s.mu.Lock()
 	fr.Errors = s.errs.m
 	s.mu.Unlock()
+	s.forwarding(r, fr)
 	rep.FLV = fr
 	if sv := rep.Server; sv != nil && sv.MeasurementProblem == "" && fr.Connected > 0 {
 		sv.CPUPercentPerView = round3(sv.CPUPercent / float64(fr.Connected))
@@ -332,4 +454,27 @@ func (s *flvScenario) viewerFigures(fr *FLVReport, window time.Duration) (kbps [
 	fr.ViewerKbps = dist(slices.Clone(kbps))
 	fr.MediaSpeed = dist(speed)
 	return kbps, dist(content).P50
+}
+
+// forwarding adds the forwarding delay (with --publish) to fr.
+func (s *flvScenario) forwarding(r *runner, fr *FLVReport) {
+	if s.rtmp {
+		fr.URL = s.playURL
+	}
+	if s.pub == nil {
+		return
+	}
+	recs := make([]*fwdRec, 0, len(s.vs))
+	for _, v := range s.vs {
+		recs = append(recs, &v.fwd)
+	}
+	res := s.pub.sends.summary(recs)
+	fl, pl := res.h.Summary(), s.pub.late.Summary()
+	fr.Forwarding, fr.PublisherLate = &fl, &pl
+	fr.ForwardingUnmatched, fr.ForwardingNoBase = res.unmatchedTags, res.unmatchedViewers
+	r.violation(uint64(res.unmatchedViewers), "viewer%s whose first keyframe the publisher never sent")
+	if s.pub.err != nil {
+		fr.PublisherErr = s.pub.err.Error()
+		r.violation(1, "publisher failure")
+	}
 }

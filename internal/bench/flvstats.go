@@ -52,7 +52,7 @@ const flvHeadKeep = 16
 // onTag runs after each tag. A stream found corrupt is read on to its end
 // (its bytes still count) but no longer parsed. It returns what ended the
 // stream (io.EOF: a clean end).
-func readFLV(r io.Reader, bufSize int, n *atomic.Int64, st *flvStats, onTag func()) error {
+func readFLV(r io.Reader, bufSize int, n *atomic.Int64, st *flvStats, onTag func(flvtag.Tag)) error {
 	cr := &countingReader{r: r, n: n}
 	defer func() { st.Bytes = n.Load() }()
 	// The tag reader reads a few bytes at a time; the buffer turns that into
@@ -67,8 +67,9 @@ func readFLV(r io.Reader, bufSize int, n *atomic.Int64, st *flvStats, onTag func
 	for err == nil {
 		var tag flvtag.Tag
 		if tag, err = fr.ReadTagHead(flvHeadKeep); err == nil {
-			err = st.observe(tag)
-			onTag()
+			if err = st.observe(tag); err == nil {
+				onTag(tag)
+			}
 		}
 	}
 	if cr.err != nil { // the connection ended (cleanly or not)

@@ -8,6 +8,8 @@ import (
 	"os"
 	"sync/atomic"
 	"testing"
+
+	"roomcast/internal/media/flvtag"
 )
 
 // flvTag is one tag of a test stream, raw (header, body, previous size).
@@ -67,7 +69,7 @@ func statsOf(t testing.TB, r io.Reader) flvStats {
 	t.Helper()
 	var st flvStats
 	var n atomic.Int64
-	if err := readFLV(r, 32<<10, &n, &st, func() {}); err != io.EOF {
+	if err := readFLV(r, 32<<10, &n, &st, func(flvtag.Tag) {}); err != io.EOF {
 		t.Fatalf("readFLV ended with %v", err)
 	}
 	return st
@@ -201,7 +203,7 @@ func BenchmarkReadFLV(b *testing.B) {
 	for b.Loop() {
 		var st flvStats
 		n.Store(0)
-		if err := readFLV(bytes.NewReader(data), 32<<10, &n, &st, func() {}); err != io.EOF || st.Keyframes == 0 {
+		if err := readFLV(bytes.NewReader(data), 32<<10, &n, &st, func(flvtag.Tag) {}); err != io.EOF || st.Keyframes == 0 {
 			b.Fatal(err)
 		}
 	}

@@ -243,7 +243,7 @@ func (t table) send(s *SendReport) {
 }
 
 func (t table) flv(f *FLVReport) {
-	t.sec("http-flv viewers")
+	t.sec(f.Proto + " viewers")
 	t.row("url", "%s", f.URL)
 	t.row("viewers", "%d / %d  (failed %d, ended early %d)", f.Connected, f.Viewers, f.Failed, f.EndedEarly)
 	if len(f.Errors) > 0 {
@@ -267,6 +267,14 @@ func (t table) flv(f *FLVReport) {
 	t.row("start problems", "%s  (no keyframe %d)", strings.Join(sp, ", "), f.NoKeyframe)
 	t.row("ts regressions", "%d viewers  (audio w/o seq header %d)", f.TSBack, f.AudioNoSeqHdr)
 	t.row("received", "%.1f MiB", f.ReceivedMiB)
+	if f.Forwarding != nil {
+		t.lat("forwarding", *f.Forwarding)
+		t.row("unmatched", "%d tags, %d viewers", f.ForwardingUnmatched, f.ForwardingNoBase)
+		t.lat("publisher late", *f.PublisherLate)
+	}
+	if f.PublisherErr != "" {
+		t.row("publisher", "%s", f.PublisherErr)
+	}
 }
 
 func (t table) server(s *ServerReport) {

@@ -58,6 +58,8 @@ var scenarios = []scenarioInfo{
 		func() scenario { return &sendScenario{} }},
 	{"flv", "N HTTP-FLV viewers of a stream (bitrate, first keyframe, stalls)", 20 * time.Second,
 		func() scenario { return &flvScenario{} }},
+	{"rtmp", "N RTMP players of a stream (same figures as flv)", 20 * time.Second,
+		func() scenario { return &flvScenario{rtmp: true} }},
 	{"quiz", "N players of a live quiz (answers/s, server CPU per answer, reveal p50/p99)", 0,
 		func() scenario { return &quizScenario{} }},
 	{"rain", "N players tapping a red-packet rain (taps/s offered and served, server CPU per tap, packets, cents)", 0,
