@@ -296,16 +296,16 @@ func (s *flvScenario) view(ctx context.Context, v *flvViewer) {
 // nil and why it failed ("" when the run is stopping).
 func (s *flvScenario) open(ctx context.Context, v *flvViewer) (read func(func(flvtag.Tag)) error, closeFn func(), failure string) {
 	if s.rtmp {
-		c, err := s.dialRTMP(ctx)
+		rr, err := s.dialRTMP(ctx, &v.bytes)
 		if err != nil {
 			if s.stopping.Load() {
 				return nil, nil, ""
 			}
 			return nil, nil, errLabel(err)
 		}
-		stop := context.AfterFunc(ctx, c.Close)
-		return func(onTag func(flvtag.Tag)) error { return readRTMP(c, v, onTag) },
-			func() { stop(); c.Close() }, ""
+		stop := context.AfterFunc(ctx, rr.Close)
+		return func(onTag func(flvtag.Tag)) error { return readRTMP(rr, &v.st, onTag) },
+			func() { stop(); rr.Close() }, ""
 	}
 	resp, err := s.get(ctx)
 	if err != nil {

@@ -1,11 +1,15 @@
 package bench
 
 import (
+	"bufio"
 	"bytes"
+	"io"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/bluenviron/gortmplib/pkg/bytecounter"
+	"github.com/bluenviron/gortmplib/pkg/message"
 	"github.com/bluenviron/gortmplib/pkg/rawmessage"
 
 	"roomcast/internal/media/flvtag"
@@ -77,6 +81,64 @@ func TestRTMPChunksReadBack(t *testing.T) {
 		if m.Type != want.typ || m.Timestamp != want.ts || m.MessageStreamID != 1<<24 || !bytes.Equal(m.Body, want.body) {
 			t.Fatalf("read type %d ts %v stream %d body %d bytes; want type %d ts %v body %d bytes",
 				m.Type, m.Timestamp, m.MessageStreamID, len(m.Body), want.typ, want.ts, len(want.body))
+		}
+	}
+}
+
+// rtmpReader reads what gortmplib's writer sends, header compression and
+// a changed chunk size included, as the messages written.
+func TestRTMPReaderReadsGortmplib(t *testing.T) {
+	var buf bytes.Buffer
+	w := message.NewWriter(&buf, bytecounter.NewWriter(&buf), false)
+	type sent struct {
+		typ  byte
+		ts   uint32
+		size int
+		head []byte
+	}
+	var want []sent
+	au := bytes.Repeat([]byte{9}, 300)
+	msgs := []message.Message{&message.SetChunkSize{Value: 100}}
+	for i := range 6 {
+		ts := time.Duration(i*33) * time.Millisecond
+		msgs = append(msgs,
+			&message.Video{ChunkStreamID: 6, MessageStreamID: 1, Codec: message.CodecH264, IsKeyFrame: i == 0,
+				Type: message.VideoTypeAU, DTS: ts, AU: au},
+			&message.Audio{ChunkStreamID: 4, MessageStreamID: 1, Codec: message.CodecMPEG4Audio, Rate: message.AudioRate44100,
+				Depth: message.AudioDepth16, IsStereo: true, AACType: message.AudioAACTypeAU, DTS: ts + 10*time.Millisecond, AU: []byte{1, 2, 3}})
+		key := byte(0x27)
+		if i == 0 {
+			key = 0x17
+		}
+		want = append(want, sent{flvtag.TypeVideo, uint32(i * 33), 305, append([]byte{key, 1, 0, 0, 0}, au[:11]...)},
+			sent{flvtag.TypeAudio, uint32(i*33 + 10), 5, []byte{0xAF, 1, 1, 2, 3}})
+	}
+	for _, m := range msgs {
+		if err := w.Write(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var n atomic.Int64
+	r := &rtmpReader{br: bufio.NewReader(&buf), n: &n, chunkSize: 128, streams: map[uint32]*rtmpChunkStream{}}
+	var got []sent
+	for {
+		typ, ts, length, head, err := r.next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if typ == flvtag.TypeVideo || typ == flvtag.TypeAudio {
+			got = append(got, sent{typ, ts, length, bytes.Clone(head)})
+		}
+	}
+	if r.chunkSize != 100 || len(got) != len(want) {
+		t.Fatalf("chunk size %d, %d media messages; want 100, %d", r.chunkSize, len(got), len(want))
+	}
+	for i := range want {
+		if got[i].typ != want[i].typ || got[i].ts != want[i].ts || got[i].size != want[i].size || !bytes.Equal(got[i].head, want[i].head) {
+			t.Fatalf("message %d: %+v, want %+v", i, got[i], want[i])
 		}
 	}
 }
