@@ -94,14 +94,14 @@ type Config struct {
 	// WriteTimeout drops a viewer whose socket does not drain for this
 	// long; 0 means 10 s.
 	WriteTimeout time.Duration
-	// BatchDelay spaces writes to each FLV/RTMP viewer so each write
-	// carries several frames: one syscall and one wake-up per viewer per
-	// BatchDelay instead of per frame. It adds at most that much latency;
-	// the first write (the GOP cache) is never delayed, and a key frame or
-	// hub.FlushBytes queued ends the wait at once. 0 (or negative) writes
-	// every frame at once (batching off); --media-batch defaults to 50 ms
-	// (measured: 1,000 viewers of 2.5 Mbps cost ~29 % of a core instead of
-	// ~40 % without batching).
+	// BatchDelay is the longest a frame waits for its FLV/RTMP viewer's
+	// next write (hub.Pacer): the write happens when the oldest unsent
+	// frame has waited this long and carries every frame queued by then,
+	// so a viewer gets one syscall and one wake-up per ~(BatchDelay + the
+	// gap to the next frame) instead of one per frame. The first write (the
+	// GOP cache) is never held, and a key frame or hub.FlushBytes queued
+	// ends the hold at once. 0 (or negative) writes every frame at once
+	// (batching off); --media-batch defaults to 40 ms.
 	BatchDelay time.Duration
 
 	// Thumbnails (GET /live/{room}.jpg, .webp): ThumbnailEvery is the least

@@ -204,9 +204,8 @@ func (h *Handler) stream(reqCtx context.Context, sk sink, rd *hub.Reader, st hub
 	first := true
 	pause := hub.NewPacer(h.cfg.BatchDelay)
 	for {
-		early := rd.Flush() // taken before reading: a key frame arriving after the read still ends the pause
 		var err error
-		batch, err = rd.Next(ctx, batch)
+		batch, err = pause.Next(ctx, rd, batch, first) // held up to BatchDelay so the write carries more frames
 		if len(batch) > 0 {
 			if first {
 				rd.Rebase(batch)
@@ -223,7 +222,6 @@ func (h *Handler) stream(reqCtx context.Context, sk sink, rd *hub.Reader, st hub
 		if err != nil {
 			return err
 		}
-		pause.Wait(ctx, early) // the next write carries more frames
 	}
 }
 

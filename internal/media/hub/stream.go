@@ -42,8 +42,9 @@ type Frame struct {
 	// slices point into Tag.
 	AU [][]byte
 
-	seq uint64 // position in the stream's ring
-	cue any    // a KindCue frame's Cue
+	seq     uint64    // position in the stream's ring
+	cue     any       // a KindCue frame's Cue
+	arrived time.Time // when it was appended (Pacer holds from the oldest unsent frame's)
 }
 
 // Tracks describe what a publisher sends.
@@ -101,7 +102,7 @@ type Stream struct {
 	lastDTS   time.Duration // DTS of the newest frame; guarded by mu
 	signal    chan struct{} // closed and replaced on every append; guarded by mu
 	// flush is closed and replaced when a key frame or FlushBytes arrive:
-	// paced writers (Pacer) write at once instead of at their next tick,
+	// paced writers (Pacer) write at once instead of holding frames,
 	// so a GOP's start reaches viewers without the pacing delay while the
 	// small frames in between still go out batched. Guarded by mu.
 	flush     chan struct{}
@@ -154,7 +155,7 @@ func (s *Stream) appendLocked(f *Frame) {
 	if s.gopOK && s.gop < s.tail {
 		s.gopOK = false // the GOP is larger than the ring: no cache until the next key frame
 	}
-	f.seq = s.head
+	f.seq, f.arrived = s.head, time.Now()
 	s.ring[s.head%uint64(s.ringCap)] = f
 	s.head++
 	s.ringBytes += len(f.Tag)

@@ -113,9 +113,8 @@ func (s *Server) servePlay(ctx context.Context, sess *session, rd *hub.Reader, s
 	batch = append(batch, st.Config...)
 	first := true
 	for {
-		early := rd.Flush() // taken before reading: a key frame arriving after the read still ends the pause
 		var err error
-		batch, err = rd.Next(ctx, batch)
+		batch, err = pause.Next(ctx, rd, batch, first) // held up to BatchDelay so the write carries more frames
 		if len(batch) > 0 {
 			if first {
 				rd.Rebase(batch)
@@ -149,6 +148,5 @@ func (s *Server) servePlay(ctx context.Context, sess *session, rd *hub.Reader, s
 		case err != nil:
 			return err
 		}
-		pause.Wait(ctx, early) // the next write carries more frames
 	}
 }
