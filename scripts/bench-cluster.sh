@@ -22,7 +22,7 @@
 # Run it under the bench lock: flock /tmp/roomcast-bench.lock scripts/bench-cluster.sh ...
 #
 # Environment: DURATION (send window, default 20s; QUICK 5s), RATE (20),
-# SENDERS (4), RAMP (connections/s per node, 300), QUIET (background span
+# SENDERS (4), RAMP (connections/s per node, 200), QUIET (background span
 # before the sends, seconds, default = DURATION), REDIS_PORT (16990), HTTP_BASE (18580: node i on HTTP_BASE+i), PG
 # (admin URL, postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable),
 # OUT (results dir, /tmp/roomcast-bench-cluster-<time>), ROOMCAST_BIN (use
@@ -37,7 +37,7 @@ DURATION="${DURATION:-$([ -n "$QUICK" ] && echo 5 || echo 20)}"
 DURATION="${DURATION%s}"
 RATE="${RATE:-20}"
 SENDERS="${SENDERS:-4}"
-RAMP="${RAMP:-300}"
+RAMP="${RAMP:-200}"
 QUIET="${QUIET:-$DURATION}"
 REDIS_PORT="${REDIS_PORT:-16990}"
 HTTP_BASE="${HTTP_BASE:-18580}"
@@ -190,7 +190,7 @@ run_one() { # run_one NODES VIEWERS
 	# Readers: one bench process per node, window ended by SIGINT after the sends.
 	for i in $(seq 0 $((nodes - 1))); do
 		"$BIN" bench ws --url "$(node_url "$i")" --room "$room" --secret "$SECRET" --pid "${NODE_PIDS[$i]}" \
-			--conns "$viewers" --ramp "$RAMP" --allow-gaps --settle 1s --duration 1h --json \
+			--conns "$viewers" --ramp "$RAMP" --timeout 30s --allow-gaps --settle 1s --duration 1h --json \
 			>"$dir/ws-node$i.json" 2>"$dir/ws-node$i.log" &
 		BENCH_PIDS+=($!)
 	done
