@@ -7,19 +7,26 @@
 #             (no video_ms, no archive)
 #   archive   the bench room is live, --record=false (clock + archive, no video)
 #   record    the bench room is live, default --record=true (clock + archive + video)
-# Each runs `bench send --senders 16 --rate 0` (saturating burst) and
-# `bench ws --conns 1000 --send-rate 20` (fan-out). REPS=2 by default.
+# Each runs `bench send --senders 16 --rate 0` (saturating burst),
+# `bench send --senders 16 --rate 2000` (a fixed, realistic busy rate: the ack
+# latency without queueing) and `bench ws --conns 1000 --send-rate 20`
+# (fan-out). REPS=2 by default; CONFIGS picks configurations (default
+# "baseline archive record"); PROFILE=dir saves a 10 s server CPU profile
+# taken during each saturating burst as dir/<config>-<rep>.pprof.
 set -eu
 cd "$(dirname "$0")/.."
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
-go build -o "$T/roomcast" ./cmd/roomcast
-BIN=$T/roomcast
+BIN=${ROOMCAST_BIN:-}
+if [ -z "$BIN" ]; then # ROOMCAST_BIN=path runs a given build instead
+  go build -o "$T/roomcast" ./cmd/roomcast
+  BIN=$T/roomcast
+fi
 S=bench-secret-0123456789
 ffmpeg -hide_banner -loglevel error -y -f lavfi -i testsrc=size=640x360:rate=25 -f lavfi -i sine=frequency=440:sample_rate=44100 \
   -t 20 -c:v libx264 -preset ultrafast -g 50 -b:v 1000k -pix_fmt yuv420p -c:a aac -b:a 64k -f flv "$T/sample.flv"
 run() { # name, server args, room the stream goes to
-  local name=$1 args=$2 sroom=$3 d hp=18700 rp=19700 pid fpid key
+  local name=$1 args=$2 sroom=$3 d hp=18700 rp=19700 pid fpid key ppid
   d=$(mktemp -d -p "$T")
   # shellcheck disable=SC2086
   $BIN serve --http 127.0.0.1:$hp --rtmp 127.0.0.1:$rp --data "$d" --secret $S --admin-key ak --render-budget 0 --rate-limit 0 --log-level warn $args >"$d/log" 2>&1 &
@@ -32,15 +39,28 @@ run() { # name, server args, room the stream goes to
   ffmpeg -hide_banner -loglevel error -re -stream_loop -1 -i "$T/sample.flv" -c copy -f flv "rtmp://127.0.0.1:$rp/live/$key" &
   fpid=$!
   sleep 3
-  echo "=== $name: send"
+  echo "=== $name: send (saturating)"
+  ppid=
+  if [ -n "${PROFILE:-}" ]; then
+    mkdir -p "$PROFILE"
+    (sleep 3; curl -s -H 'Authorization: Bearer ak' "localhost:$hp/debug/pprof/profile?seconds=10" >"$PROFILE/$4.pprof") &
+    ppid=$!
+  fi
   $BIN bench send --url http://127.0.0.1:$hp --room bench --secret $S --senders 16 --rate 0 --duration 15s --pid $pid --progress=false
+  [ -z "$ppid" ] || wait "$ppid"
+  echo "=== $name: send (fixed rate 2000/s)"
+  $BIN bench send --url http://127.0.0.1:$hp --room bench --secret $S --senders 16 --rate 2000 --duration 15s --pid $pid --progress=false
   echo "=== $name: ws"
   $BIN bench ws --url http://127.0.0.1:$hp --room bench --secret $S --conns 1000 --ramp 1000 --send-rate 20 --senders 4 --duration 15s --pid $pid --progress=false
   curl -s localhost:$hp/metrics | grep -E "^roomcast_archive_(written|dropped)_total" || true
   kill $fpid $pid; wait $fpid $pid 2>/dev/null || true
 }
 for rep in $(seq "${REPS:-2}"); do
-  run "[$rep] baseline" "--record=true" other
-  run "[$rep] archive on, recording off" "--record=false" bench
-  run "[$rep] archive and recording on" "--record=true" bench
+  for c in ${CONFIGS:-baseline archive record}; do
+    case $c in
+    baseline) run "[$rep] baseline" "--record=true" other "$c-$rep" ;;
+    archive) run "[$rep] archive on, recording off" "--record=false" bench "$c-$rep" ;;
+    record) run "[$rep] archive and recording on" "--record=true" bench "$c-$rep" ;;
+    esac
+  done
 done

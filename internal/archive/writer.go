@@ -18,7 +18,9 @@ package archive
 import (
 	"context"
 	"fmt"
+	"database/sql"
 	"log/slog"
+	"math/bits"
 	"strconv"
 	"strings"
 	"sync"
@@ -92,6 +94,8 @@ type Archive struct {
 	likes   map[string]*likeSum // session → likes since the last summary; guarded by likeMu
 	likeIDs atomic.Uint64
 	node    string // prefix of like summary ids, unique per process
+
+	ins stmts // owned by the writer goroutine (run)
 }
 
 // likeSum is the likes of one session since its last summary.
@@ -214,6 +218,7 @@ func (a *Archive) Close(ctx context.Context) error {
 // backoff until it succeeds or Close gives up.
 func (a *Archive) run() {
 	defer close(a.done)
+	defer a.closeStmts()
 	batch := make([]entry, 0, a.cfg.Batch)
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
@@ -301,35 +306,112 @@ func (a *Archive) writeRetrying(batch []entry) bool {
 
 const cols = 8
 
-func (a *Archive) write(batch []entry) error {
+// insertRows is the most rows one INSERT statement carries: 8 columns each,
+// 1,600 placeholders, within every dialect's limit (SQLite 32,766,
+// PostgreSQL and MySQL 65,535).
+const insertRows = 200
+
+// stmts caches the prepared multi-row INSERTs, one per row count in
+// {insertRows, 128, 64, …, 1}: a batch is written as full statements of
+// insertRows and the binary decomposition of the rest, so at most nine
+// statements are ever prepared and none is prepared per batch. Owned by
+// the writer goroutine.
+type stmts struct {
+	byRows map[int]*sql.Stmt
+	args   []any // reused across batches
+}
+
+func (a *Archive) stmt(ctx context.Context, rows int) (*sql.Stmt, error) {
+	if s := a.ins.byRows[rows]; s != nil {
+		return s, nil
+	}
 	var b strings.Builder
 	b.WriteString(`INSERT INTO archive (session_id, msg_id, room, seq, video_ms, ts, kind, body) VALUES `)
-	args := make([]any, 0, len(batch)*cols)
-	for i, e := range batch {
+	for i := range rows {
 		if i > 0 {
 			b.WriteByte(',')
 		}
 		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?)")
-		var vms int64
-		if e.m.VideoMS != nil {
-			vms = *e.m.VideoMS
-		}
-		args = append(args, e.session, e.m.ID, e.m.Room, int64(e.m.Seq), vms, e.m.TS, string(e.m.Kind), string(e.m.Encoded()))
 	}
+	s, err := a.st.Prepare(ctx, a.st.InsertIgnoreRaw(b.String()))
+	if err != nil {
+		return nil, fmt.Errorf("archive: prepare insert: %w", err)
+	}
+	if a.ins.byRows == nil {
+		a.ins.byRows = map[int]*sql.Stmt{}
+	}
+	a.ins.byRows[rows] = s
+	return s, nil
+}
+
+// chunk is how many of rest rows the next INSERT carries: insertRows, or
+// for fewer the largest power of two.
+func chunk(rest int) int {
+	if rest >= insertRows {
+		return insertRows
+	}
+	return 1 << (bits.Len(uint(rest)) - 1)
+}
+
+// closeStmts releases the prepared statements (the writer has stopped).
+func (a *Archive) closeStmts() {
+	for _, s := range a.ins.byRows {
+		s.Close()
+	}
+	a.ins.byRows = nil
+}
+
+// write inserts batch in one transaction with cached prepared statements.
+func (a *Archive) write(batch []entry) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := a.st.Exec(ctx, a.st.InsertIgnoreRaw(b.String()), args...); err != nil {
-		return err
+	// Prepare first: on SQLite the transaction holds the only connection.
+	var parts []*sql.Stmt
+	for rest := len(batch); rest > 0; {
+		n := chunk(rest)
+		s, err := a.stmt(ctx, n)
+		if err != nil {
+			return err
+		}
+		parts = append(parts, s)
+		rest -= n
+	}
+	tx, err := a.st.DB().BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("archive: begin: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
+	rest := batch
+	for _, s := range parts {
+		n := chunk(len(rest))
+		args := a.ins.args[:0]
+		for _, e := range rest[:n] {
+			var vms int64
+			if e.m.VideoMS != nil {
+				vms = *e.m.VideoMS
+			}
+			args = append(args, e.session, e.m.ID, e.m.Room, int64(e.m.Seq), vms, e.m.TS, string(e.m.Kind), string(e.m.Encoded()))
+		}
+		_, err := tx.StmtContext(ctx, s).ExecContext(ctx, args...)
+		clear(args)
+		a.ins.args = args[:0]
+		if err != nil {
+			return fmt.Errorf("archive: insert: %w", err)
+		}
+		rest = rest[n:]
 	}
 	// A retracted message leaves the replay too (the retract itself stays,
 	// as it does in the live stream). Deleting is idempotent, so a retried
 	// batch is harmless.
 	for _, e := range batch {
 		if e.m.Kind == message.KindRetract && e.m.Ref != "" {
-			if _, err := a.st.Exec(ctx, `DELETE FROM archive WHERE session_id = ? AND msg_id = ?`, e.session, e.m.Ref); err != nil {
-				return err
+			if _, err := tx.ExecContext(ctx, a.st.Rebind(`DELETE FROM archive WHERE session_id = ? AND msg_id = ?`), e.session, e.m.Ref); err != nil {
+				return fmt.Errorf("archive: retract: %w", err)
 			}
 		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("archive: commit: %w", err)
 	}
 	return nil
 }

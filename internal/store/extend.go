@@ -64,3 +64,9 @@ func (s *Store) Query(ctx context.Context, q string, args ...any) (*sql.Rows, er
 func (s *Store) QueryRow(ctx context.Context, q string, args ...any) *sql.Row {
 	return s.db.QueryRowContext(ctx, s.q(q), args...)
 }
+
+// Prepare prepares q (with ? placeholders) for repeated use; the caller
+// closes the statement.
+func (s *Store) Prepare(ctx context.Context, q string) (*sql.Stmt, error) {
+	return s.db.PrepareContext(ctx, s.q(q))
+}
