@@ -17,8 +17,8 @@ package archive
 
 import (
 	"context"
-	"fmt"
 	"database/sql"
+	"fmt"
 	"log/slog"
 	"math/bits"
 	"strconv"
