@@ -80,6 +80,7 @@ type Archive struct {
 	// Static after construction.
 	cfg  Config
 	st   *store.Store
+	side *store.Store // the writer's (store.Side): its transactions never hold st's connection
 	log  *slog.Logger
 	met  Metrics
 	q    chan entry
@@ -143,6 +144,11 @@ func New(ctx context.Context, cfg Config, st *store.Store, reg prometheus.Regist
 			}
 		}
 	}
+	side, err := st.Side()
+	if err != nil {
+		return nil, err
+	}
+	a.side = side
 	go a.run()
 	return a, nil
 }
@@ -218,7 +224,12 @@ func (a *Archive) Close(ctx context.Context) error {
 // backoff until it succeeds or Close gives up.
 func (a *Archive) run() {
 	defer close(a.done)
-	defer a.closeStmts()
+	defer func() {
+		a.closeStmts()
+		if a.side != a.st {
+			a.side.Close()
+		}
+	}()
 	batch := make([]entry, 0, a.cfg.Batch)
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
@@ -333,7 +344,7 @@ func (a *Archive) stmt(ctx context.Context, rows int) (*sql.Stmt, error) {
 		}
 		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?)")
 	}
-	s, err := a.st.Prepare(ctx, a.st.InsertIgnoreRaw(b.String()))
+	s, err := a.side.Prepare(ctx, a.side.InsertIgnoreRaw(b.String()))
 	if err != nil {
 		return nil, fmt.Errorf("archive: prepare insert: %w", err)
 	}
@@ -376,7 +387,7 @@ func (a *Archive) write(batch []entry) error {
 		parts = append(parts, s)
 		rest -= n
 	}
-	tx, err := a.st.DB().BeginTx(ctx, nil)
+	tx, err := a.side.DB().BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("archive: begin: %w", err)
 	}

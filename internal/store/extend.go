@@ -70,3 +70,21 @@ func (s *Store) QueryRow(ctx context.Context, q string, args ...any) *sql.Row {
 func (s *Store) Prepare(ctx context.Context, q string) (*sql.Stmt, error) {
 	return s.db.PrepareContext(ctx, s.q(q))
 }
+
+// Side returns a store for a background writer (the danmaku archive) whose
+// transactions must never make this store's queries wait. On SQLite it is a
+// second connection to the same database: in WAL mode this store's reads
+// proceed beside the writer's transaction, and a write of either waits for
+// the other's commit (busy_timeout). On PostgreSQL and MySQL, pools already,
+// it is s itself. The caller closes a side that is not s.
+func (s *Store) Side() (*Store, error) {
+	if s.dialect != sqlite {
+		return s, nil
+	}
+	db, err := sql.Open("sqlite", s.dsn)
+	if err != nil {
+		return nil, fmt.Errorf("store: side connection: %w", err)
+	}
+	db.SetMaxOpenConns(1)
+	return &Store{db: db, dialect: sqlite, dsn: s.dsn}, nil
+}

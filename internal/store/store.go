@@ -41,6 +41,7 @@ type Store struct {
 	// dupAnchor, set by migrate, is an anchor that already had two rooms
 	// when the unique index was to be made ("" when the index exists).
 	dupAnchor string
+	dsn       string // SQLite: how to open another connection (Side)
 }
 
 type dialect int
@@ -63,7 +64,7 @@ func OpenSQLite(dir string) (*Store, error) {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	db.SetMaxOpenConns(1) // SQLite has one writer; one connection avoids SQLITE_BUSY
-	s := &Store{db: db, dialect: sqlite}
+	s := &Store{db: db, dialect: sqlite, dsn: dsn}
 	if err := s.migrate(context.Background()); err != nil {
 		db.Close()
 		return nil, err
