@@ -76,9 +76,10 @@ type QuizAnswers interface {
 	Answer(ctx context.Context, user, id string, n, option int) ([]byte, error)
 	// Grab is the red-packet grab (issue 13; the grab frames).
 	Grab(ctx context.Context, user, id string, k int) (quiz.GrabResult, error)
-	// Throttled reports whether Grab would turn any valid grab away now
-	// (the node's token bucket is empty), taking nothing.
-	Throttled() bool
+	// Admit takes a grab's token from the node's bucket (false: Grab would
+	// answer throttled); GrabAdmitted is Grab for an admitted grab.
+	Admit() bool
+	GrabAdmitted(ctx context.Context, user, id string, k int) (quiz.GrabResult, error)
 }
 
 // Quiz is what the HTTP routes need of the quiz (*quiz.Service).

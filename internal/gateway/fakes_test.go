@@ -292,7 +292,10 @@ func (fakeQuiz) Grab(context.Context, string, string, int) (quiz.GrabResult, err
 	return quiz.GrabResult{}, errNoQuiz
 }
 func (fakeQuiz) Rain(context.Context, string, int) (*quiz.RainView, error) { return nil, errNoQuiz }
-func (q fakeQuiz) Throttled() bool                                         { return q.throttled != nil && q.throttled.Load() }
+func (q fakeQuiz) Admit() bool                                             { return q.throttled == nil || !q.throttled.Load() }
+func (fakeQuiz) GrabAdmitted(context.Context, string, string, int) (quiz.GrabResult, error) {
+	return quiz.GrabResult{}, errs.New(errs.NotFound, "no such activity (admitted)")
+}
 
 const adminKey = "ak_test"
 

@@ -114,6 +114,9 @@ func (g *WSHandler) grabOn(st *wsState, activity string, k int) (quiz.GrabResult
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	if st.admitted.Swap(false) {
+		return g.quiz.GrabAdmitted(ctx, user, activity, k)
+	}
 	return g.quiz.Grab(ctx, user, activity, k)
 }
 
@@ -149,23 +152,26 @@ func sendGrabOK(c *ws.Conn, id, activity string, rain int, res quiz.GrabResult) 
 	_ = c.SendText(append(b, '}'))
 }
 
-// OnMessageInline implements ws.InlineHandler: a JSON grab that the
-// node's token bucket turns away is answered on the poller goroutine, in
-// microseconds, with the answer OnMessage would give (the same checks
-// first; anything else is left to OnMessage).
+// OnMessageInline implements ws.InlineHandler: a grab (JSON or protobuf)
+// takes its token from the node's bucket on the poller goroutine, after
+// the same checks grabOn makes. Turned away, it is answered there, in
+// microseconds, as Grab would answer it; admitted, it goes on to OnMessage
+// (which takes no second token: st.admitted). Anything else is left to
+// OnMessage.
 func (g *WSHandler) OnMessageInline(c *ws.Conn, data []byte) bool {
 	st, _ := c.Value().(*wsState)
-	if st == nil || !g.quiz.Throttled() {
+	if st == nil {
 		return false
 	}
 	if st.enc == fanout.Proto {
 		return g.protoGrabInline(c, st, data)
 	}
 	var f fastFrame
-	if !f.parse(data) || f.typ != "grab" || !f.hasRain || !validGrab(f.activity, f.rain) {
+	if !f.parse(data) || f.typ != "grab" || !f.hasRain || !validGrab(f.activity, f.rain) || !st.hasUser() {
 		return false
 	}
-	if !st.hasUser() {
+	if g.quiz.Admit() {
+		st.admitted.Store(true)
 		return false
 	}
 	if len(f.id) > 64 {
@@ -177,7 +183,7 @@ func (g *WSHandler) OnMessageInline(c *ws.Conn, data []byte) bool {
 }
 
 // protoGrabInline is OnMessageInline for protobuf: a message of one grab
-// REQUEST frame, answered with the GrabAck onProtoGrab would send.
+// REQUEST frame, refused with the GrabAck onProtoGrab would send.
 func (g *WSHandler) protoGrabInline(c *ws.Conn, st *wsState, data []byte) bool {
 	n, k := protowire.ConsumeVarint(data)
 	if k < 0 || n != uint64(len(data)-k) || (g.maxFrame > 0 && n > uint64(g.maxFrame)) {
@@ -187,6 +193,10 @@ func (g *WSHandler) protoGrabInline(c *ws.Conn, st *wsState, data []byte) bool {
 	var body pb.GrabRequest
 	if proto.Unmarshal(data[k:], &f) != nil || f.Kind != wire.Request || f.Type != wire.TypeGrab ||
 		proto.Unmarshal(f.Body, &body) != nil || !validGrab(body.Activity, int(body.Rain)) || !st.hasUser() {
+		return false
+	}
+	if g.quiz.Admit() {
+		st.admitted.Store(true)
 		return false
 	}
 	g.frames.grab.Inc()

@@ -53,6 +53,9 @@ type wsState struct {
 	move     string
 	epoch    string
 	hasEpoch bool
+	// admitted: the grab OnMessage handles next took its token from the
+	// bucket in OnMessageInline (rain.go).
+	admitted atomic.Bool
 }
 
 // OriginPolicy is the WebSocket origin check for origins (the --origins

@@ -142,7 +142,8 @@ func BenchmarkFrameDecode(b *testing.B) {
 // TestWebSocketGrabThrottledInline: while the node's bucket is empty a
 // valid grab is answered "throttled" (on the poller goroutine), and the
 // rest is answered as before: an invalid grab by its error, an anonymous
-// one by unauthorized, and with tokens again the grab reaches the quiz.
+// one by unauthorized, and with tokens again the grab reaches the quiz,
+// admitted.
 func TestWebSocketGrabThrottledInline(t *testing.T) {
 	r := newRig(t, nil)
 	c := r.dial(t, "room=a&token="+r.token(t, "u1", auth.RoleViewer, 1), nil)
@@ -176,8 +177,11 @@ func TestWebSocketGrabThrottledInline(t *testing.T) {
 		t.Fatalf("rain 20: %v", m)
 	}
 	r.quiz.throttled.Store(false)
-	if m := grab(`{"type":"grab","id":"g3","activity":"qa","rain":0}`); m["type"] != "error" || m["id"] != "g3" {
-		t.Fatalf("unthrottled grab reaches the (empty) quiz: %v", m)
+	// Admitted on the poller, the grab reaches the quiz as admitted (no
+	// second token).
+	if m := grab(`{"type":"grab","id":"g3","activity":"qa","rain":0}`); m["type"] != "error" || m["id"] != "g3" ||
+		m["error"].(map[string]any)["message"] != "no such activity (admitted)" {
+		t.Fatalf("unthrottled grab reaches the (empty) quiz admitted: %v", m)
 	}
 	r.quiz.throttled.Store(true)
 	anon := r.dial(t, "room=a", nil)

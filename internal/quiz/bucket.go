@@ -46,14 +46,3 @@ func (b *Bucket) Allow() bool {
 		}
 	}
 }
-
-// Refuses reports whether a grab now would be turned away, without taking
-// anything: the refusal Allow would make, for callers that answer it
-// before deciding where to run the rest.
-func (b *Bucket) Refuses() bool {
-	if b.interval == 0 {
-		return false
-	}
-	now := b.now()
-	return max(b.tat.Load(), now)+b.interval-now > b.burst
-}

@@ -124,10 +124,10 @@ func (s *Service) StartRain(ctx context.Context, c Caller, id string, k int) (*R
 	return s.rainView(a, k, l), nil
 }
 
-// Throttled reports whether this node's token bucket would turn a grab
-// away now (Grab's answer would be ReasonThrottled for any valid grab of a
-// known user); it takes nothing from the bucket.
-func (s *Service) Throttled() bool { return s.bucket.Refuses() }
+// Admit takes a token from this node's bucket for one grab: false means
+// Grab would answer ReasonThrottled now. A caller that got true hands the
+// grab to GrabAdmitted, which takes no second token.
+func (s *Service) Admit() bool { return s.bucket.Allow() }
 
 // Grab takes a packet of rain k for user, after this node's token bucket.
 func (s *Service) Grab(ctx context.Context, user, id string, k int) (GrabResult, error) {
@@ -136,6 +136,14 @@ func (s *Service) Grab(ctx context.Context, user, id string, k int) (GrabResult,
 	}
 	if !s.bucket.Allow() {
 		return GrabResult{Reason: ReasonThrottled}, nil
+	}
+	return s.GrabAdmitted(ctx, user, id, k)
+}
+
+// GrabAdmitted is Grab for a grab already admitted by Admit.
+func (s *Service) GrabAdmitted(ctx context.Context, user, id string, k int) (GrabResult, error) {
+	if user == "" {
+		return GrabResult{}, errs.New(errs.Unauthorized, "grabbing needs a user token")
 	}
 	a, err := s.activity(ctx, id)
 	if err != nil {
