@@ -32,12 +32,13 @@ func (t *Memory) AppendBatch(ctx context.Context, msgs []*message.Message) (errs
 
 // appendBatchScript stores a batch of one room's messages in one call
 // (group commit, R12) with a fixed number of commands whatever its size:
-// GET the epoch, one HMGET of the batch's dedupe keys in the current
+// MGET the epoch and the minute, one HMGET of the batch's dedupe keys in the current
 // bucket, one INCRBY for the new seqs, one XADD of all of them (one per
 // maxEntry messages), an HSET of the new dedupe keys into each of the two
 // buckets, one SPUBLISH of the whole batch ("<epoch> <json>\n<json>…", which
-// the bus splits); once a minute a SET of the epoch's minute and a PEXPIRE
-// of the stream. KEYS[1] counter, KEYS[2] stream, KEYS[3] epoch, KEYS[4]
+// the bus splits); once a minute a SET of the minute and a PEXPIRE
+// of the stream. KEYS[1] counter, KEYS[2] stream, KEYS[3] epoch, KEYS[6] the
+// minute of the stream's last TTL refresh (read with the epoch: one MGET), KEYS[4]
 // and KEYS[5] the current and next dedupe buckets. ARGV[1] n, ARGV[2] max
 // count, ARGV[3] the minute (Unix ms / 60000), ARGV[4] stream TTL (ms),
 // ARGV[5] channel, ARGV[6] a fresh epoch, ARGV[7] and ARGV[8] the buckets'
@@ -47,8 +48,8 @@ func (t *Memory) AppendBatch(ctx context.Context, msgs []*message.Message) (errs
 // the new seq and "".
 var appendBatchScript = rueidis.NewLuaScript(`
 local n, B = tonumber(ARGV[1]), 9
-local ev = redis.call('GET', KEYS[3])
-local epoch = ev and string.match(ev, '^%S+')
+local et = redis.call('MGET', KEYS[3], KEYS[6])
+local epoch, minute = et[1] and string.match(et[1], '^%S+'), et[2]
 local dkeys, known = {}, {}
 for i = 1, n do
   local k = ARGV[B + i * 5]
@@ -77,7 +78,8 @@ local seq = 0
 if fresh > 0 then
   seq = redis.call('INCRBY', KEYS[1], fresh) - fresh
   if seq == 0 or not epoch then
-    epoch, ev = ARGV[6], nil
+    epoch, minute = ARGV[6], nil
+    redis.call('SET', KEYS[3], epoch)
     redis.call('DEL', KEYS[4], KEYS[5])
     if seq == 0 then redis.call('DEL', KEYS[2]) end
   end
@@ -131,8 +133,8 @@ if #hs > 0 then
     end
   end
 end
-if ev ~= epoch .. ' ' .. ARGV[3] then
-  redis.call('SET', KEYS[3], epoch .. ' ' .. ARGV[3])
+if minute ~= ARGV[3] then
+  redis.call('SET', KEYS[6], ARGV[3])
   redis.call('PEXPIRE', KEYS[2], ARGV[4])
 end
 redis.call('SPUBLISH', ARGV[5], epoch .. ' ' .. all)

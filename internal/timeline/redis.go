@@ -21,9 +21,9 @@ import (
 // one Redis Cluster shard:
 //
 //	PREFIX{room}:s       counter: the room's last assigned seq (never expires)
-//	PREFIX{room}:e       "<epoch> <minute>": the epoch of that counter (issue 8;
-//	                     never expires) and the minute the stream's TTL was last
-//	                     refreshed (a bare "<epoch>" is fine: it is refreshed next)
+//	PREFIX{room}:e       the epoch of that counter (issue 8; never expires)
+//	PREFIX{room}:t       the minute the stream's TTL was last refreshed (read
+//	                     with the epoch in one MGET; never expires)
 //	PREFIX{room}:x       stream: one entry per append call (group commit,
 //	                     issue 14), id "<seq of its first message>-0", fields
 //	                     t (newest ts, Unix ms), n (message count) and m (the
@@ -36,7 +36,7 @@ import (
 //
 // An append is one Lua script (R11) for a batch of messages (group commit,
 // issue 14; Append is a batch of one), costing Redis a fixed number of
-// commands per call, not per message: GET the epoch, HMGET the batch's
+// commands per call, not per message: MGET the epoch (and the minute), HMGET the batch's
 // dedupe keys (if any), INCRBY the counter once (a counter that starts again
 // at 1 gets a new epoch and an empty stream: Redis lost the room), one XADD
 // of the whole batch trimmed by MINID to about MaxCount messages, HSET the
@@ -92,12 +92,12 @@ func RedisChannel(prefix, room string) string { return prefix + "{" + room + "}:
 // entry holding the oldest retained message is never cut.
 const maxEntry = 256
 
-// keys are the room's counter, stream and epoch, then the dedupe buckets
-// of now (see dedupeBuckets).
+// keys are the room's counter, stream and epoch, the dedupe buckets of now
+// (see dedupeBuckets) and the minute of the stream's last TTL refresh.
 func (t *Redis) keys(room string, now time.Time) []string {
 	base := t.cfg.Prefix + "{" + room + "}"
 	cur, next := dedupeBuckets(now)
-	return []string{base + ":s", base + ":x", base + ":e", base + ":D:" + strconv.FormatInt(cur, 10), base + ":D:" + strconv.FormatInt(next, 10)}
+	return []string{base + ":s", base + ":x", base + ":e", base + ":D:" + strconv.FormatInt(cur, 10), base + ":D:" + strconv.FormatInt(next, 10), base + ":t"}
 }
 
 // dedupeBuckets: an acknowledgement remembered at now goes into two hashes,
@@ -222,8 +222,8 @@ func parseAck(raw string) (Ack, error) {
 	return Ack{Seq: seq, TS: ts, Priority: prio, ID: f[3]}, nil
 }
 
-// epochOf is the epoch in the value of a room's epoch name ("<epoch>
-// <minute>", or a bare "<epoch>" written by an older node or Rotate).
+// epochOf is the epoch in the value of a room's epoch name: "<epoch>", or
+// "<epoch> <minute>" as a build of 2026-12-01 (1a5db7e) wrote it.
 func epochOf(v string) string {
 	e, _, _ := strings.Cut(v, " ")
 	return e
