@@ -205,7 +205,7 @@ func TestUserScopeAndBroadcast(t *testing.T) {
 }
 
 func waitText(ctx context.Context, c *wsClient, text string) bool {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second) // a bound for a loaded machine, not a speed check
 	defer cancel()
 	for {
 		f, err := c.next(ctx, "batch")
