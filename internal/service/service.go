@@ -208,26 +208,23 @@ func (s *Service) send(ctx context.Context, id Identity, roomID string, req *mes
 		return Result{}, err
 	}
 	user := id.Claims.Sub
+	// A repeat (same client_msg_id) is answered with the first send's ack
+	// by the append itself, atomically (timeline.ErrDuplicate below), so a
+	// send costs no separate look-up (issue 14: none per message in Redis).
+	// Only a repeat the checks would turn away — a mute or the rate limit
+	// that came after the first send was stored — is looked up (refused).
 	dedupe := dedupeKey(user, req)
-	if dedupe != "" { // a repeat gets the first send's ack, before rate limits count it again
-		if ack, ok, err := s.tl.Recall(ctx, roomID, dedupe); err != nil {
-			return Result{}, unavailable(err)
-		} else if ok {
-			return Result{Msg: &message.Message{Seq: ack.Seq, ID: ack.ID, Room: roomID, Kind: req.Kind, Scope: message.ScopeRoom,
-				TS: ack.TS, Priority: ack.Priority, Epoch: ack.Epoch}, Duplicate: true}, nil
-		}
-	}
 	privileged := id.role() == message.RoleAdmin
 	if !privileged {
 		if kicked, err := s.mod.Kicked(ctx, roomID, user); err != nil {
 			return Result{}, unavailable(err)
 		} else if kicked {
-			return Result{}, errs.New(errs.Kicked, "you were removed from this room")
+			return s.refused(ctx, roomID, dedupe, req.Kind, errs.New(errs.Kicked, "you were removed from this room"))
 		}
 		if muted, err := s.mod.Muted(ctx, roomID, user); err != nil {
 			return Result{}, unavailable(err)
 		} else if muted {
-			return Result{}, errs.New(errs.Muted, "you are muted in this room")
+			return s.refused(ctx, roomID, dedupe, req.Kind, errs.New(errs.Muted, "you are muted in this room"))
 		}
 	}
 	sender := message.Sender{User: message.User{ID: user, Name: id.Claims.Name, Level: id.Claims.Level}, Role: id.role(), Owner: r.AnchorID == user}
@@ -251,7 +248,7 @@ func (s *Service) send(ctx context.Context, id Identity, roomID string, req *mes
 		if !ok {
 			e := errs.New(errs.RateLimited, "too many messages; slow down")
 			e.RetryAfterMS = max(1, wait.Milliseconds())
-			return Result{}, e
+			return s.refused(ctx, roomID, dedupe, req.Kind, e)
 		}
 	}
 	m.ID = s.newID()
@@ -272,6 +269,24 @@ func (s *Service) send(ctx context.Context, id Identity, roomID string, req *mes
 		return Result{Msg: m, Likes: total}, nil
 	}
 	return s.deliver(ctx, m, req.VideoMS)
+}
+
+// refused answers a send the checks turned away with refusal, unless it
+// repeats (dedupe) a send that was stored: then it gets that send's ack, as
+// a repeat that passed the checks does from the append.
+func (s *Service) refused(ctx context.Context, roomID, dedupe string, kind message.Kind, refusal error) (Result, error) {
+	if dedupe == "" {
+		return Result{}, refusal
+	}
+	ack, ok, err := s.tl.Recall(ctx, roomID, dedupe)
+	if err != nil {
+		return Result{}, unavailable(err)
+	}
+	if !ok {
+		return Result{}, refusal
+	}
+	return Result{Msg: &message.Message{Seq: ack.Seq, ID: ack.ID, Room: roomID, Kind: kind, Scope: message.ScopeRoom,
+		TS: ack.TS, Priority: ack.Priority, Epoch: ack.Epoch}, Duplicate: true}, nil
 }
 
 // deliver stores and publishes m according to its scope.

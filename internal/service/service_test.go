@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -87,8 +88,9 @@ func (a *archive) Like(session, room string, ms, total int64) {
 }
 
 type rig struct {
-	svc  *Service
-	tl   *timeline.Memory
+	svc     *Service
+	tl      *timeline.Memory
+	recalls *recallCounter
 	bus  *bus.Memory
 	mod  *moderation.Memory
 	feed *feed
@@ -106,7 +108,8 @@ func newRig(t *testing.T, cfg Config, rate int) *rig {
 		"b":    {ID: "b", AnchorID: "anchor-b"},
 		"live": {ID: "live", AnchorID: "anchor-live"},
 	}
-	svc, err := New(cfg, Deps{Rooms: rooms, Timeline: r.tl, Bus: r.bus, Likes: likes.NewMemory(), Mod: r.mod,
+	r.recalls = &recallCounter{Memory: r.tl}
+	svc, err := New(cfg, Deps{Rooms: rooms, Timeline: r.recalls, Bus: r.bus, Likes: likes.NewMemory(), Mod: r.mod,
 		Filter: moderation.NewFilter("badword", false), Gifts: message.NewCatalogue(nil), Metrics: metrics.New(),
 		Presence: r.feed, Clock: clock{ms: 5000}, Archive: r.arch})
 	if err != nil {
@@ -371,4 +374,65 @@ func TestCloseIsIdempotent(t *testing.T) {
 	r := newRig(t, Config{}, 100)
 	r.svc.Close()
 	r.svc.Close()
+}
+
+// recallCounter counts the service's separate duplicate look-ups.
+type recallCounter struct {
+	*timeline.Memory
+	n atomic.Int64
+}
+
+func (c *recallCounter) Recall(ctx context.Context, room, key string) (timeline.Ack, bool, error) {
+	c.n.Add(1)
+	return c.Memory.Recall(ctx, room, key)
+}
+
+// TestRepeatGetsTheFirstAck (issues 8 and 14): a send repeated with its
+// client_msg_id gets the first send's ack — from the append itself when the
+// repeat passes the checks (no separate look-up: none per message), and
+// from a look-up when a check would now turn it away (the rate limit the
+// first send used up, a mute that came after it). A new send is refused.
+func TestRepeatGetsTheFirstAck(t *testing.T) {
+	r := newRig(t, Config{}, 2)
+	ctx := context.Background()
+	send := func(id string) (Result, error) {
+		return r.svc.Send(ctx, viewer("u1"), "a", &message.Request{Kind: message.KindChat, Text: "hi " + id, ClientMsgID: id})
+	}
+	first, err := send("c1")
+	if err != nil || first.Duplicate {
+		t.Fatalf("first send: %+v %v", first, err)
+	}
+	again, err := send("c1") // passes the rate limit (its second token): the append answers
+	if err != nil || !again.Duplicate || again.Msg.Seq != first.Msg.Seq || again.Msg.ID != first.Msg.ID {
+		t.Fatalf("repeat: %+v %v, first %+v", again, err, first.Msg)
+	}
+	if n := r.recalls.n.Load(); n != 0 {
+		t.Fatalf("%d separate look-ups for sends the checks let through", n)
+	}
+	limited, err := send("c1") // the bucket is empty now: looked up, answered
+	if err != nil || !limited.Duplicate || limited.Msg.Seq != first.Msg.Seq || limited.Msg.ID != first.Msg.ID {
+		t.Fatalf("repeat over the rate limit: %+v %v", limited, err)
+	}
+	if _, err := send("c2"); testutil.ErrCode(err) != errs.RateLimited {
+		t.Fatalf("a new send over the rate limit: %v", err)
+	}
+	if err := r.svc.Mute(ctx, admin, "a", "u1", 0); err != nil {
+		t.Fatal(err)
+	}
+	muted, err := send("c1")
+	if err != nil || !muted.Duplicate || muted.Msg.Seq != first.Msg.Seq {
+		t.Fatalf("repeat after a mute: %+v %v", muted, err)
+	}
+	if _, err := send("c3"); testutil.ErrCode(err) != errs.Muted {
+		t.Fatalf("a new send while muted: %v", err)
+	}
+	n := 0
+	for _, m := range r.messages(t, "a") {
+		if m.Kind == message.KindChat {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d chat messages stored, want 1", n)
+	}
 }
