@@ -294,7 +294,7 @@ func (c *wsClient) handle(p []byte) {
 		}
 		return
 	}
-	if scanFrame(p, fi) != nil {
+	if decodeJSONFrame(p, fi) != nil {
 		r.badFrames.Add(1)
 		return
 	}
