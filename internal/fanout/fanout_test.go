@@ -166,7 +166,7 @@ func BenchmarkTickFanout(b *testing.B) {
 	for b.Loop() {
 		r.append(b, "big", message.KindChat, 100)
 		r.append(b, "big", message.KindGift, 600)
-		r.node.tick(time.Now(), false)
+		r.node.tick(time.Now(), false, false)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*conns*2), "ns/delivery")
 }
@@ -198,18 +198,20 @@ func TestFanoutPathAllocs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	r.node.tick(time.Now(), false) // build the snapshot
+	r.node.tick(time.Now(), false, false) // build the snapshot
 	allocs := testing.AllocsPerRun(20, func() {
 		r.append(t, "big", message.KindChat, 100)
-		r.node.tick(time.Now(), false)
+		r.node.tick(time.Now(), false, false)
 	})
 	if allocs > 40 { // per tick, independent of the 1,000 connections
 		t.Fatalf("%.0f allocations per tick for 1,000 connections", allocs)
 	}
 }
 
-// TestBigRoomMergeWindow: a room with BigRoom viewers is dispatched every
-// BigTick, so each write carries more messages; a small room every Tick.
+// TestBigRoomMergeWindow: a small room is dispatched at every tick; a room
+// with BigRoom viewers once BigTick has passed since its first pending
+// message arrived (and not at a big-only tick before that), so each write
+// carries more messages; tick reports the big room's deadline meanwhile.
 func TestBigRoomMergeWindow(t *testing.T) {
 	r := newRig(t, Config{Tick: time.Hour, BigRoom: 2, BigTick: 3 * time.Hour})
 	ctx := context.Background()
@@ -224,10 +226,13 @@ func TestBigRoomMergeWindow(t *testing.T) {
 		t.Fatal(err)
 	}
 	base, smallBase := big[0].n.Load(), small.n.Load()
-	for i := 1; i <= 3; i++ {
+	// Messages arrive now (the node's clock); ticks are given later times.
+	t0 := time.Now()
+	for i, at := range []time.Duration{time.Hour, 2 * time.Hour, 3*time.Hour + time.Minute} {
+		i++
 		r.append(t, "big", message.KindChat, 100)
 		r.append(t, "small", message.KindChat, 100)
-		r.node.tick(time.Now(), false)
+		next := r.node.tick(t0.Add(at), false, false)
 		got := big[0].n.Load() - base
 		if want := int64(i / 3); got != want {
 			t.Fatalf("after tick %d the big room sent %d batches, want %d", i, got, want)
@@ -235,6 +240,28 @@ func TestBigRoomMergeWindow(t *testing.T) {
 		if got := small.n.Load() - smallBase; got != int64(i) {
 			t.Fatalf("after tick %d the small room sent %d batches", i, got)
 		}
+		if i < 3 && (next.Before(t0.Add(3*time.Hour)) || next.After(time.Now().Add(3*time.Hour))) {
+			t.Fatalf("tick %d: next deadline %v, want 3h after the first pending message", i, next.Sub(t0))
+		}
+	}
+	// The next message opens a new merge window: a big-only tick before its
+	// deadline sends nothing (nor does it dispatch the small room), one after does.
+	r.append(t, "big", message.KindChat, 100)
+	r.append(t, "small", message.KindChat, 100)
+	if next := r.node.tick(t0.Add(2*time.Hour), false, true); next.IsZero() {
+		t.Fatal("no deadline for the waiting big room")
+	}
+	if got := big[0].n.Load() - base; got != 1 {
+		t.Fatalf("big-only tick before the deadline: %d batches", got)
+	}
+	if got := small.n.Load() - smallBase; got != 3 {
+		t.Fatalf("a big-only tick dispatched the small room (%d batches)", got)
+	}
+	if next := r.node.tick(t0.Add(3*time.Hour+time.Minute), false, true); !next.IsZero() {
+		t.Fatalf("deadline %v left after the big room was due", next)
+	}
+	if got := big[0].n.Load() - base; got != 2 {
+		t.Fatalf("big-only tick after the deadline: %d batches, want 2", got)
 	}
 }
 
@@ -273,7 +300,7 @@ func TestAttachAheadOfDispatch(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		r.append(t, "f", message.KindChat, 100)
 	}
-	r.node.tick(time.Now(), false)
+	r.node.tick(time.Now(), false, false)
 	r.append(t, "f", message.KindChat, 100) // 4 and 5: stored, not yet dispatched here
 	r.append(t, "f", message.KindChat, 100)
 	at5, at4 := &countSink{keep: true}, &countSink{keep: true}
@@ -288,9 +315,9 @@ func TestAttachAheadOfDispatch(t *testing.T) {
 	if at5.n.Load() != 0 {
 		t.Fatal("a client ahead of the hub must wait")
 	}
-	r.node.tick(time.Now(), false)
+	r.node.tick(time.Now(), false, false)
 	r.append(t, "f", message.KindChat, 100)
-	r.node.tick(time.Now(), false)
+	r.node.tick(time.Now(), false, false)
 	if got := fmt.Sprint(at5.seqs(t)); got != "[6]" {
 		t.Fatalf("client at 5 got %s, want [6]", got)
 	}

@@ -42,6 +42,7 @@ type Hub struct {
 	mu            sync.Mutex
 	win           *window                     // guarded by mu
 	pending       []*message.Message          // arrived, not yet dispatched; guarded by mu
+	pendingSince  time.Time                   // when pending's first message arrived; guarded by mu
 	future        map[uint64]*message.Message // arrived ahead of a gap; guarded by mu
 	resync        bool                        // the bus may have lost events: re-read from the head; guarded by mu
 	cursor        uint64                      // last seq dispatched to connections; guarded by mu
@@ -53,6 +54,8 @@ type Hub struct {
 	snap          []*Conn                     // snapshot of conns for dispatch; rebuilt when connsChanged
 	connsChanged  bool                        // guarded by mu
 	direct        []directMsg                 // user-scoped messages for local conns; guarded by mu
+	counts        []*Payload                  // count updates for the next dispatch; guarded by mu
+	batched       bool                        // a room batch went out since the last second(); guarded by mu
 	waiting       []waiter                    // conns whose cursor is ahead of dispatch; guarded by mu
 	dirty         bool                        // queued in node.dirty; guarded by mu
 	ready         bool                        // window loaded; guarded by mu
@@ -300,7 +303,7 @@ func (h *Hub) ingestLocked(m *message.Message) {
 		return // duplicate
 	case m.Seq == h.win.head+1:
 		h.win.push(m)
-		h.pending = append(h.pending, m)
+		h.addPendingLocked(m)
 		h.drainFutureLocked()
 	default: // gap: hold it and let the tick loop repair with one range read
 		if len(h.future) < maxFuture {
@@ -308,6 +311,27 @@ func (h *Hub) ingestLocked(m *message.Message) {
 		}
 	}
 	h.markDirtyLocked()
+}
+
+// addPendingLocked queues m for the next dispatch, noting when the batch
+// being merged got its first message (a big room's merge window starts then).
+func (h *Hub) addPendingLocked(m *message.Message) {
+	if len(h.pending) == 0 {
+		h.pendingSince = h.node.now()
+	}
+	h.pending = append(h.pending, m)
+}
+
+// mergeDeadline is when a big room's merged batch is due: BigTick after its
+// first pending message arrived. ok is false when nothing is pending (the
+// hub is dirty for other work, which is due at once).
+func (h *Hub) mergeDeadline() (due time.Time, ok bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.pending) == 0 {
+		return time.Time{}, false
+	}
+	return h.pendingSince.Add(h.node.cfg.BigTick), true
 }
 
 func (h *Hub) drainFutureLocked() {
@@ -323,7 +347,7 @@ func (h *Hub) drainFutureLocked() {
 		}
 		delete(h.future, m.Seq)
 		h.win.push(m)
-		h.pending = append(h.pending, m)
+		h.addPendingLocked(m)
 		h.markDirtyLocked()
 	}
 }
@@ -623,6 +647,8 @@ func (h *Hub) prepare(now time.Time, b *batch) bool {
 	h.pending = nil
 	b.direct = h.direct
 	h.direct = nil
+	counts := h.counts
+	h.counts = nil
 	if len(msgs) > 0 {
 		// The cursor moves past everything considered, sent or not.
 		h.cursor = max(h.cursor, msgs[len(msgs)-1].Seq)
@@ -646,7 +672,7 @@ func (h *Hub) prepare(now time.Time, b *batch) bool {
 	// Joined after the snapshot: they get this tick's messages in their
 	// own first batch, and the shared batches from the next tick on.
 	h.admitWaitingLocked(now)
-	if len(msgs) == 0 && len(b.direct) == 0 && !reset {
+	if len(msgs) == 0 && len(b.direct) == 0 && len(counts) == 0 && !reset {
 		return false
 	}
 	if len(msgs) > 0 || reset {
@@ -656,8 +682,42 @@ func (h *Hub) prepare(now time.Time, b *batch) bool {
 			b.oldest = now.UnixMilli()
 		}
 		b.payload = newBatch(h.room, msgs, h.cursor, h.epoch, reset)
+		b.payload.before = counts // the count updates ride in the batch's write
+		h.batched = true
+	} else if len(counts) > 0 {
+		b.payload = counts[len(counts)-1]
+		b.payload.before = counts[:len(counts)-1]
 	}
 	return true
+}
+
+// queueCountLocked keeps count update p for the room's next batch, where it
+// goes out in the same write, replacing an older update of the same count
+// that has not gone out yet. It does not make the hub dirty (no dispatch of
+// its own): see idleCountsLocked.
+func (h *Hub) queueCountLocked(p *Payload) {
+	for i, q := range h.counts {
+		if q.count == p.count {
+			h.counts = append(h.counts[:i], h.counts[i+1:]...)
+			break
+		}
+	}
+	h.counts = append(h.counts, p)
+}
+
+// idleCountsLocked is called once a second: if the room sent no batch in
+// the last second, no batch is likely to carry the queued count updates
+// soon, so it returns them as one payload to send alone (nil if none).
+func (h *Hub) idleCountsLocked() *Payload {
+	batched := h.batched
+	h.batched = false
+	if len(h.counts) == 0 || batched {
+		return nil
+	}
+	p := h.counts[len(h.counts)-1]
+	p.before = h.counts[:len(h.counts)-1]
+	h.counts = nil
+	return p
 }
 
 func droppable(msgs []*message.Message) int {

@@ -98,7 +98,7 @@ func TestStaleEmptyReadAfterLossKeepsNewEpoch(t *testing.T) {
 		send(s)
 	}
 	for range 3 {
-		n.tick(time.Now(), false)
+		n.tick(time.Now(), false, false)
 	}
 
 	tl.lose()
@@ -109,12 +109,12 @@ func TestStaleEmptyReadAfterLossKeepsNewEpoch(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 3 {
-		n.tick(time.Now(), false)
+		n.tick(time.Now(), false, false)
 	}
 	send("b2")
 	send("b3")
 	for range 3 {
-		n.tick(time.Now(), false)
+		n.tick(time.Now(), false, false)
 	}
 
 	pos, err := tl.Head(ctx, "g")

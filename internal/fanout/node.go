@@ -38,7 +38,10 @@ type Config struct {
 	// BigTick instead of Tick (R19: big rooms batch more per write; the
 	// cost of a delivery is dominated by one write syscall per connection,
 	// so more messages per write is what makes a big room cheap). 0 means
-	// 1000; negative disables.
+	// 1000; negative disables. A big room's window opens when its first
+	// pending message arrives and its batch goes out BigTick later (not at
+	// fixed tick boundaries): no message waits longer than BigTick, and a
+	// write carries one more message on average than fixed ticks would.
 	BigRoom   int
 	BigTick   time.Duration // default 200ms (never below Tick)
 	ChunkSize int           // connections per write job; default 512
@@ -110,7 +113,6 @@ type Node struct {
 	dirtyMu sync.Mutex
 	dirty   []*Hub // hubs with work for the next tick; guarded by dirtyMu
 
-	tickNo uint64 // owned by run
 	flush  chan chan struct{}
 	jobs   chan writeJob
 	stop   chan struct{}
@@ -395,16 +397,27 @@ func (n *Node) run() {
 	defer n.wg.Done()
 	t := time.NewTicker(n.cfg.Tick)
 	defer t.Stop()
+	// big fires at the earliest merge deadline of a big room, between ticks.
+	big := time.NewTimer(time.Hour)
+	big.Stop()
+	defer big.Stop()
+	arm := func(due time.Time) {
+		if !due.IsZero() {
+			big.Reset(max(due.Sub(n.now()), 0))
+		}
+	}
 	lastSecond := n.now()
 	for {
 		select {
 		case <-n.stop:
 			return
 		case done := <-n.flush:
-			n.tick(n.now(), true)
+			n.tick(n.now(), true, false)
 			close(done)
+		case now := <-big.C:
+			arm(n.tick(now, false, true))
 		case now := <-t.C:
-			n.tick(now, false)
+			arm(n.tick(now, false, false))
 			if now.Sub(lastSecond) >= time.Second {
 				lastSecond = now
 				n.second(now)
@@ -449,24 +462,35 @@ func (n *Node) submit(p *Payload, conns []*Conn, wg *sync.WaitGroup) {
 
 // tick dispatches every hub with work: each batch is encoded once and its
 // writes fanned out; the tick ends when all writes are done, so batches of a
-// room are never reordered.
-func (n *Node) tick(now time.Time, force bool) {
+// room are never reordered. Small rooms go at every tick (every Tick); a big
+// room's batch goes once BigTick has passed since its first message arrived
+// (so a write carries the messages of a whole BigTick, one more than a fixed
+// tick of the same length would merge, for the same longest wait). bigOnly
+// ticks (between regular ticks) dispatch only big rooms that are due. tick
+// returns the earliest deadline of a big room it left waiting (zero if none).
+func (n *Node) tick(now time.Time, force, bigOnly bool) (next time.Time) {
 	n.dirtyMu.Lock()
 	hubs := n.dirty
 	n.dirty = nil
 	n.dirtyMu.Unlock()
 	if len(hubs) == 0 {
-		return
+		return time.Time{}
 	}
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	var b batch
 	var direct []directMsg
-	n.tickNo++
-	bigEvery := uint64(n.cfg.BigTick / n.cfg.Tick)
 	for _, h := range hubs {
-		if !force && n.cfg.BigRoom > 0 && bigEvery > 1 && n.tickNo%bigEvery != 0 && int(h.nconns.Load()) >= n.cfg.BigRoom {
-			n.markDirty(h) // a big room merges over BigTick
+		if !force && n.isBig(h) {
+			if due, ok := h.mergeDeadline(); ok && now.Before(due) {
+				n.markDirty(h) // a big room merges over BigTick
+				if next.IsZero() || due.Before(next) {
+					next = due
+				}
+				continue
+			}
+		} else if bigOnly {
+			n.markDirty(h) // small rooms wait for the regular tick
 			continue
 		}
 		h.rotate(ctx)
@@ -477,6 +501,8 @@ func (n *Node) tick(now time.Time, force bool) {
 		}
 		if b.payload != nil && len(b.conns) > 0 {
 			n.submit(b.payload, b.conns, &wg)
+		}
+		if b.oldest != 0 && len(b.conns) > 0 { // a room batch (not count updates alone)
 			m := n.deps.Metrics
 			m.Batches.Inc()
 			m.BatchSize.Observe(float64(b.msgs))
@@ -495,6 +521,12 @@ func (n *Node) tick(now time.Time, force bool) {
 		_ = d.c.Sink.Send(newBatch(d.c.Room, []*message.Message{d.m}, d.cursor, d.epoch, false))
 	}
 	n.deps.Metrics.TickDuration.Observe(time.Since(now).Seconds())
+	return next
+}
+
+// isBig reports whether h merges over BigTick (it has BigRoom viewers or more).
+func (n *Node) isBig(h *Hub) bool {
+	return n.cfg.BigRoom > 0 && n.cfg.BigTick > n.cfg.Tick && int(h.nconns.Load()) >= n.cfg.BigRoom
 }
 
 // Identify gives an attached anonymous connection the identity it proved

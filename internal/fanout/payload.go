@@ -29,6 +29,9 @@ const (
 type Payload struct {
 	content wire.BatchContent // immutable after construction
 	count   string            // "online" or "likes" for a count update; "" for a batch
+	// before are count updates that go out ahead of this frame, as their own
+	// WebSocket messages in the same write (set before the first encoding).
+	before []*Payload
 
 	enc [numEncodings]encoded
 }
@@ -66,7 +69,15 @@ func (p *Payload) encoded(e Encoding) *encoded {
 		} else {
 			x.data = p.appendJSON()
 		}
-		x.frame = ws.NewPrepared(x.data, e == JSON)
+		if len(p.before) == 0 {
+			x.frame = ws.NewPrepared(x.data, e == JSON)
+			return
+		}
+		parts := make([][]byte, 0, len(p.before)+1)
+		for _, b := range p.before {
+			parts = append(parts, b.Bytes(e))
+		}
+		x.frame = ws.NewPreparedBatch(append(parts, x.data), e == JSON)
 	})
 	return x
 }
@@ -92,7 +103,8 @@ func (p *Payload) appendJSON() []byte {
 func (p *Payload) Bytes(e Encoding) []byte { return p.encoded(e).data }
 
 // Frame returns the payload in encoding e framed as one WebSocket message
-// (text for JSON, binary for protobuf), built once for every connection.
+// (text for JSON, binary for protobuf), preceded by the count updates it
+// carries (each its own message), built once for every connection.
 func (p *Payload) Frame(e Encoding) *ws.Prepared { return p.encoded(e).frame }
 
 // Sink is one viewer connection as the hub sees it. Send must not block: a

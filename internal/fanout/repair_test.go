@@ -78,10 +78,10 @@ func TestRepairReadRacingAppendsKeepsEpoch(t *testing.T) {
 	tl.after = func() { send(); send() } // 4 and 5 arrive while the read of 1..3 returns
 	tl.mu.Unlock()
 	for i := 0; i < 3; i++ {
-		n.tick(time.Now(), false)
+		n.tick(time.Now(), false, false)
 	}
 	send()
-	n.tick(time.Now(), false)
+	n.tick(time.Now(), false, false)
 
 	if now, err := tl.Head(ctx, "g"); err != nil || now.Epoch != pos.Epoch {
 		t.Fatalf("the room's epoch rotated from %q to %q (%v): no seq was reused", pos.Epoch, now.Epoch, err)
