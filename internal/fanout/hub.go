@@ -43,6 +43,8 @@ type Hub struct {
 	win           *window                     // guarded by mu
 	pending       []*message.Message          // arrived, not yet dispatched; guarded by mu
 	pendingSince  time.Time                   // when pending's first message arrived; guarded by mu
+	urgent        bool                        // pending holds a must-deliver message: dispatch at once; guarded by mu
+	wakeDue       bool                        // urgent, and the node's loop not yet woken for it; guarded by mu
 	future        map[uint64]*message.Message // arrived ahead of a gap; guarded by mu
 	resync        bool                        // the bus may have lost events: re-read from the head; guarded by mu
 	cursor        uint64                      // last seq dispatched to connections; guarded by mu
@@ -260,6 +262,7 @@ func (h *Hub) switchEpochLocked(e string) bool {
 	h.win.reset(0)
 	h.cursor = 0
 	h.pending = nil
+	h.urgent, h.wakeDue = false, false
 	clear(h.future)
 	h.resync = true // read the new epoch from its start
 	h.markDirtyLocked()
@@ -320,6 +323,9 @@ func (h *Hub) addPendingLocked(m *message.Message) {
 		h.pendingSince = h.node.now()
 	}
 	h.pending = append(h.pending, m)
+	if m.MustDeliver() && !h.urgent { // a quiz question or reveal, a rain, a kick: no merge wait
+		h.urgent, h.wakeDue = true, true
+	}
 }
 
 // mergeDeadline is when a big room's merged batch is due: BigTick after its
@@ -330,6 +336,9 @@ func (h *Hub) mergeDeadline() (due time.Time, ok bool) {
 	defer h.mu.Unlock()
 	if len(h.pending) == 0 {
 		return time.Time{}, false
+	}
+	if h.urgent {
+		return h.pendingSince, true
 	}
 	return h.pendingSince.Add(h.node.cfg.BigTick), true
 }
@@ -432,6 +441,10 @@ func (h *Hub) markDirtyLocked() {
 	if !h.dirty {
 		h.dirty = true
 		h.node.markDirty(h)
+	}
+	if h.wakeDue { // after the hub is in the dirty list, so the woken tick finds it
+		h.wakeDue = false
+		h.node.wakeUp()
 	}
 }
 
@@ -645,6 +658,7 @@ func (h *Hub) prepare(now time.Time, b *batch) bool {
 	}
 	msgs := h.pending
 	h.pending = nil
+	h.urgent, h.wakeDue = false, false
 	b.direct = h.direct
 	h.direct = nil
 	counts := h.counts

@@ -114,6 +114,7 @@ type Node struct {
 	dirty   []*Hub // hubs with work for the next tick; guarded by dirtyMu
 
 	flush  chan chan struct{}
+	wake   chan struct{} // a must-deliver message is pending: tick now (buffered 1)
 	jobs   chan writeJob
 	stop   chan struct{}
 	wg     sync.WaitGroup
@@ -136,7 +137,7 @@ func New(cfg Config, deps Deps) (*Node, error) {
 	}
 	n := &Node{cfg: cfg.withDefaults(), deps: deps, log: deps.Log, now: time.Now, hubs: map[string]*Hub{},
 		users: map[string]map[*Conn]struct{}{}, jobs: make(chan writeJob, 256), stop: make(chan struct{}),
-		flush: make(chan chan struct{})}
+		flush: make(chan chan struct{}), wake: make(chan struct{}, 1)}
 	for _, sub := range []struct {
 		t bus.Topic
 		h bus.Handler
@@ -207,6 +208,16 @@ func (n *Node) Close() {
 
 func (n *Node) drop(reason string, count int) {
 	n.deps.Metrics.Drops.WithLabelValues(reason).Add(float64(count))
+}
+
+// wakeUp makes the loop tick now, not at the next Tick: a must-deliver
+// message (quiz question and reveal, rain, kick, live start/end) goes out at
+// once instead of waiting up to Tick, or BigTick in a big room.
+func (n *Node) wakeUp() {
+	select {
+	case n.wake <- struct{}{}:
+	default: // a wake is already due
+	}
 }
 
 func (n *Node) markDirty(h *Hub) {
@@ -416,6 +427,8 @@ func (n *Node) run() {
 			close(done)
 		case now := <-big.C:
 			arm(n.tick(now, false, true))
+		case <-n.wake:
+			arm(n.tick(n.now(), false, false))
 		case now := <-t.C:
 			arm(n.tick(now, false, false))
 			if now.Sub(lastSecond) >= time.Second {
