@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 )
@@ -63,8 +64,7 @@ func (a *Archive) query(ctx context.Context, q string, args ...any) ([]Entry, er
 // the page ended (a page may hold more than limit messages only when more
 // than limit share one millisecond).
 func (a *Archive) Range(ctx context.Context, session string, fromMS, toMS int64, limit int) (Page, error) {
-	es, err := a.query(ctx, `SELECT `+entryCols+` FROM archive WHERE session_id = ? AND video_ms >= ? AND video_ms <= ? ORDER BY video_ms, seq LIMIT ?`,
-		session, fromMS, toMS, limit+1)
+	es, err := a.collect(ctx, session, fromMS, toMS, limit+1)
 	if err != nil {
 		return Page{}, err
 	}
@@ -80,13 +80,12 @@ func (a *Archive) Range(ctx context.Context, session string, fromMS, toMS int64,
 		return Page{Entries: es[:cut], NextFromMS: &next}, nil
 	}
 	// More than limit messages in one millisecond: return all of them.
-	es, err = a.query(ctx, `SELECT `+entryCols+` FROM archive WHERE session_id = ? AND video_ms = ? ORDER BY seq LIMIT ?`, session, next, tieReadCap)
-	if err != nil {
+	if es, err = a.collect(ctx, session, next, next, tieReadCap); err != nil {
 		return Page{}, err
 	}
-	p := Page{Entries: es}
+	p := Page{Entries: es[:min(len(es), tieReadCap)]}
 	if n := next + 1; n <= toMS {
-		more, err := a.query(ctx, `SELECT `+entryCols+` FROM archive WHERE session_id = ? AND video_ms >= ? AND video_ms <= ? ORDER BY video_ms, seq LIMIT 1`, session, n, toMS)
+		more, err := a.collect(ctx, session, n, toMS, 1)
 		if err != nil {
 			return Page{}, err
 		}
@@ -100,18 +99,22 @@ func (a *Archive) Range(ctx context.Context, session string, fromMS, toMS int64,
 // Around returns the count messages of session with video_ms strictly
 // before tMS, in order (the chat panel after a seek).
 func (a *Archive) Around(ctx context.Context, session string, tMS int64, count int) ([]Entry, error) {
-	es, err := a.query(ctx, `SELECT `+entryCols+` FROM archive WHERE session_id = ? AND video_ms < ? ORDER BY video_ms DESC, seq DESC LIMIT ?`,
-		session, tMS, count)
+	if count <= 0 || tMS == math.MinInt64 {
+		return nil, nil
+	}
+	es, err := a.collectDesc(ctx, session, tMS-1, count)
 	if err != nil {
 		return nil, err
 	}
-	for i, j := 0, len(es)-1; i < j; i, j = i+1, j-1 {
-		es[i], es[j] = es[j], es[i]
+	if len(es) > count {
+		es = es[len(es)-count:]
 	}
 	return es, nil
 }
 
-// Counts returns the number of archived messages of each session.
+// Counts returns the number of archived messages of each session: the
+// messages of its blocks less the retracted ones, plus its rows of the old
+// per-message table.
 func (a *Archive) Counts(ctx context.Context, sessions []string) (map[string]int64, error) {
 	out := make(map[string]int64, len(sessions))
 	if len(sessions) == 0 {
@@ -121,21 +124,42 @@ func (a *Archive) Counts(ctx context.Context, sessions []string) (map[string]int
 	for i, s := range sessions {
 		args[i] = s
 	}
-	q := `SELECT session_id, COUNT(*) FROM archive WHERE session_id IN (?` + strings.Repeat(", ?", len(sessions)-1) + `) GROUP BY session_id`
+	in := `session_id IN (?` + strings.Repeat(", ?", len(sessions)-1) + `) GROUP BY session_id`
+	for _, q := range []struct {
+		sql  string
+		sign int64
+	}{
+		{`SELECT session_id, COUNT(*) FROM archive WHERE ` + in, 1},
+		{`SELECT session_id, SUM(n) FROM archive_blocks WHERE ` + in, 1},
+		{`SELECT session_id, COUNT(*) FROM archive_retracted WHERE ` + in, -1},
+	} {
+		if err := a.sumInto(ctx, out, q.sign, q.sql, args); err != nil {
+			return nil, err
+		}
+	}
+	for s, n := range out {
+		if n <= 0 {
+			delete(out, s)
+		}
+	}
+	return out, nil
+}
+
+func (a *Archive) sumInto(ctx context.Context, out map[string]int64, sign int64, q string, args []any) error {
 	rows, err := a.st.Query(ctx, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("archive: counts: %w", err)
+		return fmt.Errorf("archive: counts: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var s string
 		var n int64
 		if err := rows.Scan(&s, &n); err != nil {
-			return nil, fmt.Errorf("archive: counts: %w", err)
+			return fmt.Errorf("archive: counts: %w", err)
 		}
-		out[s] = n
+		out[s] += sign * n
 	}
-	return out, rows.Err()
+	return rows.Err()
 }
 
 // AppendJSON appends {"messages":[…],"next_from_ms":N|null} for p.

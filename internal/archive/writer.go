@@ -10,19 +10,17 @@
 // in roomcast_archive_dropped_total and logged — never silently dropped.
 //
 // Exactly once: a message is archived by the node that sequenced it (the
-// only node that ever holds it before fan-out), and the table's primary key
-// (session_id, msg_id) with insert-or-ignore makes a retried batch harmless.
+// only node that ever holds it before fan-out), and a batch is stored as
+// blocks keyed by a hash of their message ids (blocks.go) with
+// insert-or-ignore, so a retried batch is harmless.
 // Message ids are unique across nodes and timeline epochs.
 package archive
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"log/slog"
-	"math/bits"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -96,7 +94,7 @@ type Archive struct {
 	likeIDs atomic.Uint64
 	node    string // prefix of like summary ids, unique per process
 
-	ins stmts // owned by the writer goroutine (run)
+	blk blockWriter // owned by the writer goroutine (run)
 }
 
 // likeSum is the likes of one session since its last summary.
@@ -124,7 +122,7 @@ func New(ctx context.Context, cfg Config, st *store.Store, reg prometheus.Regist
 	if log == nil {
 		log = slog.Default()
 	}
-	if err := st.Migrate(ctx, schema...); err != nil {
+	if err := st.Migrate(ctx, append(schema, blockSchema...)...); err != nil {
 		return nil, err
 	}
 	a := &Archive{cfg: cfg, st: st, log: log.With("component", "archive"), q: make(chan entry, cfg.Buffer),
@@ -315,109 +313,43 @@ func (a *Archive) writeRetrying(batch []entry) bool {
 	}
 }
 
-const cols = 8
-
-// insertRows is the most rows one INSERT statement carries: 8 columns each,
-// 1,600 placeholders, within every dialect's limit (SQLite 32,766,
-// PostgreSQL and MySQL 65,535).
-const insertRows = 200
-
-// stmts caches the prepared multi-row INSERTs, one per row count in
-// {insertRows, 128, 64, …, 1}: a batch is written as full statements of
-// insertRows and the binary decomposition of the rest, so at most nine
-// statements are ever prepared and none is prepared per batch. Owned by
-// the writer goroutine.
-type stmts struct {
-	byRows map[int]*sql.Stmt
-	args   []any // reused across batches
-}
-
-func (a *Archive) stmt(ctx context.Context, rows int) (*sql.Stmt, error) {
-	if s := a.ins.byRows[rows]; s != nil {
-		return s, nil
-	}
-	var b strings.Builder
-	b.WriteString(`INSERT INTO archive (session_id, msg_id, room, seq, video_ms, ts, kind, body) VALUES `)
-	for i := range rows {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?)")
-	}
-	s, err := a.side.Prepare(ctx, a.side.InsertIgnoreRaw(b.String()))
-	if err != nil {
-		return nil, fmt.Errorf("archive: prepare insert: %w", err)
-	}
-	if a.ins.byRows == nil {
-		a.ins.byRows = map[int]*sql.Stmt{}
-	}
-	a.ins.byRows[rows] = s
-	return s, nil
-}
-
-// chunk is how many of rest rows the next INSERT carries: insertRows, or
-// for fewer the largest power of two.
-func chunk(rest int) int {
-	if rest >= insertRows {
-		return insertRows
-	}
-	return 1 << (bits.Len(uint(rest)) - 1)
-}
-
-// closeStmts releases the prepared statements (the writer has stopped).
+// closeStmts releases the prepared statement (the writer has stopped).
 func (a *Archive) closeStmts() {
-	for _, s := range a.ins.byRows {
-		s.Close()
+	if a.blk.ins != nil {
+		a.blk.ins.Close()
+		a.blk.ins = nil
 	}
-	a.ins.byRows = nil
 }
 
-// write inserts batch in one transaction with cached prepared statements.
+// write stores batch in one transaction: one row per block (see blocks.go)
+// with a cached prepared statement, then the retractions.
 func (a *Archive) write(batch []entry) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	// Prepare first: on SQLite the transaction holds the only connection.
-	var parts []*sql.Stmt
-	for rest := len(batch); rest > 0; {
-		n := chunk(rest)
-		s, err := a.stmt(ctx, n)
-		if err != nil {
-			return err
-		}
-		parts = append(parts, s)
-		rest -= n
+	s, err := a.blockStmt(ctx)
+	if err != nil {
+		return err
 	}
+	blocks := a.buildBlocks(batch)
 	tx, err := a.side.DB().BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("archive: begin: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
-	rest := batch
-	for _, s := range parts {
-		n := chunk(len(rest))
-		args := a.ins.args[:0]
-		for _, e := range rest[:n] {
-			var vms int64
-			if e.m.VideoMS != nil {
-				vms = *e.m.VideoMS
-			}
-			args = append(args, e.session, e.m.ID, e.m.Room, int64(e.m.Seq), vms, e.m.TS, string(e.m.Kind), string(e.m.Encoded()))
-		}
-		_, err := tx.StmtContext(ctx, s).ExecContext(ctx, args...)
-		clear(args)
-		a.ins.args = args[:0]
-		if err != nil {
+	ins := tx.StmtContext(ctx, s)
+	for _, b := range blocks {
+		if _, err := ins.ExecContext(ctx, b.session, b.key, b.room, b.min, b.max, b.n, string(b.body)); err != nil {
 			return fmt.Errorf("archive: insert: %w", err)
 		}
-		rest = rest[n:]
 	}
 	// A retracted message leaves the replay too (the retract itself stays,
-	// as it does in the live stream). Deleting is idempotent, so a retried
-	// batch is harmless.
+	// as it does in the live stream). Recording it is idempotent, so a
+	// retried batch is harmless.
 	for _, e := range batch {
 		if e.m.Kind == message.KindRetract && e.m.Ref != "" {
-			if _, err := tx.ExecContext(ctx, a.st.Rebind(`DELETE FROM archive WHERE session_id = ? AND msg_id = ?`), e.session, e.m.Ref); err != nil {
-				return fmt.Errorf("archive: retract: %w", err)
+			if err := a.retract(ctx, tx, e.session, e.m.Ref); err != nil {
+				return err
 			}
 		}
 	}
