@@ -267,22 +267,35 @@ func TestBigRoomMergeWindow(t *testing.T) {
 
 // seqs extracts the seqs of the batch frames a sink received.
 func (s *countSink) seqs(t *testing.T) []uint64 {
+	var out []uint64
+	for _, m := range s.received(t) {
+		out = append(out, m.Seq)
+	}
+	return out
+}
+
+// texts lists the texts of the messages the sink received, in order.
+func (s *countSink) texts(t *testing.T) []string {
+	var out []string
+	for _, m := range s.received(t) {
+		out = append(out, m.Text)
+	}
+	return out
+}
+
+// received decodes the messages of every frame the sink kept, in order.
+func (s *countSink) received(t *testing.T) []message.Message {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []uint64
+	var out []message.Message
 	for _, f := range s.frames {
 		var b struct {
-			Type     string `json:"type"`
-			Messages []struct {
-				Seq uint64 `json:"seq"`
-			} `json:"messages"`
+			Messages []message.Message `json:"messages"`
 		}
 		if err := json.Unmarshal(f, &b); err != nil {
 			t.Fatal(err)
 		}
-		for _, m := range b.Messages {
-			out = append(out, m.Seq)
-		}
+		out = append(out, b.Messages...)
 	}
 	return out
 }

@@ -2,7 +2,6 @@ package fanout
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sync"
 	"testing"
@@ -135,23 +134,3 @@ func TestStaleEmptyReadAfterLossKeepsNewEpoch(t *testing.T) {
 	}
 }
 
-// texts lists the texts of the messages the sink received, in order.
-func (s *countSink) texts(t *testing.T) []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []string
-	for _, f := range s.frames {
-		var b struct {
-			Messages []struct {
-				Text string `json:"text"`
-			} `json:"messages"`
-		}
-		if err := json.Unmarshal(f, &b); err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range b.Messages {
-			out = append(out, m.Text)
-		}
-	}
-	return out
-}
