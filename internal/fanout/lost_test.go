@@ -133,4 +133,3 @@ func TestStaleEmptyReadAfterLossKeepsNewEpoch(t *testing.T) {
 		t.Fatalf("viewer got %s, want %s", got, want)
 	}
 }
-

@@ -91,10 +91,10 @@ type rig struct {
 	svc     *Service
 	tl      *timeline.Memory
 	recalls *recallCounter
-	bus  *bus.Memory
-	mod  *moderation.Memory
-	feed *feed
-	arch *archive
+	bus     *bus.Memory
+	mod     *moderation.Memory
+	feed    *feed
+	arch    *archive
 }
 
 // newRig builds a service on the real in-memory seams (timeline, bus, likes,
