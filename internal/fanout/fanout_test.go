@@ -41,6 +41,26 @@ func (s *countSink) Send(p *Payload) error {
 }
 func (s *countSink) Close(int, string) {}
 
+// busNotify publishes each appended message on b, as the Redis timeline's
+// pub/sub does.
+func busNotify(b *bus.Memory) timeline.Notify {
+	return func(m *message.Message) {
+		_ = b.Publish(context.Background(), bus.RoomTopic(m.Room), bus.Event{Type: bus.EvMessage, Room: m.Room, Msg: m})
+	}
+}
+
+// manualNode is a node on tl and b whose ticks the test runs by hand.
+func manualNode(t *testing.T, tl timeline.Timeline, b *bus.Memory) *Node {
+	t.Helper()
+	pres := presence.NewMemory(time.Minute)
+	n, err := New(Config{Tick: time.Hour, BigRoom: -1}, Deps{Timeline: tl, Bus: b, Presence: pres, Likes: likes.NewMemory(), Metrics: metrics.New()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close(); pres.Close() })
+	return n
+}
+
 type rig struct {
 	tl   *timeline.Memory
 	bus  *bus.Memory
@@ -50,9 +70,7 @@ type rig struct {
 
 func newRig(t testing.TB, cfg Config) *rig {
 	r := &rig{bus: bus.NewMemory(), pres: presence.NewMemory(time.Minute)}
-	r.tl = timeline.NewMemory(timeline.Retention{}, func(m *message.Message) {
-		_ = r.bus.Publish(context.Background(), bus.RoomTopic(m.Room), bus.Event{Type: bus.EvMessage, Room: m.Room, Msg: m})
-	})
+	r.tl = timeline.NewMemory(timeline.Retention{}, busNotify(r.bus))
 	if cfg.BigRoom == 0 {
 		cfg.BigRoom = -1 // most tests tick by hand and want every tick to deliver
 	}

@@ -8,9 +8,7 @@ import (
 	"time"
 
 	"roomcast/internal/bus"
-	"roomcast/internal/likes"
 	"roomcast/internal/message"
-	"roomcast/internal/metrics"
 	"roomcast/internal/presence"
 	"roomcast/internal/timeline"
 )
@@ -73,16 +71,9 @@ func (l *lostTimeline) Close() error { return nil }
 // of it was dropped as late: the viewer never heard from the room again.
 func TestStaleEmptyReadAfterLossKeepsNewEpoch(t *testing.T) {
 	b := bus.NewMemory()
-	tl := &lostTimeline{notify: func(m *message.Message) {
-		_ = b.Publish(context.Background(), bus.RoomTopic(m.Room), bus.Event{Type: bus.EvMessage, Room: m.Room, Msg: m})
-	}}
+	tl := &lostTimeline{notify: busNotify(b)}
 	tl.lose() // an empty store to start with
-	pres := presence.NewMemory(time.Minute)
-	n, err := New(Config{Tick: time.Hour, BigRoom: -1}, Deps{Timeline: tl, Bus: b, Presence: pres, Likes: likes.NewMemory(), Metrics: metrics.New()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close(); pres.Close() })
+	n := manualNode(t, tl, b)
 	ctx := context.Background()
 	send := func(text string) {
 		if _, err := tl.Append(ctx, &message.Message{ID: text, Room: "g", Kind: message.KindChat, Scope: message.ScopeRoom, Text: text}); err != nil {

@@ -9,9 +9,7 @@ import (
 	"time"
 
 	"roomcast/internal/bus"
-	"roomcast/internal/likes"
 	"roomcast/internal/message"
-	"roomcast/internal/metrics"
 	"roomcast/internal/presence"
 	"roomcast/internal/timeline"
 )
@@ -46,15 +44,8 @@ func (l *lateTimeline) Range(ctx context.Context, room string, after uint64, lim
 func TestRepairReadRacingAppendsKeepsEpoch(t *testing.T) {
 	b := bus.NewMemory()
 	tl := &lateTimeline{}
-	tl.Memory = timeline.NewMemory(timeline.Retention{}, func(m *message.Message) {
-		_ = b.Publish(context.Background(), bus.RoomTopic(m.Room), bus.Event{Type: bus.EvMessage, Room: m.Room, Msg: m})
-	})
-	pres := presence.NewMemory(time.Minute)
-	n, err := New(Config{Tick: time.Hour, BigRoom: -1}, Deps{Timeline: tl, Bus: b, Presence: pres, Likes: likes.NewMemory(), Metrics: metrics.New()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close(); pres.Close() })
+	tl.Memory = timeline.NewMemory(timeline.Retention{}, busNotify(b))
+	n := manualNode(t, tl, b)
 	ctx := context.Background()
 	send := func() {
 		if _, err := tl.Append(ctx, &message.Message{ID: "x", Room: "g", Kind: message.KindChat, Scope: message.ScopeRoom, Text: "hi"}); err != nil {
