@@ -68,8 +68,10 @@ func redisSeams(ctx context.Context, cfg *config.Config, rate config.Rate, m *me
 	s.presence = p
 	s.likes = likes.NewRedis(client, likes.RedisConfig{Prefix: prefix, Call: g.Call})
 	s.closers = append(s.closers, p.Close, s.likes.Close)
-	// Mutes and kicks are cached per node, kept current by the bus (issue 14).
-	mod, err := moderation.NewRedis(client, rate.N, rate.Per, moderation.RedisConfig{Prefix: prefix, Call: g.Call, Bus: rb})
+	// Mutes and kicks are cached per node, kept current by the bus; the rate
+	// limit is per node unless --rate-limit-scope cluster (issue 14).
+	mod, err := moderation.NewRedis(client, rate.N, rate.Per, moderation.RedisConfig{Prefix: prefix, Call: g.Call, Bus: rb,
+		SharedRate: cfg.RateLimitScope == "cluster"})
 	if err != nil {
 		s.close(ctx)
 		return nil, err

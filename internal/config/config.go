@@ -73,6 +73,11 @@ type Config struct {
 	// RateLimit is the per-user send limit, "N/duration" (e.g. "5/10s");
 	// "0" or "" turns it off.
 	RateLimit string
+	// RateLimitScope is where a cluster keeps the rate limit: "node" (each
+	// node limits the users sending through it, no Redis command per send;
+	// default) or "cluster" (one bucket per user in Redis, one Lua call per
+	// send). A single node is always "node".
+	RateLimitScope string
 
 	Guest      bool // POST /api/guest hands out level-0 tokens; default true
 	PublicRead bool // reading (poll, WebSocket) needs no token; default true
@@ -164,6 +169,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.AdminKey, "admin-key", "", "admin API key (generated if empty)")
 	fs.StringVar(&c.Secret, "secret", "", "token signing secret (generated if empty)")
 	fs.StringVar(&c.RateLimit, "rate-limit", "5/10s", "per-user send rate, N/duration (0 = off)")
+	fs.StringVar(&c.RateLimitScope, "rate-limit-scope", "node", "where a cluster keeps --rate-limit: node (per node, no Redis command per send) or cluster (shared in Redis, one Lua call per send)")
 	fs.BoolVar(&c.Guest, "guest", true, "enable guest tokens (POST /api/guest)")
 	fs.BoolVar(&c.PublicRead, "public-read", true, "reading a room needs no token")
 	fs.DurationVar(&c.Staleness, "staleness", 5*time.Second, "a cursor further behind than this resets (negative = never)")
@@ -317,6 +323,9 @@ func Default() *Config {
 func (c *Config) Validate() error {
 	if _, err := ParseRate(c.RateLimit); err != nil {
 		return fmt.Errorf("--rate-limit: %w", err)
+	}
+	if c.RateLimitScope != "node" && c.RateLimitScope != "cluster" {
+		return fmt.Errorf("--rate-limit-scope %q: want node or cluster", c.RateLimitScope)
 	}
 	if _, err := ParsePollIntervals(c.PollIntervals); err != nil {
 		return fmt.Errorf("--poll-intervals: %w", err)

@@ -21,6 +21,12 @@ func TestPrecedence(t *testing.T) {
 	if _, err := Load("t", []string{"--rate-limit", "x/y"}, func(string) (string, bool) { return "", false }); err == nil {
 		t.Fatal("bad rate accepted")
 	}
+	if _, err := Load("t", []string{"--rate-limit-scope", "room"}, func(string) (string, bool) { return "", false }); err == nil {
+		t.Fatal("bad rate-limit scope accepted")
+	}
+	if c, err := Load("t", nil, func(string) (string, bool) { return "", false }); err != nil || c.RateLimitScope != "node" {
+		t.Fatalf("default rate-limit scope %q (%v), want node", c.RateLimitScope, err)
+	}
 	os.WriteFile(file, []byte(`{"nope":1}`), 0o600)
 	if _, err := Load("t", []string{"--config", file}, func(string) (string, bool) { return "", false }); err == nil {
 		t.Fatal("unknown config key accepted")

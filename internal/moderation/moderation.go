@@ -31,12 +31,10 @@ type State interface {
 
 // Memory is the single-node State.
 type Memory struct {
-	n   int           // sends per window; 0 = unlimited
-	per time.Duration // window
-	now func() time.Time
+	rate *Limiter
+	now  func() time.Time
 
 	mu      sync.Mutex
-	buckets map[string]*bucket   // guarded by mu
 	mutes   map[string]time.Time // room\x00user → until; guarded by mu
 	kicks   map[string]time.Time // room\x00user → until; guarded by mu
 	sweepAt time.Time            // guarded by mu
@@ -44,57 +42,26 @@ type Memory struct {
 
 var _ State = (*Memory)(nil)
 
-type bucket struct {
-	tokens float64
-	at     time.Time
-}
-
 // NewMemory returns a State allowing n sends per window per user (n ≤ 0:
 // unlimited).
 func NewMemory(n int, per time.Duration) *Memory {
-	return &Memory{n: n, per: per, now: time.Now, buckets: map[string]*bucket{}, mutes: map[string]time.Time{}, kicks: map[string]time.Time{}}
+	return &Memory{rate: NewLimiter(n, per), now: time.Now, mutes: map[string]time.Time{}, kicks: map[string]time.Time{}}
 }
 
 // Allow implements State with a token bucket of capacity n refilled at
-// n/per, so a user may burst n sends and then one every per/n.
+// n/per (a Limiter), so a user may burst n sends and then one every per/n.
 func (m *Memory) Allow(_ context.Context, user string) (bool, time.Duration, error) {
-	if m.n <= 0 || m.per <= 0 {
-		return true, 0, nil
-	}
-	now := m.now()
-	rate := float64(m.n) / m.per.Seconds()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.sweepLocked(now)
-	b := m.buckets[user]
-	if b == nil {
-		b = &bucket{tokens: float64(m.n), at: now}
-		m.buckets[user] = b
-	}
-	b.tokens = min(float64(m.n), b.tokens+now.Sub(b.at).Seconds()*rate)
-	b.at = now
-	if b.tokens >= 1 {
-		b.tokens--
-		return true, 0, nil
-	}
-	// Round up to the millisecond so a client that waits exactly this long
-	// is allowed.
-	wait := time.Duration((1-b.tokens)/rate*float64(time.Second)).Truncate(time.Millisecond) + time.Millisecond
-	return false, wait, nil
+	ok, wait := m.rate.Allow(user)
+	return ok, wait, nil
 }
 
-// sweepLocked drops full buckets and expired mutes and kicks, at most once a
-// window, so memory stays bounded by active users.
+// sweepLocked drops expired mutes and kicks, at most once every 10 s, so
+// memory stays bounded by the ones in force.
 func (m *Memory) sweepLocked(now time.Time) {
 	if now.Before(m.sweepAt) {
 		return
 	}
-	m.sweepAt = now.Add(max(m.per, 10*time.Second))
-	for u, b := range m.buckets {
-		if now.Sub(b.at) >= m.per {
-			delete(m.buckets, u)
-		}
-	}
+	m.sweepAt = now.Add(10 * time.Second)
 	for k, t := range m.mutes {
 		if now.After(t) {
 			delete(m.mutes, k)
@@ -143,6 +110,7 @@ func (m *Memory) Kicked(_ context.Context, room, user string) (bool, error) {
 // time.
 func (m *Memory) set(table map[string]time.Time, room, user string, until time.Time) {
 	m.mu.Lock()
+	m.sweepLocked(m.now())
 	table[key(room, user)] = until
 	m.mu.Unlock()
 }

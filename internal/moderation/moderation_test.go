@@ -2,6 +2,7 @@ package moderation
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -27,7 +28,7 @@ func TestFilter(t *testing.T) {
 func TestRateLimitBucket(t *testing.T) {
 	m := NewMemory(3, 10*time.Second)
 	now := time.Unix(1000, 0)
-	m.now = func() time.Time { return now }
+	m.rate.now = func() time.Time { return now }
 	ctx := context.Background()
 	for i := 0; i < 3; i++ {
 		if ok, _, _ := m.Allow(ctx, "u"); !ok {
@@ -44,5 +45,24 @@ func TestRateLimitBucket(t *testing.T) {
 	now = now.Add(wait)
 	if ok, _, _ := m.Allow(ctx, "u"); !ok {
 		t.Fatal("not allowed after waiting retry_after")
+	}
+}
+
+// TestLimiterEvictsIdle: a bucket idle for a window is dropped at the next
+// sweep, so memory follows the users who sent recently.
+func TestLimiterEvictsIdle(t *testing.T) {
+	l := NewLimiter(5, 10*time.Second)
+	now := time.Unix(1000, 0)
+	l.now = func() time.Time { return now }
+	for i := 0; i < 1000; i++ {
+		l.Allow(fmt.Sprint("u", i))
+	}
+	if n := l.Len(); n != 1000 {
+		t.Fatalf("%d buckets, want 1000", n)
+	}
+	now = now.Add(10 * time.Second)
+	l.Allow("late")
+	if n := l.Len(); n != 1 {
+		t.Fatalf("%d buckets after a window idle, want 1", n)
 	}
 }

@@ -20,8 +20,10 @@ import (
 //	PREFIX{room}:mod    hash v (the room's moderation version), m:user and
 //	                    k:user (until, Unix ms): the room's mutes and kicks
 //
-// The token bucket is one Lua script using Redis's clock, so nodes with
-// skewed clocks share one bucket fairly.
+// The rate limit is per node by default (a Limiter: no Redis command per
+// send, issue 14); with RedisConfig.SharedRate it is one token bucket per
+// user in Redis, one Lua script using Redis's clock, so nodes with skewed
+// clocks share one bucket fairly.
 //
 // Mutes and kicks are read from a per-node copy of each room's hash (issue
 // 14: a send costs no Redis command for them): loaded with one HGETALL when
@@ -39,6 +41,7 @@ type Redis struct {
 	n     int
 	per   time.Duration
 	rooms *roomCache
+	local *Limiter // nil with SharedRate
 	unsub func()
 }
 
@@ -56,6 +59,12 @@ type RedisConfig struct {
 	// Bus carries the changes between nodes (bus.Control); required.
 	Bus   bus.Bus
 	Cache CacheConfig
+	// SharedRate keeps each user's rate limit in Redis, one bucket for every
+	// node (`--rate-limit-scope cluster`): exact, but one Lua call (about
+	// five commands) per send. False (the default, `node`): each node limits
+	// the users who send through it, with no Redis command; a user sending
+	// through k nodes at once gets at most k times the rate.
+	SharedRate bool
 }
 
 // NewRedis returns a State on c allowing n sends per window per user (n ≤ 0:
@@ -69,6 +78,9 @@ func NewRedis(c rueidis.Client, n int, per time.Duration, cfg RedisConfig) (*Red
 		cfg.Prefix = "rc:"
 	}
 	r := &Redis{c: c, cfg: cfg, n: n, per: per}
+	if !cfg.SharedRate {
+		r.local = NewLimiter(n, per)
+	}
 	r.rooms = newRoomCache(cfg.Cache, r.loadRoom)
 	unsub, err := cfg.Bus.Subscribe(bus.Control, r.onControl)
 	if err != nil {
@@ -102,10 +114,15 @@ return {ok, wait}
 `)
 
 // Allow implements State with a token bucket of capacity n refilled at
-// n/per, shared by every node.
+// n/per: this node's (no command), or with SharedRate one shared by every
+// node.
 func (r *Redis) Allow(ctx context.Context, user string) (bool, time.Duration, error) {
 	if r.n <= 0 || r.per <= 0 {
 		return true, 0, nil
+	}
+	if r.local != nil {
+		ok, wait := r.local.Allow(user)
+		return ok, wait, nil
 	}
 	rate := float64(r.n) / float64(max(r.per.Milliseconds(), 1)) // tokens per ms
 	var res []int64

@@ -45,14 +45,53 @@ func TestRedisContract(t *testing.T) {
 	})
 }
 
+// TestRedisSharedRateContract: the same contract with the rate limit kept in
+// Redis (--rate-limit-scope cluster).
+func TestRedisSharedRateContract(t *testing.T) {
+	c := redistest.Client(t)
+	runContract(t, func(t *testing.T, n int, per time.Duration) State {
+		return node(t, c, redistest.Prefix(t, c), n, per, RedisConfig{SharedRate: true})
+	})
+}
+
+// TestRedisNodeRate: by default each node limits the users who send through
+// it with no Redis command: over the limit on one node, a user is refused
+// with a wait; another node keeps its own bucket (k nodes: at most k times
+// the rate, as documented).
+func TestRedisNodeRate(t *testing.T) {
+	c := redistest.Client(t)
+	prefix := redistest.Prefix(t, c)
+	var calls atomic.Int64
+	count := rediscall.Func(func(ctx context.Context, op string, n int, do func(context.Context) error) error {
+		calls.Add(int64(n))
+		return do(ctx)
+	})
+	a := node(t, c, prefix, 3, time.Minute, RedisConfig{Call: count})
+	b := node(t, redistest.Client(t), prefix, 3, time.Minute, RedisConfig{Call: count})
+	for i := 0; i < 3; i++ {
+		if ok, _ := allow(t, a, "u"); !ok {
+			t.Fatalf("send %d refused", i)
+		}
+	}
+	if ok, wait := allow(t, a, "u"); ok || wait <= 15*time.Second || wait > 20*time.Second+time.Millisecond {
+		t.Fatalf("4th send on one node: ok %v wait %v", ok, wait)
+	}
+	if ok, _ := allow(t, b, "u"); !ok {
+		t.Fatal("the other node's bucket is its own")
+	}
+	if n := calls.Load(); n != 0 {
+		t.Fatalf("node-scoped rate checks cost %d Redis commands, want 0", n)
+	}
+}
+
 // TestRedisAcrossNodes: the token bucket, mutes and kicks are shared by
 // nodes; a node's copy of a room follows another node's changes within the
 // bus's latency.
 func TestRedisAcrossNodes(t *testing.T) {
 	c := redistest.Client(t)
 	prefix := redistest.Prefix(t, c)
-	a := node(t, c, prefix, 3, time.Minute, RedisConfig{})
-	b := node(t, redistest.Client(t), prefix, 3, time.Minute, RedisConfig{})
+	a := node(t, c, prefix, 3, time.Minute, RedisConfig{SharedRate: true})
+	b := node(t, redistest.Client(t), prefix, 3, time.Minute, RedisConfig{SharedRate: true})
 	ctx := context.Background()
 	for i, s := range []*Redis{a, b, a} {
 		if ok, _, err := s.Allow(ctx, "u"); !ok || err != nil {
