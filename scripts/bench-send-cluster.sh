@@ -2,9 +2,11 @@
 # Group commit (issue 14): Redis commands per message sent into one hot room
 # across three nodes. Starts a PRIVATE redis-server (so INFO counts only these
 # nodes; the machine's shared Redis is never touched), a fresh PostgreSQL
-# database, three `roomcast serve --redis … --db … --rate-limit 0` nodes
-# (otherwise default config), creates the room "bench", resets Redis's
-# statistics, runs one `roomcast bench send` per node at once, then prints
+# database, three `roomcast serve --redis … --db …` nodes in the DEFAULT
+# configuration (rate limit 5/10s per user, kept per node), creates the room
+# "bench", resets Redis's statistics, runs one `roomcast bench send` per node
+# at once, its senders cycling through USERS distinct users each (so every
+# user stays within the default rate limit), then prints
 # per node acks/s and send→ack p99, and Redis's total_commands_processed
 # (INFO stats; commands run inside scripts count, as Redis counts them) and
 # INFO commandstats per message acknowledged.
@@ -12,10 +14,14 @@
 #   flock /tmp/roomcast-bench.lock scripts/bench-send-cluster.sh              # 64 senders flat out
 #   SENDERS="1000 1000 1000" RATE=3334 flock /tmp/roomcast-bench.lock scripts/bench-send-cluster.sh
 #   SEND_ARGS=--client-msg-id …   # idempotent sends, as the JS client makes them
+#   NODE_ARGS="--rate-limit 0" USERS=0 …   # the earlier, labelled special variant: no rate limit, one user per sender
 #
 # Environment: SENDERS (senders per node, default "21 22 21"), RATE (messages/s
 # per node, 0 = each sender back to back, default 0), SEND_ARGS (more `bench
-# send` flags, e.g. "--via ws"), DURATION (15s), REDIS_PORT (16999), HTTP_PORT
+# send` flags, e.g. "--via ws"), USERS (distinct users per node's bench, default
+# 8000: 24,000 users stay within 5/10s up to about 20,000 sends/s over 15 s;
+# 0 = one user per sender), NODE_ARGS (more `serve` flags, printed as special),
+# DURATION (15s), REDIS_PORT (16999), HTTP_PORT
 # (18491; nodes use it and the next two), PG (postgres://postgres@127.0.0.1:5432),
 # ROOMCAST_BIN (use this binary instead of building ./cmd/roomcast), BENCH_BIN
 # (run `bench send` from this binary, e.g. to compare servers with one client), OUT
@@ -26,6 +32,8 @@ cd "$(dirname "$0")/.."
 read -r -a SENDERS <<<"${SENDERS:-21 22 21}"
 RATE="${RATE:-0}"
 DURATION="${DURATION:-15s}"
+USERS="${USERS:-8000}"
+NODE_ARGS="${NODE_ARGS:-}"
 REDIS_PORT="${REDIS_PORT:-16999}"
 HTTP_PORT="${HTTP_PORT:-18491}"
 PG="${PG:-postgres://postgres@127.0.0.1:5432}"
@@ -70,9 +78,10 @@ URLS=()
 for i in 0 1 2; do
 	port=$((HTTP_PORT + i))
 	mkdir -p "$WORK/n$i"
+	# shellcheck disable=SC2086 # NODE_ARGS is a list of flags
 	"$BIN" serve --data "$WORK/n$i" --http "127.0.0.1:$port" --rtmp "" \
 		--redis "redis://127.0.0.1:$REDIS_PORT/0" --db "$PG/$DB?sslmode=disable" \
-		--secret "$SECRET" --admin-key "$ADMIN" --rate-limit 0 --log-level warn \
+		--secret "$SECRET" --admin-key "$ADMIN" --log-level warn $NODE_ARGS \
 		>>"$OUT/node$i.log" 2>&1 &
 	PIDS+=($!)
 	URLS+=("http://127.0.0.1:$port")
@@ -94,7 +103,9 @@ echo "uptime: $(uptime)"
 BENCH=()
 for i in 0 1 2; do
 	# shellcheck disable=SC2086 # SEND_ARGS is a list of flags
-	"$BENCH_BIN" bench send --url "${URLS[$i]}" --room bench --secret "$SECRET" --pid "${PIDS[$i]}" \
+	users=()
+	[ "$USERS" = 0 ] || users=(--users "$USERS" --user-prefix "n$i-u")
+	"$BENCH_BIN" bench send --url "${URLS[$i]}" --room bench --secret "$SECRET" --pid "${PIDS[$i]}" "${users[@]}" \
 		--senders "${SENDERS[$i]}" --rate "$RATE" --duration "$DURATION" --progress=false --json ${SEND_ARGS:-} \
 		>"$OUT/send$i.json" 2>"$OUT/send$i.err" &
 	BENCH+=($!)
@@ -106,7 +117,8 @@ redis-cli -p "$REDIS_PORT" info commandstats >"$OUT/commandstats.txt"
 for i in 0 1 2; do curl -s "${URLS[$i]}/metrics" | grep -E '^roomcast_commit_(batch_size_(sum|count)|batch_limit|linger_seconds)' >"$OUT/metrics$i.txt" || true; done
 [ "$rc" = 0 ] || { echo "a bench send failed; see $OUT/send*.err" >&2; cat "$OUT"/send*.err >&2; }
 
-echo "command: SENDERS=\"${SENDERS[*]}\" RATE=$RATE DURATION=$DURATION SEND_ARGS=\"${SEND_ARGS:-}\" scripts/bench-send-cluster.sh"
+echo "command: SENDERS=\"${SENDERS[*]}\" RATE=$RATE USERS=$USERS DURATION=$DURATION SEND_ARGS=\"${SEND_ARGS:-}\" NODE_ARGS=\"$NODE_ARGS\" scripts/bench-send-cluster.sh"
+if [ -n "$NODE_ARGS" ]; then echo "config: SPECIAL (nodes run: $NODE_ARGS)"; else echo "config: default (nodes run no flag beyond addresses, secrets and --log-level)"; fi
 acked=0
 for i in 0 1 2; do
 	jq -r --arg i "$i" '"node \($i): senders \(.send.writers) sent \(.send.sent) acked \(.send.acked) acks/s \(.send.acks_per_s) p50 \(.send.latency.p50_ms) ms p99 \(.send.latency.p99_ms) ms errors \(.send.errors)"' "$OUT/send$i.json"

@@ -16,8 +16,10 @@ type sendScenario struct {
 	common
 	noRamp
 	noDrain
-	sp       sendSpec
-	maxFrame int
+	sp         sendSpec
+	maxFrame   int
+	users      int
+	userPrefix string
 
 	toks     []string
 	st       sendStats
@@ -31,7 +33,9 @@ type sendScenario struct {
 func (s *sendScenario) base() *common { return &s.common }
 
 func (s *sendScenario) flags(fs *flag.FlagSet) {
-	fs.IntVar(&s.sp.writers, "senders", 16, "concurrent writers, one user and one connection each")
+	fs.IntVar(&s.sp.writers, "senders", 16, "concurrent writers, one connection each")
+	fs.IntVar(&s.users, "users", 0, "http: distinct users the senders cycle through (each sender its share, one after another), so each stays within a per-user rate limit (0 = one user per sender)")
+	fs.StringVar(&s.userPrefix, "user-prefix", "bench-s", "users are named this prefix + 0, 1, … (give each of several bench processes its own)")
 	fs.Float64Var(&s.sp.rate, "rate", 0, "total messages/s over all writers (0 = as fast as possible)")
 	fs.StringVar(&s.sp.via, "via", "http", "http (POST /api/rooms/{id}/messages) or ws (send frames)")
 	fs.IntVar(&s.sp.inflight, "inflight", 1, "ws: sends awaiting an ack per writer")
@@ -53,18 +57,22 @@ func (s *sendScenario) check() (int, error) {
 		return 0, errors.New("bench send: --kind must be chat or gift")
 	case s.sp.rate < 0 || s.sp.inflight < 1:
 		return 0, errors.New("bench send: --rate must be ≥ 0 and --inflight ≥ 1")
+	case s.users != 0 && s.users < s.sp.writers:
+		return 0, errors.New("bench send: --users must be at least --senders (or 0)")
+	case s.users > s.sp.writers && s.sp.via != "http":
+		return 0, errors.New("bench send: --users applies to --via http (a WebSocket writer is one user)")
 	}
 	return s.sp.writers, nil
 }
 
-// setup fetches the writers' tokens and, with --via ws, connects them (not
-// measured).
+// setup fetches the users' tokens (one per writer, or --users) and, with
+// --via ws, connects the writers (not measured).
 func (s *sendScenario) setup(r *runner) error {
 	if err := r.initTokens(); err != nil {
 		return err
 	}
 	var err error
-	if s.toks, err = r.tokens("bench-s", s.sp.writers); err != nil || s.sp.via != "ws" {
+	if s.toks, err = r.tokens(s.userPrefix, max(s.users, s.sp.writers)); err != nil || s.sp.via != "ws" {
 		return err
 	}
 	run := &wsRun{t: r.t, room: s.room, timeout: s.timeout, maxFrame: s.maxFrame, send: &s.st,
@@ -130,6 +138,7 @@ func (s *sendScenario) report(r *runner) {
 		s.st.addSeqs(c.acks)
 	}
 	rep.Send = s.st.report(&s.sp, r.window)
+	rep.Send.Users = max(s.users, s.sp.writers)
 	if sv := rep.Server; sv != nil && sv.MeasurementProblem == "" {
 		sv.USPerAck = round3(perUnit(sv.CPUSeconds*1e6, float64(rep.Send.Acked)))
 	}

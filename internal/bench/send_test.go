@@ -36,6 +36,42 @@ func TestBenchSend(t *testing.T) {
 	}
 }
 
+// TestBenchSendUsers: with --users the writers cycle through that many
+// distinct users, each writer its own share.
+func TestBenchSendUsers(t *testing.T) {
+	f := newFakeServer(t, nil)
+	rep, err := runBench(t, f, "send", "--senders", "2", "--users", "6", "--rate", "200", "--duration", "300ms",
+		"--secret", "k", "--user-prefix", "p-")
+	if err != nil {
+		t.Fatalf("err %v violations %v", err, rep.Violations)
+	}
+	if s := rep.Send; s.Acked < 12 || len(s.Errors) != 0 || s.Users != 6 {
+		t.Fatalf("send %+v", s)
+	}
+	users := map[string]bool{}
+	f.mu.Lock()
+	for _, raw := range f.msgs {
+		var m struct {
+			User struct {
+				ID string `json:"id"`
+			} `json:"user"`
+		}
+		if err := json.Unmarshal(raw, &m); err != nil {
+			t.Fatal(err)
+		}
+		users[m.User.ID] = true // the fake server names the user by its token
+	}
+	f.mu.Unlock()
+	if len(users) != 6 {
+		t.Fatalf("%d distinct users sent, want 6", len(users))
+	}
+	for _, bad := range [][]string{{"--senders", "4", "--users", "3"}, {"--senders", "2", "--users", "4", "--via", "ws"}} {
+		if _, err := runBench(t, f, append([]string{"send", "--secret", "k", "--duration", "100ms"}, bad...)...); err == nil {
+			t.Fatalf("bench send %v accepted", bad)
+		}
+	}
+}
+
 func TestBenchSendRateLimited(t *testing.T) {
 	f := newFakeServer(t, func(f *fakeServer) { f.every429 = 3 })
 	rep, err := runBench(t, f, "send", "--senders", "2", "--rate", "200", "--duration", "300ms", "--token", "t")

@@ -200,8 +200,9 @@ func statusLabel(status int, code []byte) string {
 }
 
 // httpWriter posts messages until ctx ends: on schedule, or back to back when
-// sp.rate is 0. One request is in flight at a time per writer.
-func (s *sendStats) httpWriter(ctx context.Context, hc *rawHTTP, sp *sendSpec, i int, path []byte, tok string, start time.Time) {
+// sp.rate is 0, as its users toks in turn. One request is in flight at a time
+// per writer.
+func (s *sendStats) httpWriter(ctx context.Context, hc *rawHTTP, sp *sendSpec, i int, path []byte, toks []string, start time.Time) {
 	var (
 		body []byte
 		fi   frameInfo
@@ -213,7 +214,7 @@ func (s *sendStats) httpWriter(ctx context.Context, hc *rawHTTP, sp *sendSpec, i
 		t0 := time.Now()
 		body = sp.appendMessage(body[:0], nil, t0.UnixNano())
 		s.sent.Add(1)
-		status, resp, err := hc.Do("POST", path, tok, body)
+		status, resp, err := hc.Do("POST", path, toks[n%len(toks)], body)
 		d := time.Since(t0)
 		if err != nil {
 			s.fail(errLabel(err))
@@ -240,6 +241,7 @@ func (s *sendStats) httpWriter(ctx context.Context, hc *rawHTTP, sp *sendSpec, i
 // SendReport describes what the writers sent and the server acknowledged.
 type SendReport struct {
 	Writers    int               `json:"writers"`
+	Users      int               `json:"users,omitempty"` // distinct users the writers sent as
 	Via        string            `json:"via"`
 	TargetRate float64           `json:"target_rate"` // messages/s, 0 = as fast as possible
 	Sent       uint64            `json:"sent"`
@@ -278,8 +280,9 @@ func (s *sendStats) report(sp *sendSpec, window time.Duration) *SendReport {
 }
 
 // startWriters starts n writers for the window ending with winCtx: over
-// HTTP (one keep-alive connection each, opened on runCtx) with toks[i], or
-// over the WebSocket clients[i]. writers tracks them.
+// HTTP (one keep-alive connection each, opened on runCtx) as the users
+// toks[i], toks[i+n], … in turn, or over the WebSocket clients[i]. writers
+// tracks them.
 func (s *sendStats) startWriters(runCtx, winCtx context.Context, writers *sync.WaitGroup, t target, o *common, sp *sendSpec,
 	n int, toks []string, clients []*wsClient, start time.Time) {
 	path := []byte(t.base.Path + "/api/rooms/" + o.room + "/messages")
@@ -287,10 +290,14 @@ func (s *sendStats) startWriters(runCtx, winCtx context.Context, writers *sync.W
 		writers.Add(1)
 		if sp.via == "http" {
 			hc := newRawHTTP(runCtx, t.addr, t.base.Host, o.timeout)
+			var mine []string
+			for j := i; j < len(toks); j += n {
+				mine = append(mine, toks[j])
+			}
 			go func(i int) {
 				defer writers.Done()
 				defer hc.release()
-				s.httpWriter(winCtx, hc, sp, i, path, toks[i], start)
+				s.httpWriter(winCtx, hc, sp, i, path, mine, start)
 			}(i)
 			continue
 		}
