@@ -114,7 +114,7 @@ rc=0
 for p in "${BENCH[@]}"; do wait "$p" || rc=1; done
 redis-cli -p "$REDIS_PORT" info stats >"$OUT/info-stats.txt"
 redis-cli -p "$REDIS_PORT" info commandstats >"$OUT/commandstats.txt"
-for i in 0 1 2; do curl -s "${URLS[$i]}/metrics" | grep -E '^roomcast_commit_(batch_size_(sum|count)|batch_limit|linger_seconds)' >"$OUT/metrics$i.txt" || true; done
+for i in 0 1 2; do curl -s "${URLS[$i]}/metrics" | grep -E '^roomcast_commit_(batch_size_(sum|count)|batch_limit|linger_seconds|batches_total)' >"$OUT/metrics$i.txt" || true; done
 [ "$rc" = 0 ] || { echo "a bench send failed; see $OUT/send*.err" >&2; cat "$OUT"/send*.err >&2; }
 
 echo "command: SENDERS=\"${SENDERS[*]}\" RATE=$RATE USERS=$USERS DURATION=$DURATION SEND_ARGS=\"${SEND_ARGS:-}\" NODE_ARGS=\"$NODE_ARGS\" scripts/bench-send-cluster.sh"
@@ -125,6 +125,9 @@ for i in 0 1 2; do
 	acked=$((acked + $(jq -r '.send.acked' "$OUT/send$i.json")))
 	sum=$(awk '/batch_size_sum/ {print $2}' "$OUT/metrics$i.txt"); cnt=$(awk '/batch_size_count/ {print $2}' "$OUT/metrics$i.txt")
 	awk -v s="$sum" -v c="$cnt" -v i="$i" 'BEGIN { if (c > 0) printf "node %s: %d append calls, %.1f messages per call (whole run)\n", i, c, s / c }'
+	ends=$(sed -n 's/^roomcast_commit_batches_total{end="\([a-z]*\)"} \(.*\)/\1 \2/p' "$OUT/metrics$i.txt" | tr '\n' ' ')
+	linger=$(awk '/^roomcast_commit_linger_seconds/ {printf "%.1f ms", $2 * 1000}' "$OUT/metrics$i.txt")
+	echo "node $i: batches ended by: ${ends:-?}; linger at the end: ${linger:-?}"
 done
 total=$(sed -n 's/^total_commands_processed:\([0-9]*\).*/\1/p' "$OUT/info-stats.txt")
 echo "acked (3 nodes): $acked"

@@ -102,9 +102,10 @@ type Committer struct {
 	app Appender
 	cfg Config
 
-	limit  *prometheus.GaugeVec // current batch limit by room
-	linger *prometheus.GaugeVec // current linger by room
-	size   prometheus.Histogram // messages per append call
+	limit  *prometheus.GaugeVec   // current batch limit by room
+	linger *prometheus.GaugeVec   // current linger by room
+	size   prometheus.Histogram   // messages per append call
+	ends   *prometheus.CounterVec // batches by what ended their wait
 
 	mu     sync.Mutex
 	rooms  map[string]*room // rooms that sent recently; guarded by mu
@@ -152,9 +153,12 @@ func New(app Appender, cfg Config, reg prometheus.Registerer) *Committer {
 			Help: "Current wait of a busy room's batch for more messages: Linger minus the measured append latency (group commit)."}, []string{"room"}),
 		size: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "roomcast_commit_batch_size",
 			Help: "Messages stored per store append (group commit).", Buckets: prometheus.ExponentialBuckets(1, 2, 11)}),
+		ends: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomcast_commit_batches_total",
+			Help: "Store appends by what ended the batch's wait: none (a quiet room or a local store), full (the limit), idle (IdleGap without a send), linger (the oldest message waited the linger)."},
+			[]string{"end"}),
 	}
 	if reg != nil {
-		reg.MustRegister(c.limit, c.linger, c.size)
+		reg.MustRegister(c.limit, c.linger, c.size, c.ends)
 	}
 	return c
 }
@@ -220,7 +224,7 @@ func (c *Committer) drain(r *room) {
 	defer c.wg.Done()
 	for {
 		c.mu.Lock()
-		c.lingerLocked(r)
+		end := c.lingerLocked(r)
 		n := min(len(r.queue), r.limit)
 		if n == 0 {
 			r.running = false
@@ -235,6 +239,7 @@ func (c *Committer) drain(r *room) {
 		waiting := len(r.queue)
 		c.mu.Unlock()
 
+		c.ends.WithLabelValues(end).Inc()
 		took := c.commit(batch)
 
 		c.mu.Lock()
@@ -261,24 +266,32 @@ func (c *Committer) lingerOf(r *room) time.Duration {
 	return max(0, c.cfg.Linger-r.lat)
 }
 
+// Batch ends, the label of roomcast_commit_batches_total.
+const (
+	endNone   = "none"
+	endFull   = "full"
+	endIdle   = "idle"
+	endLinger = "linger"
+)
+
 // lingerLocked waits, with c.mu held on entry and return, until r's queue
 // reaches its limit, no send has arrived for IdleGap, or its oldest message
-// has waited lingerOf(r).
-func (c *Committer) lingerLocked(r *room) {
+// has waited lingerOf(r); it returns which ended the wait.
+func (c *Committer) lingerLocked(r *room) string {
 	l := c.lingerOf(r)
-	if l == 0 {
-		return
+	if l == 0 || len(r.queue) == 0 {
+		return endNone
 	}
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
-	for len(r.queue) > 0 && len(r.queue) < r.limit {
-		wake := r.queue[0].at.Add(l)
+	for len(r.queue) < r.limit {
+		wake, end := r.queue[0].at.Add(l), endLinger
 		if idle := r.arrived.Add(c.cfg.IdleGap); idle.Before(wake) {
-			wake = idle
+			wake, end = idle, endIdle
 		}
 		wait := time.Until(wake)
 		if wait <= 0 {
-			return
+			return end
 		}
 		full := make(chan struct{})
 		r.full = full
@@ -294,6 +307,7 @@ func (c *Committer) lingerLocked(r *room) {
 			r.full = nil
 		}
 	}
+	return endFull
 }
 
 // commit appends one batch and hands each sender its result.
