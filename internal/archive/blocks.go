@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"roomcast/internal/message"
 )
@@ -186,6 +187,17 @@ func (a *Archive) buildBlocks(batch []entry) []blockRow {
 	}
 	w.buf, w.rows = body, rows
 	return rows
+}
+
+// bodyString is body as a string without copying it: the drivers copy
+// or send an argument during Exec and keep no reference after it, and the
+// writer does not touch the buffer until the next batch. It saves copying
+// (and collecting) every archived byte once more.
+func bodyString(body []byte) string {
+	if len(body) == 0 {
+		return ""
+	}
+	return unsafe.String(&body[0], len(body))
 }
 
 type sessionMsg struct{ session, id string }

@@ -4,7 +4,10 @@
 //
 // Writer: the message service hands it each room message of a live session
 // right after the message was sequenced (Add never blocks: the send's ack
-// does not wait for SQL). One goroutine writes batches; while SQL is slow or
+// does not wait for SQL, and costs one slice append under a mutex — the
+// writer is woken once per batch, not per message, see queue.go). One
+// goroutine writes batches, yielding the CPU to the live path between
+// statements; while SQL is slow or
 // down it retries and the queue grows up to Config.Buffer messages, so an
 // outage delays the archive without losing it. What does not fit is counted
 // in roomcast_archive_dropped_total and logged — never silently dropped.
@@ -20,6 +23,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -51,7 +55,8 @@ var schema = []string{
 type Config struct {
 	// Buffer bounds the queue of messages waiting for SQL; default 100,000.
 	Buffer int
-	// Batch is the most rows per INSERT; default 200.
+	// Batch is the most messages per transaction; default 1,000 (a few
+	// block rows). Fewer, larger transactions cost less per message.
 	Batch int
 	// Linger is how long the writer waits to fill a batch; default 100 ms.
 	Linger time.Duration
@@ -81,7 +86,7 @@ type Archive struct {
 	side *store.Store // the writer's (store.Side): its transactions never hold st's connection
 	log  *slog.Logger
 	met  Metrics
-	q    chan entry
+	q    *queue
 	stop chan struct{}
 	done chan struct{}
 
@@ -111,7 +116,7 @@ func New(ctx context.Context, cfg Config, st *store.Store, reg prometheus.Regist
 		cfg.Buffer = 100000
 	}
 	if cfg.Batch <= 0 {
-		cfg.Batch = 200
+		cfg.Batch = 1000
 	}
 	if cfg.Linger <= 0 {
 		cfg.Linger = 100 * time.Millisecond
@@ -125,7 +130,7 @@ func New(ctx context.Context, cfg Config, st *store.Store, reg prometheus.Regist
 	if err := st.Migrate(ctx, append(schema, blockSchema...)...); err != nil {
 		return nil, err
 	}
-	a := &Archive{cfg: cfg, st: st, log: log.With("component", "archive"), q: make(chan entry, cfg.Buffer),
+	a := &Archive{cfg: cfg, st: st, log: log.With("component", "archive"), q: newQueue(cfg.Buffer, cfg.Batch),
 		stop: make(chan struct{}), done: make(chan struct{}), likes: map[string]*likeSum{}, node: auth.RandomHex(4)}
 	a.met = Metrics{
 		Written: prometheus.NewCounter(prometheus.CounterOpts{Name: "roomcast_archive_written_total", Help: "Messages written to the danmaku archive."}),
@@ -133,7 +138,7 @@ func New(ctx context.Context, cfg Config, st *store.Store, reg prometheus.Regist
 			Help: "Messages not archived because the archive queue was full (SQL too slow or down for too long)."}),
 		Retries: prometheus.NewCounter(prometheus.CounterOpts{Name: "roomcast_archive_retries_total", Help: "Archive batches retried after a SQL error."}),
 		Queue: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "roomcast_archive_queue_messages", Help: "Messages waiting to be archived."},
-			func() float64 { return float64(len(a.q)) }),
+			func() float64 { return float64(a.q.len()) }),
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{a.met.Written, a.met.Dropped, a.met.Retries, a.met.Queue} {
@@ -154,9 +159,7 @@ func New(ctx context.Context, cfg Config, st *store.Store, reg prometheus.Regist
 // Add queues m (already sequenced, sealed, stamped with video_ms) for the
 // archive of session. It never blocks; a full queue drops and counts.
 func (a *Archive) Add(session string, m *message.Message) {
-	select {
-	case a.q <- entry{session, m}:
-	default:
+	if !a.q.push(entry{session, m}) {
 		a.met.Dropped.Inc()
 		a.logMu.Lock()
 		if time.Since(a.lastLog) > 10*time.Second {
@@ -213,13 +216,13 @@ func (a *Archive) Close(ctx context.Context) error {
 	case <-a.done:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("archive: %d messages not written at shutdown: %w", len(a.q), ctx.Err())
+		return fmt.Errorf("archive: %d messages not written at shutdown: %w", a.q.len(), ctx.Err())
 	}
 }
 
-// run owns the batch: it collects up to Batch entries (waiting at most
-// Linger once one is there), writes them, and retries a failed write with
-// backoff until it succeeds or Close gives up.
+// run owns the batch: once a message is queued it waits at most Linger for
+// a full batch (Batch messages), takes it, writes it, and retries a failed
+// write with backoff until it succeeds or Close gives up.
 func (a *Archive) run() {
 	defer close(a.done)
 	defer func() {
@@ -234,56 +237,49 @@ func (a *Archive) run() {
 	likes := time.NewTicker(a.cfg.LikeEvery)
 	defer likes.Stop()
 	for {
-		if len(batch) == 0 {
+		select { // due even while the queue never empties
+		case <-likes.C:
+			a.flushLikes()
+		default:
+		}
+		a.q.drainWake() // the queue is looked at below: a pending wake-up is stale
+		if a.q.len() == 0 {
 			select {
-			case e := <-a.q:
-				batch = append(batch, e)
+			case <-a.q.wake:
 			case <-likes.C:
 				a.flushLikes()
-				continue
 			case <-a.stop:
 				a.flushLikes()
 				a.drain(batch)
 				return
 			}
-			t.Reset(a.cfg.Linger)
+			continue
 		}
-	fill:
-		for len(batch) < a.cfg.Batch {
+		if a.q.len() < a.cfg.Batch {
+			t.Reset(a.cfg.Linger)
 			select {
-			case e := <-a.q:
-				batch = append(batch, e)
 			case <-t.C:
-				break fill
+			case <-a.q.wake: // full (or a stale wake-up: the batch is written early)
+				t.Stop()
 			case <-a.stop:
-				break fill
 			}
 		}
+		batch = a.q.take(batch[:0], a.cfg.Batch)
 		if !a.writeRetrying(batch) {
 			return // stopped while SQL is down
 		}
 		clear(batch)
-		batch = batch[:0]
 	}
 }
 
 // drain writes everything queued at Close.
 func (a *Archive) drain(batch []entry) {
 	for {
-		for len(batch) < a.cfg.Batch {
-			select {
-			case e := <-a.q:
-				batch = append(batch, e)
-				continue
-			default:
-			}
-			break
-		}
+		batch = a.q.take(batch[:0], a.cfg.Batch)
 		if len(batch) == 0 || !a.writeRetrying(batch) {
 			return
 		}
 		clear(batch)
-		batch = batch[:0]
 	}
 }
 
@@ -296,7 +292,7 @@ func (a *Archive) writeRetrying(batch []entry) bool {
 			return true
 		}
 		a.met.Retries.Inc()
-		a.log.Warn("archive write failed; retrying", "rows", len(batch), "queued", len(a.q), "err", err)
+		a.log.Warn("archive write failed; retrying", "rows", len(batch), "queued", a.q.len(), "err", err)
 		select {
 		case <-time.After(backoff):
 		case <-a.stop:
@@ -305,8 +301,8 @@ func (a *Archive) writeRetrying(batch []entry) bool {
 				a.met.Written.Add(float64(len(batch)))
 				return true
 			}
-			a.met.Dropped.Add(float64(len(batch) + len(a.q)))
-			a.log.Error("archive: SQL unreachable at shutdown; messages not archived", "count", len(batch)+len(a.q))
+			a.met.Dropped.Add(float64(len(batch) + a.q.len()))
+			a.log.Error("archive: SQL unreachable at shutdown; messages not archived", "count", len(batch)+a.q.len())
 			return false
 		}
 		backoff = min(backoff*2, 5*time.Second)
@@ -338,8 +334,14 @@ func (a *Archive) write(batch []entry) error {
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
 	ins := tx.StmtContext(ctx, s)
-	for _, b := range blocks {
-		if _, err := ins.ExecContext(ctx, b.session, b.key, b.room, b.min, b.max, b.n, string(b.body)); err != nil {
+	for i, b := range blocks {
+		if i > 0 {
+			// Yield to the live path between rows: on the default
+			// GOMAXPROCS of a small machine the writer otherwise holds a
+			// P for a whole transaction while sends wait for one.
+			runtime.Gosched()
+		}
+		if _, err := ins.ExecContext(ctx, b.session, b.key, b.room, b.min, b.max, b.n, bodyString(b.body)); err != nil {
 			return fmt.Errorf("archive: insert: %w", err)
 		}
 	}
