@@ -1,18 +1,27 @@
 #!/bin/bash
 # Issue 10: the send path's ack p99 and the fan-out cost with the danmaku
 # archive and recording on and off. Three configurations, each on a fresh
-# `roomcast serve --render-budget 0 --rate-limit 0` with ffmpeg publishing
-# a 640x360 1 Mbps H.264/AAC stream (-c copy, in real time):
+# `roomcast serve` with ffmpeg publishing a 640x360 1 Mbps H.264/AAC stream
+# (-c copy, in real time), in each MODE (MODES, default "default special"):
+#   default   the server in the DEFAULT configuration (per-user rate limit
+#             5/10s, render budget 20/s): the bench's senders cycle through
+#             enough distinct users (`bench send --users`, a fresh user prefix
+#             per run) that none is refused, and the fan-out run sends 20/s
+#             from 64 users over HTTP
+#   special   the earlier run, labelled: `--render-budget 0 --rate-limit 0`,
+#             one user per sender
 #   baseline  the stream is live in another room: the bench room has no session
 #             (no video_ms, no archive)
 #   archive   the bench room is live, --record=false (clock + archive, no video)
 #   record    the bench room is live, default --record=true (clock + archive + video)
-# Each runs `bench send --senders 16 --rate 0` (saturating burst),
+# Each runs `bench send --senders 16 --rate 0` (saturating burst; default mode:
+# 40,000 users),
 # `bench send --senders 16 --rate 2000` (a fixed, realistic busy rate: the ack
-# latency without queueing) and `bench ws --conns 1000 --send-rate 20`
+# latency without queueing; default mode: 8,000 users) and `bench ws --conns 1000 --send-rate 20`
 # (fan-out). REPS=2 by default; CONFIGS picks configurations (default
 # "baseline archive record"); PROFILE=dir saves a 10 s server CPU profile
-# taken during each saturating burst as dir/<config>-<rep>.pprof.
+# taken during each saturating burst as dir/<mode>-<config>-<rep>.pprof.
+# ROOMCAST_BIN=path runs a given build.
 set -eu
 cd "$(dirname "$0")/.."
 T=$(mktemp -d)
@@ -25,11 +34,21 @@ fi
 S=bench-secret-0123456789
 ffmpeg -hide_banner -loglevel error -y -f lavfi -i testsrc=size=640x360:rate=25 -f lavfi -i sine=frequency=440:sample_rate=44100 \
   -t 20 -c:v libx264 -preset ultrafast -g 50 -b:v 1000k -pix_fmt yuv420p -c:a aac -b:a 64k -f flv "$T/sample.flv"
-run() { # name, server args, room the stream goes to
-  local name=$1 args=$2 sroom=$3 d hp=18700 rp=19700 pid fpid key ppid
+MODES=${MODES:-default special}
+if [[ " $MODES " == *" default "* ]] && ! $BIN bench send -h 2>&1 | grep -q -- '-users'; then
+  echo "bench-record: this build's bench send has no --users: MODES=default cannot keep within the default rate limit" >&2
+  exit 2
+fi
+run() { # name, server args, room the stream goes to, profile name, mode
+  local name="$1 [$5]" args=$2 sroom=$3 mode=$5 d hp=18700 rp=19700 pid fpid key ppid burst=() fixed=() wsargs=(--senders 4)
+  if [ "$mode" = special ]; then
+    args="--render-budget 0 --rate-limit 0 $args"
+  else
+    burst=(--users 40000 --user-prefix burst-) fixed=(--users 8000 --user-prefix fixed-) wsargs=(--senders 64)
+  fi
   d=$(mktemp -d -p "$T")
   # shellcheck disable=SC2086
-  $BIN serve --http 127.0.0.1:$hp --rtmp 127.0.0.1:$rp --data "$d" --secret $S --admin-key ak --render-budget 0 --rate-limit 0 --log-level warn $args >"$d/log" 2>&1 &
+  $BIN serve --http 127.0.0.1:$hp --rtmp 127.0.0.1:$rp --data "$d" --secret $S --admin-key ak --log-level warn $args >"$d/log" 2>&1 &
   pid=$!
   for _ in $(seq 50); do curl -sf localhost:$hp/readyz >/dev/null && break; sleep 0.2; done
   for r in bench other; do
@@ -39,6 +58,7 @@ run() { # name, server args, room the stream goes to
   ffmpeg -hide_banner -loglevel error -re -stream_loop -1 -i "$T/sample.flv" -c copy -f flv "rtmp://127.0.0.1:$rp/live/$key" &
   fpid=$!
   sleep 3
+  echo "=== $name: server flags: $args ($(uptime))"
   echo "=== $name: send (saturating)"
   ppid=
   if [ -n "${PROFILE:-}" ]; then
@@ -46,21 +66,23 @@ run() { # name, server args, room the stream goes to
     (sleep 3; curl -s -H 'Authorization: Bearer ak' "localhost:$hp/debug/pprof/profile?seconds=10" >"$PROFILE/$4.pprof") &
     ppid=$!
   fi
-  $BIN bench send --url http://127.0.0.1:$hp --room bench --secret $S --senders 16 --rate 0 --duration 15s --pid $pid --progress=false
+  $BIN bench send --url http://127.0.0.1:$hp --room bench --secret $S --senders 16 "${burst[@]}" --rate 0 --duration 15s --pid $pid --progress=false
   [ -z "$ppid" ] || wait "$ppid"
   echo "=== $name: send (fixed rate 2000/s)"
-  $BIN bench send --url http://127.0.0.1:$hp --room bench --secret $S --senders 16 --rate 2000 --duration 15s --pid $pid --progress=false
+  $BIN bench send --url http://127.0.0.1:$hp --room bench --secret $S --senders 16 "${fixed[@]}" --rate 2000 --duration 15s --pid $pid --progress=false
   echo "=== $name: ws"
-  $BIN bench ws --url http://127.0.0.1:$hp --room bench --secret $S --conns 1000 --ramp 1000 --send-rate 20 --senders 4 --duration 15s --pid $pid --progress=false
+  $BIN bench ws --url http://127.0.0.1:$hp --room bench --secret $S --conns 1000 --ramp 1000 --send-rate 20 "${wsargs[@]}" --duration 15s --pid $pid --progress=false
   curl -s localhost:$hp/metrics | grep -E "^roomcast_archive_(written|dropped)_total" || true
   kill $fpid $pid; wait $fpid $pid 2>/dev/null || true
 }
 for rep in $(seq "${REPS:-2}"); do
-  for c in ${CONFIGS:-baseline archive record}; do
-    case $c in
-    baseline) run "[$rep] baseline" "--record=true" other "$c-$rep" ;;
-    archive) run "[$rep] archive on, recording off" "--record=false" bench "$c-$rep" ;;
-    record) run "[$rep] archive and recording on" "--record=true" bench "$c-$rep" ;;
-    esac
+  for m in $MODES; do
+    for c in ${CONFIGS:-baseline archive record}; do
+      case $c in
+      baseline) run "[$rep] baseline" "--record=true" other "$m-$c-$rep" "$m" ;;
+      archive) run "[$rep] archive on, recording off" "--record=false" bench "$m-$c-$rep" "$m" ;;
+      record) run "[$rep] archive and recording on" "--record=true" bench "$m-$c-$rep" "$m" ;;
+      esac
+    done
   done
 done
