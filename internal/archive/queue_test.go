@@ -4,9 +4,11 @@ import (
 	"context"
 	"strconv"
 	"testing"
+	"time"
 
 	"roomcast/internal/message"
 	"roomcast/internal/store"
+	wait "roomcast/internal/testutil"
 )
 
 func qe(i int) entry {
@@ -65,6 +67,33 @@ func TestQueue(t *testing.T) {
 		if q.buf[:cap(q.buf)][i].m != nil {
 			t.Fatal("a taken entry is still referenced by the queue")
 		}
+	}
+}
+
+// A full batch is written at once, without waiting for the linger; a
+// partial one waits for it (here: for Close, which drains it).
+func TestWriterFullBatchSkipsLinger(t *testing.T) {
+	st, err := store.OpenSQLite(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	a, err := New(context.Background(), Config{Batch: 10, Linger: time.Hour}, st, nil, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 25; i++ { // two full batches and 5 lingering
+		a.Add("s1", msg(i, int64(i)))
+	}
+	wait.WaitFor(t, "two full batches written", 10*time.Second, func() bool { return value(a.met.Written) == 20 })
+	if n := a.q.len(); n != 5 {
+		t.Fatalf("%d queued, want the 5 of the partial batch", n)
+	}
+	if err := a.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if w := value(a.met.Written); w != 25 {
+		t.Fatalf("written %v after Close, want 25", w)
 	}
 }
 
