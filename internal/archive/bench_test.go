@@ -16,16 +16,7 @@ import (
 // them under a saturating send rate; cpu-ns/msg is the process's CPU
 // during the writes (building the test messages is left out).
 func BenchmarkWrite(b *testing.B) {
-	st, err := store.OpenSQLite(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
-	a, err := New(context.Background(), Config{}, st, nil, quiet())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer a.Close(context.Background())
+	a := benchArchive(b)
 	const session = "0123456789abcdef0123456789abcdef01234567"
 	mk := func(i int) entry {
 		v := int64(i)
@@ -54,6 +45,25 @@ func BenchmarkWrite(b *testing.B) {
 		i += len(batch)
 	}
 	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/msg")
+}
+
+// benchArchive is an archive in the default configuration on a fresh
+// SQLite store, closed when b ends.
+func benchArchive(b *testing.B) *Archive {
+	st, err := store.OpenSQLite(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	a, err := New(context.Background(), Config{}, st, nil, quiet())
+	if err != nil {
+		st.Close()
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		a.Close(context.Background())
+		st.Close()
+	})
+	return a
 }
 
 // cpuTime is the process's CPU time so far (user + system): the machine is

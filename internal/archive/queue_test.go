@@ -100,16 +100,7 @@ func TestWriterFullBatchSkipsLinger(t *testing.T) {
 // BenchmarkAdd is the send path's cost of handing a message to the archive,
 // from parallel senders (the writer running and writing to SQLite).
 func BenchmarkAdd(b *testing.B) {
-	st, err := store.OpenSQLite(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
-	a, err := New(context.Background(), Config{}, st, nil, quiet())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer a.Close(context.Background())
+	a := benchArchive(b)
 	m := &message.Message{ID: "x", Room: "bench", Kind: message.KindChat, Scope: message.ScopeRoom, Text: "hi"}
 	m.Seal()
 	b.ReportAllocs()
