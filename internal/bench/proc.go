@@ -203,3 +203,7 @@ func perUnit(num, den float64) float64 {
 	}
 	return num / den
 }
+
+// ProcessCPU is the CPU time (user + system) process pid has used so far,
+// from /proc/PID/stat.
+func ProcessCPU(pid int) (time.Duration, error) { return procCPU(pid) }
