@@ -30,19 +30,25 @@ func NewBucket(rate int) *Bucket {
 }
 
 // Allow reports whether one more grab is admitted now.
-func (b *Bucket) Allow() bool {
+func (b *Bucket) Allow() bool { return b.AllowN(1) == 1 }
+
+// AllowN admits up to n grabs now (n ≥ 1) and returns how many: as many
+// as the credit holds, each taking one interval of it, in one
+// compare-and-swap; 0 costs one atomic load.
+func (b *Bucket) AllowN(n int) int {
 	if b.interval == 0 {
-		return true
+		return n
 	}
 	now := b.now()
 	for {
 		tat := b.tat.Load()
-		next := max(tat, now) + b.interval
-		if next-now > b.burst {
-			return false
+		base := max(tat, now)
+		k := min(int64(n), (b.burst-(base-now))/b.interval)
+		if k <= 0 {
+			return 0
 		}
-		if b.tat.CompareAndSwap(tat, next) {
-			return true
+		if b.tat.CompareAndSwap(tat, base+k*b.interval) {
+			return int(k)
 		}
 	}
 }

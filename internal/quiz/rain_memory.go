@@ -50,35 +50,48 @@ func (m *Memory) RainStart(_ context.Context, r RainRules) (l RainLive, changed 
 	return l, changed, err
 }
 
-// Grab implements State. A packet won is written through the Saver before
-// Grab returns (outside the activity's lock), so a crash after the winner
-// was told loses nothing.
-func (m *Memory) Grab(ctx context.Context, id string, k int, user string, now int64) (g GrabResult, err error) {
-	var won *Packet
+// Grab implements State. The packets won are written through the Saver
+// before Grab returns (outside the activity's lock), so a crash after the
+// winner was told loses nothing.
+func (m *Memory) Grab(ctx context.Context, id string, k int, user string, now int64, taps int) (g GrabResult, err error) {
+	var won []Packet
 	err = m.with(id, false, func(a *memAct) error {
 		r := a.rainLocked(k)
 		if r == nil {
 			return ErrUnknown
 		}
-		r.Grabs++
-		switch {
-		case now > r.Ends || r.Closed:
-			g.Reason = ReasonEnded
-		case len(r.Won) >= len(r.Amounts):
-			g.Reason = ReasonEmpty
-		case r.Users[user] >= r.Max:
-			g.Reason = ReasonLimit
-		default:
+		r.Grabs += int64(taps)
+		for range taps {
+			reason := ""
+			switch {
+			case now > r.Ends || r.Closed:
+				reason = ReasonEnded
+			case len(r.Won) >= len(r.Amounts):
+				reason = ReasonEmpty
+			case r.Users[user] >= r.Max:
+				reason = ReasonLimit
+			}
+			if reason != "" {
+				if len(won) == 0 {
+					g.Reason = reason
+				}
+				break
+			}
 			p := Packet{N: len(r.Won), User: user, AmountCents: r.Amounts[len(r.Won)], At: now}
+			if len(won) == 0 {
+				g.Packet = p.N
+			}
 			r.Won = append(r.Won, p)
 			r.Users[user]++
 			r.Paid += p.AmountCents
-			g.AmountCents, g.Packet, won, a.dirty = p.AmountCents, p.N, &p, true
+			g.AmountCents += p.AmountCents
+			won, a.dirty = append(won, p), true
 		}
+		g.Packets = len(won)
 		return nil
 	})
-	if err == nil && won != nil && m.saver != nil {
-		err = m.saver.SavePackets(ctx, id, k, []Packet{*won})
+	if err == nil && len(won) > 0 && m.saver != nil {
+		err = m.saver.SavePackets(ctx, id, k, won)
 	}
 	return g, err
 }

@@ -63,33 +63,42 @@ func (r *Redis) RainStart(ctx context.Context, ru RainRules) (RainLive, bool, er
 	return parseRainLive(out[:7]), c == 1, nil
 }
 
-// grabScript mirrors Memory.Grab check for check.
+// grabScript mirrors Memory.Grab check for check: ARGV[3] taps, one
+// chance each, in one call.
 var grabScript = rueidis.NewLuaScript(`
 local m = redis.call('HMGET', KEYS[1], 'ends', 'max', 'n', 'next', 'closed')
 if not m[1] then return {'unknown'} end
-redis.call('HINCRBY', KEYS[1], 'grabs', 1)
+local taps = tonumber(ARGV[3])
+redis.call('HINCRBY', KEYS[1], 'grabs', taps)
 local ends, max, n, nx = tonumber(m[1]), tonumber(m[2]), tonumber(m[3]), tonumber(m[4])
 local user, now = ARGV[1], tonumber(ARGV[2])
-if now > ends or m[5] then return {'', 0, 'ended', -1} end
-if nx >= n then return {'', 0, 'empty', -1} end
-if tonumber(redis.call('HGET', KEYS[3], user) or '0') >= max then return {'', 0, 'limit', -1} end
-local amt = tonumber(redis.call('GETRANGE', KEYS[2], nx * 13, nx * 13 + 12))
-redis.call('HSET', KEYS[1], 'next', nx + 1)
-redis.call('HINCRBY', KEYS[1], 'paid', amt)
-redis.call('HINCRBY', KEYS[3], user, 1)
-redis.call('RPUSH', KEYS[4], nx .. ' ' .. amt .. ' ' .. ARGV[2] .. ' ' .. user)
-return {'', amt, '', nx}`)
+if now > ends or m[5] then return {'', 0, 'ended', -1, 0} end
+local have = tonumber(redis.call('HGET', KEYS[3], user) or '0')
+local first, sum, won, reason = nx, 0, 0, ''
+for i = 1, taps do
+  if nx >= n then reason = 'empty' break end
+  if have >= max then reason = 'limit' break end
+  local amt = tonumber(redis.call('GETRANGE', KEYS[2], nx * 13, nx * 13 + 12))
+  redis.call('RPUSH', KEYS[4], nx .. ' ' .. amt .. ' ' .. ARGV[2] .. ' ' .. user)
+  sum, won, nx, have = sum + amt, won + 1, nx + 1, have + 1
+end
+if won == 0 then return {'', 0, reason, -1, 0} end
+redis.call('HSET', KEYS[1], 'next', nx)
+redis.call('HINCRBY', KEYS[1], 'paid', sum)
+redis.call('HINCRBY', KEYS[3], user, won)
+return {'', sum, '', first, won}`)
 
 // Grab implements State.
-func (r *Redis) Grab(ctx context.Context, id string, k int, user string, now int64) (GrabResult, error) {
-	out, err := r.runOn(ctx, "rain_grab", grabScript, id, r.rainKeys(id, k), user, strconv.FormatInt(now, 10))
+func (r *Redis) Grab(ctx context.Context, id string, k int, user string, now int64, taps int) (GrabResult, error) {
+	out, err := r.runOn(ctx, "rain_grab", grabScript, id, r.rainKeys(id, k), user, strconv.FormatInt(now, 10), strconv.Itoa(taps))
 	if err != nil {
 		return GrabResult{}, err
 	}
 	amt, _ := out[0].AsInt64()
 	reason, _ := out[1].ToString()
 	n, _ := out[2].AsInt64()
-	return GrabResult{AmountCents: amt, Reason: reason, Packet: int(n)}, nil
+	won, _ := out[3].AsInt64()
+	return GrabResult{AmountCents: amt, Reason: reason, Packet: int(n), Packets: int(won)}, nil
 }
 
 var rainLiveScript = rueidis.NewLuaScript(luaRainLive + `

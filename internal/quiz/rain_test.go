@@ -134,7 +134,7 @@ func TestRainContract(t *testing.T) {
 			if err := s.Init(ctx, testRules(id)); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := s.Grab(ctx, id, 0, "u", 1); err != ErrUnknown {
+			if _, err := s.Grab(ctx, id, 0, "u", 1, 1); err != ErrUnknown {
 				t.Fatalf("grab before start: %v", err)
 			}
 			if l, err := s2.Rain(ctx, id, 0); err != nil || l.Started {
@@ -166,7 +166,7 @@ func TestRainContract(t *testing.T) {
 					wg.Add(1)
 					go func() {
 						defer wg.Done()
-						g, err := st.Grab(ctx, id, 0, fmt.Sprint("u", u), now+int64(i))
+						g, err := st.Grab(ctx, id, 0, fmt.Sprint("u", u), now+int64(i), 1)
 						mu.Lock()
 						defer mu.Unlock()
 						if err != nil {
@@ -197,7 +197,7 @@ func TestRainContract(t *testing.T) {
 			if err != nil || l.PaidCents != 10_000 || l.Left != 0 || l.Grabs != users*taps || l.Winners != int64(len(won)) {
 				t.Fatalf("live %+v %v (winners %d)", l, err, len(won))
 			}
-			if g, _ := s.Grab(ctx, id, 0, "late", now+20_001); g.Reason != ReasonEnded || g.AmountCents != 0 {
+			if g, _ := s.Grab(ctx, id, 0, "late", now+20_001, 1); g.Reason != ReasonEnded || g.AmountCents != 0 {
 				t.Fatalf("after the end: %+v", g)
 			}
 			ps, err := s2.RainClose(ctx, id, 0)
@@ -239,17 +239,17 @@ func TestRainContractLimitAndClose(t *testing.T) {
 				t.Fatal(err)
 			}
 			for i, want := range []string{"", "", ReasonLimit} {
-				if g, err := []State{s, s2}[i%2].Grab(ctx, id, 1, "a", 10); err != nil || g.Reason != want || (want == "") != (g.AmountCents == 5) {
+				if g, err := []State{s, s2}[i%2].Grab(ctx, id, 1, "a", 10, 1); err != nil || g.Reason != want || (want == "") != (g.AmountCents == 5) {
 					t.Fatalf("grab %d: %+v %v", i, g, err)
 				}
 			}
-			if _, err := s.Grab(ctx, id, 0, "a", 10); err != ErrUnknown {
+			if _, err := s.Grab(ctx, id, 0, "a", 10, 1); err != ErrUnknown {
 				t.Fatalf("rain 0 never started: %v", err)
 			}
 			if ps, err := s.RainClose(ctx, id, 1); err != nil || len(ps) != 2 {
 				t.Fatalf("close: %v %v", ps, err)
 			}
-			if g, _ := s2.Grab(ctx, id, 1, "b", 10); g.Reason != ReasonEnded {
+			if g, _ := s2.Grab(ctx, id, 1, "b", 10, 1); g.Reason != ReasonEnded {
 				t.Fatalf("grab after the close: %+v", g)
 			}
 			if l, _ := s.Rain(ctx, id, 1); l.PaidCents != 10 || l.Left != 3 || l.Winners != 1 || l.Grabs != 4 {

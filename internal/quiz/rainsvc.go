@@ -124,26 +124,55 @@ func (s *Service) StartRain(ctx context.Context, c Caller, id string, k int) (*R
 	return s.rainView(a, k, l), nil
 }
 
-// Admit takes a token from this node's bucket for one grab: false means
-// Grab would answer ReasonThrottled now. A caller that got true hands the
-// grab to GrabAdmitted, which takes no second token.
-func (s *Service) Admit() bool { return s.bucket.Allow() }
+// MaxGrabTaps is the most taps one grab (HTTP body, WebSocket frame) may
+// carry: a client gathers its user's taps and sends them together.
+const MaxGrabTaps = 20
 
-// Grab takes a packet of rain k for user, after this node's token bucket.
-func (s *Service) Grab(ctx context.Context, user, id string, k int) (GrabResult, error) {
-	if user == "" {
-		return GrabResult{}, errs.New(errs.Unauthorized, "grabbing needs a user token")
-	}
-	if !s.bucket.Allow() {
-		return GrabResult{Reason: ReasonThrottled}, nil
-	}
-	return s.GrabAdmitted(ctx, user, id, k)
+// ValidTaps reports whether a grab's taps are acceptable: 0 (named none:
+// one tap) or 1–MaxGrabTaps.
+func ValidTaps(taps int) bool { return taps >= 0 && taps <= MaxGrabTaps }
+
+// errTaps is the answer to a grab with taps out of range.
+func errTaps() error {
+	return errs.New(errs.BadRequest, "taps must be 1–"+strconv.Itoa(MaxGrabTaps))
 }
 
-// GrabAdmitted is Grab for a grab already admitted by Admit.
-func (s *Service) GrabAdmitted(ctx context.Context, user, id string, k int) (GrabResult, error) {
+// Admit takes tokens from this node's bucket for a grab of taps taps (0:
+// one) and returns how many it got, at most the taps: 0 means Grab would
+// answer ReasonThrottled now. A caller that got some hands the grab to
+// GrabAdmitted, which takes no more tokens.
+func (s *Service) Admit(taps int) int { return s.bucket.AllowN(max(taps, 1)) }
+
+// Grab is one tap at rain k for user, after this node's token bucket.
+func (s *Service) Grab(ctx context.Context, user, id string, k int) (GrabResult, error) {
+	return s.GrabTaps(ctx, user, id, k, 0)
+}
+
+// GrabTaps is a grab carrying taps taps (0: it names none, one tap,
+// answered as Grab always was): each tap the bucket admits is a chance at
+// the next packet.
+func (s *Service) GrabTaps(ctx context.Context, user, id string, k, taps int) (GrabResult, error) {
 	if user == "" {
 		return GrabResult{}, errs.New(errs.Unauthorized, "grabbing needs a user token")
+	}
+	if !ValidTaps(taps) {
+		return GrabResult{}, errTaps()
+	}
+	admitted := s.Admit(taps)
+	if admitted == 0 {
+		return GrabResult{Reason: ReasonThrottled, Taps: taps}, nil
+	}
+	return s.GrabAdmitted(ctx, user, id, k, taps, admitted)
+}
+
+// GrabAdmitted is GrabTaps for a grab whose admitted taps (≥ 1) Admit
+// already took.
+func (s *Service) GrabAdmitted(ctx context.Context, user, id string, k, taps, admitted int) (GrabResult, error) {
+	if user == "" {
+		return GrabResult{}, errs.New(errs.Unauthorized, "grabbing needs a user token")
+	}
+	if !ValidTaps(taps) || admitted < 1 || admitted > max(taps, 1) {
+		return GrabResult{}, errTaps()
 	}
 	a, err := s.activity(ctx, id)
 	if err != nil {
@@ -152,7 +181,7 @@ func (s *Service) GrabAdmitted(ctx context.Context, user, id string, k int) (Gra
 	if _, err := rainOf(a, k); err != nil {
 		return GrabResult{}, err
 	}
-	g, err := s.d.State.Grab(ctx, id, k, user, s.now().UnixMilli())
+	g, err := s.d.State.Grab(ctx, id, k, user, s.now().UnixMilli(), admitted)
 	if errors.Is(err, ErrUnknown) {
 		return GrabResult{}, errs.New(CodeRainNotStarted, "the rain has not started")
 	}
@@ -162,6 +191,7 @@ func (s *Service) GrabAdmitted(ctx context.Context, user, id string, k int) (Gra
 	if g.Reason == ReasonEnded {
 		s.scheduleClose(a, k, s.now().UnixMilli())
 	}
+	g.Taps, g.Admitted = taps, admitted
 	return g, nil
 }
 

@@ -126,10 +126,12 @@ type State interface {
 	// not started (idempotent: a second start returns the first's state and
 	// changed=false).
 	RainStart(ctx context.Context, r RainRules) (l RainLive, changed bool, err error)
-	// Grab takes the next packet for user at now, atomically: at most
+	// Grab takes the next packets for user at now, one chance per tap
+	// (taps ≥ 1, each admitted by a node's bucket), atomically: at most
 	// MaxPerUser per user, each packet once, never past the last packet;
+	// the taps after the first refused one are refused for the same reason.
 	// ErrUnknown if the rain has not started.
-	Grab(ctx context.Context, id string, k int, user string, now int64) (GrabResult, error)
+	Grab(ctx context.Context, id string, k int, user string, now int64, taps int) (GrabResult, error)
 	// Rain returns rain k's state (Started false if it has not started).
 	Rain(ctx context.Context, id string, k int) (RainLive, error)
 	// RainClose closes the rain to grabs for good (later grabs: ended) and
@@ -170,11 +172,18 @@ type RainLive struct {
 	Winners   int64 // distinct users paid
 }
 
-// GrabResult is a grab's outcome: a packet, or a reason.
+// GrabResult is a grab's outcome: the packets won (their cents summed),
+// or, when none was, the reason.
 type GrabResult struct {
 	AmountCents int64  `json:"amount_cents"`
 	Reason      string `json:"reason,omitempty"`
-	Packet      int    `json:"-"` // the packet's index when paid
+	Packet      int    `json:"-"` // the first packet's index when paid
+	Packets     int    `json:"-"` // the packets won
+	// Taps is the taps the request named (0: it named none, and the
+	// answer is a single tap's, as before taps existed); Admitted is how
+	// many of them the node's bucket admitted.
+	Taps     int `json:"-"`
+	Admitted int `json:"-"`
 }
 
 // Packet is one packet paid (the SQL store's record).

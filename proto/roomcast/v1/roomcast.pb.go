@@ -951,9 +951,12 @@ func (x *AnswerAck) GetSealed() []byte {
 // 13), with the same rules and error codes as
 // POST /api/activities/{id}/rains/{k}/grab.
 type GrabRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Activity      string                 `protobuf:"bytes,1,opt,name=activity,proto3" json:"activity,omitempty"`
-	Rain          int32                  `protobuf:"varint,2,opt,name=rain,proto3" json:"rain,omitempty"` // the rain's number, from 0
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Activity string                 `protobuf:"bytes,1,opt,name=activity,proto3" json:"activity,omitempty"`
+	Rain     int32                  `protobuf:"varint,2,opt,name=rain,proto3" json:"rain,omitempty"` // the rain's number, from 0
+	// The taps this frame carries (1–20; 0 = absent = 1): each tap the
+	// node's bucket admits is a chance at the next packet (docs/api.md).
+	Taps          int32 `protobuf:"varint,3,opt,name=taps,proto3" json:"taps,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1002,14 +1005,26 @@ func (x *GrabRequest) GetRain() int32 {
 	return 0
 }
 
+func (x *GrabRequest) GetTaps() int32 {
+	if x != nil {
+		return x.Taps
+	}
+	return 0
+}
+
 // GrabAck is the body of a type 4 RESPONSE: amount_cents > 0 for a packet
 // won, else 0 with reason "empty", "limit", "throttled" or "ended".
 type GrabAck struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Activity      string                 `protobuf:"bytes,1,opt,name=activity,proto3" json:"activity,omitempty"`
-	Rain          int32                  `protobuf:"varint,2,opt,name=rain,proto3" json:"rain,omitempty"`
-	AmountCents   int64                  `protobuf:"varint,3,opt,name=amount_cents,json=amountCents,proto3" json:"amount_cents,omitempty"`
-	Reason        string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Activity    string                 `protobuf:"bytes,1,opt,name=activity,proto3" json:"activity,omitempty"`
+	Rain        int32                  `protobuf:"varint,2,opt,name=rain,proto3" json:"rain,omitempty"`
+	AmountCents int64                  `protobuf:"varint,3,opt,name=amount_cents,json=amountCents,proto3" json:"amount_cents,omitempty"` // the sum of the packets won by the frame's taps
+	Reason      string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Set when the request carried taps: the packets won, the taps carried
+	// and the taps the node's bucket admitted.
+	Packets       int32 `protobuf:"varint,5,opt,name=packets,proto3" json:"packets,omitempty"`
+	Taps          int32 `protobuf:"varint,6,opt,name=taps,proto3" json:"taps,omitempty"`
+	Admitted      int32 `protobuf:"varint,7,opt,name=admitted,proto3" json:"admitted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1070,6 +1085,27 @@ func (x *GrabAck) GetReason() string {
 		return x.Reason
 	}
 	return ""
+}
+
+func (x *GrabAck) GetPackets() int32 {
+	if x != nil {
+		return x.Packets
+	}
+	return 0
+}
+
+func (x *GrabAck) GetTaps() int32 {
+	if x != nil {
+		return x.Taps
+	}
+	return 0
+}
+
+func (x *GrabAck) GetAdmitted() int32 {
+	if x != nil {
+		return x.Admitted
+	}
+	return 0
 }
 
 var File_proto_roomcast_v1_roomcast_proto protoreflect.FileDescriptor
@@ -1154,15 +1190,19 @@ const file_proto_roomcast_v1_roomcast_proto_rawDesc = "" +
 	"\tAnswerAck\x12\x1a\n" +
 	"\bactivity\x18\x01 \x01(\tR\bactivity\x12\f\n" +
 	"\x01n\x18\x02 \x01(\x05R\x01n\x12\x16\n" +
-	"\x06sealed\x18\x03 \x01(\fR\x06sealed\"=\n" +
+	"\x06sealed\x18\x03 \x01(\fR\x06sealed\"Q\n" +
 	"\vGrabRequest\x12\x1a\n" +
 	"\bactivity\x18\x01 \x01(\tR\bactivity\x12\x12\n" +
-	"\x04rain\x18\x02 \x01(\x05R\x04rain\"t\n" +
+	"\x04rain\x18\x02 \x01(\x05R\x04rain\x12\x12\n" +
+	"\x04taps\x18\x03 \x01(\x05R\x04taps\"\xbe\x01\n" +
 	"\aGrabAck\x12\x1a\n" +
 	"\bactivity\x18\x01 \x01(\tR\bactivity\x12\x12\n" +
 	"\x04rain\x18\x02 \x01(\x05R\x04rain\x12!\n" +
 	"\famount_cents\x18\x03 \x01(\x03R\vamountCents\x12\x16\n" +
-	"\x06reason\x18\x04 \x01(\tR\x06reason*-\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x18\n" +
+	"\apackets\x18\x05 \x01(\x05R\apackets\x12\x12\n" +
+	"\x04taps\x18\x06 \x01(\x05R\x04taps\x12\x1a\n" +
+	"\badmitted\x18\a \x01(\x05R\badmitted*-\n" +
 	"\x04Kind\x12\v\n" +
 	"\aREQUEST\x10\x00\x12\f\n" +
 	"\bRESPONSE\x10\x01\x12\n" +
