@@ -74,12 +74,14 @@ type QuizAnswers interface {
 	// AnswerInRoom answers the room's running activity.
 	AnswerInRoom(ctx context.Context, user, roomID string, n, option int) (string, []byte, error)
 	Answer(ctx context.Context, user, id string, n, option int) ([]byte, error)
-	// Grab is the red-packet grab (issue 13; the grab frames).
-	Grab(ctx context.Context, user, id string, k int) (quiz.GrabResult, error)
-	// Admit takes a grab's token from the node's bucket (false: Grab would
-	// answer throttled); GrabAdmitted is Grab for an admitted grab.
-	Admit() bool
-	GrabAdmitted(ctx context.Context, user, id string, k int) (quiz.GrabResult, error)
+	// GrabTaps is the red-packet grab of taps taps (issue 13; 0: it names
+	// none, one tap; the grab frames and the HTTP grab).
+	GrabTaps(ctx context.Context, user, id string, k, taps int) (quiz.GrabResult, error)
+	// Admit takes a grab's tokens from the node's bucket and returns how
+	// many (0: GrabTaps would answer throttled); GrabAdmitted is GrabTaps
+	// for a grab whose admitted taps were taken.
+	Admit(taps int) int
+	GrabAdmitted(ctx context.Context, user, id string, k, taps, admitted int) (quiz.GrabResult, error)
 }
 
 // Quiz is what the HTTP routes need of the quiz (*quiz.Service).
@@ -103,6 +105,5 @@ type Quiz interface {
 // Rains is the red-packet rain (issue 13) as the gateway uses it.
 type Rains interface {
 	StartRain(ctx context.Context, c quiz.Caller, id string, k int) (*quiz.RainView, error)
-	Grab(ctx context.Context, user, id string, k int) (quiz.GrabResult, error)
 	Rain(ctx context.Context, id string, k int) (*quiz.RainView, error)
 }

@@ -288,12 +288,17 @@ func (fakeQuiz) PrizesTotal(context.Context, string) (int64, error)    { return 
 func (fakeQuiz) StartRain(context.Context, quiz.Caller, string, int) (*quiz.RainView, error) {
 	return nil, errNoQuiz
 }
-func (fakeQuiz) Grab(context.Context, string, string, int) (quiz.GrabResult, error) {
+func (fakeQuiz) GrabTaps(context.Context, string, string, int, int) (quiz.GrabResult, error) {
 	return quiz.GrabResult{}, errNoQuiz
 }
 func (fakeQuiz) Rain(context.Context, string, int) (*quiz.RainView, error) { return nil, errNoQuiz }
-func (q fakeQuiz) Admit() bool                                             { return q.throttled == nil || !q.throttled.Load() }
-func (fakeQuiz) GrabAdmitted(context.Context, string, string, int) (quiz.GrabResult, error) {
+func (q fakeQuiz) Admit(taps int) int {
+	if q.throttled != nil && q.throttled.Load() {
+		return 0
+	}
+	return max(taps, 1)
+}
+func (fakeQuiz) GrabAdmitted(context.Context, string, string, int, int, int) (quiz.GrabResult, error) {
 	return quiz.GrabResult{}, errs.New(errs.NotFound, "no such activity (admitted)")
 }
 

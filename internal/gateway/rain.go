@@ -63,17 +63,34 @@ func (g *Gateway) handleRainStart(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, 200, v)
 }
 
+// grabBody is the HTTP grab's optional body: {"taps":N}.
+type grabBody struct {
+	Taps *int `json:"taps"`
+}
+
 func (g *Gateway) handleGrab(w http.ResponseWriter, r *http.Request) {
 	c, k, ok := g.callerRain(w, r)
 	if !ok {
 		return
 	}
-	res, err := g.d.Quiz.Grab(r.Context(), c.User, r.PathValue("id"), k)
+	var body grabBody
+	if r.ContentLength != 0 { // no body: one tap, as before taps existed
+		if err := decode(w, r, &body); err != nil {
+			writeErr(w, err)
+			return
+		}
+	}
+	taps, err := grabTaps(body.Taps)
 	if err != nil {
 		writeErr(w, err)
 		return
 	}
-	writeJSON(w, 200, res)
+	res, err := g.d.Quiz.GrabTaps(r.Context(), c.User, r.PathValue("id"), k, taps)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeRaw(w, 200, appendGrabResult(append(make([]byte, 0, 128), '{'), res, false))
 }
 
 func (g *Gateway) handleRain(w http.ResponseWriter, r *http.Request) {
@@ -101,8 +118,46 @@ func validGrab(activity string, k int) bool {
 	return activity != "" && len(activity) <= 64 && k >= 0 && k < quiz.MaxRains
 }
 
-// grabOn grabs for the connection's user.
-func (g *WSHandler) grabOn(st *wsState, activity string, k int) (quiz.GrabResult, error) {
+// grabTaps reads a grab's "taps": absent is 0 (one tap, answered as
+// before taps existed); named, it must be 1–quiz.MaxGrabTaps.
+func grabTaps(taps *int) (int, error) {
+	if taps == nil {
+		return 0, nil
+	}
+	if *taps < 1 || !quiz.ValidTaps(*taps) {
+		return 0, errs.New(errs.BadRequest, "taps must be 1–"+strconv.Itoa(quiz.MaxGrabTaps))
+	}
+	return *taps, nil
+}
+
+// appendGrabResult appends a grab's answer fields to b (after "{" or a
+// field; comma tells which): amount_cents, reason when nothing was won,
+// and — when the grab named its taps — packets, taps and admitted; then
+// the closing brace.
+func appendGrabResult(b []byte, res quiz.GrabResult, comma bool) []byte {
+	if comma {
+		b = append(b, ',')
+	}
+	b = append(b, `"amount_cents":`...)
+	b = strconv.AppendInt(b, res.AmountCents, 10)
+	if res.Reason != "" {
+		b = append(b, `,"reason":"`...)
+		b = append(b, res.Reason...)
+		b = append(b, '"')
+	}
+	if res.Taps > 0 {
+		b = append(b, `,"packets":`...)
+		b = strconv.AppendInt(b, int64(res.Packets), 10)
+		b = append(b, `,"taps":`...)
+		b = strconv.AppendInt(b, int64(res.Taps), 10)
+		b = append(b, `,"admitted":`...)
+		b = strconv.AppendInt(b, int64(res.Admitted), 10)
+	}
+	return append(b, '}')
+}
+
+// grabOn grabs for the connection's user: taps taps (0: one, unnamed).
+func (g *WSHandler) grabOn(st *wsState, activity string, k, taps int) (quiz.GrabResult, error) {
 	st.mu.Lock()
 	user := st.id.Claims.Sub
 	st.mu.Unlock()
@@ -114,20 +169,26 @@ func (g *WSHandler) grabOn(st *wsState, activity string, k int) (quiz.GrabResult
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if st.admitted.Swap(false) {
-		return g.quiz.GrabAdmitted(ctx, user, activity, k)
+	if n := st.admitted.Swap(0); n > 0 {
+		return g.quiz.GrabAdmitted(ctx, user, activity, k, taps, int(n))
 	}
-	return g.quiz.Grab(ctx, user, activity, k)
+	return g.quiz.GrabTaps(ctx, user, activity, k, taps)
 }
 
-// onGrab is the JSON WebSocket grab frame: {"type":"grab","id","activity","rain"}
-// → {"type":"grab_ok","id","activity","rain","amount_cents"[,"reason"]} or an error frame.
-func (g *WSHandler) onGrab(c *ws.Conn, st *wsState, id, activity string, rain *int) {
+// onGrab is the JSON WebSocket grab frame: {"type":"grab","id","activity","rain"[,"taps"]}
+// → {"type":"grab_ok","id","activity","rain","amount_cents"[,"reason"][,"packets","taps","admitted"]}
+// or an error frame.
+func (g *WSHandler) onGrab(c *ws.Conn, st *wsState, id, activity string, rain, tapsField *int) {
 	if rain == nil {
 		g.sendError(c, id, errs.New(errs.BadRequest, "a grab names its activity and rain (0–19)"))
 		return
 	}
-	res, err := g.grabOn(st, activity, *rain)
+	taps, err := grabTaps(tapsField)
+	if err != nil {
+		g.sendError(c, id, err)
+		return
+	}
+	res, err := g.grabOn(st, activity, *rain, taps)
 	if err != nil {
 		g.sendError(c, id, err)
 		return
@@ -142,22 +203,15 @@ func sendGrabOK(c *ws.Conn, id, activity string, rain int, res quiz.GrabResult) 
 	b = message.AppendString(b, activity)
 	b = append(b, `,"rain":`...)
 	b = strconv.AppendInt(b, int64(rain), 10)
-	b = append(b, `,"amount_cents":`...)
-	b = strconv.AppendInt(b, res.AmountCents, 10)
-	if res.Reason != "" {
-		b = append(b, `,"reason":"`...)
-		b = append(b, res.Reason...)
-		b = append(b, '"')
-	}
-	_ = c.SendText(append(b, '}'))
+	_ = c.SendText(appendGrabResult(b, res, true))
 }
 
 // OnMessageInline implements ws.InlineHandler: a grab (JSON or protobuf)
-// takes its token from the node's bucket on the poller goroutine, after
+// takes its tokens from the node's bucket on the poller goroutine, after
 // the same checks grabOn makes. Turned away, it is answered there, in
-// microseconds, as Grab would answer it; admitted, it goes on to OnMessage
-// (which takes no second token: st.admitted). Anything else is left to
-// OnMessage.
+// microseconds, as GrabTaps would answer it; admitted, it goes on to
+// OnMessage (which takes no more tokens: st.admitted). Anything else is
+// left to OnMessage.
 func (g *WSHandler) OnMessageInline(c *ws.Conn, data []byte) bool {
 	st, _ := c.Value().(*wsState)
 	if st == nil {
@@ -170,15 +224,21 @@ func (g *WSHandler) OnMessageInline(c *ws.Conn, data []byte) bool {
 	if !f.parse(data) || f.typ != "grab" || !f.hasRain || !validGrab(f.activity, f.rain) || !st.hasUser() {
 		return false
 	}
-	if g.quiz.Admit() {
-		st.admitted.Store(true)
+	taps := 0
+	if f.hasTaps {
+		if taps = f.taps; taps < 1 || !quiz.ValidTaps(taps) {
+			return false
+		}
+	}
+	if n := g.quiz.Admit(taps); n > 0 {
+		st.admitted.Store(int32(n))
 		return false
 	}
 	if len(f.id) > 64 {
 		f.id = f.id[:64]
 	}
 	g.frames.grab.Inc()
-	sendGrabOK(c, f.id, f.activity, f.rain, quiz.GrabResult{Reason: quiz.ReasonThrottled})
+	sendGrabOK(c, f.id, f.activity, f.rain, quiz.GrabResult{Reason: quiz.ReasonThrottled, Taps: taps})
 	return true
 }
 
@@ -192,30 +252,45 @@ func (g *WSHandler) protoGrabInline(c *ws.Conn, st *wsState, data []byte) bool {
 	var f pb.Frame
 	var body pb.GrabRequest
 	if proto.Unmarshal(data[k:], &f) != nil || f.Kind != wire.Request || f.Type != wire.TypeGrab ||
-		proto.Unmarshal(f.Body, &body) != nil || !validGrab(body.Activity, int(body.Rain)) || !st.hasUser() {
+		proto.Unmarshal(f.Body, &body) != nil || !validGrab(body.Activity, int(body.Rain)) ||
+		!quiz.ValidTaps(int(body.Taps)) || !st.hasUser() {
 		return false
 	}
-	if g.quiz.Admit() {
-		st.admitted.Store(true)
+	if a := g.quiz.Admit(int(body.Taps)); a > 0 {
+		st.admitted.Store(int32(a))
 		return false
 	}
 	g.frames.grab.Inc()
-	g.sendProto(c, g.response(&f, "", &pb.GrabAck{Activity: body.Activity, Rain: body.Rain, Reason: quiz.ReasonThrottled}))
+	g.sendProto(c, g.response(&f, "", grabAck(&body, quiz.GrabResult{Reason: quiz.ReasonThrottled, Taps: int(body.Taps)})))
 	return true
 }
 
+// grabAck is the GrabAck answering req with res.
+func grabAck(req *pb.GrabRequest, res quiz.GrabResult) *pb.GrabAck {
+	a := &pb.GrabAck{Activity: req.Activity, Rain: req.Rain, AmountCents: res.AmountCents, Reason: res.Reason}
+	if res.Taps > 0 { // named taps: the extension fields
+		a.Packets, a.Taps, a.Admitted = int32(res.Packets), int32(res.Taps), int32(res.Admitted)
+	}
+	return a
+}
+
 // onProtoGrab is the protobuf grab: a type 4 REQUEST with a GrabRequest
-// body, answered with a GrabAck.
+// body (taps 0: one, unnamed), answered with a GrabAck.
 func (g *WSHandler) onProtoGrab(c *ws.Conn, st *wsState, f *pb.Frame) {
 	var body pb.GrabRequest
 	if err := proto.Unmarshal(f.Body, &body); err != nil {
 		g.sendProto(c, wire.ErrorFrame(f.Type, f.Seq, errs.New(wire.ErrBadFrame, "grab body does not parse: "+err.Error())))
 		return
 	}
-	res, err := g.grabOn(st, body.Activity, int(body.Rain))
+	if !quiz.ValidTaps(int(body.Taps)) {
+		_, err := grabTaps(new(int(body.Taps)))
+		g.sendProto(c, wire.ErrorFrame(f.Type, f.Seq, err))
+		return
+	}
+	res, err := g.grabOn(st, body.Activity, int(body.Rain), int(body.Taps))
 	if err != nil {
 		g.sendProto(c, wire.ErrorFrame(f.Type, f.Seq, err))
 		return
 	}
-	g.sendProto(c, g.response(f, "", &pb.GrabAck{Activity: body.Activity, Rain: body.Rain, AmountCents: res.AmountCents, Reason: res.Reason}))
+	g.sendProto(c, g.response(f, "", grabAck(&body, res)))
 }

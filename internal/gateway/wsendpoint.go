@@ -53,9 +53,9 @@ type wsState struct {
 	move     string
 	epoch    string
 	hasEpoch bool
-	// admitted: the grab OnMessage handles next took its token from the
-	// bucket in OnMessageInline (rain.go).
-	admitted atomic.Bool
+	// admitted: the grab OnMessage handles next took this many tokens
+	// from the bucket in OnMessageInline (rain.go); 0: none yet.
+	admitted atomic.Int32
 }
 
 // OriginPolicy is the WebSocket origin check for origins (the --origins
@@ -260,6 +260,7 @@ type clientFrame struct {
 	// frame (issue 13) uses their activity and Rain.
 	answerFields
 	Rain *int `json:"rain"`
+	Taps *int `json:"taps"`
 }
 
 // OnMessage implements ws.Handler: client frames, one at a time per connection.
@@ -299,7 +300,7 @@ func (g *WSHandler) OnMessage(c *ws.Conn, data []byte) {
 		g.onAnswer(c, st, f.ID, f.Activity, f.N, f.Option)
 	case "grab":
 		g.frames.grab.Inc()
-		g.onGrab(c, st, f.ID, f.Activity, f.Rain)
+		g.onGrab(c, st, f.ID, f.Activity, f.Rain, f.Taps)
 	default:
 		g.metrics.WSFrames.WithLabelValues("unknown").Inc()
 		g.sendError(c, f.ID, errs.New(errs.BadRequest, "unknown frame type"))

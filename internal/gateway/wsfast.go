@@ -10,7 +10,7 @@ import (
 // frames: one per answer or tap. They are decoded here without
 // encoding/json and without allocating. The fast decoder takes a strict
 // subset of JSON — one flat object with exactly-spelled keys among type,
-// id, activity, n, option and rain; strings without escapes; integers
+// id, activity, n, option, rain and taps; strings without escapes; integers
 // without fraction or exponent — and decodes it to what json.Unmarshal
 // would. Anything else (another frame type, an escape, an unknown or
 // differently cased key, null, a float) goes to encoding/json, so the
@@ -19,9 +19,9 @@ import (
 // fastFrame is an answer or grab frame as the fast decoder reads it. Its
 // strings alias the message, which the ws package never reuses.
 type fastFrame struct {
-	typ, id, activity        string
-	n, option, rain          int
-	hasN, hasOption, hasRain bool
+	typ, id, activity                 string
+	n, option, rain, taps             int
+	hasN, hasOption, hasRain, hasTaps bool
 }
 
 // onFastFrame handles data if it is an answer or grab frame the fast
@@ -47,11 +47,14 @@ func (g *WSHandler) onFastFrame(c *ws.Conn, st *wsState, data []byte) bool {
 		g.onAnswer(c, st, f.id, f.activity, n, option)
 	case "grab":
 		g.frames.grab.Inc()
-		var rain *int
+		var rain, taps *int
 		if f.hasRain {
 			rain = &f.rain
 		}
-		g.onGrab(c, st, f.id, f.activity, rain)
+		if f.hasTaps {
+			taps = &f.taps
+		}
+		g.onGrab(c, st, f.id, f.activity, rain, taps)
 	default:
 		return false
 	}
@@ -116,6 +119,8 @@ func (f *fastFrame) value(b []byte, i int, key string) (int, bool) {
 		num, has = &f.option, &f.hasOption
 	case "rain":
 		num, has = &f.rain, &f.hasRain
+	case "taps":
+		num, has = &f.taps, &f.hasTaps
 	default:
 		return 0, false
 	}
