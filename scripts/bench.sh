@@ -23,7 +23,8 @@
 # Scenarios: poll-hot poll-hot-b2b ws-1k ws-5k ws-10k idle-10k send-burst flv-1 flv-100 flv-1000 flv-2000 rtmp-1000 quiz-10k quiz-10k-proto, rain-10k rain-10k-proto,
 # and (not in the default set) poll-hot-special ws-5k-special ws-10k-special (render budget 0,
 # every delivery counted; polls: back to back, pages of 100, the minimal HTTP client),
-# ws-5k-proto ws-10k-proto: JSON vs protobuf readers
+# ws-5k-proto ws-10k-proto: JSON vs protobuf readers, rain-10k-frame-per-tap rain-10k-proto-frame-per-tap
+# (a grab frame per tap instead of the web viewer's frames of several taps)
 # (flv-* and rtmp-* need ffmpeg: a 2.5 Mbit/s H.264+AAC file is encoded once and cached,
 # then published over RTMP by the bench itself, looped and paced by its timestamps
 # (`--publish`), which is what lets it report each tag's forwarding delay.)
@@ -196,10 +197,15 @@ for s in $SCENARIOS; do
 		format=json; [ "${s%-proto}" != "$s" ] && format=proto
 		SERVER_ARGS="${SERVER_ARGS:-} --quiz-delay 0" start_server; create_room
 		run_bench "$s" quiz --players "$(n 10000 200)" --rate 2000 --questions 3 --answer-ms 5000 --format "$format" ;;
-	rain-10k|rain-10k-proto) # the red-packet rain (issue 13): 10,000 players tapping 5/s, default --rain-rate, memory mode
-		format=json; [ "${s%-proto}" != "$s" ] && format=proto
+	rain-10k|rain-10k-proto|rain-10k-frame-per-tap|rain-10k-proto-frame-per-tap)
+		# the red-packet rain (issue 13): 10,000 players tapping 5/s, default --rain-rate, memory mode;
+		# each player's taps go as the web viewer sends them (--frame-ms 500: one frame per window);
+		# *-frame-per-tap (special, labelled): one frame per tap, naming no taps (--frame-ms 0)
+		format=json; case "$s" in *-proto*) format=proto ;; esac
+		frame=500; case "$s" in *-frame-per-tap) frame=0 ;; esac
 		start_server; create_room
-		run_bench "$s" rain --players "$(n 10000 200)" --rate 2000 --taps 5 --packets 1000 --budget 100000 --rain-ms 10000 --format "$format" ;;
+		run_bench "$s" rain --players "$(n 10000 200)" --rate 2000 --taps 5 --packets 1000 --budget 100000 --rain-ms 10000 \
+			--format "$format" --frame-ms "$frame" ;;
 	flv-*|rtmp-*) # HTTP-FLV viewers or RTMP players; the bench publishes the stream itself, paced by its timestamps
 		proto="${s%%-*}"; viewers="${s#*-}"
 		if ! have_media; then

@@ -288,13 +288,16 @@ func TestRainGrabFrames(t *testing.T) {
 // and equal to the rain's status.
 func TestBenchRain(t *testing.T) {
 	s := startServer(t, func(c *config.Config) { c.RainRate = 0 })
-	for _, format := range []string{"json", "proto"} {
-		t.Run(format, func(t *testing.T) {
+	// The web viewer's frames (several taps each, the default) and a frame per tap.
+	for _, run := range []struct{ format, frameMS string }{{"json", "500"}, {"proto", "500"}, {"json", "0"}, {"proto", "0"}} {
+		format := run.format
+		t.Run(format+"/frame-ms="+run.frameMS, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 			defer cancel()
 			var out bytes.Buffer
-			err := bench.Run(ctx, []string{"rain", "--url", s.url, "--secret", testSecret, "--room", "br" + format, "--players", "20",
-				"--taps", "5", "--packets", "30", "--budget", "3000", "--rain-ms", "1500", "--format", format, "--json", "--progress=false"}, &out, io.Discard)
+			err := bench.Run(ctx, []string{"rain", "--url", s.url, "--secret", testSecret, "--room", "br" + format + run.frameMS, "--players", "20",
+				"--taps", "5", "--packets", "30", "--budget", "3000", "--rain-ms", "1500", "--format", format, "--frame-ms", run.frameMS,
+				"--json", "--progress=false"}, &out, io.Discard)
 			if err != nil {
 				t.Fatalf("bench rain: %v\n%s", err, out.String())
 			}
@@ -304,7 +307,8 @@ func TestBenchRain(t *testing.T) {
 			}
 			r := rep.Rain
 			if !rep.OK || r == nil || r.Connected != 20 || r.Taps == 0 || r.Answered != r.Taps || r.PacketsWon != 30 ||
-				r.CentsPaid != 3000 || r.StatusPaid != 3000 || r.TapsPerS <= 0 {
+				r.CentsPaid != 3000 || r.StatusPaid != 3000 || r.TapsPerS <= 0 || r.FramesAnswered != r.Frames || r.TapsAdmitted != r.Taps ||
+				(run.frameMS == "0") != (r.Frames == r.Taps) {
 				t.Fatalf("report: %s", out.String())
 			}
 		})

@@ -7,6 +7,8 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -20,18 +22,25 @@ import (
 // connected over WebSocket (JSON or protobuf) tap a red-packet rain the
 // bench starts as the operator, each --taps times a second for the rain's
 // duration (ignoring the server's throttle, so the token bucket's refusals
-// are measured too). It reports taps/s offered (sent) and served (answered:
-// a packet, or a reason), the server CPU per tap (--pid), packets won and
+// are measured too). Like the web viewer (web/static/js/rain.js), a player
+// sends its taps together: a tap goes at once if the last frame left
+// --frame-ms ago, else it waits for that window to close with the taps
+// after it, one grab frame {"taps":N} for them all; --frame-ms 0 sends one
+// frame per tap, naming no taps (the protocol before taps existed). It
+// reports taps and frames offered (sent) and served (answered: packets, or
+// a reason), the server CPU per tap and per frame (--pid), packets won and
 // cents paid, and checks them against the rain's status.
 type rainScenario struct {
-	activityPlayers    // notes: the answers' reasons and the errors
+	activityPlayers    // notes: the frames' outcomes and the errors
 	taps, packets      int
+	frameMS            int
 	budget, durationMS int64
 	activity           string // set before go_
 
-	go_            atomic.Bool  // tap
-	sent, answered atomic.Int64 // taps
-	won, cents     atomic.Int64
+	go_                    atomic.Bool  // tap
+	sent, answered         atomic.Int64 // taps
+	frames, framesAnswered atomic.Int64
+	admitted, won, cents   atomic.Int64
 
 	rep RainReport
 }
@@ -44,17 +53,24 @@ type RainReport struct {
 	TapsPerPlayer    int               `json:"taps_per_player_per_s"`
 	Activity         string            `json:"activity"`
 	WindowS          float64           `json:"window_s"`
+	FrameMS          int               `json:"frame_ms"` // a player's window for gathering taps (0: a frame per tap)
 	Taps             uint64            `json:"taps"`     // sent
-	Answered         uint64            `json:"answered"` // grab_ok / GrabAck received
+	Answered         uint64            `json:"answered"` // taps answered (by grab_ok / GrabAck)
 	TapsPerS         float64           `json:"taps_per_s_offered"`
 	ServedPerS       float64           `json:"taps_per_s_served"`
-	Reasons          map[string]uint64 `json:"reasons"` // "won", "throttled", "empty", "limit", "ended", errors
+	Frames           uint64            `json:"frames"`          // grab frames sent
+	FramesAnswered   uint64            `json:"frames_answered"` // grab_ok / GrabAck / error received
+	FramesPerS       float64           `json:"frames_per_s_offered"`
+	FramesServedPerS float64           `json:"frames_per_s_served"`
+	TapsAdmitted     uint64            `json:"taps_admitted"` // by the node's bucket
+	Reasons          map[string]uint64 `json:"reasons"`       // per frame: "won", "throttled", "empty", "limit", "ended", errors
 	PacketsWon       uint64            `json:"packets_won"`
 	CentsPaid        int64             `json:"cents_paid"`
 	StatusPaid       int64             `json:"status_paid_cents"` // GET …/rains/0 after the rain
 	ServerCPUS       float64           `json:"server_cpu_s,omitempty"`
 	USCPUPerTap      float64           `json:"us_cpu_per_tap,omitempty"`
 	TapsPerCPUSecond float64           `json:"taps_per_cpu_s,omitempty"`
+	USCPUPerFrame    float64           `json:"us_cpu_per_frame,omitempty"`
 }
 
 func (s *rainScenario) flags(fs *flag.FlagSet) {
@@ -63,12 +79,22 @@ func (s *rainScenario) flags(fs *flag.FlagSet) {
 	fs.IntVar(&s.packets, "packets", 1000, "packets in the rain")
 	fs.Int64Var(&s.budget, "budget", 100000, "the rain's budget in cents")
 	fs.Int64Var(&s.durationMS, "rain-ms", 10000, "the rain's duration_ms")
+	fs.IntVar(&s.frameMS, "frame-ms", defaultFrameMS,
+		"a player's taps within this window go in one grab frame, as the web viewer sends them; 0: a frame per tap")
 }
+
+// defaultFrameMS is the web viewer's window (FRAME_MS in web/static/js/rain.js).
+const defaultFrameMS = 500
+
+// maxFrameTaps is the most taps a grab frame carries (quiz.MaxGrabTaps).
+const maxFrameTaps = 20
 
 func (s *rainScenario) check() (int, error) {
 	switch {
 	case s.players < 1 || s.taps < 1 || s.taps > 100:
 		return 0, errors.New("bench rain: --players must be ≥ 1, --taps 1–100")
+	case s.frameMS < 0 || s.frameMS > 5000:
+		return 0, errors.New("bench rain: --frame-ms must be 0–5000")
 	case !s.formatOK():
 		return 0, errFormat("bench rain")
 	case s.secret == "":
@@ -82,8 +108,8 @@ func (s *rainScenario) estimate() time.Duration {
 }
 
 func (s *rainScenario) status(r *runner, dt time.Duration) string {
-	return fmt.Sprintf("%s  connected %d/%d  taps %d  answered %d  won %d", r.phase.Load(), s.connected.Load(), s.players,
-		s.sent.Load(), s.answered.Load(), s.won.Load())
+	return fmt.Sprintf("%s  connected %d/%d  taps %d  answered %d  frames %d/%d  won %d", r.phase.Load(), s.connected.Load(), s.players,
+		s.sent.Load(), s.answered.Load(), s.framesAnswered.Load(), s.frames.Load(), s.won.Load())
 }
 
 func (s *rainScenario) setup(r *runner) error {
@@ -120,17 +146,22 @@ func (s *rainScenario) measure(r *runner) {
 	s.go_.Store(true)
 	sleepCtx(r.runCtx, time.Duration(s.durationMS)*time.Millisecond)
 	s.go_.Store(false)
-	r.waitUntil(time.Now().Add(10*time.Second), 5*time.Millisecond, func() bool { return s.answered.Load() >= s.sent.Load() })
+	r.waitUntil(time.Now().Add(10*time.Second), 5*time.Millisecond, func() bool { return s.framesAnswered.Load() >= s.frames.Load() })
 	win := time.Since(r.winStart)
 	cpu := serverCPU(r) - cpu0
 	s.rep.WindowS = round3(win.Seconds())
 	s.rep.Taps, s.rep.Answered = uint64(s.sent.Load()), uint64(s.answered.Load())
+	s.rep.Frames, s.rep.FramesAnswered = uint64(s.frames.Load()), uint64(s.framesAnswered.Load())
+	s.rep.TapsAdmitted = uint64(s.admitted.Load())
 	s.rep.TapsPerS = round1(float64(s.rep.Taps) / win.Seconds())
 	s.rep.ServedPerS = round1(float64(s.rep.Answered) / win.Seconds())
-	if cpu > 0 && s.rep.Answered > 0 {
+	s.rep.FramesPerS = round1(float64(s.rep.Frames) / win.Seconds())
+	s.rep.FramesServedPerS = round1(float64(s.rep.FramesAnswered) / win.Seconds())
+	if cpu > 0 && s.rep.Answered > 0 && s.rep.FramesAnswered > 0 {
 		s.rep.ServerCPUS = round3(cpu.Seconds())
 		s.rep.USCPUPerTap = round3(float64(cpu.Microseconds()) / float64(s.rep.Answered))
 		s.rep.TapsPerCPUSecond = round1(float64(s.rep.Answered) / cpu.Seconds())
+		s.rep.USCPUPerFrame = round3(float64(cpu.Microseconds()) / float64(s.rep.FramesAnswered))
 	}
 	var st struct {
 		PaidCents int64 `json:"paid_cents"`
@@ -142,7 +173,7 @@ func (s *rainScenario) measure(r *runner) {
 }
 
 func (s *rainScenario) report(r *runner) {
-	s.rep.Players, s.rep.Format, s.rep.TapsPerPlayer = s.players, s.format, s.taps
+	s.rep.Players, s.rep.Format, s.rep.TapsPerPlayer, s.rep.FrameMS = s.players, s.format, s.taps, s.frameMS
 	s.rep.PacketsWon, s.rep.CentsPaid = uint64(s.won.Load()), s.cents.Load()
 	s.errMu.Lock()
 	s.rep.Reasons = s.errs
@@ -150,6 +181,7 @@ func (s *rainScenario) report(r *runner) {
 	r.rep.Rain = &s.rep
 	r.rep.Server = r.watch.finish(r.window)
 	r.violation(uint64(s.players-s.rep.Connected), "players not connected")
+	r.violation(s.rep.Frames-min(s.rep.Frames, s.rep.FramesAnswered), "grab frames not answered")
 	r.violation(s.rep.Taps-min(s.rep.Taps, s.rep.Answered), "taps not answered")
 	if s.rep.CentsPaid > s.budget || s.rep.CentsPaid > s.rep.StatusPaid {
 		r.violation(1, "cents won above the budget or the rain's paid_cents")
@@ -177,35 +209,97 @@ func (s *rainScenario) runPlayer(ctx context.Context, i int) {
 	})
 }
 
-// tap sends grabs at --taps a second while the rain runs.
+// tap taps --taps times a second while the rain runs and sends the taps
+// as the web viewer does: at once if the last frame left --frame-ms ago,
+// else when that window closes, all the taps since in one frame.
 func (s *rainScenario) tap(ctx context.Context, conn net.Conn) {
 	defer s.wg.Done()
 	t := time.NewTicker(time.Second / time.Duration(s.taps))
 	defer t.Stop()
+	window := time.Duration(s.frameMS) * time.Millisecond
+	flush := time.NewTimer(time.Hour)
+	flush.Stop()
+	defer flush.Stop()
 	var seq uint32
+	var last time.Time
+	pending, waiting := 0, false
+	send := func() bool {
+		n := pending
+		pending, last = 0, time.Now()
+		if n == 0 || !s.go_.Load() {
+			return true
+		}
+		if err := s.sendGrab(conn, &seq, n); err != nil {
+			s.noteErr("write")
+			return false
+		}
+		return true
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-flush.C:
+			waiting = false
+			if !send() {
+				return
+			}
+			continue
 		case <-t.C:
 		}
 		if !s.go_.Load() {
+			pending = 0
 			continue
 		}
-		payload, op := s.request(4, &seq, &pb.GrabRequest{Activity: s.activity, Rain: 0},
-			`{"type":"grab","activity":"`+s.activity+`","rain":0}`)
-		s.sent.Add(1)
-		if err := wsutil.WriteClientMessage(conn, op, payload); err != nil {
-			s.noteErr("write")
-			return
+		pending++
+		switch {
+		case window == 0 || pending >= maxFrameTaps || (!waiting && time.Since(last) >= window):
+			if waiting {
+				flush.Stop()
+				waiting = false
+			}
+			if !send() {
+				return
+			}
+		case !waiting:
+			flush.Reset(window - time.Since(last))
+			waiting = true
 		}
 	}
 }
 
-func (s *rainScenario) answer(amount int64, reason string) {
-	s.answered.Add(1)
+// sendGrab sends one grab frame of n taps (--frame-ms 0: a frame naming
+// no taps).
+func (s *rainScenario) sendGrab(conn net.Conn, seq *uint32, n int) error {
+	req := &pb.GrabRequest{Activity: s.activity, Rain: 0}
+	js := `{"type":"grab","activity":"` + s.activity + `","rain":0}`
+	if s.frameMS > 0 {
+		req.Taps = int32(n)
+		js = `{"type":"grab","activity":"` + s.activity + `","rain":0,"taps":` + strconv.Itoa(n) + `}`
+	}
+	payload, op := s.request(4, seq, req, js)
+	s.sent.Add(int64(n))
+	s.frames.Add(1)
+	return wsutil.WriteClientMessage(conn, op, payload)
+}
+
+// answer counts a grab frame's answer: taps 0 is an answer to a frame that
+// named none (one tap; a packet if amount > 0).
+func (s *rainScenario) answer(amount int64, reason string, packets, taps, admitted int) {
+	if taps == 0 {
+		taps, admitted, packets = 1, 1, 0
+		if reason == "throttled" || strings.HasPrefix(reason, "error") {
+			admitted = 0
+		}
+		if amount > 0 {
+			packets = 1
+		}
+	}
+	s.framesAnswered.Add(1)
+	s.answered.Add(int64(taps))
+	s.admitted.Add(int64(admitted))
 	if amount > 0 {
-		s.won.Add(1)
+		s.won.Add(int64(packets))
 		s.cents.Add(amount)
 		reason = "won"
 	}
@@ -218,11 +312,14 @@ func (s *rainScenario) onJSON(data []byte) {
 		var g struct {
 			AmountCents int64  `json:"amount_cents"`
 			Reason      string `json:"reason"`
+			Packets     int    `json:"packets"`
+			Taps        int    `json:"taps"`
+			Admitted    int    `json:"admitted"`
 		}
 		_ = json.Unmarshal(data, &g)
-		s.answer(g.AmountCents, g.Reason)
+		s.answer(g.AmountCents, g.Reason, g.Packets, g.Taps, g.Admitted)
 	case isJSONType(data, "error"):
-		s.answer(0, "error "+jsonErrorCode(data))
+		s.answer(0, "error "+jsonErrorCode(data), 0, 0, 0)
 	}
 }
 
@@ -232,12 +329,12 @@ func (s *rainScenario) onProto(data []byte) {
 			return true
 		}
 		if f.Code != 0 {
-			s.answer(0, "error "+f.ErrorCode)
+			s.answer(0, "error "+f.ErrorCode, 0, 0, 0)
 			return true
 		}
 		var g pb.GrabAck
 		_ = proto.Unmarshal(f.Body, &g)
-		s.answer(g.AmountCents, g.Reason)
+		s.answer(g.AmountCents, g.Reason, int(g.Packets), int(g.Taps), int(g.Admitted))
 		return true
 	})
 }
