@@ -10,8 +10,8 @@ import (
 )
 
 // TestRainInTheBrowser: the studio starts a rain and shows paid/left live;
-// the viewer sees the rain, taps (grab at the throttled rate), sees the
-// amount won; the rankings panel shows a gift sent; "My prizes" lists the
+// the viewer sees the rain, taps (at the throttled rate; taps in a row
+// go together, one grab of several taps), sees the amount won; the rankings panel shows a gift sent; "My prizes" lists the
 // packet and the total.
 func TestRainInTheBrowser(t *testing.T) {
 	s := startServer(t, func(c *config.Config) { c.RainRate = 0 })
@@ -50,6 +50,14 @@ func TestRainInTheBrowser(t *testing.T) {
 	viewer.wait(`(window.roomcastPage.rain.lastTap = 0, true)`, time.Second)
 	viewer.do(chromedpEval(tap))
 	viewer.wait(`document.querySelector('.rain-note').textContent === 'You have your packets.'`, 10*time.Second)
+	// Three taps in a row go together: in one grab of 3 taps, or — if the
+	// last grab's window was over — the first at once and the next two in
+	// one grab when the window closes; the server counts every tap (the
+	// studio's grabs: 2 + 3).
+	viewer.wait(`window.roomcastPage.rain.grabs === 2 && window.roomcastPage.rain.taps === 2`, 5*time.Second)
+	viewer.do(chromedpEval(`(() => { const r = window.roomcastPage.rain; for (let i = 0; i < 3; i++) { r.lastTap = 0; r.tap(); } })()`))
+	viewer.wait(`(r => r.taps === 5 && r.pending === 0 && r.flushTimer === 0 && r.grabs <= 4 && r.lastTaps >= 2)(window.roomcastPage.rain)`, 10*time.Second)
+	studio.wait(`document.querySelector('.rain-live').textContent.includes('5 grabs')`, 10*time.Second)
 	// The packet is in SQL at once (memory mode): "My prizes" lists it.
 	viewer.do(chromedpEval(`document.querySelector('#prizes-btn').click()`))
 	viewer.wait(`document.querySelector('#prizes').textContent.includes('red packet (rain 0)') && document.querySelector('#prizes').textContent.includes('Total '+`+jsString(strings.TrimSuffix(won[1:], "!"))+`)`, 10*time.Second)

@@ -6,7 +6,7 @@
 // runtime. See docs/protocol.md for the encoding.
 import { roomcast } from './roomcast.pb.js';
 
-const { Frame, Kind, SendRequest, SendAck, Heartbeat, Batch } = roomcast.v1;
+const { Frame, Kind, SendRequest, SendAck, Heartbeat, Batch, GrabRequest, GrabAck } = roomcast.v1;
 const $protobuf = globalThis.protobuf;
 const utf8In = new TextEncoder();
 const utf8Out = new TextDecoder();
@@ -59,6 +59,12 @@ export class ProtoCodec {
         frame = { type: 1, seq, body: SendRequest.encode(SendRequest.create(req)).finish() };
         break;
       }
+      case 'grab': {
+        const req = { activity: String(f.activity || ''), rain: f.rain | 0 };
+        if (f.taps != null) req.taps = f.taps | 0;
+        frame = { type: 4, seq, body: GrabRequest.encode(GrabRequest.create(req)).finish() };
+        break;
+      }
       default: throw new TypeError('roomcast: no protobuf form for frame type ' + f.type);
     }
     return Frame.encodeDelimited(Frame.create(frame)).finish();
@@ -99,6 +105,13 @@ export class ProtoCodec {
         const o = { type: 'ack', id, seq: num(a.seq), msg_id: a.id };
         if (num(a.likes) > 0) o.likes = num(a.likes);
         if (a.videoMs != null) o.video_ms = num(a.videoMs);
+        return o;
+      }
+      case 4: {
+        const a = GrabAck.decode(f.body);
+        const o = { type: 'grab_ok', id, activity: a.activity, rain: a.rain, amount_cents: num(a.amountCents) };
+        if (a.reason) o.reason = a.reason;
+        if (a.taps > 0) { o.packets = a.packets; o.taps = a.taps; o.admitted = a.admitted; }
         return o;
       }
       default: return { type: 'response', id, code: f.type };

@@ -153,18 +153,40 @@ export class RoomClient {
     if (!this.#o.token) return Promise.reject(new RoomcastError('unauthorized', 'sending needs a token'));
     if (req.kind !== 'like' && !req.client_msg_id) req.client_msg_id = 'm' + Date.now().toString(36) + Math.random().toString(36).slice(2, 12);
     const ws = this.#ws;
+    if (ws && ws.readyState === 1 && this.#wsAuthed) return this.#wsRequest({ ...req, type: 'send' }, (a) => a);
+    return this.#http('POST', `/api/rooms/${encodeURIComponent(this.room)}/messages`, req);
+  }
+
+  /** A red-packet grab of taps taps (1–20, gathered by the caller) at rain
+   *  k of activity: resolves with {amount_cents, reason?, packets, taps,
+   *  admitted} (docs/api.md); rejects with a RoomcastError. Over the
+   *  WebSocket when it is open and signed in (a grab frame), else over
+   *  HTTP. */
+  grab(activity, k, taps = 1) {
+    if (!this.#o.token) return Promise.reject(new RoomcastError('unauthorized', 'grabbing needs a token'));
+    const ws = this.#ws;
     if (ws && ws.readyState === 1 && this.#wsAuthed) {
-      const id = 'c' + Math.random().toString(36).slice(2, 10);
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => {
-          this.#pending.delete(id);
-          reject(new RoomcastError('timeout', 'no answer from the server'));
-        }, this.#o.sendTimeoutMs);
-        this.#pending.set(id, { resolve, reject, timer });
-        this.#wsSend({ ...req, type: 'send', id });
+      return this.#wsRequest({ type: 'grab', activity, rain: k, taps }, (f) => {
+        const out = { amount_cents: f.amount_cents, packets: f.packets, taps: f.taps, admitted: f.admitted };
+        if (f.reason) out.reason = f.reason;
+        return out;
       });
     }
-    return this.#http('POST', `/api/rooms/${encodeURIComponent(this.room)}/messages`, req);
+    return this.#http('POST', `/api/activities/${encodeURIComponent(activity)}/rains/${k}/grab`, { taps });
+  }
+
+  // #wsRequest sends frame f with a fresh id and resolves with ok(answer)
+  // when its answer comes (an error frame rejects).
+  #wsRequest(f, ok) {
+    const id = 'c' + Math.random().toString(36).slice(2, 10);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(id);
+        reject(new RoomcastError('timeout', 'no answer from the server'));
+      }, this.#o.sendTimeoutMs);
+      this.#pending.set(id, { resolve: (a) => resolve(ok(a)), reject, timer });
+      this.#wsSend({ ...f, id });
+    });
   }
 
   chat(text) { return this.send({ kind: 'chat', text }); }
@@ -378,6 +400,15 @@ export class RoomClient {
           const out = { seq: f.seq, id: f.msg_id };
           if (f.likes !== undefined) { out.likes = f.likes; this.#setLikes(f.likes); }
           p.resolve(out);
+        }
+        break;
+      }
+      case 'grab_ok': {
+        const p = this.#pending.get(f.id);
+        if (p) {
+          this.#pending.delete(f.id);
+          clearTimeout(p.timer);
+          p.resolve(f);
         }
         break;
       }

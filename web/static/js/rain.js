@@ -1,20 +1,27 @@
 // Red-packet rain, gift rankings and "my prizes" (issue 13). The viewer's
-// rain overlay: falling packets for the rain's duration, a tap target that
-// calls grab at most 5 × throttle times a second (the server's share), a
-// win shows its amount. The rankings panel and the prizes list read the
+// rain overlay: falling packets for the rain's duration, a tap target whose
+// taps count at most 5 × throttle times a second (the server's share) and
+// go to the server together — one grab of N taps at most every FRAME_MS
+// (over the WebSocket when it is open) — and a win shows its amount. The rankings panel and the prizes list read the
 // HTTP pages. The studio's rain console starts rains and shows paid/left
 // live. Everything shown goes through textContent (el).
 
 import { $, api, el, errorText } from './ui.js';
 
 const TAPS_PER_SECOND = 5; // at throttle 1 (the server's TapsPerSecond)
+// A tap goes at once when the last grab left FRAME_MS ago; the taps after
+// it wait for that window to close and go in one grab (bench rain's
+// --frame-ms mirrors this).
+export const FRAME_MS = 500;
+const MAX_TAPS = 20; // per grab (the server's quiz.MaxGrabTaps)
 
 export const fmtCents = (c) => (c / 100).toFixed(2);
 
 export class RainOverlay {
   /**
    * @param {HTMLElement} root the overlay element (inside the stage)
-   * @param {{token: () => string}} o
+   * @param {{token: () => string, grab?: (activity: string, k: number, taps: number) => Promise<object>}} o
+   *   grab: the room client's (a WebSocket frame when it can); default HTTP
    */
   constructor(root, o) {
     this.root = root;
@@ -23,7 +30,12 @@ export class RainOverlay {
     this.lastTap = 0;
     this.timer = 0;
     this.won = 0;
-    this.grabs = 0;
+    this.grabs = 0;     // grabs sent (each carrying this.lastTaps taps)
+    this.taps = 0;      // taps counted
+    this.pending = 0;   // taps waiting for the window to close
+    this.lastSent = -Infinity;
+    this.flushTimer = 0;
+    this.lastTaps = 0;
     root.hidden = true;
   }
 
@@ -35,6 +47,10 @@ export class RainOverlay {
     this.rain = d;
     this.won = 0;
     this.grabs = 0;
+    this.taps = 0;
+    this.pending = 0;
+    clearTimeout(this.flushTimer);
+    this.flushTimer = 0;
     this.#show();
   }
 
@@ -62,18 +78,40 @@ export class RainOverlay {
     this.timer = setTimeout(() => this.#end(), Math.max(0, r.ends_at - Date.now()));
   }
 
-  /** A tap: a grab if the throttled gap has passed (otherwise nothing is sent). */
-  async tap() {
+  /** A tap: counted if the throttled gap has passed (otherwise ignored),
+   *  and sent with the others of its window. */
+  tap() {
     const r = this.rain;
     if (!r || Date.now() > r.ends_at) return;
     const now = performance.now();
     if (now - this.lastTap < this.gapMs()) return;
     this.lastTap = now;
-    const note = $('.rain-note', this.root);
-    if (!this.o.token()) { note.textContent = 'Sign in to grab.'; return; }
+    if (!this.o.token()) { $('.rain-note', this.root).textContent = 'Sign in to grab.'; return; }
+    this.taps++;
+    this.pending++;
+    if (this.flushTimer) {
+      if (this.pending >= MAX_TAPS) { clearTimeout(this.flushTimer); this.flushTimer = 0; this.#flush(); }
+      return;
+    }
+    const wait = this.lastSent + FRAME_MS - now;
+    if (wait <= 0) { this.#flush(); return; }
+    this.flushTimer = setTimeout(() => { this.flushTimer = 0; this.#flush(); }, wait);
+  }
+
+  /** Sends the taps gathered as one grab and shows its answer. */
+  async #flush() {
+    const r = this.rain;
+    const n = Math.min(this.pending, MAX_TAPS);
+    this.pending = 0;
+    if (!r || n === 0 || Date.now() > r.ends_at) return;
+    this.lastSent = performance.now();
     this.grabs++;
+    this.lastTaps = n;
+    const note = $('.rain-note', this.root);
     try {
-      const g = await api(`/api/activities/${encodeURIComponent(r.activity)}/rains/${r.rain}/grab`, { method: 'POST', token: this.o.token() });
+      const g = this.o.grab ? await this.o.grab(r.activity, r.rain, n)
+        : await api(`/api/activities/${encodeURIComponent(r.activity)}/rains/${r.rain}/grab`, { method: 'POST', token: this.o.token(), body: { taps: n } });
+      if (this.rain !== r) return;
       if (g.amount_cents > 0) {
         this.won += g.amount_cents;
         note.textContent = `+${fmtCents(g.amount_cents)}!`;
@@ -87,6 +125,9 @@ export class RainOverlay {
   }
 
   #end() {
+    clearTimeout(this.flushTimer);
+    this.flushTimer = 0;
+    this.pending = 0;
     const text = this.won > 0 ? `The rain is over — you won ${fmtCents(this.won)}.` : 'The rain is over.';
     this.root.replaceChildren(el('div', { class: 'rain-box' }, el('p', { class: 'rain-title', text })));
     this.rain = null;

@@ -41,7 +41,10 @@ const quiz = new QuizOverlay($('#quiz'), {
   user: () => me.id,
   playing: () => !video.paused && video.readyState >= 2,
 });
-const rain = new RainOverlay($('#rain'), { token: () => (client ? client.token : '') });
+const rain = new RainOverlay($('#rain'), {
+  token: () => (client ? client.token : ''),
+  grab: (activity, k, taps) => client.grab(activity, k, taps), // a WebSocket grab frame when it can
+});
 const rankings = new RankingsPanel($('#rankings'), roomID);
 $('#prizes-btn').addEventListener('click', () => {
   const box = $('#prizes');
