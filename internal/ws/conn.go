@@ -413,7 +413,7 @@ func (c *Conn) closeFlushedLocked() {
 		c.teardownLocked()
 		return
 	}
-	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
+	if cw, ok := c.rc.(interface{ CloseWrite() error }); ok {
 		if err := cw.CloseWrite(); err != nil {
 			c.teardownLocked()
 			return
@@ -442,6 +442,9 @@ func (c *Conn) teardownLocked() {
 	c.events = 0
 	c.sysDiscardInput() // unread input would make close() send RST and lose our last frames
 	_ = c.nc.Close()
+	if cl, ok := c.rc.(interface{ Close() error }); ok { // a detached socket (poller_linux.go)
+		_ = cl.Close()
+	}
 	c.s.unregister(c)
 	c.postClose()
 }

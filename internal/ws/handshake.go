@@ -107,10 +107,6 @@ func (s *Server) finishUpgrade(nc net.Conn, key string, compress bool, subprotoc
 	if err != nil {
 		return nil, fmt.Errorf("ws: upgrade: syscall conn: %w", err)
 	}
-	fd := -1
-	if err := rc.Control(func(f uintptr) { fd = int(f) }); err != nil {
-		return nil, fmt.Errorf("ws: upgrade: get fd: %w", err)
-	}
 
 	resp := make([]byte, 0, 256)
 	resp = append(resp, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
@@ -137,9 +133,18 @@ func (s *Server) finishUpgrade(nc net.Conn, key string, compress bool, subprotoc
 		return nil, fmt.Errorf("ws: upgrade: clear deadline: %w", err)
 	}
 
-	c := newConn(s, nc, rc, fd, compress, initial)
+	// Out of the runtime's poller: it would wake for every packet and
+	// every write of a socket only pollLoop reads (poller_linux.go).
+	drc, dfd, err := detach(nc, rc)
+	if err != nil {
+		return nil, fmt.Errorf("ws: upgrade: %w", err)
+	}
+	c := newConn(s, nc, drc, dfd, compress, initial)
 	c.subprotocol = subprotocol
 	if err := s.register(c); err != nil {
+		if cl, ok := drc.(interface{ Close() error }); ok {
+			_ = cl.Close()
+		}
 		return nil, fmt.Errorf("ws: upgrade: %w", err)
 	}
 	return c, nil

@@ -2,7 +2,11 @@
 
 package ws
 
-import "errors"
+import (
+	"errors"
+	"net"
+	"syscall"
+)
 
 // The connection layer needs epoll; on other systems NewServer fails, but
 // the package still compiles so that code using it builds everywhere.
@@ -24,3 +28,6 @@ func (c *Conn) sysWritev([][]byte) (int, error) {
 	return 0, errUnsupported
 }
 func (c *Conn) sysDiscardInput() {}
+func detach(_ net.Conn, rc syscall.RawConn) (syscall.RawConn, int, error) {
+	return rc, -1, errUnsupported
+}
