@@ -55,14 +55,7 @@ func TestRainTaps(t *testing.T) {
 			t.Fatalf("JSON taps %d: %v", n, f)
 		}
 	}
-	pc, _, err := s.dialProto(ctx, "room=raintaps&token="+s.token("wsp", "", 1), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.close()
-	if _, err := pc.batch(ctx); err != nil {
-		t.Fatal(err)
-	}
+	pc := s.protoPlayer(ctx, "raintaps", "wsp")
 	if r := pc.call(ctx, &pb.Frame{Type: 4}, &pb.GrabRequest{Activity: id, Rain: 0, Taps: 21}); r.ErrorCode != "bad_request" {
 		t.Fatalf("proto taps 21: %v", r)
 	}
@@ -118,17 +111,7 @@ func TestRainTaps(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	total, paid := 0, int64(0)
-	for u, n := range won {
-		if n > 3 {
-			t.Fatalf("%s won %d packets (max 3)", u, n)
-		}
-		total += n
-		paid += cents[u]
-	}
-	if total != 60 || paid != 5000 {
-		t.Fatalf("%d packets, %d cents: want 60 and the 5000 budget", total, paid)
-	}
+	checkWon(t, won, cents, 3, 60, 5000)
 	var st quiz.RainView
 	s.do("GET", "/api/activities/"+id+"/rains/0", "", nil, &st)
 	if st.PaidCents != 5000 || st.PacketsLeft != 0 || st.Winners != int64(len(won)-countZero(won)) {
@@ -143,6 +126,21 @@ func TestRainTaps(t *testing.T) {
 			t.Fatalf("%s: prizes %d, won %d", u, me.Total, c)
 		}
 	}
+}
+
+// protoPlayer is user on room over a protobuf WebSocket, attached (its
+// first batch read); closed when the test ends.
+func (s *server) protoPlayer(ctx context.Context, room, user string) *protoClient {
+	s.t.Helper()
+	pc, _, err := s.dialProto(ctx, "room="+room+"&token="+s.token(user, "", 1), true)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(pc.close)
+	if _, err := pc.batch(ctx); err != nil {
+		s.t.Fatal(err)
+	}
+	return pc
 }
 
 // grabReply reads p's frames up to the next grab_ok or error.

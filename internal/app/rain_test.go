@@ -29,6 +29,24 @@ func rainBody(room string, rains ...map[string]any) map[string]any {
 	return b
 }
 
+// checkWon checks what users were told they won: at most maxPer packets
+// each, packets and cents in all.
+func checkWon(t *testing.T, packets map[string]int, cents map[string]int64, maxPer, wantPackets int, wantCents int64) {
+	t.Helper()
+	var paid int64
+	total := 0
+	for u, n := range packets {
+		if n > maxPer {
+			t.Fatalf("%s won %d packets (max %d)", u, n, maxPer)
+		}
+		total += n
+		paid += cents[u]
+	}
+	if paid != wantCents || total != wantPackets {
+		t.Fatalf("paid %d in %d packets, want %d in %d", paid, total, wantCents, wantPackets)
+	}
+}
+
 type grabAnswer struct {
 	AmountCents int64  `json:"amount_cents"`
 	Reason      string `json:"reason"`
@@ -121,18 +139,7 @@ func TestRainOverHTTP(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	var paid int64
-	packets := 0
-	for u, n := range count {
-		if n > 3 {
-			t.Fatalf("%s won %d packets", u, n)
-		}
-		packets += n
-		paid += won[u]
-	}
-	if paid != 1000 || packets != 30 {
-		t.Fatalf("paid %d in %d packets, want 1000 in 30", paid, packets)
-	}
+	checkWon(t, count, won, 3, 30, 1000)
 	if code, g := s.grabHTTP(viewer, id, 0); code != 200 || g.Reason != quiz.ReasonEmpty {
 		t.Fatalf("grab when empty: %d %+v", code, g)
 	}
@@ -212,14 +219,7 @@ func TestRainGrabFrames(t *testing.T) {
 	anchor := s.createRoom("rainws")
 	id := createQuiz(t, s, anchor, rainBody("rainws", map[string]any{"budget_cents": 10, "packets": 4, "max_per_user": 2})).ID
 	p := s.player(ctx, "rainws", "jsonp")
-	pc, _, err := s.dialProto(ctx, "room=rainws&token="+s.token("protop", "", 1), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.close()
-	if _, err := pc.batch(ctx); err != nil {
-		t.Fatal(err)
-	}
+	pc := s.protoPlayer(ctx, "rainws", "protop")
 	grab := func(f map[string]any) map[string]any {
 		t.Helper()
 		if err := p.c.write(ctx, f); err != nil {

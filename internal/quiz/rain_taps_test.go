@@ -101,23 +101,31 @@ func TestRainContractTaps(t *testing.T) {
 			if g, _ := s.Grab(ctx, id, 0, "late", now+20_001, 5); g.Reason != ReasonEnded || g.AmountCents != 0 || g.Packets != 0 {
 				t.Fatalf("after the end: %+v", g)
 			}
-			ps, err := s2.RainClose(ctx, id, 0)
-			if err != nil || len(ps) != 300 {
-				t.Fatalf("close: %d %v", len(ps), err)
-			}
-			var sum int64
-			per := map[string]int{}
-			for i, p := range ps {
-				if p.N != i || p.AmountCents != amounts[i] {
-					t.Fatalf("packet %d: %+v want amount %d", i, p, amounts[i])
-				}
-				sum += p.AmountCents
-				per[p.User]++
-			}
-			if sum != 20_000 || fmt.Sprint(per) != fmt.Sprint(won) {
-				t.Fatalf("records: sum %d, per user %v vs %v", sum, per, won)
-			}
+			checkClosed(t, s2, id, amounts, 20_000, won)
 		})
+	}
+}
+
+// checkClosed closes rain 0 of id and checks its records: every packet
+// in order with its amount, adding up to budget, per user what the grabs
+// were told (won).
+func checkClosed(t *testing.T, s State, id string, amounts []int64, budget int64, won map[string]int) {
+	t.Helper()
+	ps, err := s.RainClose(context.Background(), id, 0)
+	if err != nil || len(ps) != len(amounts) {
+		t.Fatalf("close: %d %v", len(ps), err)
+	}
+	var sum int64
+	per := map[string]int{}
+	for i, p := range ps {
+		if p.N != i || p.AmountCents != amounts[i] {
+			t.Fatalf("packet %d: %+v want amount %d", i, p, amounts[i])
+		}
+		sum += p.AmountCents
+		per[p.User]++
+	}
+	if sum != budget || fmt.Sprint(per) != fmt.Sprint(won) {
+		t.Fatalf("records: sum %d, per user %v vs %v", sum, per, won)
 	}
 }
 

@@ -200,22 +200,7 @@ func TestRainContract(t *testing.T) {
 			if g, _ := s.Grab(ctx, id, 0, "late", now+20_001, 1); g.Reason != ReasonEnded || g.AmountCents != 0 {
 				t.Fatalf("after the end: %+v", g)
 			}
-			ps, err := s2.RainClose(ctx, id, 0)
-			if err != nil || len(ps) != 200 {
-				t.Fatalf("close: %d %v", len(ps), err)
-			}
-			var sum int64
-			per := map[string]int{}
-			for i, p := range ps {
-				if p.N != i || p.AmountCents != amounts[i] {
-					t.Fatalf("packet %d: %+v want amount %d", i, p, amounts[i])
-				}
-				sum += p.AmountCents
-				per[p.User]++
-			}
-			if sum != 10_000 || fmt.Sprint(per) != fmt.Sprint(won) {
-				t.Fatalf("records: sum %d, per user %v vs %v", sum, per, won)
-			}
+			checkClosed(t, s2, id, amounts, 10_000, won)
 			if err := s.RainSettled(ctx, id, 0); err != nil {
 				t.Fatal(err)
 			}

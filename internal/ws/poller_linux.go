@@ -144,24 +144,33 @@ type rawFD struct {
 
 var errFDClosed = errors.New("ws: socket closed")
 
-func (r *rawFD) Control(f func(fd uintptr)) error {
+// lock holds r.mu and returns the descriptor, or fails (unlocked) when
+// it was closed.
+func (r *rawFD) lock() (uintptr, error) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.closed {
-		return errFDClosed
+		r.mu.Unlock()
+		return 0, errFDClosed
 	}
-	f(uintptr(r.fd))
-	return nil
+	return uintptr(r.fd), nil
+}
+
+func (r *rawFD) Control(f func(fd uintptr)) error {
+	fd, err := r.lock()
+	if err == nil {
+		f(fd)
+		r.mu.Unlock()
+	}
+	return err
 }
 
 func (r *rawFD) Read(f func(fd uintptr) bool) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
-		return errFDClosed
+	fd, err := r.lock()
+	if err == nil {
+		f(fd)
+		r.mu.Unlock()
 	}
-	f(uintptr(r.fd))
-	return nil
+	return err
 }
 
 func (r *rawFD) Write(f func(fd uintptr) bool) error { return r.Read(f) }
