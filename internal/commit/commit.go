@@ -10,8 +10,10 @@
 // the store call fails, every message of that batch gets the error (none is
 // acknowledged). The batch size is bounded per room by a limit that adapts
 // to the measured append latency: it grows while appends stay under the
-// latency target and full batches wait, and shrinks when an append takes
-// longer (R12's "parallelism adapted to the delay"). The current limit of
+// latency target and the limit holds messages back (messages wait behind a
+// full batch, or the limit ends a linger), and shrinks when an append and
+// the room's average append latency both overrun the target (R12's
+// "parallelism adapted to the delay"). The current limit of
 // each busy room is exported as roomcast_commit_batch_limit{room}.
 //
 // Linger: a batch cannot outgrow the sends that arrive during one append
@@ -19,8 +21,10 @@
 // store a call per few messages. A room whose last batch held more than one
 // message, on a store whose appends take at least remoteAppend (a network
 // round trip: Redis, not memory), is busy: its next batch waits until the
-// limit is reached, or no send has arrived for IdleGap (closed-loop senders
-// are all waiting for their acks: waiting longer gains nothing), or its
+// limit is reached, or no send has arrived for IdleGap once it holds as
+// many as the last batch (closed-loop senders are all waiting for their
+// acks: waiting longer gains nothing; a pause before that is paced senders
+// or a busy machine, and ending there would only make small batches), or its
 // oldest message has waited the linger, Linger minus the room's measured
 // append latency (a moving average), so that waiting plus storing stays
 // about Linger; a store that slows down shortens the wait, one slower than
@@ -62,7 +66,8 @@ type Config struct {
 	// Linger is what a message of a busy room may spend waiting for
 	// companions plus being stored; default 20 ms, negative: no waiting.
 	Linger time.Duration
-	// IdleGap ends a linger during which no send arrived; default 2 ms.
+	// IdleGap ends a linger during which no send arrived, once the batch
+	// holds as many as the last one; default 2 ms.
 	IdleGap time.Duration
 }
 
@@ -124,7 +129,7 @@ type room struct {
 	prev    int           // messages in the last batch: > 1 means busy
 	arrived time.Time     // the last send's arrival
 	lat     time.Duration // moving average of the append latency
-	full    chan struct{} // while lingering: closed when the queue reaches limit
+	full    chan struct{} // while lingering: closed when the queue reaches limit or prev
 }
 
 // maxIdleRooms bounds the rooms kept with their limit while idle; past it,
@@ -184,8 +189,8 @@ func (c *Committer) Append(ctx context.Context, m *message.Message) (uint64, err
 	}
 	r.queue = append(r.queue, p)
 	r.arrived = p.at
-	if r.full != nil && len(r.queue) >= r.limit {
-		close(r.full)
+	if r.full != nil && (len(r.queue) >= r.limit || len(r.queue) == r.prev) {
+		close(r.full) // the lingering batch is full, or may now end by IdleGap
 		r.full = nil
 	}
 	start := !r.running
@@ -243,13 +248,13 @@ func (c *Committer) drain(r *room) {
 		took := c.commit(batch)
 
 		c.mu.Lock()
-		r.limit = c.adapt(r.limit, n, waiting, took)
-		r.prev = n
 		if r.lat == 0 {
 			r.lat = took
 		} else {
 			r.lat += (took - r.lat) / 8
 		}
+		r.limit = c.adapt(r.limit, n, waiting > 0 || end == endFull, took, r.lat)
+		r.prev = n
 		c.limit.WithLabelValues(r.id).Set(float64(r.limit))
 		c.linger.WithLabelValues(r.id).Set(c.lingerOf(r).Seconds())
 		c.mu.Unlock()
@@ -275,8 +280,9 @@ const (
 )
 
 // lingerLocked waits, with c.mu held on entry and return, until r's queue
-// reaches its limit, no send has arrived for IdleGap, or its oldest message
-// has waited lingerOf(r); it returns which ended the wait.
+// reaches its limit, no send has arrived for IdleGap while it holds at least
+// as many as the last batch, or its oldest message has waited lingerOf(r);
+// it returns which ended the wait.
 func (c *Committer) lingerLocked(r *room) string {
 	l := c.lingerOf(r)
 	if l == 0 || len(r.queue) == 0 {
@@ -286,7 +292,10 @@ func (c *Committer) lingerLocked(r *room) string {
 	defer t.Stop()
 	for len(r.queue) < r.limit {
 		wake, end := r.queue[0].at.Add(l), endLinger
-		if idle := r.arrived.Add(c.cfg.IdleGap); idle.Before(wake) {
+		// Closed-loop senders are all back once the queue holds as many as
+		// the last batch; before that a pause is a paced sender's (or a busy
+		// machine's) and ending the batch there would only make it small.
+		if idle := r.arrived.Add(c.cfg.IdleGap); len(r.queue) >= r.prev && idle.Before(wake) {
 			wake, end = idle, endIdle
 		}
 		wait := time.Until(wake)
@@ -336,14 +345,17 @@ func (c *Committer) commit(batch []*pending) time.Duration {
 }
 
 // adapt is the next batch limit after an append of n messages that took
-// took, with waiting messages queued behind it: double while appends stay
-// under the target and the limit is what holds messages back, halve when
-// an append overran the target.
-func (c *Committer) adapt(limit, n, waiting int, took time.Duration) int {
+// took, the room's average append latency now avg: double while appends
+// stay under the target and the limit is what held messages back (held
+// says messages waited behind the batch, or the limit ended its linger),
+// halve when an append overran the target and so does the average (one
+// slow append on a busy machine is not a slow store: halving for it would
+// only make the next batches small).
+func (c *Committer) adapt(limit, n int, held bool, took, avg time.Duration) int {
 	switch {
-	case took > c.cfg.Target && limit > c.cfg.MinBatch:
+	case took > c.cfg.Target && avg > c.cfg.Target && limit > c.cfg.MinBatch:
 		return max(c.cfg.MinBatch, limit/2)
-	case took <= c.cfg.Target/2 && n == limit && waiting > 0:
+	case took <= c.cfg.Target/2 && n == limit && held:
 		return min(c.cfg.MaxBatch, limit*2)
 	}
 	return limit

@@ -204,17 +204,23 @@ func TestAdaptiveLimit(t *testing.T) {
 	c := New(&store{seq: map[string]uint64{}}, Config{MinBatch: 4, MaxBatch: 64, Target: 10 * time.Millisecond}, nil)
 	defer c.Close()
 	l := 4
-	for range 10 { // fast appends with a backlog: grows to the max
-		l = c.adapt(l, l, 100, time.Millisecond)
+	for range 10 { // fast appends with a backlog (or a linger ended by the limit): grows to the max
+		l = c.adapt(l, l, true, time.Millisecond, time.Millisecond)
 	}
 	if l != 64 {
 		t.Fatalf("limit %d after fast full batches, want 64", l)
 	}
-	if l = c.adapt(l, 10, 0, 50*time.Millisecond); l != 32 {
-		t.Fatalf("limit %d after a slow append, want 32", l)
+	if l = c.adapt(l, 10, false, 50*time.Millisecond, 2*time.Millisecond); l != 64 {
+		t.Fatalf("limit %d after one slow append in a fast room, want unchanged", l)
 	}
-	if l = c.adapt(l, 3, 0, time.Millisecond); l != 32 {
+	if l = c.adapt(l, 10, false, 50*time.Millisecond, 15*time.Millisecond); l != 32 {
+		t.Fatalf("limit %d after a slow append in a slow room, want 32", l)
+	}
+	if l = c.adapt(l, 3, false, time.Millisecond, time.Millisecond); l != 32 {
 		t.Fatalf("limit %d after a small batch, want unchanged", l)
+	}
+	if l = c.adapt(l, 32, false, time.Millisecond, time.Millisecond); l != 32 {
+		t.Fatalf("limit %d after a full batch nothing waited behind, want unchanged", l)
 	}
 }
 
@@ -231,53 +237,93 @@ func TestLingerEndsWhenSendsStop(t *testing.T) {
 	testLinger(t, 5*time.Millisecond, "")
 }
 
-// testLinger makes a room busy on a store taking 1 ms per call, then sends
-// 3 messages (the limit is 4) and, if fourth is set, a fourth once they
-// linger: they must be stored in one call.
-func testLinger(t *testing.T, idle time.Duration, fourth string) {
-	st := &store{seq: map[string]uint64{}, hold: make(chan struct{}), delay: time.Millisecond}
-	c := New(st, Config{MinBatch: 4, MaxBatch: 4, Linger: time.Hour, IdleGap: idle}, nil)
-	defer c.Close()
-	var wg sync.WaitGroup
-	send := func(text string) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if _, err := c.Append(context.Background(), msg("busy", text)); err != nil {
-				t.Error(text, err)
-			}
-		}()
+// busyRoom is a committer on a store taking 1 ms per call whose room "busy"
+// has just stored a batch of k sends (queued behind a held first one), so
+// its next batch lingers.
+type busyRoom struct {
+	t  *testing.T
+	st *store
+	c  *Committer
+	wg sync.WaitGroup
+}
+
+func newBusyRoom(t *testing.T, cfg Config, k int) *busyRoom {
+	b := &busyRoom{t: t, st: &store{seq: map[string]uint64{}, hold: make(chan struct{}), delay: time.Millisecond}}
+	b.c = New(b.st, cfg, nil)
+	t.Cleanup(b.c.Close)
+	b.send("first")
+	testutil.WaitFor(t, "the first append to start", 10*time.Second, func() bool { return b.st.callCount() == 1 })
+	for i := range k {
+		b.send(fmt.Sprint("b", i))
 	}
-	queued := func(n int) func() bool {
-		return func() bool {
-			c.mu.Lock()
-			defer c.mu.Unlock()
-			r := c.rooms["busy"]
-			return r != nil && len(r.queue) == n
+	testutil.WaitFor(t, "the sends to queue", 10*time.Second, b.queued(k))
+	close(b.st.hold)
+	b.wg.Wait()
+	if b.st.callCount() != 2 || len(b.st.calls[1]) != k {
+		t.Fatalf("%d calls; want the %d queued sends stored together", b.st.callCount(), k)
+	}
+	return b
+}
+
+func (b *busyRoom) send(text string) {
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		if _, err := b.c.Append(context.Background(), msg("busy", text)); err != nil {
+			b.t.Error(text, err)
 		}
+	}()
+}
+
+// queued reports whether n sends wait in the room's queue.
+func (b *busyRoom) queued(n int) func() bool {
+	return func() bool {
+		b.c.mu.Lock()
+		defer b.c.mu.Unlock()
+		r := b.c.rooms["busy"]
+		return r != nil && len(r.queue) == n
 	}
-	// Make the room busy: two sends queue behind a held first one.
-	send("first")
-	testutil.WaitFor(t, "the first append to start", 10*time.Second, func() bool { return st.callCount() == 1 })
-	send("a")
-	send("b")
-	testutil.WaitFor(t, "two sends to queue", 10*time.Second, queued(2))
-	close(st.hold)
-	wg.Wait()
-	if st.callCount() != 2 || len(st.calls[1]) != 2 {
-		t.Fatalf("%d calls; want the two queued sends stored together", st.callCount())
+}
+
+// lingering reports whether n sends wait in a lingering batch.
+func (b *busyRoom) lingering(n int) func() bool {
+	return func() bool {
+		b.c.mu.Lock()
+		defer b.c.mu.Unlock()
+		r := b.c.rooms["busy"]
+		return len(r.queue) == n && r.full != nil
 	}
+}
+
+// A pause of paced senders does not end a batch smaller than the last one:
+// with IdleGap a microsecond, one send lingers alone until two more arrive
+// (the last batch held 3), and the three go in one call.
+func TestIdleGapWaitsForTheLastBatchSize(t *testing.T) {
+	b := newBusyRoom(t, Config{MinBatch: 4, MaxBatch: 4, Linger: time.Hour, IdleGap: time.Microsecond}, 3)
+	b.send("p0")
+	testutil.WaitFor(t, "one send to linger", 10*time.Second, b.lingering(1))
+	b.send("p1")
+	testutil.WaitFor(t, "two sends to linger", 10*time.Second, b.lingering(2))
+	b.send("p2")
+	b.wg.Wait() // with Linger an hour, returning at all shows IdleGap ended it
+	if b.st.callCount() != 3 || len(b.st.calls[2]) != 3 {
+		t.Fatalf("%d calls, the last of %d; want the 3 paced sends in one call", b.st.callCount(), len(b.st.calls[len(b.st.calls)-1]))
+	}
+}
+
+// testLinger makes a room busy on a store taking 1 ms per call (its last
+// batch 2 sends), then sends 3 messages (the limit is 4) and, if fourth is
+// set, a fourth once they linger: they must be stored in one call.
+func testLinger(t *testing.T, idle time.Duration, fourth string) {
+	b := newBusyRoom(t, Config{MinBatch: 4, MaxBatch: 4, Linger: time.Hour, IdleGap: idle}, 2)
+	st, send := b.st, b.send
+	wg := &b.wg
 	for i := range 3 {
 		send(fmt.Sprint("l", i))
 	}
 	want := 3
 	if fourth != "" {
-		testutil.WaitFor(t, "three sends to linger", 10*time.Second, func() bool {
-			c.mu.Lock()
-			defer c.mu.Unlock()
-			r := c.rooms["busy"]
-			return len(r.queue) == 3 && r.full != nil
-		})
+		testutil.WaitFor(t, "three sends to linger", 10*time.Second, b.lingering(3))
 		if n := st.callCount(); n != 2 {
 			t.Fatalf("a lingering batch of 3 (limit 4) was stored: %d calls", n)
 		}
