@@ -21,7 +21,8 @@
 # send` flags, e.g. "--via ws"), USERS (distinct users per node's bench, default
 # 8000: 24,000 users stay within 5/10s up to about 20,000 sends/s over 15 s;
 # 0 = one user per sender), NODE_ARGS (more `serve` flags, printed as special),
-# DURATION (15s), REDIS_PORT (16999), HTTP_PORT
+# PROFILE (a dir: save a 10 s CPU profile of node 0 there), DURATION (15s),
+# REDIS_PORT (16999), HTTP_PORT
 # (18491; nodes use it and the next two), PG (postgres://postgres@127.0.0.1:5432),
 # ROOMCAST_BIN (use this binary instead of building ./cmd/roomcast), BENCH_BIN
 # (run `bench send` from this binary, e.g. to compare servers with one client), OUT
@@ -110,6 +111,11 @@ for i in 0 1 2; do
 		>"$OUT/send$i.json" 2>"$OUT/send$i.err" &
 	BENCH+=($!)
 done
+if [ -n "${PROFILE:-}" ]; then # a 10 s CPU profile of node 0, 3 s into the run
+	mkdir -p "$PROFILE"
+	(sleep 3; curl -s -H "Authorization: Bearer $ADMIN" "${URLS[0]}/debug/pprof/profile?seconds=10" >"$PROFILE/node0.pprof") &
+	BENCH+=($!)
+fi
 rc=0
 for p in "${BENCH[@]}"; do wait "$p" || rc=1; done
 redis-cli -p "$REDIS_PORT" info stats >"$OUT/info-stats.txt"
