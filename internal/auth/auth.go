@@ -44,6 +44,7 @@ type Signer struct {
 	secret []byte
 	parser *jwt.Parser
 	now    func() time.Time
+	seen   verified // tokens verified before
 }
 
 // NewSigner returns a Signer for secret (which must not be empty).
@@ -104,6 +105,9 @@ func (s *Signer) Verify(tok string) (Claims, error) {
 	if len(tok) > 4096 {
 		return Claims{}, errs.New(errs.BadToken, "token too long")
 	}
+	if c, ok := s.seen.get(tok, s.now()); ok {
+		return c, nil
+	}
 	var jc jwtClaims
 	_, err := s.parser.ParseWithClaims(tok, &jc, func(*jwt.Token) (any, error) { return s.secret, nil })
 	if err != nil {
@@ -119,6 +123,7 @@ func (s *Signer) Verify(tok string) (Claims, error) {
 	if err := c.Validate(); err != nil {
 		return Claims{}, errs.New(errs.BadToken, "invalid token claims: "+err.Error())
 	}
+	s.seen.put(tok, c)
 	return c, nil
 }
 

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"encoding/base64"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -117,5 +118,38 @@ func TestGuestsAreDistinctViewers(t *testing.T) {
 	}
 	if len(RandomHex(16)) != 32 || RandomHex(8) == RandomHex(8) {
 		t.Fatal("RandomHex")
+	}
+}
+
+// TestVerifyRemembers: a token verified once is answered from memory with
+// the same claims until its exp, then refused as expired; the memory stays
+// bounded however many tokens pass.
+func TestVerifyRemembers(t *testing.T) {
+	s, _ := NewSigner("secret")
+	tok, _ := s.Sign(Claims{Sub: "u1", Name: "Ann", Level: 7}, time.Hour)
+	first, err := s.Verify(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.seen.size() != 1 {
+		t.Fatalf("%d tokens remembered, want 1", s.seen.size())
+	}
+	if again, err := s.Verify(tok); err != nil || again != first {
+		t.Fatalf("remembered: %+v %v, want %+v", again, err, first)
+	}
+	now := time.Now()
+	s.now = func() time.Time { return now.Add(2 * time.Hour) }
+	if _, err := s.Verify(tok); testutil.ErrCode(err) != errs.TokenExpired {
+		t.Fatalf("a remembered token past its exp: %v, want %s", err, errs.TokenExpired)
+	}
+	s.now = time.Now
+	for i := range 3 * verifiedGen {
+		tok, _ := s.Sign(Claims{Sub: "u" + strconv.Itoa(i)}, time.Hour)
+		if c, err := s.Verify(tok); err != nil || c.Sub != "u"+strconv.Itoa(i) {
+			t.Fatalf("token %d: %+v %v", i, c, err)
+		}
+	}
+	if n := s.seen.size(); n > 2*verifiedGen {
+		t.Fatalf("%d tokens remembered, want at most %d", n, 2*verifiedGen)
 	}
 }
