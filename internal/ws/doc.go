@@ -31,10 +31,13 @@
 // them one at a time, so Handler calls may block without stalling the
 // poller; handler goroutines are kept for a while after their burst
 // (handlerIdle) and handed the next connection with messages, so a
-// message does not cost a new goroutine and its stack growth. Every read
-// and write goes through syscall.RawConn.Read/Write with a callback that
-// never asks to wait, so the runtime's fd reference counting guards
-// against a socket being closed (and its number reused) during the call.
+// message does not cost a new goroutine and its stack growth. At the
+// upgrade the socket leaves the Go runtime's poller (a duplicate
+// descriptor; the net.Conn is closed), so only the poller's epoll watches
+// it and the runtime's netpoll does not wake for its packets; every read
+// and write goes through a RawConn-like rawFD with a callback that never
+// waits, whose lock guards against the socket being closed (and its
+// number reused) during the call.
 // Other systems compile but NewServer reports that it needs Linux.
 //
 // Writing. NewPrepared frames a payload once (NewPreparedBatch frames
