@@ -198,13 +198,17 @@ func (s *rainScenario) runPlayer(ctx context.Context, i int) {
 	if !ok {
 		return
 	}
+	// A connection's frames are answered in order: inflight holds the taps
+	// of each frame sent and not yet answered, so that an answer that does
+	// not name its taps (an error, a frame per tap) counts the right number.
+	inflight := make(chan int, 1024)
 	s.wg.Add(1)
-	go s.tap(ctx, conn)
+	go s.tap(ctx, conn, inflight)
 	s.read(rw, func(data []byte) {
 		if s.format == "proto" {
-			s.onProto(data)
+			s.onProto(data, inflight)
 		} else {
-			s.onJSON(data)
+			s.onJSON(data, inflight)
 		}
 	})
 }
@@ -212,7 +216,7 @@ func (s *rainScenario) runPlayer(ctx context.Context, i int) {
 // tap taps --taps times a second while the rain runs and sends the taps
 // as the web viewer does: at once if the last frame left --frame-ms ago,
 // else when that window closes, all the taps since in one frame.
-func (s *rainScenario) tap(ctx context.Context, conn net.Conn) {
+func (s *rainScenario) tap(ctx context.Context, conn net.Conn, inflight chan<- int) {
 	defer s.wg.Done()
 	t := time.NewTicker(time.Second / time.Duration(s.taps))
 	defer t.Stop()
@@ -229,7 +233,7 @@ func (s *rainScenario) tap(ctx context.Context, conn net.Conn) {
 		if n == 0 || !s.go_.Load() {
 			return true
 		}
-		if err := s.sendGrab(conn, &seq, n); err != nil {
+		if err := s.sendGrab(conn, &seq, n, inflight); err != nil {
 			s.noteErr("write")
 			return false
 		}
@@ -270,7 +274,7 @@ func (s *rainScenario) tap(ctx context.Context, conn net.Conn) {
 
 // sendGrab sends one grab frame of n taps (--frame-ms 0: a frame naming
 // no taps).
-func (s *rainScenario) sendGrab(conn net.Conn, seq *uint32, n int) error {
+func (s *rainScenario) sendGrab(conn net.Conn, seq *uint32, n int, inflight chan<- int) error {
 	req := &pb.GrabRequest{Activity: s.activity, Rain: 0}
 	js := `{"type":"grab","activity":"` + s.activity + `","rain":0}`
 	if s.frameMS > 0 {
@@ -280,14 +284,24 @@ func (s *rainScenario) sendGrab(conn net.Conn, seq *uint32, n int) error {
 	payload, op := s.request(4, seq, req, js)
 	s.sent.Add(int64(n))
 	s.frames.Add(1)
+	select {
+	case inflight <- n:
+	default: // 1,024 frames unanswered: counted as one tap each
+	}
 	return wsutil.WriteClientMessage(conn, op, payload)
 }
 
-// answer counts a grab frame's answer: taps 0 is an answer to a frame that
-// named none (one tap; a packet if amount > 0).
-func (s *rainScenario) answer(amount int64, reason string, packets, taps, admitted int) {
+// answer counts the answer to the oldest frame in flight: taps 0 is an
+// answer naming no taps (a frame that named none, one tap with a packet
+// if amount > 0; or an error: the frame's taps, none admitted).
+func (s *rainScenario) answer(inflight <-chan int, amount int64, reason string, packets, taps, admitted int) {
+	sent := 1
+	select {
+	case sent = <-inflight:
+	default:
+	}
 	if taps == 0 {
-		taps, admitted, packets = 1, 1, 0
+		taps, admitted, packets = sent, sent, 0
 		if reason == "throttled" || strings.HasPrefix(reason, "error") {
 			admitted = 0
 		}
@@ -306,7 +320,7 @@ func (s *rainScenario) answer(amount int64, reason string, packets, taps, admitt
 	s.noteErr(reason)
 }
 
-func (s *rainScenario) onJSON(data []byte) {
+func (s *rainScenario) onJSON(data []byte, inflight <-chan int) {
 	switch {
 	case isJSONType(data, "grab_ok"):
 		var g struct {
@@ -317,24 +331,24 @@ func (s *rainScenario) onJSON(data []byte) {
 			Admitted    int    `json:"admitted"`
 		}
 		_ = json.Unmarshal(data, &g)
-		s.answer(g.AmountCents, g.Reason, g.Packets, g.Taps, g.Admitted)
+		s.answer(inflight, g.AmountCents, g.Reason, g.Packets, g.Taps, g.Admitted)
 	case isJSONType(data, "error"):
-		s.answer(0, "error "+jsonErrorCode(data), 0, 0, 0)
+		s.answer(inflight, 0, "error "+jsonErrorCode(data), 0, 0, 0)
 	}
 }
 
-func (s *rainScenario) onProto(data []byte) {
+func (s *rainScenario) onProto(data []byte, inflight <-chan int) {
 	eachFrame(data, func(f *pb.Frame) bool {
 		if f.Kind != pb.Kind_RESPONSE || f.Type != 4 {
 			return true
 		}
 		if f.Code != 0 {
-			s.answer(0, "error "+f.ErrorCode, 0, 0, 0)
+			s.answer(inflight, 0, "error "+f.ErrorCode, 0, 0, 0)
 			return true
 		}
 		var g pb.GrabAck
 		_ = proto.Unmarshal(f.Body, &g)
-		s.answer(g.AmountCents, g.Reason, int(g.Packets), int(g.Taps), int(g.Admitted))
+		s.answer(inflight, g.AmountCents, g.Reason, int(g.Packets), int(g.Taps), int(g.Admitted))
 		return true
 	})
 }
