@@ -29,7 +29,8 @@ type Conn struct {
 	Epoch    string
 	HasEpoch bool
 
-	hub *Hub
+	hub   *Hub
+	group int // its write group while the room's writes are spread (spread.go); guarded by hub.mu
 }
 
 // Hub is one room on this node: it receives the room's appended messages
@@ -72,6 +73,7 @@ type Hub struct {
 	online int          // as of the last second; guarded by mu
 	likes  int64        // guarded by mu
 	pages  pageCache    // shared poll answers; guarded by mu
+	spread *spreadState // a big room's writes spread over BigTick (spread.go); nil otherwise; guarded by mu
 
 	// Set by start before readyCh closes; read-only after.
 	readyCh chan struct{}
@@ -463,7 +465,7 @@ func (h *Hub) attach(c *Conn, cursor uint64, hasCursor bool, older []*message.Me
 	// A cursor past what this hub has dispatched is a client that saw more
 	// elsewhere (another node, before a failover): it joins once the hub has
 	// caught up to it, so it gets neither a duplicate nor a gap.
-	if hasCursor && !h.foreignLocked(cursor, c.Epoch, c.HasEpoch) && cursor > h.cursor && (cursor <= h.win.head || ahead) {
+	if hasCursor && !h.foreignLocked(cursor, c.Epoch, c.HasEpoch) && cursor > h.admitCursorLocked() && (cursor <= h.win.head || ahead) {
 		h.waiting = append(h.waiting, waiter{c: c, cursor: cursor, deadline: now.Add(waitLimit)})
 		h.markDirtyLocked()
 		return nil
@@ -485,13 +487,21 @@ type waiter struct {
 // joinLocked sends c its first batch (what it missed since cursor, or the
 // warm start) and the current counts, and adds it to the room.
 func (h *Hub) joinLocked(c *Conn, cursor uint64, hasCursor bool, older []*message.Message, now time.Time) error {
-	msgs, reset := h.collectLocked(cursor, hasCursor, h.foreignLocked(cursor, c.Epoch, c.HasEpoch), h.cursor, older, now)
+	foreign := h.foreignLocked(cursor, c.Epoch, c.HasEpoch)
+	// upTo is what the connection's shared batches have reached: the hub's
+	// cursor, or in a spread room its write group's (spread.go).
+	upTo := h.cursor
+	if h.spread != nil {
+		c.group = h.spread.pick(cursor, hasCursor && !foreign)
+		upTo = h.spread.groups[c.group].cursor
+	}
+	msgs, reset := h.collectLocked(cursor, hasCursor, foreign, upTo, older, now)
 	if h.node.cfg.Budget > 0 {
 		msgs, _ = selectTop(msgs, max(h.node.cfg.Budget*warmSeconds(h.node.cfg.WarmWindow), 1), !hasCursor || reset)
 	} else if !hasCursor || reset {
 		msgs = msgs[max(0, len(msgs)-maxWarm):]
 	}
-	p := newBatch(h.room, msgs, h.cursor, h.epoch, reset)
+	p := newBatch(h.room, msgs, upTo, h.epoch, reset)
 	p.content.Move = c.Move // the first batch tells a client of a placed room where to go next time
 	if err := c.Sink.Send(p); err != nil {
 		return err
@@ -499,10 +509,13 @@ func (h *Hub) joinLocked(c *Conn, cursor uint64, hasCursor bool, older []*messag
 	h.conns[c] = struct{}{}
 	h.nconns.Store(int32(len(h.conns)))
 	h.connsChanged = true
+	if h.spread != nil {
+		h.spread.groups[c.group].n++
+	}
 	h.noteJoinLocked(c.Member)
 	// The current counts at once; later ones are pushed when they change.
-	_ = c.Sink.Send(newCount(h.room, "online", int64(h.online), h.cursor, h.epoch))
-	_ = c.Sink.Send(newCount(h.room, "likes", h.likes, h.cursor, h.epoch))
+	_ = c.Sink.Send(newCount(h.room, "online", int64(h.online), upTo, h.epoch))
+	_ = c.Sink.Send(newCount(h.room, "likes", h.likes, upTo, h.epoch))
 	return nil
 }
 
@@ -515,7 +528,7 @@ func (h *Hub) admitWaitingLocked(now time.Time) {
 	keep := h.waiting[:0]
 	for _, w := range h.waiting {
 		switch {
-		case w.cursor <= h.cursor || h.foreignLocked(w.cursor, w.c.Epoch, w.c.HasEpoch):
+		case w.cursor <= h.admitCursorLocked() || h.foreignLocked(w.cursor, w.c.Epoch, w.c.HasEpoch):
 			if err := h.joinLocked(w.c, w.cursor, true, nil, now); err != nil {
 				w.c.Sink.Close(1011, "attach failed")
 			}
@@ -604,6 +617,9 @@ func (h *Hub) detach(c *Conn) (user string, ok bool) {
 	delete(h.conns, c)
 	h.nconns.Store(int32(len(h.conns)))
 	h.connsChanged = true
+	if h.spread != nil {
+		h.spread.groups[c.group].n--
+	}
 	h.lastUse = h.node.now()
 	h.leaveN++
 	return c.Member.UserID, true
@@ -648,6 +664,41 @@ type batch struct {
 func (h *Hub) prepare(now time.Time, b *batch) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	t := h.takeLocked(now)
+	b.direct, b.cursor, b.epoch = t.direct, h.cursor, h.epoch
+	b.conns = h.snap
+	b.msgs = len(t.msgs)
+	// Joined after the snapshot: they get this tick's messages in their
+	// own first batch, and the shared batches from the next tick on.
+	h.admitWaitingLocked(now)
+	if len(t.msgs) == 0 && len(b.direct) == 0 && len(t.counts) == 0 && !t.reset {
+		return false
+	}
+	if len(t.msgs) > 0 || t.reset {
+		b.oldest = oldestTS(t.msgs, now)
+		b.payload = newBatch(h.room, t.msgs, h.cursor, h.epoch, t.reset)
+		b.payload.before = t.counts // the count updates ride in the batch's write
+		h.batched = true
+	} else if len(t.counts) > 0 {
+		b.payload = countsPayload(t.counts)
+	}
+	return true
+}
+
+// taken is what a dispatch takes from the hub: the pending messages after
+// the render budget, the queued count updates and user-scoped messages, and
+// whether the epoch changed (the batch resets).
+type taken struct {
+	msgs   []*message.Message
+	counts []*Payload
+	direct []directMsg
+	reset  bool
+}
+
+// takeLocked empties the hub's queues for a dispatch: it rebuilds the
+// connection snapshot if needed, moves the cursor past every pending message
+// (sent or not) and applies the render budget.
+func (h *Hub) takeLocked(now time.Time) taken {
 	h.dirty = false
 	if h.connsChanged {
 		h.snap = h.snap[:0]
@@ -655,54 +706,47 @@ func (h *Hub) prepare(now time.Time, b *batch) bool {
 			h.snap = append(h.snap, c)
 		}
 		h.connsChanged = false
+		if h.spread != nil {
+			h.spread.regroup(h.snap)
+		}
 	}
-	msgs := h.pending
-	h.pending = nil
+	t := taken{msgs: h.pending, counts: h.counts, direct: h.direct, reset: h.epochReset}
+	h.pending, h.counts, h.direct = nil, nil, nil
 	h.urgent, h.wakeDue = false, false
-	b.direct = h.direct
-	h.direct = nil
-	counts := h.counts
-	h.counts = nil
-	if len(msgs) > 0 {
+	h.epochReset = false
+	if len(t.msgs) > 0 {
 		// The cursor moves past everything considered, sent or not.
-		h.cursor = max(h.cursor, msgs[len(msgs)-1].Seq)
+		h.cursor = max(h.cursor, t.msgs[len(t.msgs)-1].Seq)
 	}
-	if budget := h.node.cfg.Budget; budget > 0 && len(msgs) > 0 {
+	if budget := h.node.cfg.Budget; budget > 0 && len(t.msgs) > 0 {
 		h.tokens = min(float64(budget), h.tokens+now.Sub(h.refill).Seconds()*float64(budget))
 		h.refill = now
-		kept, dropped := SelectTop(msgs, int(h.tokens))
+		kept, dropped := SelectTop(t.msgs, int(h.tokens))
 		// Must-deliver messages bypass the budget and do not borrow from it.
 		h.tokens = max(0, h.tokens-float64(droppable(kept)))
 		if dropped > 0 {
 			h.node.drop("budget", dropped)
 		}
-		msgs = kept
+		t.msgs = kept
 	}
-	b.cursor, b.epoch = h.cursor, h.epoch
-	reset := h.epochReset
-	h.epochReset = false
-	b.conns = h.snap
-	b.msgs = len(msgs)
-	// Joined after the snapshot: they get this tick's messages in their
-	// own first batch, and the shared batches from the next tick on.
-	h.admitWaitingLocked(now)
-	if len(msgs) == 0 && len(b.direct) == 0 && len(counts) == 0 && !reset {
-		return false
+	return t
+}
+
+// oldestTS is the append time of a batch's first message (now for a batch
+// without messages).
+func oldestTS(msgs []*message.Message, now time.Time) int64 {
+	if len(msgs) > 0 {
+		return msgs[0].TS
 	}
-	if len(msgs) > 0 || reset {
-		if len(msgs) > 0 {
-			b.oldest = msgs[0].TS
-		} else {
-			b.oldest = now.UnixMilli()
-		}
-		b.payload = newBatch(h.room, msgs, h.cursor, h.epoch, reset)
-		b.payload.before = counts // the count updates ride in the batch's write
-		h.batched = true
-	} else if len(counts) > 0 {
-		b.payload = counts[len(counts)-1]
-		b.payload.before = counts[:len(counts)-1]
-	}
-	return true
+	return now.UnixMilli()
+}
+
+// countsPayload sends count updates alone: the last one, the others ahead
+// of it in the same write.
+func countsPayload(counts []*Payload) *Payload {
+	p := counts[len(counts)-1]
+	p.before = counts[:len(counts)-1]
+	return p
 }
 
 // queueCountLocked keeps count update p for the room's next batch, where it
@@ -725,11 +769,10 @@ func (h *Hub) queueCountLocked(p *Payload) {
 func (h *Hub) idleCountsLocked() *Payload {
 	batched := h.batched
 	h.batched = false
-	if len(h.counts) == 0 || batched {
+	if len(h.counts) == 0 || batched || h.spread != nil { // spread: each group's next write carries them
 		return nil
 	}
-	p := h.counts[len(h.counts)-1]
-	p.before = h.counts[:len(h.counts)-1]
+	p := countsPayload(h.counts)
 	h.counts = nil
 	return p
 }

@@ -494,6 +494,13 @@ func (n *Node) tick(now time.Time, force, bigOnly bool) (next time.Time) {
 	var b batch
 	var direct []directMsg
 	for _, h := range hubs {
+		if h.spreading() { // spread.go: its groups are written at their own phases
+			k := n.spreadCount(h)
+			if due := n.tickSpread(h, now, force || k < 2, &wg, &direct); !due.IsZero() && (next.IsZero() || due.Before(next)) {
+				next = due
+			}
+			continue
+		}
 		if !force && n.isBig(h) {
 			if due, ok := h.mergeDeadline(); ok && now.Before(due) {
 				n.markDirty(h) // a big room merges over BigTick
@@ -525,6 +532,14 @@ func (n *Node) tick(now time.Time, force, bigOnly bool) (next time.Time) {
 		for _, d := range b.direct {
 			d.cursor, d.epoch = b.cursor, b.epoch
 			direct = append(direct, d)
+		}
+		if k := n.spreadCount(h); !force && k >= 2 { // every viewer has the room's cursor now: split it
+			h.mu.Lock()
+			due := h.startSpreadLocked(now, k)
+			h.mu.Unlock()
+			if next.IsZero() || due.Before(next) {
+				next = due
+			}
 		}
 	}
 	wg.Wait()
