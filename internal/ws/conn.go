@@ -94,13 +94,7 @@ type Conn struct {
 	cause       closeCause
 	code        int
 	reason      string
-	// Scratch for the RawConn write callback wfn; guarded by mu.
-	wbuf    []byte
-	wiov    [][]byte
-	wn      int
-	werr    error
-	wiovLen int // bytes sysWritev tried to write
-	wfn     func(fd uintptr) bool
+	wiovLen     int // bytes sysWritev tried to write
 
 	qmu sync.Mutex
 	// Guarded by qmu: messages waiting for Handler.OnMessage.
@@ -121,7 +115,6 @@ func newConn(s *Server, nc net.Conn, rc syscall.RawConn, fd int, compressed bool
 		remote:     nc.RemoteAddr(),
 		initial:    initial,
 	}
-	c.wfn = c.writeCallback
 	c.lastRead.Store(s.clock.Load())
 	return c
 }

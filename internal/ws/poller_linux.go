@@ -270,67 +270,49 @@ func (p *poller) onReadable(c *Conn, ev uint32) {
 	}
 }
 
-// writeCallback runs inside RawConn.Write with c.mu held: one write or
-// writev, never waiting.
-func (c *Conn) writeCallback(fd uintptr) bool {
-	// The socket is non-blocking, so the calls are made raw: no need to
-	// tell the scheduler about a syscall that cannot block.
-	if c.wiov == nil {
-		r, _, e := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(unsafe.SliceData(c.wbuf))), uintptr(len(c.wbuf)))
-		c.wn, c.werr = int(r), nil
-		if e != 0 {
-			c.wn, c.werr = 0, e
-		}
-		return true
-	}
+// sysWrite makes one non-blocking write. A full socket is not an error: it
+// returns how much was written (maybe 0). It runs with c.mu held and the
+// connection not torn down, so c.fd is open and c's (teardownLocked closes
+// it under c.mu): the write goes straight to the socket, without
+// RawConn.Write's fd locking and poll-descriptor reset (the netpoller never
+// waits on these sockets; our poller does). The socket is non-blocking, so
+// the call is made raw: no need to tell the scheduler about a syscall that
+// cannot block.
+func (c *Conn) sysWrite(b []byte) (int, error) {
+	r, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(c.fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
+	return writeResult(int(r), errnoErr(e), nil)
+}
+
+// sysWritev writes the first frames of bufs (none empty) with one writev,
+// setting c.wiovLen to the bytes it tried. Same conditions as sysWrite.
+func (c *Conn) sysWritev(bufs [][]byte) (int, error) {
 	iov := iovPool.Get().(*[maxIov]unix.Iovec)
 	k := 0
-	for _, b := range c.wiov {
-		if k == maxIov {
-			break
-		}
+	c.wiovLen = 0
+	for _, b := range bufs[:min(len(bufs), maxIov)] {
 		iov[k].Base = &b[0]
 		iov[k].SetLen(len(b))
+		c.wiovLen += len(b)
 		k++
 	}
-	r, _, e := unix.RawSyscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(k))
+	r, _, e := unix.RawSyscall(unix.SYS_WRITEV, uintptr(c.fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(k))
 	clear(iov[:k])
 	iovPool.Put(iov)
-	c.wn, c.werr = int(r), nil
-	if e != 0 {
-		c.wn, c.werr = 0, e
+	return writeResult(int(r), errnoErr(e), nil)
+}
+
+// errnoErr is e as an error (nil for 0).
+func errnoErr(e unix.Errno) error {
+	if e == 0 {
+		return nil
 	}
-	return true
+	return e
 }
 
 // maxIov bounds the frames one writev takes.
 const maxIov = 64
 
 var iovPool = sync.Pool{New: func() any { return new([maxIov]unix.Iovec) }}
-
-// sysWrite makes one non-blocking write. A full socket is not an error: it
-// returns how much was written (maybe 0).
-func (c *Conn) sysWrite(b []byte) (int, error) {
-	c.wbuf = b
-	err := c.rc.Write(c.wfn)
-	n, werr := c.wn, c.werr
-	c.wbuf, c.wn, c.werr = nil, 0, nil
-	return writeResult(n, werr, err)
-}
-
-// sysWritev writes the first frames of bufs (none empty) with one writev,
-// setting c.wiovLen to the bytes it tried.
-func (c *Conn) sysWritev(bufs [][]byte) (int, error) {
-	c.wiovLen = 0
-	for _, b := range bufs[:min(len(bufs), maxIov)] {
-		c.wiovLen += len(b)
-	}
-	c.wiov = bufs
-	err := c.rc.Write(c.wfn)
-	n, werr := c.wn, c.werr
-	c.wiov, c.wn, c.werr = nil, 0, nil
-	return writeResult(n, werr, err)
-}
 
 func writeResult(n int, werr, rawErr error) (int, error) {
 	if rawErr != nil {

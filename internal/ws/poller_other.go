@@ -22,7 +22,6 @@ func (p *poller) remove(*Conn) error         { return errUnsupported }
 func (p *poller) wake() error                { return errUnsupported }
 func (p *poller) close() error               { return errUnsupported }
 func (s *Server) pollLoop()                  { s.bg.Done() }
-func (c *Conn) writeCallback(uintptr) bool   { return true }
 func (c *Conn) sysWrite([]byte) (int, error) { return 0, errUnsupported }
 func (c *Conn) sysWritev([][]byte) (int, error) {
 	return 0, errUnsupported
