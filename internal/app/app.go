@@ -192,7 +192,7 @@ func (a *App) buildRecording(ctx context.Context, cfg *config.Config) (media.Con
 
 // buildLogic builds the fan-out node and, on it, the service.
 func (a *App) buildLogic(cfg *config.Config, sm *seams) (err error) {
-	a.Node, err = fanout.New(fanout.Config{Tick: cfg.Tick, BigRoom: cfg.BigRoom, BigTick: cfg.BigTick, Budget: cfg.RenderBudget, Staleness: cfg.Staleness, WarmWindow: cfg.WarmWindow},
+	a.Node, err = fanout.New(fanout.Config{Tick: cfg.Tick, BigRoom: cfg.BigRoom, BigTick: cfg.BigTick, NoSpread: !cfg.BigSpread, Budget: cfg.RenderBudget, Staleness: cfg.Staleness, WarmWindow: cfg.WarmWindow},
 		fanout.Deps{Timeline: sm.tl, Bus: sm.bus, Presence: sm.presence, Likes: sm.likes, Metrics: a.Metrics, Log: a.Log, Stale: sm.stale})
 	if err != nil {
 		return err

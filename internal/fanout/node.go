@@ -42,9 +42,12 @@ type Config struct {
 	// pending message arrives and its batch goes out BigTick later (not at
 	// fixed tick boundaries): no message waits longer than BigTick, and a
 	// write carries one more message on average than fixed ticks would.
-	BigRoom   int
-	BigTick   time.Duration // default 200ms (never below Tick)
-	ChunkSize int           // connections per write job; default 512
+	BigRoom int
+	BigTick time.Duration // default 200ms (never below Tick)
+	// NoSpread writes a big room's viewers all at once at the end of each
+	// window instead of in staggered groups (spread.go).
+	NoSpread  bool
+	ChunkSize int // connections per write job; default 512
 }
 
 func (c Config) withDefaults() Config {

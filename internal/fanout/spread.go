@@ -51,7 +51,7 @@ type spreadGroup struct {
 // spreadCount is how many write groups a room of n viewers gets (below 2:
 // not spread).
 func (n *Node) spreadCount(h *Hub) int {
-	if !n.isBig(h) {
+	if n.cfg.NoSpread || !n.isBig(h) {
 		return 0
 	}
 	return min(spreadGroups, int(h.nconns.Load())/spreadGroupMin)

@@ -104,3 +104,19 @@ func TestSpreadWrites(t *testing.T) {
 		t.Fatalf("late joiner got %v, want %v", got, want[1:])
 	}
 }
+
+// TestNoSpread: with NoSpread a big room is written all at once per window.
+func TestNoSpread(t *testing.T) {
+	r := newRig(t, Config{Tick: time.Hour, BigRoom: 100, BigTick: 8 * time.Hour, NoSpread: true})
+	for i := range 2 * spreadGroupMin {
+		attach(t, r, &countSink{}, fmt.Sprint(i), 0, false)
+	}
+	r.append(t, "big", message.KindChat, 100)
+	r.node.tick(time.Now().Add(9*time.Hour), false, true)
+	r.node.mu.RLock()
+	h := r.node.hubs["big"]
+	r.node.mu.RUnlock()
+	if h.spreading() {
+		t.Fatal("spread with NoSpread")
+	}
+}
