@@ -273,10 +273,9 @@ func (p *poller) onReadable(c *Conn, ev uint32) {
 // sysWrite makes one non-blocking write. A full socket is not an error: it
 // returns how much was written (maybe 0). It runs with c.mu held and the
 // connection not torn down, so c.fd is open and c's (teardownLocked closes
-// it under c.mu): the write goes straight to the socket, without
-// RawConn.Write's fd locking and poll-descriptor reset (the netpoller never
-// waits on these sockets; our poller does). The socket is non-blocking, so
-// the call is made raw: no need to tell the scheduler about a syscall that
+// it under c.mu): the write goes straight to the socket, without the
+// RawConn's lock and callback per write. The socket is non-blocking, so the
+// call is made raw: no need to tell the scheduler about a syscall that
 // cannot block.
 func (c *Conn) sysWrite(b []byte) (int, error) {
 	r, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(c.fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
