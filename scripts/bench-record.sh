@@ -28,7 +28,9 @@
 set -eu
 cd "$(dirname "$0")/.."
 T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
+KILL= # the server and ffmpeg of the run in progress: stopped on any exit, so a
+# failed run leaves nothing holding the caller's flock or the ports
+trap '[ -z "$KILL" ] || kill $KILL 2>/dev/null; rm -rf "$T"' EXIT
 BIN=${ROOMCAST_BIN:-}
 if [ -z "$BIN" ]; then # ROOMCAST_BIN=path runs a given build instead
   go build -o "$T/roomcast" ./cmd/roomcast
@@ -53,6 +55,7 @@ run() { # name, server args, room the stream goes to, profile name, mode
   # shellcheck disable=SC2086
   $BIN serve --http 127.0.0.1:$hp --rtmp 127.0.0.1:$rp --data "$d" --secret $S --admin-key ak --log-level warn $args >"$d/log" 2>&1 &
   pid=$!
+  KILL=$pid
   for _ in $(seq 50); do curl -sf localhost:$hp/readyz >/dev/null && break; sleep 0.2; done
   for r in bench other; do
     curl -s -XPOST -H 'Authorization: Bearer ak' localhost:$hp/api/rooms -d "{\"id\":\"$r\",\"title\":\"$r\",\"anchor\":\"a-$r\"}" >/dev/null
@@ -60,6 +63,7 @@ run() { # name, server args, room the stream goes to, profile name, mode
   key=$(curl -s -H 'Authorization: Bearer ak' localhost:$hp/api/rooms/$sroom | python3 -c 'import json,sys;print(json.load(sys.stdin)["stream_key"])')
   ffmpeg -hide_banner -loglevel error -re -stream_loop -1 -i "$T/sample.flv" -c copy -f flv "rtmp://127.0.0.1:$rp/live/$key" &
   fpid=$!
+  KILL="$pid $fpid"
   sleep 3
   echo "=== $name: server flags: $args ($(uptime))"
   echo "=== $name: send (saturating)"
@@ -77,6 +81,7 @@ run() { # name, server args, room the stream goes to, profile name, mode
   $BIN bench ws --url http://127.0.0.1:$hp --room bench --secret $S --conns 1000 --ramp 1000 --send-rate 20 "${wsargs[@]}" --duration 15s --pid $pid --progress=false
   curl -s localhost:$hp/metrics | grep -E "^roomcast_archive_(written|dropped)_total" || true
   kill $fpid $pid; wait $fpid $pid 2>/dev/null || true
+  KILL=
 }
 for rep in $(seq "${REPS:-2}"); do
   for m in $MODES; do
