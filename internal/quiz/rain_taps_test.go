@@ -42,14 +42,9 @@ func TestRainContractTaps(t *testing.T) {
 			ctx := context.Background()
 			s, s2 := mk(t)
 			id := "rain3"
-			if err := s.Init(ctx, testRules(id)); err != nil {
-				t.Fatal(err)
-			}
 			amounts := SplitPackets(20_000, 300, cryptoRand)
 			now := int64(1_000_000)
-			if _, _, err := s.RainStart(ctx, RainRules{ID: id, K: 0, Amounts: amounts, MaxPerUser: 4, EndsAt: now + 20_000}); err != nil {
-				t.Fatal(err)
-			}
+			startRain(t, s, RainRules{ID: id, K: 0, Amounts: amounts, MaxPerUser: 4, EndsAt: now + 20_000})
 			const users, frames = 120, 6 // up to 4 × 120 = 480 packets wanted, 300 there
 			var wg sync.WaitGroup
 			var mu sync.Mutex
@@ -138,10 +133,7 @@ func TestRainTapsStopAtTheLimit(t *testing.T) {
 			ctx := context.Background()
 			s, _ := mk(t)
 			id := "rain4"
-			_ = s.Init(ctx, testRules(id))
-			if _, _, err := s.RainStart(ctx, RainRules{ID: id, K: 0, Amounts: []int64{1, 2, 3, 4}, MaxPerUser: 3, EndsAt: 100}); err != nil {
-				t.Fatal(err)
-			}
+			startRain(t, s, RainRules{ID: id, K: 0, Amounts: []int64{1, 2, 3, 4}, MaxPerUser: 3, EndsAt: 100})
 			if g, err := s.Grab(ctx, id, 0, "a", 10, 20); err != nil || g.Packets != 3 || g.AmountCents != 6 || g.Packet != 0 || g.Reason != "" {
 				t.Fatalf("20 taps, limit 3: %+v %v", g, err)
 			}
@@ -158,5 +150,17 @@ func TestRainTapsStopAtTheLimit(t *testing.T) {
 				t.Fatalf("live: %+v", l)
 			}
 		})
+	}
+}
+
+// startRain creates the activity r.ID (testRules) on s and starts its rain r.
+func startRain(t *testing.T, s State, r RainRules) {
+	t.Helper()
+	ctx := context.Background()
+	if err := s.Init(ctx, testRules(r.ID)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.RainStart(ctx, r); err != nil {
+		t.Fatal(err)
 	}
 }
