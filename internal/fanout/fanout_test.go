@@ -110,6 +110,12 @@ func TestSelectTopKeepsMustDeliver(t *testing.T) {
 			t.Fatalf("kept %v, want seqs %v", kept, want)
 		}
 	}
+	// A negative budget (a refill clock seen going backwards) keeps the
+	// must-deliver messages and drops the rest; it used to panic.
+	kept, dropped = SelectTop(msgs, -45)
+	if dropped != 8 || len(kept) != 2 || kept[0].Seq != 4 || kept[1].Seq != 8 {
+		t.Fatalf("negative budget: kept %v dropped %d", kept, dropped)
+	}
 	// Poll selection with more must-deliver than the limit keeps the
 	// cursor before the first one left out.
 	sel, cur := SelectForPoll(msgs, 1)

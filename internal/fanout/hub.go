@@ -719,8 +719,14 @@ func (h *Hub) takeLocked(now time.Time) taken {
 		h.cursor = max(h.cursor, t.msgs[len(t.msgs)-1].Seq)
 	}
 	if budget := h.node.cfg.Budget; budget > 0 && len(t.msgs) > 0 {
-		h.tokens = min(float64(budget), h.tokens+now.Sub(h.refill).Seconds()*float64(budget))
-		h.refill = now
+		// now may be earlier than the last refill (a node tick's time taken
+		// before another dispatch of this hub): no refill then, and never
+		// a negative balance.
+		if now.After(h.refill) {
+			h.tokens = min(float64(budget), h.tokens+now.Sub(h.refill).Seconds()*float64(budget))
+			h.refill = now
+		}
+		h.tokens = max(h.tokens, 0)
 		kept, dropped := SelectTop(t.msgs, int(h.tokens))
 		// Must-deliver messages bypass the budget and do not borrow from it.
 		h.tokens = max(0, h.tokens-float64(droppable(kept)))

@@ -158,6 +158,7 @@ func SelectTop(msgs []*message.Message, n int) (kept []*message.Message, dropped
 // selectTop is SelectTop; newest breaks priority ties towards higher seqs
 // (warm starts want the latest of equals, live batches the oldest).
 func selectTop(msgs []*message.Message, n int, newest bool) (kept []*message.Message, dropped int) {
+	n = max(n, 0) // a negative budget keeps no droppable message (and sizes nothing below zero)
 	droppable := 0
 	for _, m := range msgs {
 		if !m.MustDeliver() {
@@ -180,7 +181,7 @@ func selectTop(msgs []*message.Message, n int, newest bool) (kept []*message.Mes
 		return (cand[i].Seq < cand[j].Seq) != newest
 	})
 	keep := make(map[*message.Message]bool, n)
-	for _, m := range cand[:max(n, 0)] {
+	for _, m := range cand[:n] {
 		keep[m] = true
 	}
 	kept = make([]*message.Message, 0, len(msgs)-droppable+n)
@@ -189,7 +190,7 @@ func selectTop(msgs []*message.Message, n int, newest bool) (kept []*message.Mes
 			kept = append(kept, m)
 		}
 	}
-	return kept, droppable - max(n, 0)
+	return kept, droppable - n
 }
 
 // SelectForPoll picks at most limit messages of msgs (seq order, all newer
