@@ -45,8 +45,22 @@ type Registry struct {
 	log      *slog.Logger
 	createMu sync.Mutex // serializes Create
 
-	mu    sync.RWMutex
-	cache map[string]cached // by id; guarded by mu
+	// now and load are time.Now and st.Room; tests in this package replace
+	// them to step the clock and to count and hold database reads.
+	now  func() time.Time
+	load func(ctx context.Context, id string) (store.Room, error)
+
+	mu      sync.RWMutex
+	cache   map[string]cached // by id; guarded by mu
+	loading map[string]*flight // by id: the one database read in progress; guarded by mu
+}
+
+// flight is one database read of a room that concurrent lookups share: a
+// hot room's record going stale costs SQL one query, not one per request.
+type flight struct {
+	done chan struct{} // closed when r and err are set
+	r    store.Room
+	err  error
 }
 
 type cached struct {
@@ -82,7 +96,7 @@ func New(st *store.Store, log *slog.Logger) *Registry {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Registry{st: st, log: log, cache: map[string]cached{}}
+	return &Registry{st: st, log: log, now: time.Now, load: st.Room, cache: map[string]cached{}, loading: map[string]*flight{}}
 }
 
 var idRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
@@ -190,39 +204,89 @@ func (g *Registry) Exists(ctx context.Context, id string) (bool, error) {
 
 var errNotFound = errs.New(errs.RoomNotFound, "no such room")
 
+// get returns room id's record: from the cache while it is fresh (or while
+// SQL is failing, see cached.retry), else from SQL. Only one read per room is
+// in flight at a time: while it runs, lookups of a known room are answered
+// with the record they had (stale by at most the read's duration), and
+// lookups of an unknown one wait for that read instead of starting their own.
 func (g *Registry) get(ctx context.Context, id string) (store.Room, error) {
-	g.mu.RLock()
-	c, ok := g.cache[id]
-	g.mu.RUnlock()
-	now := time.Now()
-	if ok && (now.Sub(c.at) < cacheTTL || now.Before(c.retry)) {
-		return c.r, nil
+	for {
+		g.mu.RLock()
+		c, ok := g.cache[id]
+		g.mu.RUnlock()
+		if ok && g.fresh(c) {
+			return c.r, nil
+		}
+		if !ValidID(id) {
+			return store.Room{}, errNotFound
+		}
+		g.mu.Lock()
+		if cur, still := g.cache[id]; still && g.fresh(cur) { // refreshed meanwhile
+			g.mu.Unlock()
+			return cur.r, nil
+		}
+		if f := g.loading[id]; f != nil {
+			g.mu.Unlock()
+			if ok { // a known room never waits for another's refresh
+				return c.r, nil
+			}
+			select {
+			case <-f.done:
+			case <-ctx.Done():
+				return store.Room{}, dbErr(ctx.Err())
+			}
+			if isCtxErr(f.err) && ctx.Err() == nil {
+				continue // the reader gave up (its client left): read again for this one
+			}
+			return f.r, dbErr(f.err)
+		}
+		f := &flight{done: make(chan struct{})}
+		g.loading[id] = f
+		g.mu.Unlock()
+		f.r, f.err = g.read(ctx, id, c, ok)
+		g.mu.Lock()
+		delete(g.loading, id)
+		g.mu.Unlock()
+		close(f.done)
+		return f.r, dbErr(f.err)
 	}
-	if !ValidID(id) {
-		return store.Room{}, errNotFound
-	}
+}
+
+func (g *Registry) fresh(c cached) bool {
+	now := g.now()
+	return now.Sub(c.at) < cacheTTL || now.Before(c.retry)
+}
+
+func isCtxErr(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// read asks SQL for room id and updates the cache; c is the cached record
+// (ok: there is one), served on if SQL fails.
+func (g *Registry) read(ctx context.Context, id string, c cached, ok bool) (store.Room, error) {
 	qctx, cancel := ctx, context.CancelFunc(func() {})
 	if ok { // a known room never waits long for a refresh
 		qctx, cancel = context.WithTimeout(ctx, 2*time.Second)
 	}
-	r, err := g.st.Room(qctx, id)
+	r, err := g.load(qctx, id)
 	cancel()
 	if errors.Is(err, store.ErrNotFound) {
-		g.mu.Lock()
-		delete(g.cache, id)
-		g.mu.Unlock()
+		g.forget(id)
 		return store.Room{}, errNotFound
 	}
 	if err != nil {
 		if ok && ctx.Err() == nil { // SQL is down: keep serving what we knew (issue 8)
 			g.mu.Lock()
 			if cur, still := g.cache[id]; still && cur.at == c.at {
-				cur.retry = time.Now().Add(dbRetry)
+				cur.retry = g.now().Add(dbRetry)
 				g.cache[id] = cur
 			}
 			g.mu.Unlock()
 			g.log.Debug("room: database unreachable, serving the cached record", "room", id, "err", err)
 			return c.r, nil
+		}
+		if isCtxErr(err) && ctx.Err() != nil {
+			return store.Room{}, err // the caller left; waiters read again
 		}
 		return store.Room{}, dbErr(err)
 	}
@@ -235,7 +299,7 @@ func (g *Registry) put(r store.Room) {
 	if len(g.cache) > 100000 {
 		g.cache = map[string]cached{}
 	}
-	g.cache[r.ID] = cached{r: r, at: time.Now()}
+	g.cache[r.ID] = cached{r: r, at: g.now()}
 	g.mu.Unlock()
 }
 
