@@ -51,7 +51,7 @@ type Registry struct {
 	load func(ctx context.Context, id string) (store.Room, error)
 
 	mu      sync.RWMutex
-	cache   map[string]cached // by id; guarded by mu
+	cache   map[string]cached  // by id; guarded by mu
 	loading map[string]*flight // by id: the one database read in progress; guarded by mu
 }
 
