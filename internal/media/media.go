@@ -31,6 +31,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"roomcast/internal/media/access"
+	"roomcast/internal/media/egress"
 	"roomcast/internal/media/flv"
 	"roomcast/internal/media/hls"
 	"roomcast/internal/media/hub"
@@ -94,14 +95,15 @@ type Config struct {
 	// WriteTimeout drops a viewer whose socket does not drain for this
 	// long; 0 means 10 s.
 	WriteTimeout time.Duration
-	// BatchDelay is the longest a frame waits for its FLV/RTMP viewer's
-	// next write (hub.Pacer): the write happens when the oldest unsent
-	// frame has waited this long and carries every frame queued by then,
-	// so a viewer gets one syscall and one wake-up per ~(BatchDelay + the
-	// gap to the next frame) instead of one per frame. The first write (the
-	// GOP cache) is never held, and a key frame or hub.FlushBytes queued
-	// ends the hold at once. 0 (or negative) writes every frame at once
-	// (batching off); --media-batch defaults to 40 ms.
+	// BatchDelay is the longest a frame waits for its FLV/RTMP viewers'
+	// next write (package egress): the stream's shared writer writes when
+	// the oldest unsent frame has waited this long, every viewer's queued
+	// frames in one writev per viewer, so a stream costs a few wake-ups per
+	// batch and a viewer one syscall per ~(BatchDelay + the gap to the next
+	// frame) instead of one per frame. The first write (the GOP cache) is
+	// never held, and a key frame or hub.FlushBytes queued ends the hold at
+	// once. 0 (or negative) writes every frame at once (batching off);
+	// --media-batch defaults to 40 ms.
 	BatchDelay time.Duration
 
 	// Thumbnails (GET /live/{room}.jpg, .webp): ThumbnailEvery is the least
@@ -141,6 +143,7 @@ type Server struct {
 	cfg   Config
 	log   *slog.Logger
 	hub   *hub.Manager
+	out   *egress.Writers
 	acc   *access.Checker
 	rtmp  *rtmp.Server // nil when RTMP is disabled
 	flv   *flv.Handler
@@ -180,8 +183,9 @@ func New(cfg Config, rooms Rooms, log *slog.Logger, reg prometheus.Registerer) (
 		acc = NewAccess(cfg, log)
 	}
 	cfg.BatchDelay = max(cfg.BatchDelay, 0)
-	s := &Server{cfg: cfg, log: log, hub: m, acc: acc}
-	s.flv = flv.New(flv.Config{WriteTimeout: cfg.WriteTimeout, BatchDelay: cfg.BatchDelay}, m, acc, log)
+	out := egress.New(egress.Config{Delay: cfg.BatchDelay})
+	s := &Server{cfg: cfg, log: log, hub: m, out: out, acc: acc}
+	s.flv = flv.New(flv.Config{WriteTimeout: cfg.WriteTimeout}, m, out, acc, log)
 	s.hls = hls.New(hls.Config{
 		LowLatency: cfg.HLSLowLatency, SegmentDuration: cfg.HLSSegment,
 		SegmentCount: cfg.HLSSegments, EndedTTL: cfg.HLSEndedTTL,
@@ -193,7 +197,7 @@ func New(cfg Config, rooms Rooms, log *slog.Logger, reg prometheus.Registerer) (
 		m.AddObserver(o)
 	}
 	if cfg.RTMP != "" {
-		s.rtmp = rtmp.New(rtmp.Config{Addr: cfg.RTMP, WriteTimeout: cfg.WriteTimeout, BatchDelay: cfg.BatchDelay}, m, rooms, acc, log)
+		s.rtmp = rtmp.New(rtmp.Config{Addr: cfg.RTMP, WriteTimeout: cfg.WriteTimeout}, m, out, rooms, acc, log)
 	}
 	s.http = http.HandlerFunc(s.serveLive)
 	return s, nil
@@ -233,6 +237,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.hub.Close()
 	s.flv.Close()
+	s.out.Close() // after its viewers' servers
 	s.hls.Close()
 	s.thumb.Close()
 	done := make(chan struct{})

@@ -12,8 +12,10 @@
 // Tag bodies are the hub's shared, pre-muxed bytes; the only per-viewer
 // bytes are the 11-byte tag headers (rebased timestamps) and the HTTP chunk
 // framing. For HTTP/1.x the connection is hijacked so that many tags go to
-// the kernel in one writev; other transports (HTTP/2) fall back to
-// ResponseWriter writes with a flush per batch.
+// the kernel in one writev, and after the first write the stream's shared
+// writer (package egress) writes to it with the stream's other viewers;
+// other transports (HTTP/2) fall back to ResponseWriter writes with a flush
+// per batch, on the viewer's own goroutine.
 //
 // When the publisher leaves, the response ends cleanly: the chunked body
 // is terminated ("0\r\n\r\n") and the connection closed.
@@ -30,9 +32,11 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"roomcast/internal/media/access"
+	"roomcast/internal/media/egress"
 	"roomcast/internal/media/flvtag"
 	"roomcast/internal/media/hub"
 )
@@ -42,17 +46,13 @@ type Config struct {
 	// WriteTimeout bounds one write to a viewer; a viewer that does not
 	// drain its socket for this long is dropped. 0 means 10 s.
 	WriteTimeout time.Duration
-	// BatchFrames bounds the frames per write; 0 means 512.
-	BatchFrames int
-	// BatchDelay, when > 0, waits this long between writes to a viewer so
-	// each write carries more tags. 0 writes as soon as frames arrive.
-	BatchDelay time.Duration
 }
 
 // Handler serves HTTP-FLV. Close ends every response it is serving.
 type Handler struct {
 	cfg Config
 	m   *hub.Manager
+	out *egress.Writers
 	acc *access.Checker
 	log *slog.Logger
 
@@ -64,19 +64,17 @@ type Handler struct {
 	closed bool // guarded by mu
 }
 
-// New returns a Handler reading streams from m.
-func New(cfg Config, m *hub.Manager, acc *access.Checker, log *slog.Logger) *Handler {
+// New returns a Handler reading streams from m and writing them through out
+// (batching is out's: --media-batch).
+func New(cfg Config, m *hub.Manager, out *egress.Writers, acc *access.Checker, log *slog.Logger) *Handler {
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = 10 * time.Second
-	}
-	if cfg.BatchFrames <= 0 {
-		cfg.BatchFrames = 512
 	}
 	if log == nil {
 		log = slog.Default()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Handler{cfg: cfg, m: m, acc: acc, log: log.With("component", "flv"), ctx: ctx, cancel: cancel}
+	return &Handler{cfg: cfg, m: m, out: out, acc: acc, log: log.With("component", "flv"), ctx: ctx, cancel: cancel}
 }
 
 // Close ends every running response cleanly and waits for them.
@@ -158,12 +156,13 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, room string) {
 	}
 	var sink sink
 	if r.ProtoMajor == 1 {
-		if hs, err := hijack(w, r); err == nil {
+		if hs, err := hijack(w, r, h.cfg.WriteTimeout, flvtag.FileHeader(st.HasVideo, st.HasAudio)); err == nil {
 			sink = hs
 		}
 	}
 	if sink == nil {
-		sink = &rwSink{w: w, rc: http.NewResponseController(w)}
+		sink = &rwSink{w: w, rc: http.NewResponseController(w), timeout: h.cfg.WriteTimeout,
+			tw: tagWriter{fileHeader: flvtag.FileHeader(st.HasVideo, st.HasAudio)}}
 	}
 	err = h.stream(r.Context(), sink, rd, st)
 	switch {
@@ -197,32 +196,7 @@ func (h *Handler) stream(reqCtx context.Context, sk sink, rd *hub.Reader, st hub
 		defer stopGone()
 	}
 
-	var w tagWriter
-	w.fileHeader = flvtag.FileHeader(st.HasVideo, st.HasAudio)
-	batch := make([]*hub.Frame, 0, h.cfg.BatchFrames)
-	batch = append(batch, st.Config...)
-	first := true
-	pause := hub.NewPacer(h.cfg.BatchDelay)
-	for {
-		var err error
-		batch, err = pause.Next(ctx, rd, batch, first) // held up to BatchDelay so the write carries more frames
-		if len(batch) > 0 {
-			if first {
-				rd.Rebase(batch)
-			}
-			n, werr := sk.write(&w, rd, batch, first, h.cfg.WriteTimeout)
-			first = false
-			if werr != nil {
-				return werr
-			}
-			rd.Sent(batch, n)
-			clear(batch)
-			batch = batch[:0]
-		}
-		if err != nil {
-			return err
-		}
-	}
+	return h.out.Serve(ctx, rd, sk, st.Config)
 }
 
 // tagWriter builds the per-viewer bytes of a batch: chunk framing and tag
@@ -282,7 +256,7 @@ func (w *tagWriter) release() {
 
 // sink is where a response's bytes go.
 type sink interface {
-	write(w *tagWriter, rd *hub.Reader, frames []*hub.Frame, first bool, timeout time.Duration) (int, error)
+	egress.Out
 	gone() context.Context // done when the client disconnects; nil if unknown
 	abort()                // shutdown: bound the current and next writes to ~1 s
 	finish()               // end the body cleanly
@@ -294,6 +268,9 @@ const abortGrace = time.Second
 // hijackSink writes a hand-made HTTP/1.1 response on the raw connection.
 type hijackSink struct {
 	conn     net.Conn
+	raw      syscall.RawConn // nil if conn has none
+	timeout  time.Duration
+	tw       tagWriter
 	deadline time.Time   // current write deadline, refreshed when half used; owned by the writer
 	aborted  atomic.Bool // set by abort: stop extending the deadline
 	chunked  bool
@@ -302,7 +279,7 @@ type hijackSink struct {
 	readEnd  chan struct{}
 }
 
-func hijack(w http.ResponseWriter, r *http.Request) (*hijackSink, error) {
+func hijack(w http.ResponseWriter, r *http.Request, timeout time.Duration, fileHeader []byte) (*hijackSink, error) {
 	conn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		return nil, fmt.Errorf("hijack: %w", err)
@@ -329,7 +306,13 @@ func hijack(w http.ResponseWriter, r *http.Request) (*hijackSink, error) {
 		return nil, fmt.Errorf("write response header: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &hijackSink{conn: conn, chunked: chunked, goneCtx: ctx, stop: cancel, readEnd: make(chan struct{})}
+	s := &hijackSink{conn: conn, timeout: timeout, chunked: chunked, goneCtx: ctx, stop: cancel, readEnd: make(chan struct{})}
+	s.tw.fileHeader = fileHeader
+	if sc, ok := conn.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			s.raw = rc
+		}
+	}
 	go func() { // owned by the sink: ends when close() closes the connection
 		defer close(s.readEnd)
 		defer cancel()
@@ -344,16 +327,20 @@ func hijack(w http.ResponseWriter, r *http.Request) (*hijackSink, error) {
 	return s, nil
 }
 
-func (s *hijackSink) write(w *tagWriter, rd *hub.Reader, frames []*hub.Frame, first bool, timeout time.Duration) (int, error) {
-	_, n := w.build(rd, frames, first, s.chunked)
-	if now := time.Now(); s.deadline.Sub(now) < timeout/2 && !s.aborted.Load() {
-		s.deadline = now.Add(timeout)
+func (s *hijackSink) Build(rd *hub.Reader, frames []*hub.Frame, first bool) (net.Buffers, int) {
+	return s.tw.build(rd, frames, first, s.chunked)
+}
+
+func (s *hijackSink) Write(bufs net.Buffers) error {
+	if now := time.Now(); s.deadline.Sub(now) < s.timeout/2 && !s.aborted.Load() {
+		s.deadline = now.Add(s.timeout)
 		_ = s.conn.SetWriteDeadline(s.deadline)
 	}
-	_, err := w.bufs.WriteTo(s.conn) // a field: no per-write allocation
-	w.release()
-	return n, err
+	_, err := bufs.WriteTo(s.conn)
+	return err
 }
+
+func (s *hijackSink) Raw() (syscall.RawConn, *sync.Mutex) { return s.raw, nil }
 
 func (s *hijackSink) gone() context.Context { return s.goneCtx }
 
@@ -380,12 +367,18 @@ func (s *hijackSink) close() {
 type rwSink struct {
 	w       http.ResponseWriter
 	rc      *http.ResponseController
+	timeout time.Duration
+	tw      tagWriter
 	aborted atomic.Bool
 	started bool
 	buf     []byte
 }
 
-func (s *rwSink) write(w *tagWriter, rd *hub.Reader, frames []*hub.Frame, first bool, timeout time.Duration) (int, error) {
+func (s *rwSink) Build(rd *hub.Reader, frames []*hub.Frame, first bool) (net.Buffers, int) {
+	return s.tw.build(rd, frames, first, false)
+}
+
+func (s *rwSink) Write(bufs net.Buffers) error {
 	if !s.started {
 		s.started = true
 		hd := s.w.Header()
@@ -393,26 +386,27 @@ func (s *rwSink) write(w *tagWriter, rd *hub.Reader, frames []*hub.Frame, first 
 		hd.Set("Cache-Control", "no-cache, no-store")
 		s.w.WriteHeader(http.StatusOK)
 	}
-	bufs, n := w.build(rd, frames, first, false)
 	s.buf = s.buf[:0]
 	for _, b := range bufs {
 		s.buf = append(s.buf, b...)
 	}
-	w.release()
+	clear(bufs)
 	if !s.aborted.Load() {
-		_ = s.rc.SetWriteDeadline(time.Now().Add(timeout))
+		_ = s.rc.SetWriteDeadline(time.Now().Add(s.timeout))
 	}
 	if _, err := s.w.Write(s.buf); err != nil {
-		return 0, err
+		return err
 	}
 	if err := s.rc.Flush(); err != nil {
-		return 0, err
+		return err
 	}
 	if cap(s.buf) > 4<<20 {
 		s.buf = nil // do not pin a large GOP-sized buffer for the whole session
 	}
-	return n, nil
+	return nil
 }
+
+func (s *rwSink) Raw() (syscall.RawConn, *sync.Mutex) { return nil, nil }
 
 func (s *rwSink) gone() context.Context { return nil }
 func (s *rwSink) abort() {

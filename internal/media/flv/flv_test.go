@@ -18,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"roomcast/internal/media/access"
+	"roomcast/internal/media/egress"
 	"roomcast/internal/media/flv"
 	"roomcast/internal/media/flvtag"
 	"roomcast/internal/media/hub"
@@ -38,7 +39,8 @@ type env struct {
 func newEnv(t testing.TB, hcfg hub.Config, fcfg flv.Config) *env {
 	rooms := testenv.NewRooms("k1", "r1")
 	m := hub.NewManager(hcfg, rooms, testenv.Logger(t), nil)
-	h := flv.New(fcfg, m, &access.Checker{}, testenv.Logger(t))
+	out := egress.New(egress.Config{})
+	h := flv.New(fcfg, m, out, &access.Checker{}, testenv.Logger(t))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		room := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/live/"), ".flv")
 		h.Serve(w, r, room)
@@ -47,6 +49,7 @@ func newEnv(t testing.TB, hcfg hub.Config, fcfg flv.Config) *env {
 	t.Cleanup(func() {
 		m.Close()
 		h.Close()
+		out.Close()
 		srv.Close()
 		e.client.CloseIdleConnections()
 	})

@@ -104,8 +104,7 @@ func BenchmarkFLVWriteLoopback(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s := &hijackSink{conn: conn, chunked: true}
-	var w tagWriter
+	s := &hijackSink{conn: conn, chunked: true, timeout: 10 * time.Second}
 	total := 0
 	for _, f := range frames {
 		total += len(f.Tag)
@@ -113,7 +112,8 @@ func BenchmarkFLVWriteLoopback(b *testing.B) {
 	b.SetBytes(int64(total))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := s.write(&w, r, frames, false, 10*time.Second); err != nil {
+		bufs, _ := s.Build(r, frames, false)
+		if err := s.Write(bufs); err != nil {
 			b.Fatal(err)
 		}
 	}

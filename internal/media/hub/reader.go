@@ -80,22 +80,12 @@ func (r *Reader) Next(ctx context.Context, buf []*Frame) ([]*Frame, error) {
 	if cap(buf)-len(buf) < 1 {
 		buf = append(buf, nil)[:len(buf)]
 	}
-	s := r.s
 	for {
-		s.mu.RLock()
-		sig := s.signal
+		var sig <-chan struct{}
 		var err error
-		buf, err = r.collectLocked(buf)
-		ended := s.ended
-		s.mu.RUnlock()
-		if err != nil {
+		buf, sig, err = r.poll(buf)
+		if err != nil || len(buf) > 0 {
 			return buf, err
-		}
-		if len(buf) > 0 {
-			return buf, nil
-		}
-		if ended {
-			return buf, ErrEnded
 		}
 		select {
 		case <-sig:
@@ -103,6 +93,30 @@ func (r *Reader) Next(ctx context.Context, buf []*Frame) ([]*Frame, error) {
 			return buf, ctx.Err()
 		}
 	}
+}
+
+// Poll is Next without blocking: it appends the frames available now (none
+// if there are none yet), or returns ErrEnded or ErrSlow as Next does. The
+// stream's shared writer (package egress) reads its viewers with it.
+func (r *Reader) Poll(buf []*Frame) ([]*Frame, error) {
+	if cap(buf)-len(buf) < 1 {
+		buf = append(buf, nil)[:len(buf)]
+	}
+	buf, _, err := r.poll(buf)
+	return buf, err
+}
+
+// poll collects what is available and returns the signal to wait on when
+// nothing was.
+func (r *Reader) poll(buf []*Frame) ([]*Frame, <-chan struct{}, error) {
+	s := r.s
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	buf, err := r.collectLocked(buf)
+	if err == nil && len(buf) == 0 && s.ended {
+		err = ErrEnded
+	}
+	return buf, s.signal, err
 }
 
 // collectLocked moves frames from the ring to buf, applying the lag policy.
@@ -179,6 +193,9 @@ func (r *Reader) collectLocked(buf []*Frame) ([]*Frame, error) {
 	}
 	return buf, nil
 }
+
+// Pos is the seq of the next frame the reader will look at.
+func (r *Reader) Pos() uint64 { return r.next }
 
 // Flush returns a channel closed when the stream next receives a key frame
 // or FlushBytes since the last such signal (or ends): a paced writer's

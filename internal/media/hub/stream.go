@@ -259,3 +259,33 @@ func (s *Stream) Ended() bool {
 	defer s.mu.RUnlock()
 	return s.ended
 }
+
+// Backlog is what a stream's shared writer needs to know about the frames
+// appended since it last wrote (package egress).
+type Backlog struct {
+	Head   uint64    // seq of the next frame to be appended
+	Oldest time.Time // arrival of the oldest frame at or after from (zero if none)
+	// Urgent: those frames hold a key frame or FlushBytes: write at once.
+	Urgent bool
+	Ended  bool
+	Signal <-chan struct{} // closed on the next append (or the end)
+	Flush  <-chan struct{} // closed on the next key frame or FlushBytes (or the end)
+}
+
+// Backlog reports the frames appended at or after seq from.
+func (s *Stream) Backlog(from uint64) Backlog {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	b := Backlog{Head: s.head, Ended: s.ended, Signal: s.signal, Flush: s.flush}
+	from = max(from, s.tail)
+	if from < s.head {
+		b.Oldest = s.at(from).arrived
+		n := 0
+		for seq := from; seq < s.head && !b.Urgent; seq++ {
+			f := s.at(seq)
+			n += len(f.Tag)
+			b.Urgent = f.Key || n >= FlushBytes
+		}
+	}
+	return b
+}

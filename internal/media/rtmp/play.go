@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/bluenviron/gortmplib/pkg/message"
@@ -90,6 +92,38 @@ func (c *chunker) release() {
 	c.iov = c.iov[:0]
 }
 
+// playOut is a player's connection as the shared writer sees it (egress.Out).
+type playOut struct {
+	conn     *lockedConn
+	timeout  time.Duration
+	deadline time.Time // current write deadline, refreshed when half used; owned by the writer
+	ch       chunker
+}
+
+func (o *playOut) Build(rd *hub.Reader, frames []*hub.Frame, _ bool) (net.Buffers, int) {
+	return o.ch.build(rd, frames)
+}
+
+func (o *playOut) Write(bufs net.Buffers) error {
+	o.conn.wmu.Lock()
+	defer o.conn.wmu.Unlock()
+	if now := time.Now(); o.deadline.Sub(now) < o.timeout/2 {
+		o.deadline = now.Add(o.timeout)
+		_ = o.conn.Conn.SetWriteDeadline(o.deadline)
+	}
+	_, err := bufs.WriteTo(o.conn.Conn)
+	return err
+}
+
+func (o *playOut) Raw() (syscall.RawConn, *sync.Mutex) {
+	if sc, ok := o.conn.Conn.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			return rc, &o.conn.wmu
+		}
+	}
+	return nil, nil
+}
+
 // servePlay streams rd to a player until the stream ends, the player
 // leaves, or ctx ends.
 func (s *Server) servePlay(ctx context.Context, sess *session, rd *hub.Reader, st hub.Start) error {
@@ -106,47 +140,15 @@ func (s *Server) servePlay(ctx context.Context, sess *session, rd *hub.Reader, s
 	}()
 	_ = sess.conn.SetReadDeadline(time.Time{})
 
-	var ch chunker
-	var deadline time.Time
-	pause := hub.NewPacer(s.cfg.BatchDelay)
-	batch := make([]*hub.Frame, 0, s.cfg.BatchFrames)
-	batch = append(batch, st.Config...)
-	first := true
-	for {
-		var err error
-		batch, err = pause.Next(ctx, rd, batch, first) // held up to BatchDelay so the write carries more frames
-		if len(batch) > 0 {
-			if first {
-				rd.Rebase(batch)
-				first = false
-			}
-			_, n := ch.build(rd, batch)
-			sess.conn.wmu.Lock()
-			if now := time.Now(); deadline.Sub(now) < s.cfg.WriteTimeout/2 {
-				deadline = now.Add(s.cfg.WriteTimeout)
-				_ = sess.conn.Conn.SetWriteDeadline(deadline)
-			}
-			_, werr := ch.bufs.WriteTo(sess.conn.Conn)
-			sess.conn.wmu.Unlock()
-			ch.release()
-			if werr != nil {
-				var ne net.Error
-				if errors.As(werr, &ne) && ne.Timeout() {
-					rd.Drop("write_timeout")
-				}
-				return werr
-			}
-			rd.Sent(batch, n)
-			clear(batch)
-			batch = batch[:0]
-		}
-		switch {
-		case errors.Is(err, hub.ErrEnded):
-			_ = sess.mrw.Write(&message.UserControlStreamEOF{StreamID: 1})
-			_ = sess.status("status", "NetStream.Play.UnpublishNotify", "publisher left")
-			return nil
-		case err != nil:
-			return err
-		}
+	err := s.out.Serve(ctx, rd, &playOut{conn: sess.conn, timeout: s.cfg.WriteTimeout}, st.Config)
+	var ne net.Error
+	switch {
+	case errors.Is(err, hub.ErrEnded):
+		_ = sess.mrw.Write(&message.UserControlStreamEOF{StreamID: 1})
+		_ = sess.status("status", "NetStream.Play.UnpublishNotify", "publisher left")
+		return nil
+	case errors.As(err, &ne) && ne.Timeout():
+		rd.Drop("write_timeout")
 	}
+	return err
 }

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"roomcast/internal/media/access"
+	"roomcast/internal/media/egress"
 	"roomcast/internal/media/hub"
 	"roomcast/internal/media/internal/testenv"
 	"roomcast/internal/media/rtmp"
@@ -37,7 +38,8 @@ func newEnv(t *testing.T, hcfg hub.Config, acc *access.Checker) *env {
 	t.Helper()
 	rooms := testenv.NewRooms("key1", "room1")
 	m := hub.NewManager(hcfg, rooms, testenv.Logger(t), nil)
-	srv := rtmp.New(rtmp.Config{Addr: "127.0.0.1:0"}, m, rooms, acc, testenv.Logger(t))
+	out := egress.New(egress.Config{})
+	srv := rtmp.New(rtmp.Config{Addr: "127.0.0.1:0"}, m, out, rooms, acc, testenv.Logger(t))
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -46,6 +48,7 @@ func newEnv(t *testing.T, hcfg hub.Config, acc *access.Checker) *env {
 			t.Error(err)
 		}
 		m.Close()
+		out.Close()
 		acc.Wait()
 	})
 	return &env{m: m, rooms: rooms, srv: srv, base: "rtmp://" + srv.Addr().String() + "/live"}

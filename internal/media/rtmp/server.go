@@ -30,6 +30,7 @@ import (
 	"github.com/bluenviron/gortmplib/pkg/message"
 
 	"roomcast/internal/media/access"
+	"roomcast/internal/media/egress"
 	"roomcast/internal/media/hub"
 )
 
@@ -46,17 +47,13 @@ type Config struct {
 	ReadTimeout time.Duration
 	// WriteTimeout is how long a write to a player may block; 0 means 10 s.
 	WriteTimeout time.Duration
-	// BatchFrames bounds the frames per write; 0 means 512.
-	BatchFrames int
-	// BatchDelay, when > 0, waits this long between writes to a player so
-	// each write carries more frames (fewer syscalls, a little latency).
-	BatchDelay time.Duration
 }
 
 // Server accepts RTMP connections.
 type Server struct {
 	cfg   Config
 	m     *hub.Manager
+	out   *egress.Writers
 	rooms hub.Rooms
 	acc   *access.Checker
 	log   *slog.Logger
@@ -72,7 +69,8 @@ type Server struct {
 }
 
 // New returns a Server; call Start to listen.
-func New(cfg Config, m *hub.Manager, rooms hub.Rooms, acc *access.Checker, log *slog.Logger) *Server {
+// Players are written through out (batching is out's: --media-batch).
+func New(cfg Config, m *hub.Manager, out *egress.Writers, rooms hub.Rooms, acc *access.Checker, log *slog.Logger) *Server {
 	if cfg.App == "" {
 		cfg.App = "live"
 	}
@@ -85,14 +83,11 @@ func New(cfg Config, m *hub.Manager, rooms hub.Rooms, acc *access.Checker, log *
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = 10 * time.Second
 	}
-	if cfg.BatchFrames <= 0 {
-		cfg.BatchFrames = 512
-	}
 	if log == nil {
 		log = slog.Default()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{cfg: cfg, m: m, rooms: rooms, acc: acc, log: log.With("component", "rtmp"),
+	return &Server{cfg: cfg, m: m, out: out, rooms: rooms, acc: acc, log: log.With("component", "rtmp"),
 		ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}}
 }
 
