@@ -183,7 +183,7 @@ func New(cfg Config, rooms Rooms, log *slog.Logger, reg prometheus.Registerer) (
 		acc = NewAccess(cfg, log)
 	}
 	cfg.BatchDelay = max(cfg.BatchDelay, 0)
-	out := egress.New(egress.Config{Delay: cfg.BatchDelay})
+	out := egress.New(egress.Config{Delay: cfg.BatchDelay}, met)
 	s := &Server{cfg: cfg, log: log, hub: m, out: out, acc: acc}
 	s.flv = flv.New(flv.Config{WriteTimeout: cfg.WriteTimeout}, m, out, acc, log)
 	s.hls = hls.New(hls.Config{

@@ -70,6 +70,7 @@ type Out interface {
 // Writers owns the lanes of every stream. Close stops them.
 type Writers struct {
 	cfg    Config
+	met    *hub.Metrics
 	ctx    context.Context // canceled by Close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // running lanes
@@ -79,8 +80,8 @@ type Writers struct {
 	closed bool                    // guarded by mu
 }
 
-// New returns Writers.
-func New(cfg Config) *Writers {
+// New returns Writers counting in met (the hub's metrics).
+func New(cfg Config, met *hub.Metrics) *Writers {
 	cfg.Delay = max(cfg.Delay, 0)
 	if cfg.BatchFrames <= 0 {
 		cfg.BatchFrames = 512
@@ -89,7 +90,7 @@ func New(cfg Config) *Writers {
 		cfg.LaneSize = 256
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Writers{cfg: cfg, ctx: ctx, cancel: cancel, lanes: map[*hub.Stream][]*lane{}}
+	return &Writers{cfg: cfg, met: met, ctx: ctx, cancel: cancel, lanes: map[*hub.Stream][]*lane{}}
 }
 
 // Close stops every lane and waits for them. Viewers still in a lane get

@@ -152,6 +152,10 @@ func (l *lane) run(ctx context.Context) {
 		}
 		last = l.s.Backlog(last).Head // frames that come during the round are the next one's
 		l.round()
+		l.w.met.EgressRounds.Inc()
+		if !b.Oldest.IsZero() {
+			l.w.met.EgressDelay.Observe(time.Since(b.Oldest).Seconds())
+		}
 	}
 }
 
@@ -188,8 +192,15 @@ func (l *lane) serve(v *viewer) {
 	frames, err := v.rd.Poll(v.batch[:0])
 	if len(frames) > 0 {
 		bufs, n := v.out.Build(v.rd, frames, false)
-		rest, werr := l.try(v, bufs)
+		rest, busy, werr := l.try(v, bufs)
 		if werr != nil || len(rest) > 0 {
+			if werr == nil {
+				reason := "socket_full"
+				if busy {
+					reason = "socket_busy"
+				}
+				l.w.met.EgressHandbacks.WithLabelValues(reason).Inc()
+			}
 			l.handBackLocked(v, handback{err: werr, frames: frames, n: n, rest: rest})
 			return
 		}

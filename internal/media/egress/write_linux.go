@@ -18,11 +18,11 @@ const maxIov = 1024
 type iovec [maxIov]unix.Iovec
 
 // try writes bufs to v's socket without blocking, and returns what the
-// socket did not take (nil when all went).
-func (l *lane) try(v *viewer, bufs net.Buffers) (net.Buffers, error) {
+// socket did not take (nil when all went); busy: another writer held it.
+func (l *lane) try(v *viewer, bufs net.Buffers) (rest net.Buffers, busy bool, err error) {
 	if v.mu != nil {
 		if !v.mu.TryLock() {
-			return bufs, nil // another writer has the socket: the viewer's goroutine waits for it
+			return bufs, true, nil // another writer has the socket: the viewer's goroutine waits for it
 		}
 		defer v.mu.Unlock()
 	}
@@ -47,22 +47,22 @@ func (l *lane) try(v *viewer, bufs net.Buffers) (net.Buffers, error) {
 		// not wait for it, nor heed the deadline the viewer's own blocking
 		// writes set. A raw call: no scheduler hand-off for a call that
 		// cannot block.
-		err := v.rc.Control(func(fd uintptr) {
+		cerr := v.rc.Control(func(fd uintptr) {
 			n, _, errno = syscall.RawSyscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&l.iov[0])), uintptr(k))
 		})
 		clear(l.iov[:k])
 		switch {
-		case err != nil:
-			return bufs, err
+		case cerr != nil:
+			return bufs, false, cerr
 		case errno == syscall.EAGAIN || errno == syscall.EINTR:
-			return bufs, nil
+			return bufs, false, nil
 		case errno != 0:
-			return bufs, &net.OpError{Op: "writev", Net: "tcp", Err: errno}
+			return bufs, false, &net.OpError{Op: "writev", Net: "tcp", Err: errno}
 		}
 		bufs = consume(bufs, int(n))
 		if int(n) < want {
-			return bufs, nil
+			return bufs, false, nil
 		}
 	}
-	return nil, nil
+	return nil, false, nil
 }

@@ -10,4 +10,4 @@ const rawWrites = false
 
 type iovec struct{}
 
-func (l *lane) try(v *viewer, bufs net.Buffers) (net.Buffers, error) { return bufs, nil }
+func (l *lane) try(v *viewer, bufs net.Buffers) (net.Buffers, bool, error) { return bufs, true, nil }

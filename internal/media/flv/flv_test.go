@@ -39,7 +39,7 @@ type env struct {
 func newEnv(t testing.TB, hcfg hub.Config, fcfg flv.Config) *env {
 	rooms := testenv.NewRooms("k1", "r1")
 	m := hub.NewManager(hcfg, rooms, testenv.Logger(t), nil)
-	out := egress.New(egress.Config{})
+	out := egress.New(egress.Config{}, m.Metrics())
 	h := flv.New(fcfg, m, out, &access.Checker{}, testenv.Logger(t))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		room := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/live/"), ".flv")

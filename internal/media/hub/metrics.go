@@ -17,6 +17,10 @@ type Metrics struct {
 	DroppedViewer *prometheus.CounterVec   // viewers disconnected by us, by reason
 	Refused       *prometheus.CounterVec   // refused publish/play, by action and reason
 	FirstKeyframe *prometheus.HistogramVec // request → first keyframe written, by protocol
+	// The streams' shared writers (package egress).
+	EgressRounds    prometheus.Counter     // batch rounds (one writev per member)
+	EgressDelay     prometheus.Histogram   // a round's oldest frame: arrival → the round's last write
+	EgressHandbacks *prometheus.CounterVec // viewers handed to their own goroutine, by reason
 }
 
 // NewMetrics creates the collectors and registers them on reg (nil: not
@@ -44,6 +48,21 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help:    "Time from a play request to its first keyframe written, by protocol.",
 			Buckets: []float64{.001, .002, .005, .01, .02, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"protocol"}),
+		EgressRounds: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "roomcast_media_egress_rounds_total",
+			Help: "Batch rounds of the streams' shared writers (each writes every member's queued frames).",
+		}),
+		EgressDelay: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "roomcast_media_egress_delay_seconds",
+			Help: "Per round of a shared writer: the oldest frame's arrival to the round's last write " +
+				"(the hold, --media-batch at most, plus the round).",
+			Buckets: []float64{.005, .01, .02, .03, .04, .05, .06, .08, .1, .15, .25, .5, 1},
+		}),
+		EgressHandbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "roomcast_media_egress_handbacks_total",
+			Help: "Viewers a shared writer handed to their own goroutine to finish a write, by reason " +
+				"(socket_full: the socket took part of the batch; socket_busy: another writer held it).",
+		}, []string{"reason"}),
 	}
 	if reg == nil {
 		return m, nil
@@ -55,6 +74,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m.DroppedViewer = register(reg, m.DroppedViewer, &err)
 	m.Refused = register(reg, m.Refused, &err)
 	m.FirstKeyframe = register(reg, m.FirstKeyframe, &err)
+	m.EgressRounds = register(reg, m.EgressRounds, &err)
+	m.EgressDelay = register(reg, m.EgressDelay, &err)
+	m.EgressHandbacks = register(reg, m.EgressHandbacks, &err)
 	return m, err
 }
 

@@ -38,7 +38,7 @@ func newEnv(t *testing.T, hcfg hub.Config, acc *access.Checker) *env {
 	t.Helper()
 	rooms := testenv.NewRooms("key1", "room1")
 	m := hub.NewManager(hcfg, rooms, testenv.Logger(t), nil)
-	out := egress.New(egress.Config{})
+	out := egress.New(egress.Config{}, m.Metrics())
 	srv := rtmp.New(rtmp.Config{Addr: "127.0.0.1:0"}, m, out, rooms, acc, testenv.Logger(t))
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
