@@ -197,7 +197,7 @@ func TestClusterGapRepair(t *testing.T) {
 		t.Fatalf("first message: %+v %v", f, err)
 	}
 	// Seq 2 is stored without a notification.
-	seq, err := c.Do(ctx, c.B().Incr().Key(prefix+"{g}:s").Build()).AsInt64()
+	seq, err := c.Do(ctx, c.B().Hincrby().Key(prefix+"{g}:m").Field("@s").Increment(1).Build()).AsInt64()
 	if err != nil || seq != 2 {
 		t.Fatalf("incr: %d %v", seq, err)
 	}

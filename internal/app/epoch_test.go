@@ -208,7 +208,7 @@ func TestEpochChangeDropsCache(t *testing.T) {
 	defer cancel()
 	w, _ := s.attached(ctx, "room=l&cursor=0")
 	old := s.sendSeen(ctx, w, "l", anchor, "old", 3)
-	if err := c.Do(ctx, c.B().Del().Key(prefix+"{l}:s", prefix+"{l}:e", prefix+"{l}:x").Build()).Error(); err != nil {
+	if err := c.Do(ctx, c.B().Del().Key(prefix+"{l}:m", prefix+"{l}:s", prefix+"{l}:x").Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
 	code, ans := s.send("l", anchor, map[string]string{"kind": "chat", "text": "new"})
@@ -240,7 +240,7 @@ func TestEpochSeqReuse(t *testing.T) {
 	defer cancel()
 	w, _ := s.attached(ctx, "room=f&cursor=0")
 	old := s.sendSeen(ctx, w, "f", anchor, "before", 5)
-	if err := c.Do(ctx, c.B().Set().Key(prefix+"{f}:s").Value("2").Build()).Error(); err != nil {
+	if err := c.Do(ctx, c.B().Hset().Key(prefix+"{f}:m").FieldValue().FieldValue("@s", "2").Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Do(ctx, c.B().Xdel().Key(prefix+"{f}:x").Id("3-0", "4-0", "5-0").Build()).Error(); err != nil {

@@ -31,113 +31,145 @@ func (t *Memory) AppendBatch(ctx context.Context, msgs []*message.Message) (errs
 }
 
 // appendBatchScript stores a batch of one room's messages in one call
-// (group commit, R12) with a fixed number of commands whatever its size:
-// MGET the epoch and the minute, one HMGET of the batch's dedupe keys in the current
-// bucket, one INCRBY for the new seqs, one XADD of all of them (one per
-// maxEntry messages), an HSET of the new dedupe keys into each of the two
-// buckets, one SPUBLISH of the whole batch ("<epoch> <json>\n<json>…", which
-// the bus splits); once a minute a SET of the minute and a PEXPIRE
-// of the stream. KEYS[1] counter, KEYS[2] stream, KEYS[3] epoch, KEYS[6] the
-// minute of the stream's last TTL refresh (read with the epoch: one MGET), KEYS[4]
-// and KEYS[5] the current and next dedupe buckets. ARGV[1] n, ARGV[2] max
-// count, ARGV[3] the minute (Unix ms / 60000), ARGV[4] stream TTL (ms),
-// ARGV[5] channel, ARGV[6] a fresh epoch, ARGV[7] and ARGV[8] the buckets'
-// expiry (Unix ms), ARGV[9] maxEntry, then per message: JSON after
-// `{"seq":0`, ts, id, priority, dedupe key ("" = none). Returns {epoch,
-// seq1, ack1, …}: seq -1 with "seq\nts\npriority\nid" for a duplicate, else
-// the new seq and "".
-var appendBatchScript = rueidis.NewLuaScript(`
-local n, B = tonumber(ARGV[1]), 9
-local et = redis.call('MGET', KEYS[3], KEYS[6])
-local epoch, minute = et[1] and string.match(et[1], '^%S+'), et[2]
-local dkeys, known = {}, {}
+// (group commit, R12) with a fixed number of commands whatever its size
+// (issue 14: at most 0.1 per message): one HMGET of the meta hash reading
+// the counter, epoch, minute, buckets and the batch's dedupe keys; one
+// HMGET of the batch's keys in the previous bucket's hash (only with
+// dedupe keys, while that bucket's acks are young enough); one XADD of
+// all the new messages (one per maxEntry); one HSET of the new counter
+// and acks into the meta hash; one SPUBLISH of the whole batch ("<epoch>
+// <json>\n<json>…", which the bus splits). Plain sends thus cost 5
+// commands per call with the EVALSHA, idempotent ones 6. Once a minute a
+// PEXPIRE of the stream (its minute rides in the HSET); once a bucket the
+// rotation (rotate in metaLua); once per room the migration from the
+// layout before the meta hash (KEYS[3..6]).
+//
+// KEYS: see Redis.keys. ARGV[1] n, ARGV[2] max count, ARGV[3] the minute
+// (Unix ms / 60000), ARGV[4] stream TTL (ms), ARGV[5] channel, ARGV[6] a
+// fresh epoch, ARGV[7] the bucket of now, ARGV[8] DedupeTTL (ms), ARGV[9]
+// bucket slack (ms), ARGV[10] maxEntry, ARGV[11] movedMarker, then per
+// message: JSON after `{"seq":0`, ts, id, priority, ack field ("" = no
+// dedupe key). Returns {epoch, seq1, ack1, …}: seq -1 with
+// "seq\nts\npriority\nid" for a duplicate, else the new seq and "".
+var appendBatchScript = rueidis.NewLuaScript(metaLua + `
+local n, B = tonumber(ARGV[1]), 11
+local k, T, slack = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local dkeys = {}
 for i = 1, n do
-  local k = ARGV[B + i * 5]
-  if k ~= '' then dkeys[#dkeys + 1] = k end
+  local key = ARGV[B + i * 5]
+  if key ~= '' then dkeys[#dkeys + 1] = key end
 end
-if #dkeys > 0 and epoch then
-  local vals = redis.call('HMGET', KEYS[4], unpack(dkeys))
-  for j, k in ipairs(dkeys) do
-    if vals[j] then
-      local e, ack = string.match(vals[j], '^([^\n]*)\n(.*)$')
-      if e == epoch then known[k] = ack end
-    end
+local m, v = readMeta(dkeys)
+local known, init, carried = {}, false, false
+local function look(vals, off)
+  for j, key in ipairs(dkeys) do
+    if not known[key] then known[key] = ackOf(vals[off + j], m.e) end
   end
+end
+if not m.s then
+  -- No meta hash: a room of the layout before it (carried over with its
+  -- bucket of now, so its acks still answer), a new room, or one Redis lost.
+  local s, e, t = readOld()
+  init = true
+  m.s, m.e, m.t, m.b, m.p, m.a = s or 0, e, t, k, nil, nil
+  if s and redis.call('EXISTS', KEYS[6]) == 1 then
+    redis.call('RENAME', KEYS[6], M)
+    redis.call('PERSIST', M)
+    m.a, carried = '1', true
+    if m.e and #dkeys > 0 then look(redis.call('HMGET', M, unpack(dkeys)), 0) end
+  end
+else
+  if m.e and #dkeys > 0 then
+    if m.a and m.b >= k - 1 then look(v, #META) end
+    if m.p and m.p >= k - 1 then look(redis.call('HMGET', ackBase .. num(m.p), unpack(dkeys)), 0) end
+  end
+  rotate(m, k, T, slack)
 end
 local dup, firstIn, fresh = {}, {}, 0
 for i = 1, n do
-  local k = ARGV[B + i * 5]
-  if k ~= '' and (known[k] or firstIn[k]) then
+  local key = ARGV[B + i * 5]
+  if key ~= '' and (known[key] or firstIn[key]) then
     dup[i] = true
   else
     fresh = fresh + 1
-    if k ~= '' then firstIn[k] = true end
+    if key ~= '' then firstIn[key] = true end
   end
 end
-local seq = 0
-if fresh > 0 then
-  seq = redis.call('INCRBY', KEYS[1], fresh) - fresh
-  if seq == 0 or not epoch then
-    epoch, minute = ARGV[6], nil
-    redis.call('SET', KEYS[3], epoch)
-    redis.call('DEL', KEYS[4], KEYS[5])
-    if seq == 0 then redis.call('DEL', KEYS[2]) end
-  end
+local seq = m.s
+if fresh > 0 and (seq == 0 or not m.e) then
+  -- A new epoch: a new room, a room Redis lost (its stream goes too), or a
+  -- counter older than epochs.
+  if seq == 0 then redis.call('UNLINK', KEYS[2]) end
+  m.e, m.t, init = ARGV[6], nil, true
 end
-local out, pub, hs, acks = {epoch or ''}, {}, {}, {}
+local out, pub, hs, acks = {m.e or ''}, {}, {}, {}
 local newest = 0
 for i = 1, n do
   local b = B + (i - 1) * 5
-  local k = ARGV[b + 5]
+  local key = ARGV[b + 5]
   if dup[i] then
     out[#out + 1] = -1
-    out[#out + 1] = known[k] or acks[k]
+    out[#out + 1] = known[key] or acks[key]
   else
     seq = seq + 1
-    local s = string.format('%d', seq)
+    local s = num(seq)
     pub[#pub + 1] = '{"seq":' .. s .. ARGV[b + 1]
     newest = math.max(newest, tonumber(ARGV[b + 2]))
-    if k ~= '' then
-      acks[k] = s .. '\n' .. ARGV[b + 2] .. '\n' .. ARGV[b + 4] .. '\n' .. ARGV[b + 3]
-      hs[#hs + 1] = k
-      hs[#hs + 1] = epoch .. '\n' .. acks[k]
+    if key ~= '' then
+      acks[key] = s .. '\n' .. ARGV[b + 2] .. '\n' .. ARGV[b + 4] .. '\n' .. ARGV[b + 3]
+      hs[#hs + 1] = key
+      hs[#hs + 1] = m.e .. '\n' .. acks[key]
     end
     out[#out + 1] = seq
     out[#out + 1] = ''
   end
 end
-if #pub == 0 then return out end
-local E = tonumber(ARGV[9])
-local all = table.concat(pub, '\n')
-local minid = seq - tonumber(ARGV[2]) - E + 2
-local first = seq - #pub + 1
-for c = 1, #pub, E do
-  local last = math.min(c + E - 1, #pub)
-  local m = all
-  if #pub > E then m = table.concat(pub, '\n', c, last) end
-  local id = string.format('%d', first + c - 1) .. '-0'
-  local t, cnt = string.format('%d', newest), string.format('%d', last - c + 1)
-  if minid > 1 then
-    redis.call('XADD', KEYS[2], 'MINID', '~', string.format('%d', minid), id, 't', t, 'n', cnt, 'm', m)
-  else
-    redis.call('XADD', KEYS[2], id, 't', t, 'n', cnt, 'm', m)
-  end
-end
-if #hs > 0 then
-  -- "@" marks a bucket that has its expiry: the ack fields are always new
-  -- (a key found in the bucket is a duplicate), so a count above theirs
-  -- means "@" was new too.
-  for j, key in ipairs({KEYS[4], KEYS[5]}) do
-    if redis.call('HSET', key, '@', epoch, unpack(hs)) ~= #hs / 2 then
-      redis.call('PEXPIREAT', key, ARGV[6 + j])
+local all
+if #pub > 0 then
+  local E = tonumber(ARGV[10])
+  all = table.concat(pub, '\n')
+  local minid = seq - tonumber(ARGV[2]) - E + 2
+  local first = seq - #pub + 1
+  for c = 1, #pub, E do
+    local last = math.min(c + E - 1, #pub)
+    local msgs = all
+    if #pub > E then msgs = table.concat(pub, '\n', c, last) end
+    local id = num(first + c - 1) .. '-0'
+    local t, cnt = num(newest), num(last - c + 1)
+    if minid > 1 then
+      redis.call('XADD', KEYS[2], 'MINID', '~', num(minid), id, 't', t, 'n', cnt, 'm', msgs)
+    else
+      redis.call('XADD', KEYS[2], id, 't', t, 'n', cnt, 'm', msgs)
     end
   end
 end
-if minute ~= ARGV[3] then
-  redis.call('SET', KEYS[6], ARGV[3])
+if #hs > 0 and not m.a then
+  hs[#hs + 1] = '@a'
+  hs[#hs + 1] = '1'
+end
+if all or init then
+  hs[#hs + 1] = '@s'
+  hs[#hs + 1] = num(seq)
+end
+if init then
+  for _, f in ipairs({'@e', m.e, '@b', num(m.b), '@p', ''}) do hs[#hs + 1] = f end
+  if carried then
+    hs[#hs + 1] = '@a'
+    hs[#hs + 1] = '1'
+  end
+end
+if all and m.t ~= ARGV[3] then
+  hs[#hs + 1] = '@t'
+  hs[#hs + 1] = ARGV[3]
   redis.call('PEXPIRE', KEYS[2], ARGV[4])
 end
-redis.call('SPUBLISH', ARGV[5], epoch .. ' ' .. all)
+if #hs > 0 then redis.call('HSET', M, unpack(hs)) end
+if init then
+  -- An older roomcast's INCRBY on the old counter now fails loudly.
+  redis.call('SET', KEYS[3], ARGV[11])
+  redis.call('DEL', KEYS[4], KEYS[5])
+end
+if all then redis.call('SPUBLISH', ARGV[5], m.e .. ' ' .. all) end
 return out
 `)
 
@@ -152,11 +184,11 @@ func (t *Redis) AppendBatch(ctx context.Context, msgs []*message.Message) ([]err
 	room := msgs[0].Room
 	now := t.now()
 	ret := t.cfg.Retention
-	curExp, nextExp := bucketExpiry(now)
-	args := make([]string, 0, 9+5*len(msgs))
+	args := make([]string, 0, 11+5*len(msgs))
 	args = append(args, strconv.Itoa(len(msgs)), strconv.Itoa(ret.MaxCount), strconv.FormatInt(now.UnixMilli()/60000, 10),
 		strconv.FormatInt((ret.MaxAge+2*time.Minute).Milliseconds(), 10), RedisChannel(t.cfg.Prefix, room), newEpoch(),
-		strconv.FormatInt(curExp, 10), strconv.FormatInt(nextExp, 10), strconv.Itoa(maxEntry))
+		strconv.FormatInt(bucketOf(now), 10), strconv.FormatInt(DedupeTTL.Milliseconds(), 10),
+		strconv.FormatInt(bucketSlack.Milliseconds(), 10), strconv.Itoa(maxEntry), movedMarker)
 	buf := make([]byte, 0, 256)
 	for _, m := range msgs {
 		if m.Room != room {
@@ -167,7 +199,7 @@ func (t *Redis) AppendBatch(ctx context.Context, msgs []*message.Message) ([]err
 		}
 		m.Seq = 0
 		buf = m.AppendJSON(buf[:0])
-		args = append(args, string(buf[len(seqPrefix)+1:]), strconv.FormatInt(m.TS, 10), m.ID, strconv.Itoa(m.Priority), m.Dedupe)
+		args = append(args, string(buf[len(seqPrefix)+1:]), strconv.FormatInt(m.TS, 10), m.ID, strconv.Itoa(m.Priority), ackField(m.Dedupe))
 	}
 	var arr []rueidis.RedisMessage
 	err := t.cfg.Call.Do(ctx, "timeline_append", 1, func(ctx context.Context) error {

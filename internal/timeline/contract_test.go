@@ -272,6 +272,79 @@ func runContract(t *testing.T, newTL factory) {
 	})
 }
 
+// setClock makes tl read the time from now (the dedupe bucket tests).
+func setClock(t *testing.T, tl Timeline, now func() time.Time) {
+	t.Helper()
+	switch x := tl.(type) {
+	case *Memory:
+		x.now = now
+	case *Redis:
+		x.now = now
+	default:
+		t.Fatalf("no clock to set on %T", tl)
+	}
+}
+
+// runDedupeBuckets: an ack is remembered for DedupeTTL whatever bucket
+// boundaries it crosses (the Redis timeline keeps acks in DedupeTTL-long
+// buckets, rotated when the next one begins), forgotten after twice that
+// plus the slack, and the counter and epoch go on across rotations and
+// long idle times.
+func runDedupeBuckets(t *testing.T, newTL factory) {
+	ctx := context.Background()
+	tl := newTL(t, Retention{}, nil)
+	ttl := DedupeTTL.Milliseconds()
+	// One second before a bucket boundary, a few buckets from now.
+	t0 := time.UnixMilli((time.Now().UnixMilli()/ttl+3)*ttl - 1000)
+	now := t0
+	setClock(t, tl, func() time.Time { return now })
+	n := 0
+	send := func(key string) (*message.Message, error) {
+		n++
+		m := &message.Message{ID: fmt.Sprint("m", n), Room: "bk", Kind: message.KindChat, Scope: message.ScopeRoom, Text: fmt.Sprint(n), Dedupe: key}
+		_, err := tl.Append(ctx, m)
+		if err != nil && !errors.Is(err, ErrDuplicate) {
+			t.Fatalf("append %s at %v: %v", key, now.Sub(t0), err)
+		}
+		return m, err
+	}
+	a, _ := send("a")
+	want := func(key string, dup bool, seq uint64) {
+		t.Helper()
+		m, err := send(key)
+		if errors.Is(err, ErrDuplicate) != dup || m.Seq != seq || m.Epoch != a.Epoch {
+			t.Fatalf("%s at t0+%v: seq %d dup %v epoch %q, want seq %d dup %v epoch %q", key, now.Sub(t0), m.Seq, err != nil, m.Epoch, seq, dup, a.Epoch)
+		}
+		if dup {
+			if ack, ok, err := tl.Recall(ctx, "bk", key); err != nil || !ok || ack.Seq != seq || ack.Epoch != a.Epoch {
+				t.Fatalf("recall %s at t0+%v: %+v %v %v", key, now.Sub(t0), ack, ok, err)
+			}
+		}
+	}
+	now = t0.Add(2 * time.Second) // the next bucket
+	want("a", true, 1)
+	want("b", false, 2)
+	now = t0.Add(DedupeTTL - time.Millisecond) // a's last moment
+	want("a", true, 1)
+	want("b", true, 2)
+	now = t0.Add(2*time.Second + DedupeTTL - time.Millisecond) // b's last moment, a bucket later
+	want("b", true, 2)
+	want("c", false, 3)
+	now = t0.Add(3*DedupeTTL + bucketSlack + time.Second) // idle for longer than a bucket: all forgotten
+	want("a", false, 4)
+	want("b", false, 5)
+	want("c", false, 6)
+	now = now.Add(24 * time.Hour) // a day later: the counter and epoch go on
+	if _, ok, err := tl.Recall(ctx, "bk", "c"); err != nil || ok {
+		t.Fatalf("recall after a day: %v %v", ok, err)
+	}
+	if h, err := tl.Head(ctx, "bk"); err != nil || h != (Position{Head: 6, Epoch: a.Epoch}) {
+		t.Fatalf("head after a day: %+v %v", h, err)
+	}
+	want("c", false, 7)
+	want("c", true, 7)
+}
+
 // runBatchEntries is the contract for batches (group commit, issue 14),
 // which the Redis timeline stores as one stream entry per batch: reads
 // starting anywhere inside an entry, count and age trimming across
@@ -401,5 +474,10 @@ func TestMemoryContract(t *testing.T) {
 	})
 	runBatchEntries(t, func(t *testing.T, ret Retention, notify Notify) Timeline {
 		return NewMemory(ret, notify)
+	})
+	t.Run("DedupeBuckets", func(t *testing.T) {
+		runDedupeBuckets(t, func(t *testing.T, ret Retention, notify Notify) Timeline {
+			return NewMemory(ret, notify)
+		})
 	})
 }

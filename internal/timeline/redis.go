@@ -20,10 +20,17 @@ import (
 // room is a few Redis names sharing the hash tag {room}, so a room lives on
 // one Redis Cluster shard:
 //
-//	PREFIX{room}:s       counter: the room's last assigned seq (never expires)
-//	PREFIX{room}:e       the epoch of that counter (issue 8; never expires)
-//	PREFIX{room}:t       the minute the stream's TTL was last refreshed (read
-//	                     with the epoch in one MGET; never expires)
+//	PREFIX{room}:m       meta hash (issue 14; never expires): @s the counter
+//	                     (the room's last assigned seq), @e its epoch (issue
+//	                     8), @t the minute the stream's TTL was last
+//	                     refreshed, @b the dedupe bucket of the acks it
+//	                     holds, @p the previous bucket ("" none), @a "1" when
+//	                     it holds acks; every other field is the ack of an
+//	                     idempotent send, field = dedupe key ("@" doubled if
+//	                     it starts with one), value "epoch\nseq\nts\nprio\nid"
+//	PREFIX{room}:A:BUCKET  the previous bucket's acks: the meta hash's acks,
+//	                     renamed away when the next bucket begins (see
+//	                     bucketOf); expires one bucket later (PEXPIREAT)
 //	PREFIX{room}:x       stream: one entry per append call (group commit,
 //	                     issue 14), id "<seq of its first message>-0", fields
 //	                     t (newest ts, Unix ms), n (message count) and m (the
@@ -31,31 +38,46 @@ import (
 //	                     An entry of the older layout (t and m, one message) is
 //	                     read as an entry of one.
 //	PREFIX{room}:c       sharded pub/sub channel: "<epoch> <json>\n<json>…" for every append call
-//	PREFIX{room}:D:BUCKET  hash of idempotent sends' acknowledgements, field =
-//	                     dedupe key (see dedupeBuckets), for at least DedupeTTL
+//	PREFIX{room}:s       movedMarker: an older roomcast's counter, read once
+//	                     to carry a room over (below), then a marker on
+//	                     which an older node's INCRBY fails
 //
 // An append is one Lua script (R11) for a batch of messages (group commit,
 // issue 14; Append is a batch of one), costing Redis a fixed number of
-// commands per call, not per message: MGET the epoch (and the minute), HMGET the batch's
-// dedupe keys (if any), INCRBY the counter once (a counter that starts again
-// at 1 gets a new epoch and an empty stream: Redis lost the room), one XADD
-// of the whole batch trimmed by MINID to about MaxCount messages, HSET the
-// dedupe keys into two buckets (if any), SPUBLISH the batch once; once a
-// minute it also refreshes the stream's TTL. Age is pruned by readers (Range).
-// Redis runs a script atomically, so the notifications of a room leave
-// Redis in seq order and a send is stored at most once.
+// commands per call, not per message (see appendBatchScript): one HMGET of
+// the meta hash reads the counter, epoch, minute and the batch's dedupe
+// keys, one HMGET reads the keys in the previous bucket (idempotent sends
+// only), one XADD stores the whole batch trimmed by MINID to about MaxCount
+// messages, one HSET writes the new counter and acks, one SPUBLISH
+// publishes the batch: 5 commands per call with the EVALSHA, 6 with dedupe
+// keys. Once a minute it also refreshes the stream's TTL, once a bucket it
+// rotates the acks (O(1): UNLINK, RENAME, PEXPIREAT). Age is pruned by
+// readers (Range), which also rotate an idle room's acks out of its meta
+// hash. A missing meta hash (and no old counter) is a room Redis lost: the
+// next append starts a new epoch at seq 1 with an empty stream. Redis runs
+// a script atomically, so the notifications of a room leave Redis in seq
+// order and a send is stored at most once.
 //
-// Upgrading from the one-entry-per-message layout: old entries are read as
-// entries of one message; old per-key dedupe names (":d:KEY") are no longer
-// consulted, so a retry of a send acknowledged in the last DedupeTTL before
-// the upgrade may be stored again. Every node of a cluster must run the
-// same layout (stop all, upgrade, start): an older node cannot read the
-// new entries.
+// Upgrading from the layout before the meta hash (counter :s, epoch :e,
+// minute :t, acks in buckets :D:BUCKET written twice): the first append to
+// a room carries it over inside the script — counter, epoch and minute,
+// and the old bucket of now renamed into the meta hash, so acks remembered
+// before the upgrade still answer — then DELetes :e and :t and sets :s to
+// movedMarker, on which an older node's append, range and head fail with
+// an error instead of handing out seqs of a second counter. Readers of a
+// room not yet carried over read the old names. So during a rolling
+// upgrade, a room sent to through a new node stops working on the old
+// nodes (loudly, never with duplicate seqs): upgrade every node before
+// sending through any upgraded one, or accept errors on the old ones until
+// they are upgraded. Old entries of the one-entry-per-message layout are
+// read as entries of one message.
 //
 // Redis must keep what it acknowledged: run it with appendonly yes (and
 // appendfsync always for zero loss on a crash) and maxmemory-policy
 // noeviction. When it does not (a restart without persistence), the epoch
-// tells readers so instead of reusing seqs under their cursors.
+// tells readers so instead of reusing seqs under their cursors. The
+// previous bucket's hash of an idle room is freed by expiry: set
+// lazyfree-lazy-expire yes so that a large one does not block Redis.
 type Redis struct {
 	c   rueidis.Client
 	cfg RedisConfig
@@ -92,50 +114,31 @@ func RedisChannel(prefix, room string) string { return prefix + "{" + room + "}:
 // entry holding the oldest retained message is never cut.
 const maxEntry = 256
 
-// keys are the room's counter, stream and epoch, the dedupe buckets of now
-// (see dedupeBuckets) and the minute of the stream's last TTL refresh.
-func (t *Redis) keys(room string, now time.Time) []string {
-	base := t.cfg.Prefix + "{" + room + "}"
-	cur, next := dedupeBuckets(now)
-	return []string{base + ":s", base + ":x", base + ":e", base + ":D:" + strconv.FormatInt(cur, 10), base + ":D:" + strconv.FormatInt(next, 10), base + ":t"}
-}
-
-// dedupeBuckets: an acknowledgement remembered at now goes into two hashes,
-// those of the DedupeTTL-long time buckets cur and next, and a lookup reads
-// only the bucket of its own time. An ack made at t is thus found until the
-// end of t's next bucket — for between DedupeTTL and twice that — and
-// remembering the keys of a whole batch costs one HMGET and two HSETs, not
-// a command per key. Bucket cur expires after its end (plus a minute of
-// clock slack), next one bucket later.
-func dedupeBuckets(now time.Time) (cur, next int64) {
-	cur = now.UnixMilli() / DedupeTTL.Milliseconds()
-	return cur, cur + 1
-}
-
-// bucketExpiry is when the bucket hashes cur and next of now expire (Unix ms).
-func bucketExpiry(now time.Time) (cur, next int64) {
-	c, _ := dedupeBuckets(now)
-	ttl, slack := DedupeTTL.Milliseconds(), time.Minute.Milliseconds()
-	return (c+1)*ttl + slack, (c+2)*ttl + slack
-}
-
 // rangeScript: KEYS as appendBatchScript; ARGV[1] after, ARGV[2] limit,
-// ARGV[3] age cutoff, ARGV[4] MaxCount. Returns {head, first, epoch,
+// ARGV[3] age cutoff, ARGV[4] MaxCount, ARGV[5] the bucket of now, ARGV[6]
+// DedupeTTL (ms), ARGV[7] bucket slack (ms). Returns {head, first, epoch,
 // blob...}, each blob one or more consecutive messages' JSON joined by "\n".
 // When the oldest entry is expired it first drops expired entries (bounded),
 // so first is honest for a room that went quiet; messages below the count
 // bound (kept because they share an entry with a retained one) are skipped.
-var rangeScript = rueidis.NewLuaScript(`
+// A reader also rotates the dedupe buckets of a room no longer sent to, so
+// an idle room's acks leave its meta hash.
+var rangeScript = rueidis.NewLuaScript(metaLua + `
 local function body(e)
   local f = e[2]
   if f[3] == 'n' then return tonumber(f[4]), f[6] end
   return 1, f[4]
 end
 local function id(e) return tonumber(string.match(e[1], '^%d+')) end
-local head = tonumber(redis.call('GET', KEYS[1]) or '0')
-local ev = redis.call('GET', KEYS[3])
-local epoch = ''
-if ev and head > 0 then epoch = string.match(ev, '^%S*') end
+local m = readMeta({})
+local head, epoch = m.s, m.e
+if head then
+  rotate(m, tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]))
+else
+  head, epoch = readOld()
+  head = head or 0
+end
+if head == 0 or not epoch then epoch = '' end
 local cutoff = tonumber(ARGV[3])
 local o = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
 if #o > 0 and tonumber(o[1][2][2]) < cutoff then
@@ -233,7 +236,8 @@ func epochOf(v string) string {
 func (t *Redis) Range(ctx context.Context, room string, after uint64, limit int) (Page, error) {
 	now := t.now()
 	cutoff := now.Add(-t.cfg.Retention.MaxAge).UnixMilli()
-	args := []string{strconv.FormatUint(after, 10), strconv.Itoa(max(limit, 0)), strconv.FormatInt(cutoff, 10), strconv.Itoa(t.cfg.Retention.MaxCount)}
+	args := []string{strconv.FormatUint(after, 10), strconv.Itoa(max(limit, 0)), strconv.FormatInt(cutoff, 10), strconv.Itoa(t.cfg.Retention.MaxCount),
+		strconv.FormatInt(bucketOf(now), 10), strconv.FormatInt(DedupeTTL.Milliseconds(), 10), strconv.FormatInt(bucketSlack.Milliseconds(), 10)}
 	var arr []rueidis.RedisMessage
 	err := t.cfg.Call.Do(ctx, "timeline_range", 1, func(ctx context.Context) error {
 		var err error
@@ -274,87 +278,6 @@ func (t *Redis) Range(ctx context.Context, room string, after uint64, limit int)
 		}
 	}
 	return p, nil
-}
-
-// Head implements Timeline.
-func (t *Redis) Head(ctx context.Context, room string) (Position, error) {
-	var pos Position
-	k := t.keys(room, t.now())
-	err := t.cfg.Call.Do(ctx, "timeline_head", 1, func(ctx context.Context) error {
-		vals, err := t.c.Do(ctx, t.c.B().Mget().Key(k[0], k[2]).Build()).ToArray()
-		if err != nil || len(vals) != 2 {
-			return errors.Join(err, fmt.Errorf("mget: %d values", len(vals)))
-		}
-		if head, err := vals[0].AsInt64(); err == nil {
-			pos.Head = uint64(head)
-		} else if !rueidis.IsRedisNil(err) {
-			return err
-		}
-		if pos.Head > 0 {
-			e, _ := vals[1].ToString() // nil: the counter predates epochs; the next append makes one
-			pos.Epoch = epochOf(e)
-		}
-		return nil
-	})
-	if err != nil {
-		return Position{}, fmt.Errorf("timeline: head %s: %w: %w", room, ErrUnavailable, err)
-	}
-	return pos, nil
-}
-
-// rotateScript: KEYS as appendBatchScript; ARGV[1] the epoch to replace,
-// ARGV[2] its replacement. Returns the epoch afterwards. The dedupe buckets
-// go with the old epoch: their acks name its seqs.
-var rotateScript = rueidis.NewLuaScript(`
-local e = redis.call('GET', KEYS[3])
-if e then e = string.match(e, '^%S*') end
-if e == ARGV[1] and redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('SET', KEYS[3], ARGV[2])
-  redis.call('DEL', KEYS[4], KEYS[5])
-  return ARGV[2]
-end
-return e or ''
-`)
-
-// Rotate implements Timeline.
-func (t *Redis) Rotate(ctx context.Context, room, from string) (string, error) {
-	var epoch string
-	err := t.cfg.Call.Do(ctx, "timeline_rotate", 1, func(ctx context.Context) error {
-		var err error
-		epoch, err = rotateScript.Exec(ctx, t.c, t.keys(room, t.now()), []string{from, newEpoch()}).ToString()
-		return err
-	})
-	if err != nil {
-		return "", fmt.Errorf("timeline: rotate %s: %w: %w", room, ErrUnavailable, err)
-	}
-	return epoch, nil
-}
-
-// Recall implements Timeline: one HGET of the current dedupe bucket. The
-// buckets hold acks of the current epoch only (a new epoch deletes them).
-func (t *Redis) Recall(ctx context.Context, room, key string) (Ack, bool, error) {
-	k := t.keys(room, t.now())
-	var a Ack
-	var ok bool
-	err := t.cfg.Call.Do(ctx, "timeline_recall", 1, func(ctx context.Context) error {
-		d, err := t.c.Do(ctx, t.c.B().Hget().Key(k[3]).Field(key).Build()).ToString()
-		if rueidis.IsRedisNil(err) {
-			return nil
-		} else if err != nil {
-			return err
-		}
-		e, rest, found := strings.Cut(d, "\n")
-		if !found {
-			return fmt.Errorf("bad remembered ack %q", d)
-		}
-		a, err = parseAck(rest)
-		a.Epoch, ok = e, err == nil
-		return err
-	})
-	if err != nil {
-		return Ack{}, false, fmt.Errorf("timeline: recall %s: %w: %w", room, ErrUnavailable, err)
-	}
-	return a, ok, nil
 }
 
 // Close implements Timeline. The client belongs to the caller.

@@ -2,6 +2,7 @@ package timeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -29,6 +30,7 @@ func TestRedisContract(t *testing.T) {
 	}
 	runContract(t, newTL)
 	runBatchEntries(t, newTL)
+	t.Run("DedupeBuckets", func(t *testing.T) { runDedupeBuckets(t, newTL) })
 }
 
 // TestRedisClusterContract: every script touches only names of the room's
@@ -41,6 +43,7 @@ func TestRedisClusterContract(t *testing.T) {
 	}
 	runContract(t, newTL)
 	runBatchEntries(t, newTL)
+	t.Run("DedupeBuckets", func(t *testing.T) { runDedupeBuckets(t, newTL) })
 	runBatchContract(t, newTL(t, Retention{}, nil).(batcher))
 }
 
@@ -73,14 +76,16 @@ func TestRedisRoundTrip(t *testing.T) {
 }
 
 // TestRedisLostCounter: when Redis loses a room (a restart without
-// persistence, simulated by deleting its counter and epoch while an old
-// stream entry and dedupe key survive), the next append starts a new epoch
-// at seq 1 with a clean stream, and a dedupe key of the old epoch does not
-// answer for the new one.
+// persistence, simulated by deleting its meta hash while an old stream
+// entry and the previous bucket's acks survive), the next append starts a
+// new epoch at seq 1 with a clean stream, and a dedupe key of the old epoch
+// does not answer for the new one.
 func TestRedisLostCounter(t *testing.T) {
 	c := redistest.Client(t)
 	prefix := redistest.Prefix(t, c)
 	tl := NewRedis(c, RedisConfig{Prefix: prefix})
+	now := time.Now()
+	tl.now = func() time.Time { return now }
 	ctx := context.Background()
 	var old *message.Message
 	for i := 0; i < 3; i++ {
@@ -89,7 +94,17 @@ func TestRedisLostCounter(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := c.Do(ctx, c.B().Del().Key(prefix+"{lc}:s", prefix+"{lc}:e").Build()).Error(); err != nil {
+	now = now.Add(DedupeTTL) // the next bucket: the acks move to the previous bucket's hash
+	if _, err := tl.Head(ctx, "lc"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tl.Range(ctx, "lc", 0, 1); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := c.Do(ctx, c.B().Exists().Key(fmt.Sprint(prefix, "{lc}:A:", bucketOf(now)-1)).Build()).AsInt64(); err != nil || n != 1 {
+		t.Fatalf("the previous bucket's hash: %d %v", n, err)
+	}
+	if err := c.Do(ctx, c.B().Del().Key(prefix+"{lc}:m").Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
 	if h, err := tl.Head(ctx, "lc"); err != nil || h != (Position{}) {
@@ -103,6 +118,138 @@ func TestRedisLostCounter(t *testing.T) {
 	p, err := tl.Range(ctx, "lc", 0, 10)
 	if err != nil || len(p.Msgs) != 1 || p.Msgs[0].ID != "new" || p.Epoch != m.Epoch || p.First != 1 {
 		t.Fatalf("range after the loss: %+v %v", p, err)
+	}
+}
+
+// TestRedisMigrate: a room of the layout before the meta hash (counter :s,
+// epoch :e as a build of 2026-12-01 wrote it, minute :t, acks in the
+// bucket :D:K) is carried over by the first append: the counter and epoch
+// go on, an ack remembered before answers a retry, the old names are gone
+// except the counter, which now makes an older node's INCRBY fail. Before
+// that, reads answer from the old names.
+func TestRedisMigrate(t *testing.T) {
+	c := redistest.Client(t)
+	prefix := redistest.Prefix(t, c)
+	tl := NewRedis(c, RedisConfig{Prefix: prefix})
+	ctx := context.Background()
+	now := time.Now()
+	tl.now = func() time.Time { return now }
+	base := prefix + "{mig}"
+	bucket := fmt.Sprint(base, ":D:", bucketOf(now))
+	ts := now.UnixMilli()
+	var cmds rueidis.Commands
+	for seq := 1; seq <= 7; seq++ {
+		m := &message.Message{Seq: uint64(seq), ID: fmt.Sprint("o", seq), Room: "mig", Kind: message.KindChat, Scope: message.ScopeRoom, Text: "old", TS: ts}
+		cmds = append(cmds, c.B().Xadd().Key(base+":x").Id(fmt.Sprint(seq, "-0")).FieldValue().FieldValue("t", fmt.Sprint(ts)).FieldValue("n", "1").FieldValue("m", string(m.AppendJSON(nil))).Build())
+	}
+	cmds = append(cmds, c.B().Set().Key(base+":s").Value("7").Build(), c.B().Set().Key(base+":e").Value("oldepoch 123").Build(),
+		c.B().Set().Key(base+":t").Value(fmt.Sprint(now.Unix()/60)).Build(),
+		c.B().Hset().Key(bucket).FieldValue().FieldValue("@", "oldepoch").FieldValue("u:5", fmt.Sprint("oldepoch\n5\n", ts, "\n0\no5")).
+			FieldValue("u:x", fmt.Sprint("otherepoch\n2\n", ts, "\n0\nox")).Build(),
+		c.B().Pexpire().Key(bucket).Milliseconds(600000).Build())
+	for _, r := range c.DoMulti(ctx, cmds...) {
+		if err := r.Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if h, err := tl.Head(ctx, "mig"); err != nil || h != (Position{Head: 7, Epoch: "oldepoch"}) {
+		t.Fatalf("head before the carry-over: %+v %v", h, err)
+	}
+	if p, err := tl.Range(ctx, "mig", 5, 10); err != nil || p.Head != 7 || p.Epoch != "oldepoch" || len(p.Msgs) != 2 || p.Msgs[1].ID != "o7" {
+		t.Fatalf("range before the carry-over: %+v %v", p, err)
+	}
+	if a, ok, err := tl.Recall(ctx, "mig", "u:5"); err != nil || !ok || a.Seq != 5 || a.Epoch != "oldepoch" {
+		t.Fatalf("recall before the carry-over: %+v %v %v", a, ok, err)
+	}
+	ms := []*message.Message{{ID: "n1", Room: "mig", Kind: message.KindChat, Scope: message.ScopeRoom, Text: "new", Dedupe: "u:5"},
+		{ID: "n2", Room: "mig", Kind: message.KindChat, Scope: message.ScopeRoom, Text: "new", Dedupe: "u:x"},
+		{ID: "n3", Room: "mig", Kind: message.KindChat, Scope: message.ScopeRoom, Text: "new"}}
+	errs, err := tl.AppendBatch(ctx, ms)
+	if err != nil || errs == nil || !errors.Is(errs[0], ErrDuplicate) || errs[1] != nil || errs[2] != nil {
+		t.Fatalf("append over the old layout: %v %v", errs, err)
+	}
+	if ms[0].Seq != 5 || ms[0].ID != "o5" || ms[1].Seq != 8 || ms[2].Seq != 9 || ms[2].Epoch != "oldepoch" {
+		t.Fatalf("carried over: seqs %d(%s) %d %d epoch %q", ms[0].Seq, ms[0].ID, ms[1].Seq, ms[2].Seq, ms[2].Epoch)
+	}
+	if v, err := c.Do(ctx, c.B().Get().Key(base+":s").Build()).ToString(); err != nil || v != movedMarker {
+		t.Fatalf("the old counter: %q %v", v, err)
+	}
+	if err := c.Do(ctx, c.B().Incrby().Key(base+":s").Increment(1).Build()).Error(); err == nil {
+		t.Fatal("an older node's INCRBY of the old counter succeeded")
+	}
+	if n, err := c.Do(ctx, c.B().Exists().Key(base+":e", base+":t", bucket).Build()).AsInt64(); err != nil || n != 0 {
+		t.Fatalf("old names left: %d %v", n, err)
+	}
+	if ttl, err := c.Do(ctx, c.B().Pttl().Key(base+":m").Build()).AsInt64(); err != nil || ttl != -1 {
+		t.Fatalf("the meta hash's TTL: %d %v, want none", ttl, err)
+	}
+	if h, err := tl.Head(ctx, "mig"); err != nil || h != (Position{Head: 9, Epoch: "oldepoch"}) {
+		t.Fatalf("head after the carry-over: %+v %v", h, err)
+	}
+	if a, ok, err := tl.Recall(ctx, "mig", "u:x"); err != nil || !ok || a.Seq != 8 || a.Epoch != "oldepoch" {
+		t.Fatalf("recall after the carry-over: %+v %v %v", a, ok, err)
+	}
+	p, err := tl.Range(ctx, "mig", 6, 10)
+	if err != nil || p.Head != 9 || p.Epoch != "oldepoch" || len(p.Msgs) != 3 || p.Msgs[0].ID != "o7" || p.Msgs[2].ID != "n3" {
+		t.Fatalf("range after the carry-over: %+v %v", p, err)
+	}
+}
+
+// TestRedisIdleRoomAcks: a room's acks leave its meta hash once their
+// bucket is over, by the next append or by a reader, and the previous
+// bucket's hash expires; a dedupe key that starts with "@" cannot touch
+// the meta fields.
+func TestRedisIdleRoomAcks(t *testing.T) {
+	c := redistest.Client(t)
+	prefix := redistest.Prefix(t, c)
+	tl := NewRedis(c, RedisConfig{Prefix: prefix})
+	ctx := context.Background()
+	now := time.Now()
+	tl.now = func() time.Time { return now }
+	for _, key := range []string{"u:1", "@s", "@"} {
+		m := &message.Message{ID: key, Room: "idle", Kind: message.KindChat, Scope: message.ScopeRoom, Text: "x", Dedupe: key}
+		if _, err := tl.Append(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a, ok, err := tl.Recall(ctx, "idle", "@s"); err != nil || !ok || a.Seq != 2 {
+		t.Fatalf("recall @s: %+v %v %v", a, ok, err)
+	}
+	meta := prefix + "{idle}:m"
+	hlen := func() int64 {
+		n, err := c.Do(ctx, c.B().Hlen().Key(meta).Build()).AsInt64()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := hlen(); n != 6+3 {
+		t.Fatalf("meta hash: %d fields, want 6 meta fields and 3 acks", n)
+	}
+	now = now.Add(DedupeTTL)
+	if p, err := tl.Range(ctx, "idle", 0, 10); err != nil || p.Head != 3 {
+		t.Fatalf("range: %+v %v", p, err)
+	}
+	if n := hlen(); n != 5 {
+		t.Fatalf("meta hash after the bucket: %d fields, want the 5 meta fields", n)
+	}
+	prev := fmt.Sprint(prefix, "{idle}:A:", bucketOf(now)-1)
+	if ttl, err := c.Do(ctx, c.B().Pttl().Key(prev).Build()).AsInt64(); err != nil || ttl <= 0 {
+		t.Fatalf("the previous bucket's hash: TTL %d %v", ttl, err)
+	}
+	if a, ok, err := tl.Recall(ctx, "idle", "u:1"); err != nil || !ok || a.Seq != 1 {
+		t.Fatalf("recall from the previous bucket: %+v %v %v", a, ok, err)
+	}
+	now = now.Add(DedupeTTL)
+	if _, err := tl.Head(ctx, "idle"); err != nil {
+		t.Fatal(err)
+	}
+	m := &message.Message{ID: "late", Room: "idle", Kind: message.KindChat, Scope: message.ScopeRoom, Text: "x", Dedupe: "u:1"}
+	if seq, err := tl.Append(ctx, m); err != nil || seq != 4 {
+		t.Fatalf("append two buckets later: %d %v", seq, err)
+	}
+	if n, err := c.Do(ctx, c.B().Exists().Key(prev).Build()).AsInt64(); err != nil || n != 0 {
+		t.Fatalf("the bucket before the previous one is still there: %d %v", n, err)
 	}
 }
 
@@ -186,6 +333,8 @@ func TestRedisBatchCommands(t *testing.T) {
 	srv := redistest.StartServer(t)
 	c := redistest.Client(t, srv.Addr())
 	tl := NewRedis(c, RedisConfig{Prefix: "t:"})
+	now := time.Now()
+	tl.now = func() time.Time { return now }
 	ctx := context.Background()
 	batch := func(n int, dedupe bool) []*message.Message {
 		ms := make([]*message.Message, n)
@@ -220,23 +369,24 @@ func TestRedisBatchCommands(t *testing.T) {
 		}
 		return n
 	}
-	if _, err := tl.AppendBatch(ctx, batch(1, true)); err != nil { // loads the script, starts the epoch and buckets
+	if _, err := tl.AppendBatch(ctx, batch(1, true)); err != nil { // loads the script, starts the epoch and meta hash
+		t.Fatal(err)
+	}
+	now = now.Add(DedupeTTL) // the next bucket: lookups read the previous one's hash too
+	if _, err := tl.AppendBatch(ctx, batch(1, true)); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
 		n      int
 		dedupe bool
-		most   int64
-	}{{100, false, 5}, {100, true, 8}} {
-		before, minute := commands(), time.Now().Unix()/60
+		want   int64
+	}{{100, false, 5}, {100, true, 6}} {
+		before := commands()
 		if _, err := tl.AppendBatch(ctx, batch(tc.n, tc.dedupe)); err != nil {
 			t.Fatal(err)
 		}
-		if time.Now().Unix()/60 != minute { // the once-a-minute SET and PEXPIRE, and maybe new buckets
-			tc.most += 4
-		}
-		if got := commands() - before; got > tc.most {
-			t.Errorf("a batch of %d (dedupe %v) cost %d commands, want at most %d", tc.n, tc.dedupe, got, tc.most)
+		if got := commands() - before; got != tc.want {
+			t.Errorf("a batch of %d (dedupe %v) cost %d commands, want %d", tc.n, tc.dedupe, got, tc.want)
 		}
 	}
 	big := batch(2*maxEntry+10, false)
@@ -248,7 +398,7 @@ func TestRedisBatchCommands(t *testing.T) {
 	if err != nil || len(p.Msgs) != 10 || p.Msgs[0].Seq != from+maxEntry-2 || p.Msgs[9].Seq != from+maxEntry+7 {
 		t.Fatalf("range across the entries of one batch: %d msgs (%v)", len(p.Msgs), err)
 	}
-	if n, err := c.Do(ctx, c.B().Xlen().Key("t:{r}:x").Build()).AsInt64(); err != nil || n != 6 {
-		t.Fatalf("stream entries: %d %v, want 6 (1 + 1 + 1 + 3)", n, err)
+	if n, err := c.Do(ctx, c.B().Xlen().Key("t:{r}:x").Build()).AsInt64(); err != nil || n != 7 {
+		t.Fatalf("stream entries: %d %v, want 7 (1 + 1 + 1 + 1 + 3)", n, err)
 	}
 }
