@@ -32,28 +32,28 @@ func (t *Memory) AppendBatch(ctx context.Context, msgs []*message.Message) (errs
 
 // appendBatchScript stores a batch of one room's messages in one call
 // (group commit, R12) with a fixed number of commands whatever its size
-// (issue 14: at most 0.1 per message): one HMGET of the meta hash reading
+// (issue 14: at most 0.1 per message): one HMGET of the meta hash reads
 // the counter, epoch, minute, buckets and the batch's dedupe keys; one
-// HMGET of the batch's keys in the previous bucket's hash (only with
-// dedupe keys, while that bucket's acks are young enough); one XADD of
-// all the new messages (one per maxEntry); one HSET of the new counter
-// and acks into the meta hash; one SPUBLISH of the whole batch ("<epoch>
-// <json>\n<json>…", which the bus splits). Plain sends thus cost 5
-// commands per call with the EVALSHA, idempotent ones 6. Once a minute a
-// PEXPIRE of the stream (its minute rides in the HSET); once a bucket the
-// rotation (rotate in metaLua); once per room the migration from the
+// HMGET reads the batch's keys in the previous bucket's hash (only with
+// dedupe keys, and only during the first DedupeTTL of a bucket, while that
+// hash holds young acks); one XADD stores all the new messages (one per
+// maxEntry); one HSET writes the new counter and acks into the meta hash;
+// one SPUBLISH publishes the whole batch ("<epoch> <json>\n<json>…", which
+// the bus splits). With the EVALSHA: 5 commands per call, 6 for a batch
+// with dedupe keys during the first half of a bucket. Once a minute a
+// PEXPIRE of the stream (its minute rides in the HSET); twice a bucket the
+// rotation (rotate in metaLua); once per room the carry-over from the
 // layout before the meta hash (KEYS[3..6]).
 //
 // KEYS: see Redis.keys. ARGV[1] n, ARGV[2] max count, ARGV[3] the minute
 // (Unix ms / 60000), ARGV[4] stream TTL (ms), ARGV[5] channel, ARGV[6] a
-// fresh epoch, ARGV[7] the bucket of now, ARGV[8] DedupeTTL (ms), ARGV[9]
-// bucket slack (ms), ARGV[10] maxEntry, ARGV[11] movedMarker, then per
-// message: JSON after `{"seq":0`, ts, id, priority, ack field ("" = no
-// dedupe key). Returns {epoch, seq1, ack1, …}: seq -1 with
-// "seq\nts\npriority\nid" for a duplicate, else the new seq and "".
+// fresh epoch, ARGV[7..10] bucketArgs, ARGV[11] maxEntry, ARGV[12]
+// movedMarker, then per message: JSON after `{"seq":0`, ts, id, priority,
+// ack field ("" = no dedupe key). Returns {epoch, seq1, ack1, …}: seq -1
+// with "seq\nts\npriority\nid" for a duplicate, else the new seq and "".
 var appendBatchScript = rueidis.NewLuaScript(metaLua + `
-local n, B = tonumber(ARGV[1]), 11
-local k, T, slack = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local n, B = tonumber(ARGV[1]), 12
+local c = bk(7)
 local dkeys = {}
 for i = 1, n do
   local key = ARGV[B + i * 5]
@@ -71,7 +71,7 @@ if not m.s then
   -- bucket of now, so its acks still answer), a new room, or one Redis lost.
   local s, e, t = readOld()
   init = true
-  m.s, m.e, m.t, m.b, m.p, m.a = s or 0, e, t, k, nil, nil
+  m.s, m.e, m.t, m.b, m.p, m.a = s or 0, e, t, c.k, nil, nil
   if s and redis.call('EXISTS', KEYS[6]) == 1 then
     redis.call('RENAME', KEYS[6], M)
     redis.call('PERSIST', M)
@@ -80,10 +80,10 @@ if not m.s then
   end
 else
   if m.e and #dkeys > 0 then
-    if m.a and m.b >= k - 1 then look(v, #META) end
-    if m.p and m.p >= k - 1 then look(redis.call('HMGET', ackBase .. num(m.p), unpack(dkeys)), 0) end
+    if m.a and young(m.b, c) then look(v, #META) end
+    if young(m.p, c) then look(redis.call('HMGET', ackBase .. num(m.p), unpack(dkeys)), 0) end
   end
-  rotate(m, k, T, slack)
+  rotate(m, c)
 end
 local dup, firstIn, fresh = {}, {}, 0
 for i = 1, n do
@@ -126,7 +126,7 @@ for i = 1, n do
 end
 local all
 if #pub > 0 then
-  local E = tonumber(ARGV[10])
+  local E = tonumber(ARGV[11])
   all = table.concat(pub, '\n')
   local minid = seq - tonumber(ARGV[2]) - E + 2
   local first = seq - #pub + 1
@@ -166,7 +166,7 @@ end
 if #hs > 0 then redis.call('HSET', M, unpack(hs)) end
 if init then
   -- An older roomcast's INCRBY on the old counter now fails loudly.
-  redis.call('SET', KEYS[3], ARGV[11])
+  redis.call('SET', KEYS[3], ARGV[12])
   redis.call('DEL', KEYS[4], KEYS[5])
 end
 if all then redis.call('SPUBLISH', ARGV[5], m.e .. ' ' .. all) end
@@ -184,11 +184,11 @@ func (t *Redis) AppendBatch(ctx context.Context, msgs []*message.Message) ([]err
 	room := msgs[0].Room
 	now := t.now()
 	ret := t.cfg.Retention
-	args := make([]string, 0, 11+5*len(msgs))
+	args := make([]string, 0, 12+5*len(msgs))
 	args = append(args, strconv.Itoa(len(msgs)), strconv.Itoa(ret.MaxCount), strconv.FormatInt(now.UnixMilli()/60000, 10),
-		strconv.FormatInt((ret.MaxAge+2*time.Minute).Milliseconds(), 10), RedisChannel(t.cfg.Prefix, room), newEpoch(),
-		strconv.FormatInt(bucketOf(now), 10), strconv.FormatInt(DedupeTTL.Milliseconds(), 10),
-		strconv.FormatInt(bucketSlack.Milliseconds(), 10), strconv.Itoa(maxEntry), movedMarker)
+		strconv.FormatInt((ret.MaxAge+2*time.Minute).Milliseconds(), 10), RedisChannel(t.cfg.Prefix, room), newEpoch())
+	args = append(args, bucketArgs(now)...)
+	args = append(args, strconv.Itoa(maxEntry), movedMarker)
 	buf := make([]byte, 0, 256)
 	for _, m := range msgs {
 		if m.Room != room {

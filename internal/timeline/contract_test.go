@@ -293,9 +293,10 @@ func setClock(t *testing.T, tl Timeline, now func() time.Time) {
 func runDedupeBuckets(t *testing.T, newTL factory) {
 	ctx := context.Background()
 	tl := newTL(t, Retention{}, nil)
-	ttl := DedupeTTL.Milliseconds()
-	// One second before a bucket boundary, a few buckets from now.
-	t0 := time.UnixMilli((time.Now().UnixMilli()/ttl+3)*ttl - 1000)
+	// One second before a bucket boundary of the Redis timeline, a few
+	// buckets from now.
+	l := bucketLen.Milliseconds()
+	t0 := time.UnixMilli((time.Now().UnixMilli()/l+3)*l - 1000)
 	now := t0
 	setClock(t, tl, func() time.Time { return now })
 	n := 0
@@ -327,7 +328,7 @@ func runDedupeBuckets(t *testing.T, newTL factory) {
 	now = t0.Add(DedupeTTL - time.Millisecond) // a's last moment
 	want("a", true, 1)
 	want("b", true, 2)
-	now = t0.Add(2*time.Second + DedupeTTL - time.Millisecond) // b's last moment, a bucket later
+	now = t0.Add(2*time.Second + DedupeTTL - time.Millisecond) // b's last moment (the previous bucket's acks are forgotten now)
 	want("b", true, 2)
 	want("c", false, 3)
 	now = t0.Add(3*DedupeTTL + bucketSlack + time.Second) // idle for longer than a bucket: all forgotten

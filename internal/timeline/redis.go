@@ -30,7 +30,7 @@ import (
 //	                     it starts with one), value "epoch\nseq\nts\nprio\nid"
 //	PREFIX{room}:A:BUCKET  the previous bucket's acks: the meta hash's acks,
 //	                     renamed away when the next bucket begins (see
-//	                     bucketOf); expires one bucket later (PEXPIREAT)
+//	                     bucketLen), unlinked DedupeTTL later (or expires)
 //	PREFIX{room}:x       stream: one entry per append call (group commit,
 //	                     issue 14), id "<seq of its first message>-0", fields
 //	                     t (newest ts, Unix ms), n (message count) and m (the
@@ -50,8 +50,9 @@ import (
 // only), one XADD stores the whole batch trimmed by MINID to about MaxCount
 // messages, one HSET writes the new counter and acks, one SPUBLISH
 // publishes the batch: 5 commands per call with the EVALSHA, 6 with dedupe
-// keys. Once a minute it also refreshes the stream's TTL, once a bucket it
-// rotates the acks (O(1): UNLINK, RENAME, PEXPIREAT). Age is pruned by
+// keys during the first half of a bucket (bucketLen). Once a minute it
+// also refreshes the stream's TTL, once a bucket it rotates the acks (O(1):
+// UNLINK, RENAME, PEXPIREAT). Age is pruned by
 // readers (Range), which also rotate an idle room's acks out of its meta
 // hash. A missing meta hash (and no old counter) is a room Redis lost: the
 // next append starts a new epoch at seq 1 with an empty stream. Redis runs
@@ -115,8 +116,7 @@ func RedisChannel(prefix, room string) string { return prefix + "{" + room + "}:
 const maxEntry = 256
 
 // rangeScript: KEYS as appendBatchScript; ARGV[1] after, ARGV[2] limit,
-// ARGV[3] age cutoff, ARGV[4] MaxCount, ARGV[5] the bucket of now, ARGV[6]
-// DedupeTTL (ms), ARGV[7] bucket slack (ms). Returns {head, first, epoch,
+// ARGV[3] age cutoff, ARGV[4] MaxCount, ARGV[5..8] bucketArgs. Returns {head, first, epoch,
 // blob...}, each blob one or more consecutive messages' JSON joined by "\n".
 // When the oldest entry is expired it first drops expired entries (bounded),
 // so first is honest for a room that went quiet; messages below the count
@@ -133,7 +133,7 @@ local function id(e) return tonumber(string.match(e[1], '^%d+')) end
 local m = readMeta({})
 local head, epoch = m.s, m.e
 if head then
-  rotate(m, tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]))
+  rotate(m, bk(5))
 else
   head, epoch = readOld()
   head = head or 0
@@ -236,8 +236,8 @@ func epochOf(v string) string {
 func (t *Redis) Range(ctx context.Context, room string, after uint64, limit int) (Page, error) {
 	now := t.now()
 	cutoff := now.Add(-t.cfg.Retention.MaxAge).UnixMilli()
-	args := []string{strconv.FormatUint(after, 10), strconv.Itoa(max(limit, 0)), strconv.FormatInt(cutoff, 10), strconv.Itoa(t.cfg.Retention.MaxCount),
-		strconv.FormatInt(bucketOf(now), 10), strconv.FormatInt(DedupeTTL.Milliseconds(), 10), strconv.FormatInt(bucketSlack.Milliseconds(), 10)}
+	args := []string{strconv.FormatUint(after, 10), strconv.Itoa(max(limit, 0)), strconv.FormatInt(cutoff, 10), strconv.Itoa(t.cfg.Retention.MaxCount)}
+	args = append(args, bucketArgs(now)...)
 	var arr []rueidis.RedisMessage
 	err := t.cfg.Call.Do(ctx, "timeline_range", 1, func(ctx context.Context) error {
 		var err error

@@ -26,19 +26,35 @@ import (
 // make from KEYS[1] (same hash tag, so the same Redis Cluster slot).
 func (t *Redis) keys(room string, now time.Time) []string {
 	base := t.cfg.Prefix + "{" + room + "}"
-	return []string{base + ":m", base + ":x", base + ":s", base + ":e", base + ":t", base + ":D:" + strconv.FormatInt(bucketOf(now), 10)}
+	return []string{base + ":m", base + ":x", base + ":s", base + ":e", base + ":t", base + ":D:" + strconv.FormatInt(oldBucketOf(now), 10)}
 }
 
-// bucketOf is the DedupeTTL-long time bucket of now. The meta hash holds
-// the acks made in its bucket; when the next bucket begins they move, in
-// one RENAME, to the hash of the previous bucket, which lookups read for
-// one more bucket. An ack made at t is thus found until the end of t's next
-// bucket: for between DedupeTTL and twice that.
-func bucketOf(now time.Time) int64 { return now.UnixMilli() / DedupeTTL.Milliseconds() }
+// bucketLen is the length of a dedupe bucket. The meta hash holds the
+// acks made in its bucket; when the next bucket begins they move, in one
+// RENAME, to the previous bucket's hash, which lookups read as long as it
+// holds acks younger than DedupeTTL — during the first DedupeTTL of a
+// bucket — and which is then unlinked. An ack made at t is thus found
+// until at least t + DedupeTTL, and at most until the end of its bucket
+// plus DedupeTTL. Twice DedupeTTL makes that second read (the sixth
+// command of an idempotent append) happen half the time, for the memory
+// today's layout had: at most three DedupeTTLs of acks (two in the meta
+// hash, one in the previous bucket's).
+const bucketLen = 2 * DedupeTTL
+
+// oldBucketOf is the bucket of now of the layout before the meta hash
+// (DedupeTTL long), whose hash a room's first append carries over.
+func oldBucketOf(now time.Time) int64 { return now.UnixMilli() / DedupeTTL.Milliseconds() }
 
 // bucketSlack is how long past its last use a previous bucket's hash lives
 // (clock differences between nodes).
 const bucketSlack = time.Minute
+
+// bucketArgs are the ARGV metaLua's bucket functions take: now (Unix ms),
+// bucketLen, DedupeTTL and bucketSlack (ms).
+func bucketArgs(now time.Time) []string {
+	return []string{strconv.FormatInt(now.UnixMilli(), 10), strconv.FormatInt(bucketLen.Milliseconds(), 10),
+		strconv.FormatInt(DedupeTTL.Milliseconds(), 10), strconv.FormatInt(bucketSlack.Milliseconds(), 10)}
+}
 
 // ackField is the meta hash field of a dedupe key: the meta fields start
 // with "@", so a key that does too gets one more.
@@ -77,31 +93,45 @@ local function readOld()
   local o = redis.call('MGET', KEYS[3], KEYS[4], KEYS[5])
   return tonumber(o[1]), o[2] and string.match(o[2], '^%S+') or nil, o[3] or nil
 end
--- rotate: once bucket k has begun, the meta hash's acks (of bucket m.b)
--- become the previous bucket's hash (RENAME, O(1)) when m.b is k - 1, and
--- are unlinked when older; the hash before that is unlinked. The meta
--- fields are written back. O(1) in the hashes' sizes: UNLINK frees in the
--- background.
-local function rotate(m, k, T, slack)
-  if not m.b or m.b >= k then return end
-  if m.p then redis.call('UNLINK', ackBase .. num(m.p)) end
-  m.p = nil
-  if m.a then
-    if m.b == k - 1 then
-      local prev = ackBase .. num(m.b)
-      redis.call('UNLINK', prev)
-      redis.call('RENAME', M, prev)
-      redis.call('PEXPIREAT', prev, num((m.b + 2) * T + slack))
-      m.p = m.b
-    else
-      redis.call('UNLINK', M)
-    end
-    m.a = nil
-    redis.call('HSET', M, '@s', num(m.s), '@e', m.e or '', '@t', m.t or '', '@b', num(k), '@p', m.p and num(m.p) or '')
-  else
-    redis.call('HSET', M, '@b', num(k), '@p', '')
+-- Buckets: bk(now, L, ...) reads the ARGV from index i on (bucketArgs):
+-- now, bucket length, DedupeTTL, slack.
+local function bk(i)
+  local b = {now = tonumber(ARGV[i]), L = tonumber(ARGV[i + 1]), T = tonumber(ARGV[i + 2]), slack = tonumber(ARGV[i + 3])}
+  b.k = math.floor(b.now / b.L)
+  return b
+end
+-- young: some acks of bucket j are younger than DedupeTTL.
+local function young(j, c) return j ~= nil and c.now < (j + 1) * c.L + c.T end
+-- rotate: the previous bucket's hash is unlinked once none of its acks is
+-- young; once bucket c.k has begun, the meta hash's acks (of bucket m.b)
+-- become the previous bucket's hash (RENAME) if young, else are unlinked.
+-- The meta fields are written back. O(1) in the hashes' sizes: UNLINK
+-- frees in the background.
+local function rotate(m, c)
+  local changed = false
+  if m.p and not young(m.p, c) then
+    redis.call('UNLINK', ackBase .. num(m.p))
+    m.p, changed = nil, true
   end
-  m.b = k
+  if m.b and m.b < c.k then
+    if m.a then
+      if young(m.b, c) then
+        local prev = ackBase .. num(m.b)
+        redis.call('UNLINK', prev)
+        redis.call('RENAME', M, prev)
+        redis.call('PEXPIREAT', prev, num((m.b + 1) * c.L + c.T + c.slack))
+        m.p = m.b
+      else
+        redis.call('UNLINK', M)
+      end
+      m.a = nil
+      redis.call('HSET', M, '@s', num(m.s), '@e', m.e or '', '@t', m.t or '', '@b', num(c.k), '@p', m.p and num(m.p) or '')
+      m.b = c.k
+      return
+    end
+    m.b, changed = c.k, true
+  end
+  if changed then redis.call('HSET', M, '@b', num(m.b), '@p', m.p and num(m.p) or '') end
 end
 -- ackOf: the ack in a remembered value if it is of epoch e.
 local function ackOf(x, e)
@@ -187,16 +217,16 @@ func (t *Redis) Rotate(ctx context.Context, room, from string) (string, error) {
 	return epoch, nil
 }
 
-// recallScript: KEYS as above; ARGV[1] the ack field, ARGV[2] the bucket of
-// now. Returns "epoch\nack" or nil. A room of the old layout answers from
+// recallScript: KEYS as above; ARGV[1] the ack field, ARGV[2..5]
+// bucketArgs. Returns "epoch\nack" or nil. A room of the old layout answers from
 // its bucket of now, as before.
 var recallScript = rueidis.NewLuaScript(metaLua + `
-local k = tonumber(ARGV[2])
+local c = bk(2)
 local m, v = readMeta({ARGV[1]})
 if not m.s then return redis.call('HGET', KEYS[6], ARGV[1]) end
 local ack = nil
-if m.a and m.b >= k - 1 then ack = ackOf(v[#META + 1], m.e) end
-if not ack and m.p and m.p >= k - 1 then ack = ackOf(redis.call('HGET', ackBase .. num(m.p), ARGV[1]), m.e) end
+if m.a and young(m.b, c) then ack = ackOf(v[#META + 1], m.e) end
+if not ack and young(m.p, c) then ack = ackOf(redis.call('HGET', ackBase .. num(m.p), ARGV[1]), m.e) end
 if ack then return m.e .. '\n' .. ack end
 return nil
 `)
@@ -208,7 +238,7 @@ func (t *Redis) Recall(ctx context.Context, room, key string) (Ack, bool, error)
 	var a Ack
 	var ok bool
 	err := t.cfg.Call.Do(ctx, "timeline_recall", 1, func(ctx context.Context) error {
-		d, err := recallScript.Exec(ctx, t.c, t.keys(room, now), []string{ackField(key), strconv.FormatInt(bucketOf(now), 10)}).ToString()
+		d, err := recallScript.Exec(ctx, t.c, t.keys(room, now), append([]string{ackField(key)}, bucketArgs(now)...)).ToString()
 		if rueidis.IsRedisNil(err) {
 			return nil
 		} else if err != nil {

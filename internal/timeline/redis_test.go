@@ -21,6 +21,15 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// bucketStart is a second into the dedupe bucket after now's.
+func bucketStart() time.Time {
+	l := bucketLen.Milliseconds()
+	return time.UnixMilli((time.Now().UnixMilli()/l+1)*l + 1000)
+}
+
+// bucketOf is the Redis timeline's dedupe bucket of now.
+func bucketOf(now time.Time) int64 { return now.UnixMilli() / bucketLen.Milliseconds() }
+
 // TestRedisContract runs the shared contract against the machine's Redis,
 // each sub-test under its own key prefix (deleted afterwards).
 func TestRedisContract(t *testing.T) {
@@ -84,7 +93,7 @@ func TestRedisLostCounter(t *testing.T) {
 	c := redistest.Client(t)
 	prefix := redistest.Prefix(t, c)
 	tl := NewRedis(c, RedisConfig{Prefix: prefix})
-	now := time.Now()
+	now := bucketStart()
 	tl.now = func() time.Time { return now }
 	ctx := context.Background()
 	var old *message.Message
@@ -94,7 +103,7 @@ func TestRedisLostCounter(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	now = now.Add(DedupeTTL) // the next bucket: the acks move to the previous bucket's hash
+	now = now.Add(bucketLen) // the next bucket: the acks move to the previous bucket's hash
 	if _, err := tl.Head(ctx, "lc"); err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +144,7 @@ func TestRedisMigrate(t *testing.T) {
 	now := time.Now()
 	tl.now = func() time.Time { return now }
 	base := prefix + "{mig}"
-	bucket := fmt.Sprint(base, ":D:", bucketOf(now))
+	bucket := fmt.Sprint(base, ":D:", oldBucketOf(now))
 	ts := now.UnixMilli()
 	var cmds rueidis.Commands
 	for seq := 1; seq <= 7; seq++ {
@@ -204,7 +213,7 @@ func TestRedisIdleRoomAcks(t *testing.T) {
 	prefix := redistest.Prefix(t, c)
 	tl := NewRedis(c, RedisConfig{Prefix: prefix})
 	ctx := context.Background()
-	now := time.Now()
+	now := bucketStart()
 	tl.now = func() time.Time { return now }
 	for _, key := range []string{"u:1", "@s", "@"} {
 		m := &message.Message{ID: key, Room: "idle", Kind: message.KindChat, Scope: message.ScopeRoom, Text: "x", Dedupe: key}
@@ -226,7 +235,7 @@ func TestRedisIdleRoomAcks(t *testing.T) {
 	if n := hlen(); n != 6+3 {
 		t.Fatalf("meta hash: %d fields, want 6 meta fields and 3 acks", n)
 	}
-	now = now.Add(DedupeTTL)
+	now = now.Add(bucketLen)
 	if p, err := tl.Range(ctx, "idle", 0, 10); err != nil || p.Head != 3 {
 		t.Fatalf("range: %+v %v", p, err)
 	}
@@ -240,7 +249,7 @@ func TestRedisIdleRoomAcks(t *testing.T) {
 	if a, ok, err := tl.Recall(ctx, "idle", "u:1"); err != nil || !ok || a.Seq != 1 {
 		t.Fatalf("recall from the previous bucket: %+v %v %v", a, ok, err)
 	}
-	now = now.Add(DedupeTTL)
+	now = now.Add(DedupeTTL) // the previous bucket's acks are all older than DedupeTTL
 	if _, err := tl.Head(ctx, "idle"); err != nil {
 		t.Fatal(err)
 	}
@@ -333,7 +342,7 @@ func TestRedisBatchCommands(t *testing.T) {
 	srv := redistest.StartServer(t)
 	c := redistest.Client(t, srv.Addr())
 	tl := NewRedis(c, RedisConfig{Prefix: "t:"})
-	now := time.Now()
+	now := bucketStart()
 	tl.now = func() time.Time { return now }
 	ctx := context.Background()
 	batch := func(n int, dedupe bool) []*message.Message {
@@ -372,15 +381,23 @@ func TestRedisBatchCommands(t *testing.T) {
 	if _, err := tl.AppendBatch(ctx, batch(1, true)); err != nil { // loads the script, starts the epoch and meta hash
 		t.Fatal(err)
 	}
-	now = now.Add(DedupeTTL) // the next bucket: lookups read the previous one's hash too
-	if _, err := tl.AppendBatch(ctx, batch(1, true)); err != nil {
-		t.Fatal(err)
-	}
 	for _, tc := range []struct {
+		after  time.Duration // the clock moves on first, and one append rotates
 		n      int
 		dedupe bool
 		want   int64
-	}{{100, false, 5}, {100, true, 6}} {
+	}{
+		{bucketLen, 100, false, 5}, // the next bucket: lookups read the previous one's hash too
+		{0, 100, true, 6},
+		{DedupeTTL, 100, true, 5}, // the previous bucket's acks are all old now
+		{0, 100, false, 5},
+	} {
+		if tc.after > 0 {
+			now = now.Add(tc.after)
+			if _, err := tl.AppendBatch(ctx, batch(1, true)); err != nil {
+				t.Fatal(err)
+			}
+		}
 		before := commands()
 		if _, err := tl.AppendBatch(ctx, batch(tc.n, tc.dedupe)); err != nil {
 			t.Fatal(err)
@@ -389,16 +406,24 @@ func TestRedisBatchCommands(t *testing.T) {
 			t.Errorf("a batch of %d (dedupe %v) cost %d commands, want %d", tc.n, tc.dedupe, got, tc.want)
 		}
 	}
+	xlen := func() int64 {
+		n, err := c.Do(ctx, c.B().Xlen().Key("t:{r}:x").Build()).AsInt64()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	entries := xlen()
 	big := batch(2*maxEntry+10, false)
 	if _, err := tl.AppendBatch(ctx, big); err != nil {
 		t.Fatal(err)
+	}
+	if n := xlen() - entries; n != 3 {
+		t.Fatalf("a batch of 2×maxEntry+10 took %d stream entries, want 3", n)
 	}
 	from := big[0].Seq - 1
 	p, err := tl.Range(ctx, "r", from+maxEntry-3, 10)
 	if err != nil || len(p.Msgs) != 10 || p.Msgs[0].Seq != from+maxEntry-2 || p.Msgs[9].Seq != from+maxEntry+7 {
 		t.Fatalf("range across the entries of one batch: %d msgs (%v)", len(p.Msgs), err)
-	}
-	if n, err := c.Do(ctx, c.B().Xlen().Key("t:{r}:x").Build()).AsInt64(); err != nil || n != 7 {
-		t.Fatalf("stream entries: %d %v, want 7 (1 + 1 + 1 + 1 + 3)", n, err)
 	}
 }
