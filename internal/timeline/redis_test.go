@@ -202,6 +202,14 @@ func TestRedisMigrate(t *testing.T) {
 	if err != nil || p.Head != 9 || p.Epoch != "oldepoch" || len(p.Msgs) != 3 || p.Msgs[0].ID != "o7" || p.Msgs[2].ID != "n3" {
 		t.Fatalf("range after the carry-over: %+v %v", p, err)
 	}
+	// A room made by a new node has the marker too: an older node never
+	// starts a second counter beside its meta hash.
+	if _, err := tl.Append(ctx, &message.Message{ID: "f", Room: "fresh", Kind: message.KindChat, Scope: message.ScopeRoom, Text: "f"}); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := c.Do(ctx, c.B().Get().Key(prefix+"{fresh}:s").Build()).ToString(); err != nil || v != movedMarker {
+		t.Fatalf("a new room's old counter name: %q %v", v, err)
+	}
 }
 
 // TestRedisIdleRoomAcks: a room's acks leave its meta hash once their
