@@ -66,6 +66,12 @@ func quizN(m msg) int {
 // the error code.
 func (p *quizPlayer) answerWS(ctx context.Context, activity string, n, option int) ([]byte, string) {
 	p.t.Helper()
+	return p.awaitAnswer(ctx, p.sendAnswer(ctx, activity, n, option))
+}
+
+// sendAnswer writes an answer frame and returns its id.
+func (p *quizPlayer) sendAnswer(ctx context.Context, activity string, n, option int) string {
+	p.t.Helper()
 	id := fmt.Sprintf("a-%s-%d-%d", p.user, n, time.Now().UnixNano())
 	f := map[string]any{"type": "answer", "id": id, "n": n, "option": option}
 	if activity != "" {
@@ -74,6 +80,13 @@ func (p *quizPlayer) answerWS(ctx context.Context, activity string, n, option in
 	if err := p.c.write(ctx, f); err != nil {
 		p.t.Fatal(err)
 	}
+	return id
+}
+
+// awaitAnswer reads until the answer to the frame id arrives; it returns
+// the sealed result or the error code.
+func (p *quizPlayer) awaitAnswer(ctx context.Context, id string) ([]byte, string) {
+	p.t.Helper()
 	for {
 		_, data, err := p.c.conn.Read(ctx)
 		if err != nil {

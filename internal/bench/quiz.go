@@ -18,6 +18,15 @@ import (
 	pb "roomcast/proto/roomcast/v1"
 )
 
+// QuizQuestion is one question's figures in bench quiz's report.
+type QuizQuestion struct {
+	N              int     `json:"n"`
+	Answers        int64   `json:"answers"`
+	AnswerWindowMS float64 `json:"answer_window_ms"`
+	ServerCPUMS    float64 `json:"server_cpu_ms,omitempty"`
+	USCPUPerAnswer float64 `json:"us_cpu_per_answer,omitempty"`
+}
+
 // quizScenario is `roomcast bench quiz` (issue 12, Q8): N players connected
 // over WebSocket (JSON or protobuf) play a live quiz the bench runs as the
 // operator. For each question it measures how fast the answers come back
@@ -43,21 +52,27 @@ type quizScenario struct {
 
 // QuizReport is bench quiz's section of the report.
 type QuizReport struct {
-	Players        int               `json:"players"`
-	Connected      int               `json:"connected"`
-	Format         string            `json:"format"`
-	Questions      int               `json:"questions"`
-	Activity       string            `json:"activity"`
-	Answers        uint64            `json:"answers"`          // acknowledged, all questions
-	Refused        uint64            `json:"refused"`          // error answers, all questions
-	AnswersPerS    float64           `json:"answers_per_s"`    // the best question: answers ÷ (last ack − first send)
-	AnswerWindowMS float64           `json:"answer_window_ms"` // that question's first send → last ack
-	ServerCPUS     float64           `json:"server_cpu_s,omitempty"`
-	USCPUPerAnswer float64           `json:"us_cpu_per_answer,omitempty"` // --pid: push → last ack, ÷ answers
-	Reveal         Latency           `json:"reveal"`                      // reveal request → quiz_reveal at each player
-	RevealReached  uint64            `json:"reveal_reached"`
-	RevealCallMS   float64           `json:"reveal_call_ms"` // the slowest accepted reveal request (the server's part before delivery)
-	Errors         map[string]uint64 `json:"errors,omitempty"`
+	Players        int     `json:"players"`
+	Connected      int     `json:"connected"`
+	Format         string  `json:"format"`
+	Questions      int     `json:"questions"`
+	Activity       string  `json:"activity"`
+	Answers        uint64  `json:"answers"`          // acknowledged, all questions
+	Refused        uint64  `json:"refused"`          // error answers, all questions
+	AnswersPerS    float64 `json:"answers_per_s"`    // the best question: answers ÷ (last ack − first send)
+	AnswerWindowMS float64 `json:"answer_window_ms"` // that question's first send → last ack
+	ServerCPUS     float64 `json:"server_cpu_s,omitempty"`
+	USCPUPerAnswer float64 `json:"us_cpu_per_answer,omitempty"` // --pid: push → last ack, ÷ answers
+	Reveal         Latency `json:"reveal"`                      // reveal request → quiz_reveal at each player
+	RevealReached  uint64  `json:"reveal_reached"`
+	RevealCallMS   float64 `json:"reveal_call_ms"` // the slowest accepted reveal request (the server's part before delivery)
+	// PerQuestion is each question's figures (the best one is above); with
+	// --pid, USCPUAll is all questions' server CPU (push → last ack each)
+	// ÷ all their answers.
+	PerQuestion []QuizQuestion `json:"per_question,omitempty"`
+	USCPUAll    float64        `json:"us_cpu_per_answer_all,omitempty"`
+	cpuAll      time.Duration
+	Errors      map[string]uint64 `json:"errors,omitempty"`
 }
 
 func (s *quizScenario) flags(fs *flag.FlagSet) {
@@ -146,6 +161,16 @@ func (s *quizScenario) question(r *runner, base string, n int) {
 	acks := s.answered.Load()
 	s.rep.Answers += uint64(acks)
 	s.rep.Refused += uint64(s.refused.Load())
+	q := QuizQuestion{N: n, Answers: acks, ServerCPUMS: round3(float64(cpu) / 1e6)}
+	if acks > 0 && cpu > 0 {
+		q.USCPUPerAnswer = round3(float64(cpu.Microseconds()) / float64(acks))
+		s.rep.cpuAll += cpu
+		s.rep.USCPUAll = round3(float64(s.rep.cpuAll.Microseconds()) / float64(s.rep.Answers))
+	}
+	if first, last := s.firstSent.Load(), s.lastAck.Load(); acks > 0 && last > first {
+		q.AnswerWindowMS = round3(float64(last-first) / 1e6)
+	}
+	s.rep.PerQuestion = append(s.rep.PerQuestion, q)
 	if first, last := s.firstSent.Load(), s.lastAck.Load(); acks > 0 && last > first {
 		win := time.Duration(last - first)
 		if rate := float64(acks) / win.Seconds(); rate > s.rep.AnswersPerS {

@@ -74,6 +74,9 @@ type QuizAnswers interface {
 	// AnswerInRoom answers the room's running activity.
 	AnswerInRoom(ctx context.Context, user, roomID string, n, option int) (string, []byte, error)
 	Answer(ctx context.Context, user, id string, n, option int) ([]byte, error)
+	// AnswerNow is AnswerInRoom (id "") or Answer when it can be decided
+	// without blocking (memory mode); ok false: nothing happened, call those.
+	AnswerNow(user, roomID, id string, n, option int) (activity string, sealed []byte, ok bool, err error)
 	// GrabTaps is the red-packet grab of taps taps (issue 13; 0: it names
 	// none, one tap; the grab frames and the HTTP grab).
 	GrabTaps(ctx context.Context, user, id string, k, taps int) (quiz.GrabResult, error)

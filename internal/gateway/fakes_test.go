@@ -258,6 +258,9 @@ var errNoQuiz = errs.New(errs.NotFound, "no such activity")
 func (fakeQuiz) AnswerInRoom(context.Context, string, string, int, int) (string, []byte, error) {
 	return "", nil, errNoQuiz
 }
+func (fakeQuiz) AnswerNow(string, string, string, int, int) (string, []byte, bool, error) {
+	return "", nil, false, nil // nothing decided inline: Answer/AnswerInRoom answer
+}
 func (fakeQuiz) Answer(context.Context, string, string, int, int) ([]byte, error) {
 	return nil, errNoQuiz
 }

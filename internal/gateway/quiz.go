@@ -165,6 +165,52 @@ func (g *Gateway) handleAnswer(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, 200, answerReply{Activity: id, N: *body.N, Sealed: base64.StdEncoding.EncodeToString(sealed)})
 }
 
+// answerInline is OnMessageInline for a JSON answer frame: answered on the
+// reader when the quiz decides it from memory, else left to OnMessage.
+// f's strings alias the reader's buffer: nothing here keeps them.
+func (g *WSHandler) answerInline(c *ws.Conn, st *wsState, f *fastFrame) bool {
+	if !f.hasN || !f.hasOption {
+		return false
+	}
+	activity, sealed, ok, err := g.quiz.AnswerNow(st.user(), st.room, f.activity, f.n, f.option)
+	if !ok {
+		return false
+	}
+	g.frames.answer.Inc()
+	if err != nil {
+		g.sendError(c, f.id, err)
+		return true
+	}
+	sendAnswerOK(c, f.id, activity, f.n, sealed)
+	return true
+}
+
+// protoAnswerInline is answerInline for a protobuf answer REQUEST frame.
+func (g *WSHandler) protoAnswerInline(c *ws.Conn, st *wsState, f *pb.Frame) bool {
+	var body pb.AnswerRequest
+	if proto.Unmarshal(f.Body, &body) != nil {
+		return false
+	}
+	activity, sealed, ok, err := g.quiz.AnswerNow(st.user(), st.room, body.Activity, int(body.N), int(body.Option))
+	if !ok {
+		return false
+	}
+	g.frames.answer.Inc()
+	if err != nil {
+		g.sendProto(c, wire.ErrorFrame(f.Type, f.Seq, err))
+		return true
+	}
+	g.sendProto(c, g.response(f, "", &pb.AnswerAck{Activity: activity, N: body.N, Sealed: sealed}))
+	return true
+}
+
+// user is the connection's user ("" before a token).
+func (st *wsState) user() string {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.id.Claims.Sub
+}
+
 // answerOn answers for the connection's user in its room: activity "" is
 // the room's running activity. It returns the activity and the sealed result.
 func (g *WSHandler) answerOn(st *wsState, activity string, n, option int) (string, []byte, error) {
@@ -197,12 +243,17 @@ func (g *WSHandler) onAnswer(c *ws.Conn, st *wsState, id, activity string, n, op
 		g.sendError(c, id, err)
 		return
 	}
+	sendAnswerOK(c, id, activity, *n, sealed)
+}
+
+// sendAnswerOK is the JSON answer_ok frame.
+func sendAnswerOK(c *ws.Conn, id, activity string, n int, sealed []byte) {
 	var buf [256]byte // the reply is built on the stack; SendText copies it
 	b := message.AppendString(append(buf[:0], `{"type":"answer_ok","id":`...), id)
 	b = append(b, `,"activity":`...)
 	b = message.AppendString(b, activity)
 	b = append(b, `,"n":`...)
-	b = strconv.AppendInt(b, int64(*n), 10)
+	b = strconv.AppendInt(b, int64(n), 10)
 	b = append(b, `,"sealed":"`...)
 	b = base64.StdEncoding.AppendEncode(b, sealed)
 	_ = c.SendText(append(b, '"', '}'))

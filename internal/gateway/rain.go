@@ -206,22 +206,44 @@ func sendGrabOK(c *ws.Conn, id, activity string, rain int, res quiz.GrabResult) 
 	_ = c.SendText(appendGrabResult(b, res, true))
 }
 
-// OnMessageInline implements ws.InlineHandler: a grab (JSON or protobuf)
-// takes its tokens from the node's bucket on the poller goroutine, after
-// the same checks grabOn makes. Turned away, it is answered there, in
-// microseconds, as GrabTaps would answer it; admitted, it goes on to
-// OnMessage (which takes no more tokens: st.admitted). Anything else is
-// left to OnMessage.
+// OnMessageInline implements ws.InlineHandler, on the poller goroutine:
+//   - an answer (JSON or protobuf) that the quiz decides from this node's
+//     memory (quiz.Service.AnswerNow: memory mode, the activity known) is
+//     decided, sealed and answered there, as OnMessage would answer it,
+//     without the hand-over to a handler goroutine;
+//   - a grab takes its tokens from the node's bucket, after the same checks
+//     grabOn makes. Turned away, it is answered there, in microseconds, as
+//     GrabTaps would answer it; admitted, it goes on to OnMessage (which
+//     takes no more tokens: st.admitted).
+//
+// Anything else is left to OnMessage.
 func (g *WSHandler) OnMessageInline(c *ws.Conn, data []byte) bool {
 	st, _ := c.Value().(*wsState)
 	if st == nil {
 		return false
 	}
 	if st.enc == fanout.Proto {
-		return g.protoGrabInline(c, st, data)
+		return g.protoInline(c, st, data)
 	}
 	var f fastFrame
-	if !f.parse(data) || f.typ != "grab" || !f.hasRain || !validGrab(f.activity, f.rain) || !st.hasUser() {
+	if !f.parse(data) {
+		return false
+	}
+	if len(f.id) > 64 {
+		f.id = f.id[:64]
+	}
+	switch f.typ {
+	case "answer":
+		return g.answerInline(c, st, &f)
+	case "grab":
+		return g.grabInline(c, st, &f)
+	}
+	return false
+}
+
+// grabInline is OnMessageInline for a JSON grab.
+func (g *WSHandler) grabInline(c *ws.Conn, st *wsState, f *fastFrame) bool {
+	if !f.hasRain || !validGrab(f.activity, f.rain) || !st.hasUser() {
 		return false
 	}
 	taps := 0
@@ -234,25 +256,36 @@ func (g *WSHandler) OnMessageInline(c *ws.Conn, data []byte) bool {
 		st.admitted.Store(int32(n))
 		return false
 	}
-	if len(f.id) > 64 {
-		f.id = f.id[:64]
-	}
 	g.frames.grab.Inc()
 	sendGrabOK(c, f.id, f.activity, f.rain, quiz.GrabResult{Reason: quiz.ReasonThrottled, Taps: taps})
 	return true
 }
 
-// protoGrabInline is OnMessageInline for protobuf: a message of one grab
-// REQUEST frame, refused with the GrabAck onProtoGrab would send.
-func (g *WSHandler) protoGrabInline(c *ws.Conn, st *wsState, data []byte) bool {
+// protoInline is OnMessageInline for protobuf: a message of one answer or
+// grab REQUEST frame.
+func (g *WSHandler) protoInline(c *ws.Conn, st *wsState, data []byte) bool {
 	n, k := protowire.ConsumeVarint(data)
 	if k < 0 || n != uint64(len(data)-k) || (g.maxFrame > 0 && n > uint64(g.maxFrame)) {
 		return false
 	}
 	var f pb.Frame
+	if proto.Unmarshal(data[k:], &f) != nil || f.Kind != wire.Request {
+		return false
+	}
+	switch f.Type {
+	case wire.TypeAnswer:
+		return g.protoAnswerInline(c, st, &f)
+	case wire.TypeGrab:
+		return g.protoGrabInline(c, st, &f)
+	}
+	return false
+}
+
+// protoGrabInline refuses a protobuf grab the bucket turns away, with the
+// GrabAck onProtoGrab would send.
+func (g *WSHandler) protoGrabInline(c *ws.Conn, st *wsState, f *pb.Frame) bool {
 	var body pb.GrabRequest
-	if proto.Unmarshal(data[k:], &f) != nil || f.Kind != wire.Request || f.Type != wire.TypeGrab ||
-		proto.Unmarshal(f.Body, &body) != nil || !validGrab(body.Activity, int(body.Rain)) ||
+	if proto.Unmarshal(f.Body, &body) != nil || !validGrab(body.Activity, int(body.Rain)) ||
 		!quiz.ValidTaps(int(body.Taps)) || !st.hasUser() {
 		return false
 	}
@@ -261,7 +294,7 @@ func (g *WSHandler) protoGrabInline(c *ws.Conn, st *wsState, data []byte) bool {
 		return false
 	}
 	g.frames.grab.Inc()
-	g.sendProto(c, g.response(&f, "", grabAck(&body, quiz.GrabResult{Reason: quiz.ReasonThrottled, Taps: int(body.Taps)})))
+	g.sendProto(c, g.response(f, "", grabAck(&body, quiz.GrabResult{Reason: quiz.ReasonThrottled, Taps: int(body.Taps)})))
 	return true
 }
 

@@ -47,6 +47,42 @@ func (s *Service) Answer(ctx context.Context, user, id string, n, option int) ([
 	return sealWith(aead, id, res)
 }
 
+// AnswerNow is AnswerInRoom (id "") or Answer (id set) when the answer can
+// be decided from this node's memory alone, without waiting on anything: a
+// memory State, the activity's definition, the room's running activity and
+// the question's cipher already known here. It then returns ok and the
+// same result (sealed or refused) the slower call would. ok false means
+// nothing was decided or changed: make the slower call. It never blocks on
+// I/O, so a connection's reader may answer with it.
+func (s *Service) AnswerNow(user, roomID, id string, n, option int) (activity string, sealed []byte, ok bool, err error) {
+	if !s.local || user == "" {
+		return "", nil, false, nil
+	}
+	named := id != ""
+	s.mu.Lock()
+	if !named {
+		id = s.active[roomID]
+	}
+	a := s.acts[id]
+	aead := s.aeads[additionalData(id, n)]
+	s.mu.Unlock()
+	if a == nil || aead == nil {
+		return "", nil, false, nil
+	}
+	res, err := s.d.State.Answer(context.Background(), id, Answer{User: user, N: n, Option: option, Now: s.now().UnixMilli()})
+	if err != nil {
+		switch code := errs.From(err).Code; {
+		case errors.Is(err, ErrUnknown), n == 1 && code == CodeNotAPlayer, !named && code == CodeNotRunning:
+			// The slower call looks further (the live state's creation,
+			// the enrollment at the push, the room's next activity).
+			return "", nil, false, nil
+		}
+		return id, nil, true, unavailable(err)
+	}
+	sealed, err = sealWith(aead, id, res)
+	return id, sealed, true, err
+}
+
 // cipher returns question n's AES-256-GCM cipher, made once per node.
 func (s *Service) cipher(a *Activity, n int) (cipher.AEAD, error) {
 	k := additionalData(a.ID, n)

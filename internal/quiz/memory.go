@@ -1,10 +1,13 @@
 package quiz
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -40,7 +43,11 @@ type Saver interface {
 type memAct struct {
 	mu    sync.Mutex
 	dirty bool
+	seq   uint64 // guarded by mu: snapshots taken
 	memState
+
+	saveMu sync.Mutex
+	saved  uint64 // guarded by saveMu: the newest snapshot written
 }
 
 // memState is what a snapshot keeps of an activity.
@@ -127,34 +134,73 @@ func (m *Memory) flush() {
 		m.mu.Unlock()
 		a.mu.Lock()
 		if a.dirty {
-			m.saveLocked(id, a)
+			m.saveUnlock(id, a)
+		} else {
+			a.mu.Unlock()
 		}
-		a.mu.Unlock()
 	}
 }
 
-// snapshot is memAct as saved: players as a list, which encodes several
-// times faster than a map (no key sorting) — it is written every second
-// while answers arrive.
-type snapshot struct {
-	memState
-	Players []snapPlayer
-}
-
+// snapPlayer is a player as a snapshot lists it (encodeSnapshot): the
+// players are a list of {"id","a","c","u","l"} rather than a map.
 type snapPlayer struct {
 	U string `json:"id"`
 	memPlayer
 }
 
-func (a *memAct) snapshot() snapshot {
-	ps := make([]snapPlayer, 0, len(a.Players))
-	for u, p := range a.Players {
-		ps = append(ps, snapPlayer{U: u, memPlayer: *p})
+// encodeSnapshot is json.Marshal(snapshot of a), a.mu held. The players
+// (all but a few hundred bytes of it) are encoded by hand, without
+// reflection or a copy of the map: it runs under the activity's lock,
+// every second while answers arrive, so it is kept short.
+func (a *memAct) encodeSnapshot() ([]byte, error) {
+	head := a.memState
+	head.Players = nil
+	b, err := json.Marshal(head)
+	if err != nil {
+		return nil, err
 	}
-	return snapshot{memState: a.memState, Players: ps}
+	at := bytes.Index(b, []byte(`"Players":null`))
+	if at < 0 {
+		return nil, errors.New("quiz: snapshot: no players field")
+	}
+	out := make([]byte, 0, len(b)+len(a.Players)*(40+24))
+	out = append(append(out, b[:at]...), `"Players":[`...)
+	first := true
+	for u, p := range a.Players {
+		if !first {
+			out = append(out, ',')
+		}
+		first = false
+		out = append(out, `{"id":`...)
+		out = appendJSONString(out, u)
+		out = append(out, `,"a":`...)
+		out = strconv.AppendBool(out, p.Alive)
+		out = append(out, `,"c":`...)
+		out = strconv.AppendInt(out, int64(p.Cards), 10)
+		out = append(out, `,"u":`...)
+		out = strconv.AppendInt(out, int64(p.Used), 10)
+		out = append(out, `,"l":`...)
+		out = strconv.AppendInt(out, int64(p.Last), 10)
+		out = append(out, '}')
+	}
+	out = append(out, ']')
+	return append(out, b[at+len(`"Players":null`):]...), nil
 }
 
-// restore loads a snapshot written by snapshot (or, before, the plain memAct).
+// appendJSONString appends s as a JSON string, as encoding/json would
+// accept it back (plain printable ASCII is copied, anything else is left to
+// encoding/json).
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always encodes
+			return append(b, q...)
+		}
+	}
+	return append(append(append(b, '"'), s...), '"')
+}
+
+// restore loads a snapshot written by encodeSnapshot (or, before, the plain memAct).
 func restore(b []byte) (*memAct, error) {
 	var s struct {
 		memState
@@ -184,23 +230,38 @@ func restore(b []byte) (*memAct, error) {
 	return a, nil
 }
 
-// saveLocked writes a's snapshot; a.mu is held.
-func (m *Memory) saveLocked(id string, a *memAct) {
+// saveUnlock snapshots a, whose lock is held, releases the lock and writes
+// the snapshot: the write (a SQL statement) never holds up the decisions.
+// Snapshots are written in the order they were taken; one overtaken by a
+// newer snapshot's write is dropped. It returns when a's state as of the
+// call is written (or the write failed: a stays dirty for the flusher).
+func (m *Memory) saveUnlock(id string, a *memAct) {
 	if m.saver == nil {
+		a.mu.Unlock()
 		return
 	}
-	b, err := json.Marshal(a.snapshot())
+	b, err := a.encodeSnapshot()
+	a.dirty = false
+	a.seq++
+	seq := a.seq
+	a.mu.Unlock()
 	if err == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err = m.saver.SaveLive(ctx, id, b)
-		cancel()
+		a.saveMu.Lock()
+		if seq > a.saved {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if err = m.saver.SaveLive(ctx, id, b); err == nil {
+				a.saved = seq
+			}
+			cancel()
+		}
+		a.saveMu.Unlock()
 	}
 	if err != nil {
 		m.log.Warn("quiz: save live state", "activity", id, "err", err)
+		a.mu.Lock()
 		a.dirty = true
-		return
+		a.mu.Unlock()
 	}
-	a.dirty = false
 }
 
 // Close saves what changed and stops the flusher.
@@ -231,10 +292,18 @@ func (m *Memory) with(id string, save bool, fn func(a *memAct) error) error {
 		return err
 	}
 	a.mu.Lock()
-	defer a.mu.Unlock()
+	locked := true
+	defer func() {
+		if locked { // fn panicked
+			a.mu.Unlock()
+		}
+	}()
 	err = fn(a)
+	locked = false
 	if save && a.dirty {
-		m.saveLocked(id, a)
+		m.saveUnlock(id, a)
+	} else {
+		a.mu.Unlock()
 	}
 	return err
 }

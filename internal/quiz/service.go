@@ -132,6 +132,7 @@ type Service struct {
 	closing map[string]bool        // "{activity}:{k}" rains this node is settling; guarded by mu
 
 	bucket *Bucket // grabs admitted by this node
+	local  bool    // the State decides in this process's memory (AnswerNow)
 }
 
 // Caller is who calls the quiz.
@@ -150,6 +151,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 	}
 	s := &Service{cfg: cfg, d: d, node: randomHex(6), now: time.Now, acts: map[string]*Activity{}, active: map[string]string{},
 		aeads: map[string]cipher.AEAD{}, closing: map[string]bool{}, bucket: NewBucket(cfg.RainRate)}
+	_, s.local = d.State.(*Memory)
 	s.ctx, s.stop = context.WithCancel(context.Background())
 	cancel, err := d.Bus.Subscribe(bus.Control, s.onControl)
 	if err != nil {

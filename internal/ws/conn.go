@@ -1,6 +1,7 @@
 package ws
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -168,7 +169,7 @@ func (c *Conn) Subprotocol() string { return c.subprotocol }
 // SendBinary sends payload as one binary message to this connection only.
 // Same queueing rules as Send. The payload is copied.
 func (c *Conn) SendBinary(payload []byte) error {
-	return c.sendFrame(buildFrame(opBinary, false, payload))
+	return c.sendPayload(opBinary, payload)
 }
 
 // Compressed reports whether permessage-deflate was negotiated.
@@ -185,14 +186,35 @@ func (c *Conn) Send(p *Prepared) error {
 	if c.compressed {
 		b = p.compressedFrame()
 	}
-	return c.sendFrame(b)
+	return c.sendFrame(b, false)
 }
 
 // SendText sends payload, which must be valid UTF-8, as one text message to
 // this connection only. Same queueing rules as Send. The payload is copied.
 func (c *Conn) SendText(payload []byte) error {
-	return c.sendFrame(buildFrame(opText, false, payload))
+	return c.sendPayload(opText, payload)
 }
+
+// sendPayload frames payload in a pooled buffer and sends it; only what the
+// socket does not take at once is copied to the queue. A reply then costs
+// no allocation when the socket has room (the common case).
+func (c *Conn) sendPayload(op byte, payload []byte) error {
+	n := serverHeaderLen(len(payload)) + len(payload)
+	if n > maxPooledFrame {
+		return c.sendFrame(buildFrame(op, false, payload), false)
+	}
+	bp := framePool.Get().(*[maxPooledFrame]byte)
+	b := bp[:n]
+	copy(b[putServerHeader(b, op, false, len(payload)):], payload)
+	err := c.sendFrame(b, true)
+	framePool.Put(bp)
+	return err
+}
+
+// maxPooledFrame bounds the frames sendPayload builds in a pooled buffer.
+const maxPooledFrame = 2048
+
+var framePool = sync.Pool{New: func() any { return new([maxPooledFrame]byte) }}
 
 // Close sends a close frame with code and reason (best effort, without
 // blocking) and closes the connection. The TCP connection is released once
@@ -205,14 +227,15 @@ func (c *Conn) Close(code int, reason string) {
 	c.closeWith(causeServer, code, reason, closeGraceful)
 }
 
-// sendFrame writes or queues one complete frame.
-func (c *Conn) sendFrame(b []byte) error {
+// sendFrame writes or queues one complete frame. borrowed says b is the
+// caller's until sendFrame returns: what must be queued is copied.
+func (c *Conn) sendFrame(b []byte, borrowed bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.state != stateOpen {
 		return ErrClosed
 	}
-	err := c.writeLocked(b, true)
+	err := c.writeLocked(b, true, borrowed)
 	switch {
 	case err == nil:
 		return nil
@@ -240,9 +263,9 @@ func (c *Conn) sendFrame(b []byte) error {
 }
 
 // writeLocked writes b directly if the queue is empty, then queues whatever
-// is left. With limit set, queueing past Config.QueueBytes fails with ErrSlow
-// (and nothing is queued).
-func (c *Conn) writeLocked(b []byte, limit bool) error {
+// is left (a copy of it if borrowed). With limit set, queueing past
+// Config.QueueBytes fails with ErrSlow (and nothing is queued).
+func (c *Conn) writeLocked(b []byte, limit, borrowed bool) error {
 	st := &c.s.stats
 	if len(c.wq) == 0 && !c.corked {
 		n, err := c.sysWrite(b)
@@ -262,6 +285,9 @@ func (c *Conn) writeLocked(b []byte, limit bool) error {
 	}
 	if limit && c.queued+len(b) > c.s.cfg.QueueBytes {
 		return ErrSlow
+	}
+	if borrowed {
+		b = bytes.Clone(b)
 	}
 	c.wq = append(c.wq, b)
 	c.queued += len(b)
@@ -374,7 +400,7 @@ func (c *Conn) closeLocked(cause closeCause, code int, reason string, how closeH
 		c.cause, c.code, c.reason = cause, code, reason
 		if how != closeHard {
 			f := buildFrame(opClose, false, closePayload(code, reason))
-			if err := c.writeLocked(f, false); err != nil {
+			if err := c.writeLocked(f, false, false); err != nil {
 				how = closeHard
 			}
 		}

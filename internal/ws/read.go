@@ -194,7 +194,7 @@ func (c *Conn) callInline(data []byte) (handled bool) {
 // sendControl answers a control frame (pong) from the reader.
 func (c *Conn) sendControl(op byte, payload []byte) {
 	// A send error closes the connection itself; nothing more to do here.
-	_ = c.sendFrame(buildFrame(op, false, payload))
+	_ = c.sendPayload(op, payload)
 }
 
 // onPeerClose handles the peer's close frame: echo it and finish closing.

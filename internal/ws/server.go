@@ -300,7 +300,7 @@ func (s *Server) sweep() {
 				}
 				if ping {
 					// A failed ping closes the conn itself.
-					_ = c.sendFrame(s.pingFrame)
+					_ = c.sendFrame(s.pingFrame, false)
 				}
 			}
 		}
