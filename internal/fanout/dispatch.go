@@ -13,7 +13,7 @@ import (
 // batch is one hub's work for a tick, prepared under the lock.
 type batch struct {
 	payload *Payload
-	conns   []*Conn
+	sinks   []Sink // the room's connections
 	msgs    int
 	oldest  int64
 	direct  []directMsg
@@ -28,7 +28,7 @@ func (h *Hub) prepare(now time.Time, b *batch) bool {
 	defer h.mu.Unlock()
 	t := h.takeLocked(now)
 	b.direct, b.cursor, b.epoch = t.direct, h.cursor, h.epoch
-	b.conns = h.snap
+	b.sinks = h.sinks
 	b.msgs = len(t.msgs)
 	// Joined after the snapshot: they get this tick's messages in their
 	// own first batch, and the shared batches from the next tick on.
@@ -63,9 +63,10 @@ type taken struct {
 func (h *Hub) takeLocked(now time.Time) taken {
 	h.dirty = false
 	if h.connsChanged {
-		h.snap = h.snap[:0]
+		h.snap, h.sinks = h.snap[:0], h.sinks[:0]
 		for c := range h.conns {
 			h.snap = append(h.snap, c)
+			h.sinks = append(h.sinks, c.Sink)
 		}
 		h.connsChanged = false
 		if h.spread != nil {

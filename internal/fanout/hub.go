@@ -55,6 +55,7 @@ type Hub struct {
 	reused        bool                        // the store reused a seq of the epoch: rotate it at the next tick; guarded by mu
 	conns         map[*Conn]struct{}          // guarded by mu
 	snap          []*Conn                     // snapshot of conns for dispatch; rebuilt when connsChanged
+	sinks         []Sink                      // their sinks, in the same order: what a write loop reads (no *Conn to load per write)
 	connsChanged  bool                        // guarded by mu
 	direct        []directMsg                 // user-scoped messages for local conns; guarded by mu
 	counts        []*Payload                  // count updates for the next dispatch; guarded by mu

@@ -126,7 +126,7 @@ type Node struct {
 
 type writeJob struct {
 	p     *Payload
-	conns []*Conn
+	sinks []Sink
 	wg    *sync.WaitGroup
 }
 
@@ -456,23 +456,23 @@ func (n *Node) worker() {
 
 func (n *Node) write(j writeJob) {
 	defer j.wg.Done()
-	for _, c := range j.conns {
-		_ = c.Sink.Send(j.p) // a failing sink closes itself; its owner detaches it
+	for _, s := range j.sinks {
+		_ = s.Send(j.p) // a failing sink closes itself; its owner detaches it
 	}
 }
 
-// submit sends p to conns, in chunks across the workers; wg tracks them.
-func (n *Node) submit(p *Payload, conns []*Conn, wg *sync.WaitGroup) {
-	for len(conns) > 0 {
-		k := min(len(conns), n.cfg.ChunkSize)
+// submit sends p to sinks, in chunks across the workers; wg tracks them.
+func (n *Node) submit(p *Payload, sinks []Sink, wg *sync.WaitGroup) {
+	for len(sinks) > 0 {
+		k := min(len(sinks), n.cfg.ChunkSize)
 		wg.Add(1)
 		select {
-		case n.jobs <- writeJob{p: p, conns: conns[:k], wg: wg}:
+		case n.jobs <- writeJob{p: p, sinks: sinks[:k], wg: wg}:
 		case <-n.stop:
 			wg.Done()
 			return
 		}
-		conns = conns[k:]
+		sinks = sinks[k:]
 	}
 }
 
@@ -522,14 +522,14 @@ func (n *Node) tick(now time.Time, force, bigOnly bool) (next time.Time) {
 		if !h.prepare(now, &b) {
 			continue
 		}
-		if b.payload != nil && len(b.conns) > 0 {
-			n.submit(b.payload, b.conns, &wg)
+		if b.payload != nil && len(b.sinks) > 0 {
+			n.submit(b.payload, b.sinks, &wg)
 		}
-		if b.oldest != 0 && len(b.conns) > 0 { // a room batch (not count updates alone)
+		if b.oldest != 0 && len(b.sinks) > 0 { // a room batch (not count updates alone)
 			m := n.deps.Metrics
 			m.Batches.Inc()
 			m.BatchSize.Observe(float64(b.msgs))
-			m.Deliveries.Add(float64(b.msgs * len(b.conns)))
+			m.Deliveries.Add(float64(b.msgs * len(b.sinks)))
 			m.DeliveryLatency.Observe(float64(now.UnixMilli()-b.oldest) / 1000)
 		}
 		for _, d := range b.direct {

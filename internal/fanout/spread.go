@@ -40,7 +40,7 @@ type spreadState struct {
 
 // spreadGroup is one write group.
 type spreadGroup struct {
-	snap   []*Conn            // its connections, rebuilt when the room's change
+	sinks  []Sink             // its connections' sinks, rebuilt when the room's change
 	n      int                // connections in it (joins and leaves since the snapshot included)
 	due    time.Time          // its next write
 	msgs   []*message.Message // dispatched, not yet written to it (seq order)
@@ -92,14 +92,14 @@ func (s *spreadState) pick(cursor uint64, resume bool) int {
 // regroup rebuilds the groups' snapshots from the room's connections.
 func (s *spreadState) regroup(conns []*Conn) {
 	for i := range s.groups {
-		s.groups[i].snap = s.groups[i].snap[:0]
+		s.groups[i].sinks = s.groups[i].sinks[:0]
 	}
 	for _, c := range conns {
 		g := &s.groups[c.group]
-		g.snap = append(g.snap, c)
+		g.sinks = append(g.sinks, c.Sink)
 	}
 	for i := range s.groups {
-		s.groups[i].n = len(s.groups[i].snap)
+		s.groups[i].n = len(s.groups[i].sinks)
 	}
 }
 
@@ -130,7 +130,7 @@ func (h *Hub) startSpreadLocked(now time.Time, k int) time.Time {
 // spreadWrite is one group's batch.
 type spreadWrite struct {
 	p      *Payload
-	conns  []*Conn
+	sinks  []Sink
 	msgs   int
 	oldest int64
 }
@@ -176,11 +176,11 @@ func (h *Hub) spreadTick(now time.Time, end bool) (writes []spreadWrite, direct 
 			g.cursor = h.cursor
 			p := newBatch(h.room, g.msgs, h.cursor, h.epoch, t.reset)
 			p.before = g.counts
-			writes = append(writes, spreadWrite{p: p, conns: g.snap, msgs: len(g.msgs), oldest: oldestTS(g.msgs, now)})
+			writes = append(writes, spreadWrite{p: p, sinks: g.sinks, msgs: len(g.msgs), oldest: oldestTS(g.msgs, now)})
 		} else if len(g.counts) > 0 {
 			last := g.counts[len(g.counts)-1] // shared with the other groups: a payload of its own
 			p := &Payload{content: last.content, count: last.count, before: g.counts[:len(g.counts)-1]}
-			writes = append(writes, spreadWrite{p: p, conns: g.snap})
+			writes = append(writes, spreadWrite{p: p, sinks: g.sinks})
 		}
 		g.msgs, g.counts = nil, nil
 	}
@@ -228,13 +228,13 @@ func (n *Node) tickSpread(h *Hub, now time.Time, end bool, wg *sync.WaitGroup, d
 	writes, d, next := h.spreadTick(now, end)
 	m := n.deps.Metrics
 	for _, w := range writes {
-		if len(w.conns) > 0 {
-			n.submit(w.p, w.conns, wg)
+		if len(w.sinks) > 0 {
+			n.submit(w.p, w.sinks, wg)
 		}
-		if w.oldest != 0 && len(w.conns) > 0 {
+		if w.oldest != 0 && len(w.sinks) > 0 {
 			m.Batches.Inc()
 			m.BatchSize.Observe(float64(w.msgs))
-			m.Deliveries.Add(float64(w.msgs * len(w.conns)))
+			m.Deliveries.Add(float64(w.msgs * len(w.sinks)))
 			m.DeliveryLatency.Observe(float64(now.UnixMilli()-w.oldest) / 1000)
 		}
 	}

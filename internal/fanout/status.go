@@ -78,17 +78,17 @@ func (n *Node) second(now time.Time) {
 		if idle {
 			h.closed = true
 		}
-		conns := h.snap
+		sinks := h.sinks
 		if stale != nil && h.connsChanged {
-			conns = make([]*Conn, 0, len(h.conns))
+			sinks = make([]Sink, 0, len(h.conns))
 			for c := range h.conns {
-				conns = append(conns, c)
+				sinks = append(sinks, c.Sink)
 			}
 		}
 		h.mu.Unlock()
 		if stale != nil {
-			n.submit(stale, conns, &wg)
-			wg.Wait() // conns may be h.snap, which the next tick rebuilds
+			n.submit(stale, sinks, &wg)
+			wg.Wait() // sinks may be h.sinks, which the next tick rebuilds
 		}
 		if idle {
 			n.mu.Lock()
