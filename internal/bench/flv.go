@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"slices"
 	"strconv"
@@ -79,7 +80,14 @@ type FLVReport struct {
 	// Forwarding is each coded frame's delay from the bench's publisher
 	// sending it to a viewer receiving it, over every viewer's frames in the
 	// window (fwd.go; needs --publish).
-	Forwarding          *Latency `json:"forwarding,omitempty"`
+	Forwarding *Latency `json:"forwarding,omitempty"`
+	// ForwardingSocket is the same delay to the frame's arrival in the
+	// viewer's socket (the kernel's receive timestamp of the latest read
+	// before the frame was parsed, never earlier than the truth): without
+	// the load generator's own wait to read, which a viewer on its own
+	// machine does not have. Linux only; beside Forwarding, not instead.
+	ForwardingSocket    *Latency `json:"forwarding_socket,omitempty"`
+	ForwardingSockLate  int      `json:"forwarding_socket_clock_errors,omitempty"`
 	ForwardingUnmatched int      `json:"forwarding_unmatched_tags,omitempty"`
 	ForwardingNoBase    int      `json:"forwarding_unmatched_viewers,omitempty"`
 	// PublisherLate is how late the bench's publisher sent each tag after
@@ -124,6 +132,7 @@ type flvViewer struct {
 	st      flvStats
 	ended   string
 	fwd     fwdRec
+	sc      *stampConn // the connection, for receive timestamps; nil if none
 }
 
 func (s *flvScenario) base() *common { return &s.common }
@@ -195,7 +204,13 @@ func (s *flvScenario) setup(r *runner) error {
 		}
 	}
 	s.tr = &http.Transport{
-		DialContext:           (&net.Dialer{Timeout: s.timeout}).DialContext,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := (&net.Dialer{Timeout: s.timeout}).DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return stamp(c), nil // receive timestamps for forwarding_socket
+		},
 		DisableCompression:    true,
 		ResponseHeaderTimeout: s.timeout,
 		MaxIdleConnsPerHost:   -1,
@@ -283,7 +298,7 @@ func (s *flvScenario) view(ctx context.Context, v *flvViewer) {
 		}
 		v.mediaMs.Store(int64(v.st.TSMax - v.st.TSFirstKey))
 		if mediaTag(tag) {
-			s.clock.add(&v.fwd, tag.Type, tag.Timestamp)
+			s.clock.add(&v.fwd, tag.Type, tag.Timestamp, v.sc.arrived())
 		}
 	})
 	if !s.stopping.Load() {
@@ -303,11 +318,14 @@ func (s *flvScenario) open(ctx context.Context, v *flvViewer) (read func(func(fl
 			}
 			return nil, nil, errLabel(err)
 		}
+		v.sc, _ = rr.conn.(*stampConn)
 		stop := context.AfterFunc(ctx, rr.Close)
 		return func(onTag func(flvtag.Tag)) error { return readRTMP(rr, &v.st, onTag) },
 			func() { stop(); rr.Close() }, ""
 	}
-	resp, err := s.get(ctx)
+	resp, err := s.get(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GotConn: func(ci httptrace.GotConnInfo) { v.sc, _ = ci.Conn.(*stampConn) },
+	}))
 	if err != nil {
 		if s.stopping.Load() {
 			return nil, nil, ""
@@ -471,6 +489,10 @@ func (s *flvScenario) forwarding(r *runner, fr *FLVReport) {
 	res := s.pub.sends.summary(recs)
 	fl, pl := res.h.Summary(), s.pub.late.Summary()
 	fr.Forwarding, fr.PublisherLate = &fl, &pl
+	if res.sock.Count() > 0 {
+		sl := res.sock.Summary()
+		fr.ForwardingSocket, fr.ForwardingSockLate = &sl, res.sockLate
+	}
 	fr.ForwardingUnmatched, fr.ForwardingNoBase = res.unmatchedTags, res.unmatchedViewers
 	r.violation(uint64(res.unmatchedViewers), "viewer%s whose first keyframe the publisher never sent")
 	if s.pub.err != nil {

@@ -32,6 +32,7 @@ const fwdMaxSamples = 1 << 16
 // epoch), its type and its timestamp as the viewer saw it.
 type fwdSample struct {
 	at  int64
+	kat int64 // when it reached the viewer's socket (the kernel's receive timestamp), same clock; 0 if unknown
 	ts  uint32
 	typ byte
 }
@@ -50,10 +51,14 @@ type fwdRec struct {
 // their times and whether the window is open.
 type fwdClock struct {
 	epoch time.Time
+	wall  int64 // epoch in Unix ns (kernel receive timestamps are wall-clock)
 	on    atomic.Bool
 }
 
-func newFwdClock() *fwdClock { return &fwdClock{epoch: time.Now()} }
+func newFwdClock() *fwdClock {
+	now := time.Now()
+	return &fwdClock{epoch: now, wall: now.UnixNano()}
+}
 
 func (c *fwdClock) now() int64 { return int64(time.Since(c.epoch)) }
 
@@ -62,12 +67,17 @@ func (c *fwdClock) firstKey(f *fwdRec, ts uint32, size int) {
 	f.keySet, f.keyTS, f.keySize, f.keyAt = true, ts, size, c.now()
 }
 
-// add records a coded frame arriving now.
-func (c *fwdClock) add(f *fwdRec, typ byte, ts uint32) {
+// add records a coded frame read now, whose bytes reached the socket at
+// rx (Unix ns, 0 if unknown).
+func (c *fwdClock) add(f *fwdRec, typ byte, ts uint32, rx int64) {
 	if !c.on.Load() || len(f.s) >= fwdMaxSamples {
 		return
 	}
-	f.s = append(f.s, fwdSample{at: c.now(), ts: ts, typ: typ})
+	smp := fwdSample{at: c.now(), ts: ts, typ: typ}
+	if rx != 0 {
+		smp.kat = rx - c.wall
+	}
+	f.s = append(f.s, smp)
 }
 
 // fwdKey is a published tag: its type and absolute timestamp.
@@ -122,8 +132,10 @@ func (p *fwdSends) base(f *fwdRec) (uint32, bool) {
 // fwdResult is the forwarding delay over every viewer's tags.
 type fwdResult struct {
 	h                 Hist
-	unmatchedViewers  int // no keyframe of theirs found among the published
-	unmatchedTags     int // tags whose (type, ts + B_v) was never published
+	sock              Hist // the same frames, arrival in the socket (kernel timestamp) − send
+	sockLate          int  // frames whose kernel timestamp came after the read: clocks disagree
+	unmatchedViewers  int  // no keyframe of theirs found among the published
+	unmatchedTags     int  // tags whose (type, ts + B_v) was never published
 	consideredViewers int
 }
 
@@ -150,6 +162,13 @@ func (p *fwdSends) summary(recs []*fwdRec) *fwdResult {
 				continue
 			}
 			r.h.Record(time.Duration(s.at - at))
+			switch {
+			case s.kat == 0:
+			case s.kat > s.at+int64(time.Millisecond):
+				r.sockLate++
+			default:
+				r.sock.Record(time.Duration(max(s.kat-at, 0)))
+			}
 		}
 	}
 	return r

@@ -40,15 +40,18 @@ func TestFwdSendsMatch(t *testing.T) {
 	// 7 and 40 ms after they were sent.
 	v := &fwdRec{keySet: true, keyTS: 0, keySize: 700, keyAt: 4001 * ms}
 	v.s = []fwdSample{
-		{at: (4000 + 5) * ms, ts: 0, typ: flvtag.TypeVideo},
-		{at: (4010 + 7) * ms, ts: 10, typ: flvtag.TypeAudio},
-		{at: (4033 + 40) * ms, ts: 33, typ: flvtag.TypeVideo},
-		{at: 5000 * ms, ts: 500, typ: flvtag.TypeVideo}, // never sent
+		{at: (4000 + 5) * ms, kat: (4000 + 2) * ms, ts: 0, typ: flvtag.TypeVideo},
+		{at: (4010 + 7) * ms, kat: (4010 + 30) * ms, ts: 10, typ: flvtag.TypeAudio}, // kernel after the read: a clock error
+		{at: (4033 + 40) * ms, ts: 33, typ: flvtag.TypeVideo},                       // no timestamp
+		{at: 5000 * ms, ts: 500, typ: flvtag.TypeVideo},                             // never sent
 	}
 	lost := &fwdRec{keySet: true, keySize: 123, keyAt: 4001 * ms, s: []fwdSample{{at: 1, typ: flvtag.TypeVideo}}}
 	r := p.summary([]*fwdRec{v, lost, {}})
 	if r.consideredViewers != 2 || r.unmatchedViewers != 1 || r.unmatchedTags != 1 || r.h.Count() != 3 {
 		t.Fatalf("considered %d, unmatched viewers %d tags %d, counted %d", r.consideredViewers, r.unmatchedViewers, r.unmatchedTags, r.h.Count())
+	}
+	if r.sock.Count() != 1 || r.sockLate != 1 || r.sock.Quantile(1) < 1900*time.Microsecond || r.sock.Quantile(1) > 2100*time.Microsecond {
+		t.Fatalf("socket arrival: %d counted (max %v), %d clock errors; want 1 of 2 ms and 1", r.sock.Count(), r.sock.Quantile(1), r.sockLate)
 	}
 	if lo, hi := r.h.Quantile(0), r.h.Quantile(1); lo < 4900*time.Microsecond || lo > 5100*time.Microsecond || hi < 39*time.Millisecond || hi > 41*time.Millisecond {
 		t.Fatalf("delays from %v to %v, want 5 ms to 40 ms", lo, hi)

@@ -61,7 +61,7 @@ func (s *flvScenario) dialRTMP(ctx context.Context, n *atomic.Int64) (*rtmpReade
 		if err != nil {
 			return nil, err
 		}
-		rc = &recConn{Conn: conn, on: true}
+		rc = &recConn{Conn: stamp(conn), on: true} // receive timestamps for forwarding_socket
 		return rc, nil
 	}}
 	ictx, cancel := context.WithTimeout(ctx, s.timeout)
