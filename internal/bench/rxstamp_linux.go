@@ -12,7 +12,9 @@ import (
 
 // stampConn is a viewer's TCP connection that asks the kernel for receive
 // timestamps (SO_TIMESTAMPNS) and keeps the one of its latest read: when the
-// newest segment that read returned reached the socket. A tag parsed after
+// newest segment that read returned reached the socket (0 if that read had
+// none: the kernel turns timestamping on asynchronously, so the first
+// segments after the option is set may come without). A tag parsed after
 // that read arrived no later than it, so arrival times taken from it are
 // never earlier than the truth, and they leave out how long the load
 // generator took to get round to reading (fwd.go).
@@ -61,15 +63,17 @@ func (c *stampConn) Read(p []byte) (int, error) {
 	if n == 0 {
 		return 0, io.EOF
 	}
+	var at int64 // 0 (unknown) unless this read carries a timestamp: never an older read's
 	if msgs, perr := unix.ParseSocketControlMessage(c.oob[:oobn]); perr == nil {
 		for _, m := range msgs {
 			if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SO_TIMESTAMPNS && len(m.Data) >= 16 {
 				sec := int64(binary.NativeEndian.Uint64(m.Data[0:8]))
 				nsec := int64(binary.NativeEndian.Uint64(m.Data[8:16]))
-				c.last.Store(sec*1e9 + nsec)
+				at = sec*1e9 + nsec
 			}
 		}
 	}
+	c.last.Store(at)
 	return n, nil
 }
 

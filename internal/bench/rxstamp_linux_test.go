@@ -5,6 +5,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"roomcast/internal/testutil"
 )
 
 // A read through stampConn carries the kernel's receive timestamp of what
@@ -29,15 +31,21 @@ func TestStampConn(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Close()
-	before := time.Now().UnixNano()
-	if _, err := srv.Write([]byte("hello")); err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 5)
-	if _, err := io.ReadFull(sc, buf); err != nil {
-		t.Fatal(err)
-	}
-	after := time.Now().UnixNano()
+	// The kernel turns timestamping on asynchronously: the first segments
+	// may come without one (and then arrived is 0, not a stale time).
+	buf := make([]byte, 1)
+	var before, after int64
+	testutil.WaitFor(t, "a read with a receive timestamp", 10*time.Second, func() bool {
+		before = time.Now().UnixNano()
+		if _, err := srv.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(sc, buf); err != nil {
+			t.Fatal(err)
+		}
+		after = time.Now().UnixNano()
+		return sc.arrived() != 0
+	})
 	if got := sc.arrived(); got < before-int64(time.Millisecond) || got > after {
 		t.Fatalf("arrived %d, want within [%d, %d]", got, before, after)
 	}
