@@ -25,7 +25,7 @@ func TestBenchQuiz(t *testing.T) {
 			var out bytes.Buffer
 			// A window 30 players answer in on a busy machine (300 ms was missed).
 			err := bench.Run(ctx, []string{"quiz", "--url", s.url, "--secret", testSecret, "--room", "bq" + format, "--players", "30",
-				"--questions", "2", "--answer-ms", strconv.Itoa(quizWindowMS / 2), "--format", format, "--json", "--progress=false"}, &out, io.Discard)
+				"--questions", "2", "--answer-ms", strconv.Itoa(quizWindowMS / 2), "--format", format, "--settle", "100ms", "--json", "--progress=false"}, &out, io.Discard)
 			if err != nil {
 				t.Fatalf("bench quiz: %v\n%s", err, out.String())
 			}
@@ -34,7 +34,8 @@ func TestBenchQuiz(t *testing.T) {
 				t.Fatal(err)
 			}
 			q := rep.Quiz
-			if !rep.OK || q == nil || q.Connected != 30 || q.Answers != 60 || q.Refused != 0 || q.RevealReached != 60 || q.AnswersPerS <= 0 {
+			if !rep.OK || q == nil || q.Connected != 30 || q.Answers != 60 || q.Refused != 0 || q.RevealReached != 60 || q.AnswersPerS <= 0 ||
+				len(q.PerQuestion) != 2 || q.PerQuestion[0].Answers != 30 || q.PerQuestion[1].N != 2 {
 				t.Fatalf("report: %s", out.String())
 			}
 		})

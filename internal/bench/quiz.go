@@ -37,6 +37,7 @@ type QuizQuestion struct {
 type quizScenario struct {
 	activityPlayers
 	questions, answerMS int
+	settleFor           time.Duration
 
 	curN      atomic.Int64 // the open question (clients answer it)
 	answered  atomic.Int64 // answers acknowledged, current question
@@ -79,12 +80,16 @@ func (s *quizScenario) flags(fs *flag.FlagSet) {
 	s.playerFlags(fs)
 	fs.IntVar(&s.questions, "questions", 3, "questions (1–50)")
 	fs.IntVar(&s.answerMS, "answer-ms", 10000, "answer window of each question (the server adds --quiz-delay)")
+	fs.DurationVar(&s.settleFor, "settle", 2*time.Second,
+		"wait after the ramp before the activity starts, so that question 1's window holds no work of the ramp (the room's online count sent to every player)")
 }
 
 func (s *quizScenario) check() (int, error) {
 	switch {
 	case s.players < 1:
 		return 0, errors.New("bench quiz: --players must be ≥ 1")
+	case s.settleFor < 0:
+		return 0, errors.New("bench quiz: --settle must not be negative")
 	case s.questions < 1 || s.questions > 50:
 		return 0, errors.New("bench quiz: --questions must be 1–50")
 	case !s.formatOK():
@@ -96,7 +101,7 @@ func (s *quizScenario) check() (int, error) {
 }
 
 func (s *quizScenario) estimate() time.Duration {
-	return rampTime(s.players, s.perS) + time.Duration(s.questions)*(time.Duration(s.answerMS)*time.Millisecond+4*time.Second)
+	return rampTime(s.players, s.perS) + s.settleFor + time.Duration(s.questions)*(time.Duration(s.answerMS)*time.Millisecond+4*time.Second)
 }
 
 func (s *quizScenario) status(r *runner, dt time.Duration) string {
@@ -115,6 +120,7 @@ func (s *quizScenario) ramp(r *runner) {
 // measure runs the activity: create, start, and per question push → answers
 // → reveal.
 func (s *quizScenario) measure(r *runner) {
+	r.settle(s.settleFor)
 	r.phase.Store("run")
 	r.watch.start()
 	r.winStart = time.Now()
