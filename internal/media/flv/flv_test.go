@@ -278,3 +278,74 @@ func TestErrors(t *testing.T) {
 		}
 	}
 }
+
+// Over HTTP/2 (no hijack, no raw socket) the viewer writes on its own
+// goroutine through the ResponseWriter: the cached GOP at once, then live
+// frames, then a clean end.
+func TestHTTP2(t *testing.T) {
+	rooms := testenv.NewRooms("k1", "r1")
+	m := hub.NewManager(hub.Config{GOPCache: true}, rooms, testenv.Logger(t), nil)
+	out := egress.New(egress.Config{Delay: 10 * time.Millisecond}, m.Metrics())
+	h := flv.New(flv.Config{}, m, out, &access.Checker{}, testenv.Logger(t))
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.Serve(w, r, "r1")
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	client := srv.Client()
+	t.Cleanup(func() {
+		m.Close()
+		h.Close()
+		out.Close()
+		srv.Close()
+		client.CloseIdleConnections()
+	})
+	p := publish(t, m)
+	for i := range 5 {
+		frame(t, p, i, 30, 500)
+	}
+	resp, err := client.Get(srv.URL + "/live/r1.flv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.ProtoMajor != 2 {
+		t.Fatalf("proto %s, want HTTP/2", resp.Proto)
+	}
+	var mu sync.Mutex
+	var pictures int
+	var firstKey, firstSeen bool
+	done := make(chan error, 1)
+	go func() {
+		done <- readTags(resp.Body, func(tag flvtag.Tag) {
+			if tag.Type != flvtag.TypeVideo {
+				return
+			}
+			vi, _ := flvtag.ParseVideo(tag.Body)
+			if vi.SeqHeader {
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if !firstSeen {
+				firstSeen, firstKey = true, vi.Key
+			}
+			pictures++
+		})
+	}()
+	for i := 5; i < 20; i++ {
+		frame(t, p, i, 30, 500)
+	}
+	testutil.WaitFor(t, "every picture over HTTP/2", 10*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return pictures == 20
+	})
+	p.Close()
+	if err := <-done; !errors.Is(err, io.EOF) {
+		t.Fatalf("response end: %v, want a clean EOF", err)
+	}
+	if !firstKey {
+		t.Fatal("the first picture is not a key frame")
+	}
+}
