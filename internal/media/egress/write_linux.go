@@ -14,8 +14,21 @@ const rawWrites = true
 // maxIov bounds the buffers one writev takes.
 const maxIov = 1024
 
-// iovec is a lane's writev vector.
-type iovec [maxIov]unix.Iovec
+// iovec is a lane's writev vector and the call that writes it, made once
+// per lane so that a write allocates nothing (a closure per call would).
+type iovec struct {
+	v     [maxIov]unix.Iovec
+	k     int // entries of v to write
+	n     uintptr
+	errno syscall.Errno
+	call  func(fd uintptr)
+}
+
+// writev writes the first k entries of v to fd (a non-blocking socket: a
+// raw call, no scheduler hand-off for a call that cannot block).
+func (w *iovec) writev(fd uintptr) {
+	w.n, _, w.errno = syscall.RawSyscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&w.v[0])), uintptr(w.k))
+}
 
 // try writes bufs to v's socket without blocking, and returns what the
 // socket did not take (nil when all went); busy: another writer held it.
@@ -32,8 +45,8 @@ func (l *lane) try(v *viewer, bufs net.Buffers) (rest net.Buffers, busy bool, er
 			if len(b) == 0 {
 				continue
 			}
-			l.iov[k].Base = &b[0]
-			l.iov[k].SetLen(len(b))
+			l.iov.v[k].Base = &b[0]
+			l.iov.v[k].SetLen(len(b))
 			want += len(b)
 			k++
 		}
@@ -41,16 +54,16 @@ func (l *lane) try(v *viewer, bufs net.Buffers) (rest net.Buffers, busy bool, er
 			bufs = bufs[min(len(bufs), maxIov):]
 			continue
 		}
-		var n uintptr
-		var errno syscall.Errno
+		if l.iov.call == nil {
+			l.iov.call = l.iov.writev
+		}
+		l.iov.k = k
 		// Control, not Write: the socket is non-blocking and this write must
 		// not wait for it, nor heed the deadline the viewer's own blocking
-		// writes set. A raw call: no scheduler hand-off for a call that
-		// cannot block.
-		cerr := v.rc.Control(func(fd uintptr) {
-			n, _, errno = syscall.RawSyscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&l.iov[0])), uintptr(k))
-		})
-		clear(l.iov[:k])
+		// writes set.
+		cerr := v.rc.Control(l.iov.call)
+		n, errno := l.iov.n, l.iov.errno
+		clear(l.iov.v[:k])
 		switch {
 		case cerr != nil:
 			return bufs, false, cerr
