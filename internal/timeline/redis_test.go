@@ -471,6 +471,14 @@ func BenchmarkRedisAppendBatch(b *testing.B) {
 				run(i)
 			}
 			b.StopTimer()
+			if dedupe { // what an ack costs Redis's memory: the meta hash's size per field
+				size, err1 := c.Do(ctx, c.B().MemoryUsage().Key("b:{hot}:m").Samples(0).Build()).AsInt64()
+				fields, err2 := c.Do(ctx, c.B().Hlen().Key("b:{hot}:m").Build()).AsInt64()
+				if err := errors.Join(err1, err2); err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(float64(size)/float64(fields), "redis-B/ack")
+			}
 			info, err := c.Do(ctx, c.B().Info().Section("commandstats").Build()).ToString()
 			if err != nil {
 				b.Fatal(err)
