@@ -7,6 +7,7 @@ import (
 	"os"
 	"roomcast/internal/rankings"
 	"strings"
+	"time"
 
 	"github.com/redis/rueidis"
 
@@ -50,7 +51,7 @@ func redisSeams(ctx context.Context, cfg *config.Config, rate config.Rate, m *me
 	}
 	s := &seams{stale: g.Down, closers: []func() error{func() error { g.Close(); client.Close(); return nil }}}
 	tl := timeline.NewRedis(client, timeline.RedisConfig{Prefix: prefix, Call: g.Call,
-		Retention: timeline.Retention{MaxCount: cfg.RetentionCount, MaxAge: cfg.RetentionAge}})
+		Retention: timeline.Retention{MaxCount: cfg.RetentionCount, MaxAge: cfg.RetentionAge}, Sweep: time.Minute})
 	s.tl = tl
 	s.closers = append(s.closers, tl.Close)
 	rb, err := bus.NewRedis(client, bus.RedisConfig{Prefix: prefix, Call: g.Call, Log: log,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -209,6 +210,9 @@ func (t *Redis) AppendBatch(ctx context.Context, msgs []*message.Message) ([]err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("timeline: append %d to %s: %w: %w", len(msgs), room, ErrUnavailable, err)
+	}
+	if t.sweep != nil && slices.ContainsFunc(msgs, func(m *message.Message) bool { return m.Dedupe != "" }) {
+		t.sweep.note(room, now)
 	}
 	if len(arr) != 1+2*len(msgs) {
 		return nil, fmt.Errorf("timeline: append to %s: %d values for %d messages", room, len(arr), len(msgs))

@@ -80,9 +80,10 @@ import (
 // previous bucket's hash of an idle room is freed by expiry: set
 // lazyfree-lazy-expire yes so that a large one does not block Redis.
 type Redis struct {
-	c   rueidis.Client
-	cfg RedisConfig
-	now func() time.Time
+	c     rueidis.Client
+	cfg   RedisConfig
+	now   func() time.Time
+	sweep *sweeper // nil when cfg.Sweep is 0
 }
 
 var _ Timeline = (*Redis)(nil)
@@ -92,6 +93,10 @@ type RedisConfig struct {
 	Prefix    string // key prefix; default "rc:"
 	Retention Retention
 	Call      rediscall.Func // nil: commands run directly
+	// Sweep is how often the node looks for rooms it sent idempotent
+	// messages to that went quiet, to rotate their acks out of their meta
+	// hash (see sweeper); 0 means never (Close stops the sweeping).
+	Sweep time.Duration
 }
 
 // DefaultPrefix prefixes every key and channel of a cluster unless set.
@@ -103,7 +108,11 @@ func NewRedis(c rueidis.Client, cfg RedisConfig) *Redis {
 		cfg.Prefix = DefaultPrefix
 	}
 	cfg.Retention = cfg.Retention.Defaults()
-	return &Redis{c: c, cfg: cfg, now: time.Now}
+	t := &Redis{c: c, cfg: cfg, now: time.Now}
+	if cfg.Sweep > 0 {
+		t.sweep = &sweeper{t: t, every: cfg.Sweep, rooms: map[string]int64{}}
+	}
+	return t
 }
 
 // RedisChannel is the sharded channel on which appends to room are published.
@@ -280,8 +289,14 @@ func (t *Redis) Range(ctx context.Context, room string, after uint64, limit int)
 	return p, nil
 }
 
-// Close implements Timeline. The client belongs to the caller.
-func (t *Redis) Close() error { return nil }
+// Close implements Timeline: it stops the sweeping. The client belongs to
+// the caller.
+func (t *Redis) Close() error {
+	if t.sweep != nil {
+		t.sweep.close()
+	}
+	return nil
+}
 
 // DecodeMessage decodes a message stored or published as JSON (by Seal's
 // encoder) and seals it again, so its encoding is the same bytes.

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"roomcast/internal/auth"
 	"roomcast/internal/message"
 	"roomcast/internal/redistest"
+	"roomcast/internal/testutil"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -26,9 +28,6 @@ func bucketStart() time.Time {
 	l := bucketLen.Milliseconds()
 	return time.UnixMilli((time.Now().UnixMilli()/l+1)*l + 1000)
 }
-
-// bucketOf is the Redis timeline's dedupe bucket of now.
-func bucketOf(now time.Time) int64 { return now.UnixMilli() / bucketLen.Milliseconds() }
 
 // TestRedisContract runs the shared contract against the machine's Redis,
 // each sub-test under its own key prefix (deleted afterwards).
@@ -494,5 +493,50 @@ func BenchmarkRedisAppendBatch(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestRedisSweep: the acks of a room this node sent idempotent messages to
+// leave its meta hash once they are all older than DedupeTTL, with nobody
+// sending to or reading the room; Close stops the sweeping (goleak).
+func TestRedisSweep(t *testing.T) {
+	c := redistest.Client(t)
+	prefix := redistest.Prefix(t, c)
+	tl := NewRedis(c, RedisConfig{Prefix: prefix, Sweep: 5 * time.Millisecond})
+	defer tl.Close()
+	var now atomic.Int64
+	now.Store(bucketStart().UnixMilli())
+	tl.now = func() time.Time { return time.UnixMilli(now.Load()) }
+	ctx := context.Background()
+	for i := 0; i < 3; i++ {
+		m := &message.Message{ID: fmt.Sprint(i), Room: "sw", Kind: message.KindChat, Scope: message.ScopeRoom, Text: "x", Dedupe: fmt.Sprint("u:", i)}
+		if _, err := tl.Append(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hlen := func() int64 {
+		n, err := c.Do(ctx, c.B().Hlen().Key(prefix+"{sw}:m").Build()).AsInt64()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := hlen(); n != 6+3 {
+		t.Fatalf("meta hash: %d fields", n)
+	}
+	now.Add(bucketLen.Milliseconds()) // the next bucket: the acks are still young, none is swept
+	if tl.sweep.sweep(ctx); hlen() != 6+3 {
+		t.Fatalf("swept young acks: %d fields left", hlen())
+	}
+	now.Add(DedupeTTL.Milliseconds())
+	testutil.WaitFor(t, "the sweep", 10*time.Second, func() bool { return hlen() == 5 })
+	if h, err := tl.Head(ctx, "sw"); err != nil || h.Head != 3 {
+		t.Fatalf("head after the sweep: %+v %v", h, err)
+	}
+	tl.sweep.mu.Lock()
+	left := len(tl.sweep.rooms)
+	tl.sweep.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d rooms still remembered", left)
 	}
 }
