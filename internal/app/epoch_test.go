@@ -188,7 +188,10 @@ func TestIdempotentSend(t *testing.T) {
 			if code, a := s.send("i", bob, long); code != 400 || a.Error == nil || a.Error.Code != "bad_request" {
 				t.Fatalf("65-byte client_msg_id: %d %+v", code, a)
 			}
-			p := s.pollQuery("i", "cursor=0")
+			// Eve's message reaches this node's window through Redis's
+			// pub/sub: wait for it instead of racing it.
+			var p pollAnswer
+			testutil.Eventually(10*time.Second, func() bool { p = s.pollQuery("i", "cursor=0"); return len(p.Messages) >= 2 })
 			if len(p.Messages) != 2 || p.Messages[0].ID != a1.ID {
 				t.Fatalf("stored %+v, want the first send once and eve's", p.Messages)
 			}
