@@ -6,8 +6,11 @@
 // normalisation, key frame detection, FLV muxing — and appends the
 // immutable Frame to the stream's bounded ring. Readers share those frames
 // and their FLV tag bytes (which are also the RTMP message payloads); each
-// reader has its own cursor and its own goroutine, owned by the protocol
-// server. Appending never waits for readers. A reader that falls more than
+// reader has its own cursor, read by one goroutine at a time: the protocol
+// server's (the HLS muxer; an FLV or RTMP viewer's own while it writes its
+// start or a rest its socket did not take) or its stream's shared writer
+// (package egress, which reads with Reader.Poll). Appending never waits for
+// readers. A reader that falls more than
 // Config.MaxLag behind (or whose next frame was evicted) skips to the latest
 // key frame, counted in roomcast_media_dropped_frames_total; one that keeps
 // doing so is dropped (ErrSlow). Memory per stream is bounded by the ring

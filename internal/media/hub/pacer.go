@@ -5,8 +5,11 @@ import (
 	"time"
 )
 
-// Pacer holds one viewer's writes so that each carries several frames
-// (fewer syscalls and wake-ups per viewer) while bounding what that costs
+// Pacer holds the writes of a viewer that writes on its own goroutine (one
+// without a raw socket: HTTP/2; FLV and RTMP viewers are otherwise written
+// by their stream's shared writer, package egress, with the same hold rule)
+// so that each carries several frames (fewer syscalls and wake-ups per
+// viewer) while bounding what that costs
 // in latency: a frame waits at most the delay for its viewer's next write.
 // The delay runs from the arrival of the oldest frame not yet written, not
 // from the last write, so nothing is held while there is nothing to send

@@ -36,9 +36,10 @@ type Start struct {
 }
 
 // Reader is one viewer's cursor into a Stream. Its methods other than
-// Close and Stats must be called from one goroutine, the reader's own, which
-// the protocol server owns (an HTTP handler, an RTMP connection, the HLS
-// muxer feeder).
+// Close and Stats must be called from one goroutine at a time: the reader's
+// own, which the protocol server owns (an HTTP handler, an RTMP connection,
+// the HLS muxer feeder), or the stream's shared writer while the viewer is
+// one of its members (package egress hands it over and back).
 type Reader struct {
 	// Static after construction.
 	s       *Stream

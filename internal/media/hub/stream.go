@@ -70,7 +70,7 @@ type AudioTrack struct {
 // and its readers. It keeps a bounded ring of recent frames (which is also
 // the GOP cache: new readers start at the latest key frame in it) and the
 // current sequence headers. Each reader has its own cursor into the ring
-// and its own goroutine; appending never waits for a reader.
+// (read by one goroutine at a time); appending never waits for a reader.
 type Stream struct {
 	// Static after construction.
 	room      string
