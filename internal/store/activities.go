@@ -160,13 +160,48 @@ func (s *Store) SetActivityStatus(ctx context.Context, id, status string) error 
 	return s.exec1(ctx, `UPDATE activities SET status = ? WHERE id = ?`, status, id)
 }
 
-// insertIgnore is INSERT that skips rows whose key exists.
-func (s *Store) insertIgnore(table, cols string, n int) string {
-	ph := strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
+// insertRowsChunk bounds the rows of one multi-row INSERT: 500 rows of at
+// most 6 columns stay far below every engine's limit on bound parameters
+// (SQLite 32,766, PostgreSQL and MySQL 65,535) and keep a statement's text
+// small, while a settlement of 1,000,000 winners is 2,000 statements, not
+// 1,000,000.
+const insertRowsChunk = 500
+
+// insertIgnore is INSERT of rows rows that skips each row whose key exists.
+func (s *Store) insertIgnore(table, cols string, ncols, rows int) string {
+	one := "(" + strings.TrimSuffix(strings.Repeat("?, ", ncols), ", ") + ")"
+	vals := strings.TrimSuffix(strings.Repeat(one+", ", rows), ", ")
 	if s.dialect == mysql {
-		return `INSERT IGNORE INTO ` + table + ` (` + cols + `) VALUES (` + ph + `)`
+		return `INSERT IGNORE INTO ` + table + ` (` + cols + `) VALUES ` + vals
 	}
-	return s.q(`INSERT INTO ` + table + ` (` + cols + `) VALUES (` + ph + `) ON CONFLICT DO NOTHING`)
+	return s.q(`INSERT INTO ` + table + ` (` + cols + `) VALUES ` + vals + ` ON CONFLICT DO NOTHING`)
+}
+
+// insertIgnoreRows inserts n rows into table within tx, insertRowsChunk
+// to a statement, skipping rows whose key exists; row appends row i's
+// ncols values to args. The rows go in the order given, so concurrent
+// settlements of the same rows take their locks in the same order.
+func (s *Store) insertIgnoreRows(ctx context.Context, tx *sql.Tx, table, cols string, ncols, n int, row func(args []any, i int) []any) error {
+	var full string // the statement of a whole chunk, built once
+	args := make([]any, 0, ncols*min(n, insertRowsChunk))
+	for i := 0; i < n; i += insertRowsChunk {
+		k := min(insertRowsChunk, n-i)
+		if k == insertRowsChunk && full == "" {
+			full = s.insertIgnore(table, cols, ncols, k)
+		}
+		q := full
+		if k < insertRowsChunk {
+			q = s.insertIgnore(table, cols, ncols, k)
+		}
+		args = args[:0]
+		for j := i; j < i+k; j++ {
+			args = row(args, j)
+		}
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			return fmt.Errorf("%s rows %d–%d: %w", table, i, i+k-1, err)
+		}
+	}
+	return nil
 }
 
 // cardsUpsert adds cards to a user's revival cards (args: user, cards).
@@ -231,17 +266,19 @@ func (s *Store) Settle(ctx context.Context, activity, status string, prizes []Pr
 		return fmt.Errorf("store: settle: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
-	pq := s.insertIgnore("prizes", "activity, user_id, kind, amount_cents, at", 5)
-	for _, p := range prizes {
-		if _, err := tx.ExecContext(ctx, pq, activity, p.User, p.Kind, p.AmountCents, at.UnixMilli()); err != nil {
-			return fmt.Errorf("store: settle %s: prize: %w", activity, err)
-		}
+	ms := at.UnixMilli()
+	err = s.insertIgnoreRows(ctx, tx, "prizes", "activity, user_id, kind, amount_cents, at", 5, len(prizes), func(args []any, i int) []any {
+		p := prizes[i]
+		return append(args, activity, p.User, p.Kind, p.AmountCents, ms)
+	})
+	if err != nil {
+		return fmt.Errorf("store: settle %s: %w", activity, err)
 	}
-	cq := s.insertIgnore("activity_card_uses", "activity, user_id, at", 3)
-	for _, u := range cardUsers {
-		if _, err := tx.ExecContext(ctx, cq, activity, u, at.UnixMilli()); err != nil {
-			return fmt.Errorf("store: settle %s: card: %w", activity, err)
-		}
+	err = s.insertIgnoreRows(ctx, tx, "activity_card_uses", "activity, user_id, at", 3, len(cardUsers), func(args []any, i int) []any {
+		return append(args, activity, cardUsers[i], ms)
+	})
+	if err != nil {
+		return fmt.Errorf("store: settle %s: %w", activity, err)
 	}
 	if _, err := tx.ExecContext(ctx, s.q(`UPDATE activities SET status = ? WHERE id = ?`), status, activity); err != nil {
 		return fmt.Errorf("store: settle %s: %w", activity, err)
@@ -313,11 +350,12 @@ func (s *Store) SavePackets(ctx context.Context, activity string, k int, ps []Ra
 		return fmt.Errorf("store: rain packets: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
-	q := s.insertIgnore("rain_packets", "activity, rain, packet, user_id, amount_cents, at", 6)
-	for _, p := range ps {
-		if _, err := tx.ExecContext(ctx, q, activity, k, p.N, p.User, p.AmountCents, p.At); err != nil {
-			return fmt.Errorf("store: rain packets %s/%d: %w", activity, k, err)
-		}
+	err = s.insertIgnoreRows(ctx, tx, "rain_packets", "activity, rain, packet, user_id, amount_cents, at", 6, len(ps), func(args []any, i int) []any {
+		p := ps[i]
+		return append(args, activity, k, p.N, p.User, p.AmountCents, p.At)
+	})
+	if err != nil {
+		return fmt.Errorf("store: rain packets %s/%d: %w", activity, k, err)
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("store: rain packets %s/%d: %w", activity, k, err)

@@ -121,3 +121,129 @@ func storeNodes() map[string]func(t *testing.T) []*Store {
 	}
 	return open
 }
+
+// TestSettleManyRows: a settlement with more winners, card uses and rain
+// packets than one statement carries (insertRowsChunk) writes every row
+// once, in whole and partial chunks, when three nodes settle at once and
+// when a settlement is repeated; the amounts add up to the cent.
+func TestSettleManyRows(t *testing.T) {
+	const winners, cards, packets = 2*insertRowsChunk + 234, insertRowsChunk + 1, insertRowsChunk
+	for name, mk := range storeNodes() {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			nodes := mk(t)
+			rec := ActivityRecord{ID: "big", Room: "r", Status: "ended", StartsAt: time.UnixMilli(1000).UTC(), CreatedAt: time.UnixMilli(2000).UTC(), Definition: []byte(`{}`)}
+			if err := nodes[0].CreateActivity(ctx, rec); err != nil {
+				t.Fatal(err)
+			}
+			const prize = 1_000_003 // not a multiple of the winners: some get a cent more
+			prizes := make([]Prize, winners)
+			for i := range prizes {
+				prizes[i] = Prize{User: fmt.Sprintf("w%05d", i), Kind: "quiz", AmountCents: prize / winners}
+				if i < prize%winners {
+					prizes[i].AmountCents++
+				}
+			}
+			used := make([]string, cards)
+			for i := range used {
+				used[i] = fmt.Sprintf("w%05d", i)
+				if _, err := nodes[0].GrantCards(ctx, used[i], 1); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ps := make([]RainPacket, packets)
+			for i := range ps {
+				ps[i] = RainPacket{N: i + 1, User: fmt.Sprintf("w%05d", i%7), AmountCents: int64(i%5 + 1), At: 5000}
+			}
+			var wg sync.WaitGroup
+			errs := make([]error, 6)
+			for i := range 3 {
+				wg.Add(2)
+				go func() {
+					defer wg.Done()
+					errs[i] = nodes[i].Settle(ctx, "big", "settled", prizes, used, time.UnixMilli(3000))
+				}()
+				go func() {
+					defer wg.Done()
+					errs[3+i] = nodes[i].SavePackets(ctx, "big", 1, ps)
+				}()
+			}
+			wg.Wait()
+			for _, err := range errs {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := nodes[1].Settle(ctx, "big", "settled", prizes, used, time.UnixMilli(4000)); err != nil {
+				t.Fatal(err)
+			}
+			if err := nodes[2].SavePackets(ctx, "big", 1, ps[:3]); err != nil {
+				t.Fatal(err)
+			}
+			paid, err := nodes[2].ActivityPrizes(ctx, "big", "quiz")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var total int64
+			for i, p := range paid {
+				total += p.AmountCents
+				if p.Activity != "big" || p.User != prizes[i].User || p.AmountCents != prizes[i].AmountCents || p.At != 3000 {
+					t.Fatalf("row %d: %+v, want %+v at 3000", i, p, prizes[i])
+				}
+			}
+			if len(paid) != winners || total != prize {
+				t.Fatalf("%d prizes, %d cents; want %d, %d", len(paid), total, winners, prize)
+			}
+			left, err := nodes[0].Cards(ctx, []string{used[0], used[cards-1], "w01000"})
+			if err != nil || len(left) != 0 {
+				t.Fatalf("cards left after one use each: %v %v", left, err)
+			}
+			got, err := nodes[1].RainPackets(ctx, "big", 1)
+			if err != nil || len(got) != packets {
+				t.Fatalf("%d packets, %v", len(got), err)
+			}
+			for i, p := range got {
+				if p != ps[i] {
+					t.Fatalf("packet %d: %+v, want %+v", i, p, ps[i])
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkSettle: one settlement of 10,000 winners (the rows of a
+// 10,000-player quiz that everyone wins), on SQLite and PostgreSQL.
+func BenchmarkSettle(b *testing.B) {
+	open := map[string]func(b *testing.B) (*Store, error){
+		"sqlite":   func(b *testing.B) (*Store, error) { return OpenSQLite(b.TempDir()) },
+		"postgres": func(b *testing.B) (*Store, error) { return Open(context.Background(), redistest.Postgres(b)) },
+	}
+	for _, name := range []string{"sqlite", "postgres"} {
+		b.Run(name, func(b *testing.B) {
+			s, err := open[name](b)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			benchSettle(b, s)
+		})
+	}
+}
+
+func benchSettle(b *testing.B, s *Store) {
+	ctx := context.Background()
+	prizes := make([]Prize, 10_000)
+	for i := range prizes {
+		prizes[i] = Prize{User: fmt.Sprintf("u%05d", i), Kind: "quiz", AmountCents: 100}
+	}
+	for i := 0; b.Loop(); i++ {
+		id := fmt.Sprintf("a%d", i)
+		rec := ActivityRecord{ID: id, Room: "r", Status: "ended", StartsAt: time.UnixMilli(1000).UTC(), CreatedAt: time.UnixMilli(2000).UTC(), Definition: []byte(`{}`)}
+		if err := s.CreateActivity(ctx, rec); err != nil {
+			b.Fatal(err)
+		}
+		if err := s.Settle(ctx, id, "settled", prizes, nil, time.Now()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
