@@ -21,6 +21,9 @@ func (h *Hub) attach(c *Conn, cursor uint64, hasCursor bool, older []*message.Me
 	}
 	h.lastUse = now
 	c.hub = h
+	// In the user index before the first batch can reach the client: a
+	// user-scoped message it causes once it sees that batch finds it.
+	h.node.addUserConn(c, c.Member.UserID)
 	// A cursor past what this hub has dispatched is a client that saw more
 	// elsewhere (another node, before a failover): it joins once the hub has
 	// caught up to it, so it gets neither a duplicate nor a gap.
@@ -29,7 +32,11 @@ func (h *Hub) attach(c *Conn, cursor uint64, hasCursor bool, older []*message.Me
 		h.markDirtyLocked()
 		return nil
 	}
-	return h.joinLocked(c, cursor, hasCursor, older, now)
+	if err := h.joinLocked(c, cursor, hasCursor, older, now); err != nil {
+		h.node.removeUserConn(c, c.Member.UserID)
+		return err
+	}
+	return nil
 }
 
 // waitLimit bounds how long a connection waits for its hub to catch up with

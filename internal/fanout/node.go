@@ -285,17 +285,39 @@ func (n *Node) Attach(ctx context.Context, c *Conn, cursor uint64, hasCursor boo
 		}
 		break
 	}
-	if c.Member.UserID != "" {
-		n.usersMu.Lock()
-		set := n.users[c.Member.UserID]
-		if set == nil {
-			set = map[*Conn]struct{}{}
-			n.users[c.Member.UserID] = set
-		}
-		set[c] = struct{}{}
-		n.usersMu.Unlock()
-	}
 	return nil
+}
+
+// addUserConn puts c in user's entry of the user index (for user-scoped
+// messages and kicks); an anonymous connection ("") is not indexed. Lock
+// order: a hub's mu, then usersMu.
+func (n *Node) addUserConn(c *Conn, user string) {
+	if user == "" {
+		return
+	}
+	n.usersMu.Lock()
+	set := n.users[user]
+	if set == nil {
+		set = map[*Conn]struct{}{}
+		n.users[user] = set
+	}
+	set[c] = struct{}{}
+	n.usersMu.Unlock()
+}
+
+// removeUserConn takes c out of user's entry of the user index.
+func (n *Node) removeUserConn(c *Conn, user string) {
+	if user == "" {
+		return
+	}
+	n.usersMu.Lock()
+	if set := n.users[user]; set != nil {
+		delete(set, c)
+		if len(set) == 0 {
+			delete(n.users, user)
+		}
+	}
+	n.usersMu.Unlock()
 }
 
 // olderThanWindow reads from the timeline the messages after cursor that the
@@ -358,16 +380,7 @@ func (n *Node) Detach(c *Conn) {
 		return
 	}
 	_ = n.deps.Presence.Leave(context.Background(), c.Room, c.Session)
-	if user != "" {
-		n.usersMu.Lock()
-		if set := n.users[user]; set != nil {
-			delete(set, c)
-			if len(set) == 0 {
-				delete(n.users, user)
-			}
-		}
-		n.usersMu.Unlock()
-	}
+	n.removeUserConn(c, user)
 }
 
 // onUserEvent delivers a user-scoped message to every local connection of
@@ -573,20 +586,6 @@ func (n *Node) Identify(c *Conn, m presence.Member) {
 	c.Member = m
 	c.hub.mu.Unlock()
 	_, _ = n.deps.Presence.Join(context.Background(), c.Room, m)
-	n.usersMu.Lock()
-	if old.UserID != "" {
-		if set := n.users[old.UserID]; set != nil {
-			delete(set, c)
-			if len(set) == 0 {
-				delete(n.users, old.UserID)
-			}
-		}
-	}
-	set := n.users[m.UserID]
-	if set == nil {
-		set = map[*Conn]struct{}{}
-		n.users[m.UserID] = set
-	}
-	set[c] = struct{}{}
-	n.usersMu.Unlock()
+	n.removeUserConn(c, old.UserID)
+	n.addUserConn(c, m.UserID)
 }
