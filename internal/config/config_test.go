@@ -59,7 +59,7 @@ func TestDefaultsAndTables(t *testing.T) {
 func TestMediaBatchAndPlacementFlags(t *testing.T) {
 	none := func(string) (string, bool) { return "", false }
 	c := Default()
-	if c.MediaBatch != 25*time.Millisecond || c.HotRoom != 5000 || c.PlacementBalance != 1.25 || c.Weight != 1 || c.Advertise != "" {
+	if c.MediaBatch != 40*time.Millisecond || c.HotRoom != 5000 || c.PlacementBalance != 1.25 || c.Weight != 1 || c.Advertise != "" {
 		t.Fatalf("defaults: media-batch %v hot-room %d balance %v weight %v advertise %q", c.MediaBatch, c.HotRoom, c.PlacementBalance, c.Weight, c.Advertise)
 	}
 	c, err := Load("t", []string{"--media-batch", "0", "--advertise", "https://edge-1.example.com:8443/"}, none)

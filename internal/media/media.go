@@ -103,7 +103,7 @@ type Config struct {
 	// frame) instead of one per frame. The first write (the GOP cache) is
 	// never held, and a key frame or hub.FlushBytes queued ends the hold at
 	// once. 0 (or negative) writes every frame at once (batching off);
-	// --media-batch defaults to 25 ms.
+	// --media-batch defaults to 40 ms.
 	BatchDelay time.Duration
 
 	// Thumbnails (GET /live/{room}.jpg, .webp): ThumbnailEvery is the least
