@@ -48,6 +48,14 @@ func Options(spec string) (rueidis.ClientOption, error) {
 	opt.DisableRetry = true
 	opt.Dialer.Timeout = time.Second
 	opt.ConnWriteTimeout = 3 * time.Second
+	// One pipelined connection per node. A single client otherwise spreads
+	// keyed commands over 2–4 connections while PING (no key) always takes
+	// the first, and a connection idle when Redis died learns it only when a
+	// command fails on it: after a restart the pinger reopened the gate on a
+	// fresh first connection and the next keyed commands each failed with
+	// EOF on a stale one, closing the gate again (503s after recovery). With
+	// one connection the pinger checks the connection commands use.
+	opt.PipelineMultiplex = -1
 	if opt.ClientName == "" {
 		opt.ClientName = "roomcast"
 	}

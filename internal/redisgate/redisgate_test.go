@@ -3,6 +3,7 @@ package redisgate
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -110,8 +111,12 @@ func TestGateFailsFastAndReopens(t *testing.T) {
 	var ups atomic.Int32
 	g.OnUp(func() { ups.Add(1) })
 	ctx := context.Background()
-	if err := g.Call(ctx, "set", 1, set(c, "k")); err != nil {
-		t.Fatal(err)
+	// Enough keyed commands to have used every pipelined connection the
+	// client may hold, so one left idle goes stale with the outage.
+	for i := 0; i < 40; i++ {
+		if err := g.Call(ctx, "set", 1, set(c, fmt.Sprint("k", i))); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	srv.Kill()
@@ -137,8 +142,12 @@ func TestGateFailsFastAndReopens(t *testing.T) {
 	srv.Start()
 	testutil.WaitFor(t, "the gate to reopen", 20*time.Second, func() bool { return !g.Down() })
 	testutil.WaitFor(t, "the OnUp hook", 10*time.Second, func() bool { return ups.Load() >= 1 })
-	if err := g.Call(ctx, "set", 1, set(c, "k")); err != nil {
-		t.Fatalf("after reopening: %v", err)
+	// Every command after the reopening succeeds: none meets a connection
+	// that died with the outage (keyed commands pick a connection at random).
+	for i := 0; i < 40; i++ {
+		if err := g.Call(ctx, "set", 1, set(c, fmt.Sprint("k", i))); err != nil {
+			t.Fatalf("command %d after reopening: %v", i, err)
+		}
 	}
 	if up := gauge(t, m, "roomcast_store_up"); up != 1 {
 		t.Errorf("roomcast_store_up = %v after reopening", up)
