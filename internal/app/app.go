@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"roomcast/internal/invite"
+	"roomcast/internal/keepalive"
 	"roomcast/internal/rankings"
 	"sync"
 	"time"
@@ -71,6 +72,7 @@ type App struct {
 	ws       *ws.Server
 	http     *http.Server
 	httpLn   net.Listener
+	keep     *keepalive.Server // nil with --poll-keepalive=false
 	shutMu   sync.Mutex                    // serializes Shutdown
 	closers  []func(context.Context) error // in order of creation; guarded by shutMu after New
 }
@@ -288,6 +290,10 @@ func (a *App) buildServers(ctx context.Context, cfg *config.Config, sm *seams) (
 		}
 		return ""
 	}})
+	if cfg.PollKeepAlive {
+		a.keep = keepalive.NewServer(keepalive.Config{Header: gateway.KeptHeader, InternalError: gateway.InternalErrorBody,
+			IdleTimeout: httpIdleTimeout, HeaderTimeout: httpHeaderTimeout, Log: a.Log})
+	}
 	a.gw, err = gateway.New(ctx, gateway.Deps{Config: cfg, Signer: a.Signer, AdminKey: a.AdminKey, Rooms: a.Rooms, Service: a.Service, Quiz: a.Quiz,
 		Node: a.Node, Presence: a.presence, Store: a.Store, Bus: a.bus, WS: a.ws, WSHandler: wsh,
 		Router: route.New(route.DefaultRules()), Placement: place, Metrics: a.Metrics, Log: a.Log,
@@ -295,7 +301,7 @@ func (a *App) buildServers(ctx context.Context, cfg *config.Config, sm *seams) (
 			"/stat/": livegoHandler}, Pages: pages,
 		StreamInfo: func(id string) (any, bool) { return med.StreamInfo(id) },
 		Picture:    med.PictureURL, SessionCover: med.SessionCoverURL,
-		Recordings: rec, Archive: a.Archive, Rankings: a.rankings, Invites: invite.New(a.Store),
+		Recordings: rec, Archive: a.Archive, Rankings: a.rankings, Invites: invite.New(a.Store), Keep: a.keep,
 	})
 	return err
 }
@@ -320,6 +326,13 @@ func maxPollMS(cfg *config.Config) int {
 	return m
 }
 
+// The HTTP server's timeouts, on net/http's connections and on those the
+// keep-alive poll path serves.
+const (
+	httpHeaderTimeout = 10 * time.Second
+	httpIdleTimeout   = 120 * time.Second
+)
+
 // Start listens on the HTTP address.
 func (a *App) Start(ctx context.Context) error {
 	ln, err := net.Listen("tcp", a.Cfg.HTTP)
@@ -327,6 +340,9 @@ func (a *App) Start(ctx context.Context) error {
 		return fmt.Errorf("listen %s: %w", a.Cfg.HTTP, err)
 	}
 	a.httpLn = ln
+	if a.keep != nil { // connections it hands back reach net/http through it
+		ln = a.keep.Listener(ln)
+	}
 	if err := a.Media.Start(ctx); err != nil {
 		ln.Close()
 		return fmt.Errorf("media: %w", err)
@@ -334,7 +350,7 @@ func (a *App) Start(ctx context.Context) error {
 	if ad := a.Media.RTMPAddr(); ad != nil {
 		a.rtmpAddr.set(loopback(ad))
 	}
-	a.http = &http.Server{Handler: a.gw.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
+	a.http = &http.Server{Handler: a.gw.Handler(), ReadHeaderTimeout: httpHeaderTimeout, IdleTimeout: httpIdleTimeout,
 		ErrorLog: slog.NewLogLogger(a.Log.Handler(), slog.LevelDebug)}
 	go func() {
 		if err := a.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -367,6 +383,11 @@ func (a *App) Shutdown(ctx context.Context) error {
 	}
 	if a.http != nil {
 		if err := a.http.Shutdown(ctx); err != nil {
+			errsOut = append(errsOut, err)
+		}
+	}
+	if a.keep != nil { // after net/http: nothing is handed back any more
+		if err := a.keep.Shutdown(ctx); err != nil {
 			errsOut = append(errsOut, err)
 		}
 	}

@@ -123,6 +123,7 @@ type Config struct {
 	HookPublish     string        // URL POSTed on publish; non-2xx refuses
 	HookUnpublish   string        // URL POSTed on unpublish
 	HookPlay        string        // URL POSTed on play; non-2xx refuses
+	PollKeepAlive   bool          // a keep-alive poller's next polls are read and answered off net/http's per-request machinery (anything else on the connection goes back to net/http); default true
 	MediaBatch      time.Duration // longest a frame waits for its FLV/RTMP viewers' next write by the stream's shared writer (more tags per syscall; a key frame or 64 KiB queued write at once); default 40ms; 0 = off (every frame written at once)
 	HLSLowLatency   bool          // low-latency HLS variant
 	HLSSegment      time.Duration // target segment duration; default 1s
@@ -200,6 +201,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.HookPublish, "hook-publish", "", "on_publish webhook URL")
 	fs.StringVar(&c.HookUnpublish, "hook-unpublish", "", "on_unpublish webhook URL")
 	fs.StringVar(&c.HookPlay, "hook-play", "", "on_play webhook URL")
+	fs.BoolVar(&c.PollKeepAlive, "poll-keepalive", true, "read and answer a keep-alive poller's next polls on a lean HTTP/1.1 path; anything else on the connection goes back to net/http (false: every request through net/http)")
 	fs.DurationVar(&c.MediaBatch, "media-batch", 40*time.Millisecond, "longest a frame waits for the FLV/RTMP viewers' next write (the stream's shared writer writes every viewer's queued frames then); a key frame or 64 KiB queued is written at once (0 = off: every frame at once)")
 	fs.BoolVar(&c.HLSLowLatency, "hls-low-latency", false, "serve low-latency HLS")
 	fs.DurationVar(&c.HLSSegment, "hls-segment", time.Second, "HLS target segment duration")

@@ -134,7 +134,7 @@ func (g *Gateway) handleRoute(w http.ResponseWriter, r *http.Request) {
 	nodes := []string{g.selfURL(r)}
 	online := 0
 	if roomID != "" {
-		nodes = g.nodesFor(r, roomID, placementKey(uid, device, r))
+		nodes = g.nodesFor(r, roomID, placementKey(uid, device, clientIP(r)))
 		online, _ = g.d.Presence.Count(r.Context(), roomID)
 	}
 	base := nodes[0]

@@ -25,6 +25,7 @@ import (
 	"roomcast/internal/bus"
 	"roomcast/internal/config"
 	"roomcast/internal/errs"
+	"roomcast/internal/keepalive"
 	"roomcast/internal/metrics"
 	"roomcast/internal/presence"
 	"roomcast/internal/route"
@@ -71,6 +72,9 @@ type Deps struct {
 	// nil: 404).
 	Rankings Rankings
 	Invites  Invites
+	// Keep answers keep-alive pollers' next polls off net/http (issue 14;
+	// nil: every poll through net/http).
+	Keep *keepalive.Server
 }
 
 func (d *Deps) check() error {
@@ -364,10 +368,13 @@ func (g *Gateway) handlePreflight(w http.ResponseWriter, r *http.Request) {
 }
 
 // clientIP is the connection's address (proxies are not trusted).
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
+func clientIP(r *http.Request) string { return remoteIP(r.RemoteAddr) }
+
+// remoteIP is the host of a connection's address.
+func remoteIP(addr string) string {
+	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return r.RemoteAddr
+		return addr
 	}
 	return host
 }
@@ -387,3 +394,15 @@ func parseUint(s string) (uint64, bool) {
 	v, err := strconv.ParseUint(strings.TrimSpace(s), 10, 64)
 	return v, err == nil
 }
+
+// KeptHeader is the header block of a poll answered on the keep-alive path
+// (keepalive.Config.Header): what cors and writeRaw set on net/http's.
+var KeptHeader = "Access-Control-Allow-Headers: " + hdrCORSHdrs[0] + "\r\n" +
+	"Access-Control-Allow-Methods: " + hdrCORSMeth[0] + "\r\n" +
+	"Access-Control-Allow-Origin: " + hdrAnyOrigin[0] + "\r\n" +
+	"Access-Control-Max-Age: " + hdrCORSAge[0] + "\r\n" +
+	"Cache-Control: " + hdrNoStore[0] + "\r\n" +
+	"Content-Type: " + hdrJSON[0] + "\r\n"
+
+// InternalErrorBody is the body of a 500 answer to a panic.
+const InternalErrorBody = `{"error":{"code":"internal","message":"internal error"}}`

@@ -2,16 +2,21 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"roomcast/internal/auth"
 	"roomcast/internal/errs"
 	"roomcast/internal/fanout"
+	"roomcast/internal/keepalive"
 	"roomcast/internal/message"
 	"roomcast/internal/presence"
+	"roomcast/internal/room"
 	"roomcast/internal/service"
 )
 
@@ -26,43 +31,75 @@ var pollBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b
 
 func (g *Gateway) handlePoll(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	id, ok := g.requireRoom(w, r)
-	if !ok {
-		g.pollError.Inc()
+	bp := pollBufs.Get().(*[]byte)
+	b, reset, err := g.answerPoll(r.Context(), r.PathValue("id"), r.URL.Query(), r.Header.Get("Authorization"), clientIP(r), (*bp)[:0])
+	if err != nil {
+		pollBufs.Put(bp)
+		g.pollErr(w, err)
 		return
 	}
-	q := r.URL.Query()
-	pq := fanout.PollQuery{Limit: defaultPollLimit}
-	if s := q.Get("cursor"); s != "" {
-		c, ok := parseUint(s)
-		if !ok {
-			g.pollErr(w, errs.New(errs.BadRequest, "cursor must be a non-negative integer"))
-			return
-		}
-		pq.Cursor, pq.HasCursor = c, true
+	g.pollDone(start, reset)
+	// A keep-alive poller's next polls are read and answered on the lean
+	// path (issue 14); anything else it sends comes back here.
+	var kept *keepalive.Conn
+	taken := false
+	if g.d.Keep != nil {
+		kept, taken = g.d.Keep.Take(w, r, b)
 	}
-	if q.Has("epoch") {
-		if pq.Epoch, pq.HasEpoch = q.Get("epoch"), true; len(pq.Epoch) > maxEpoch {
-			g.pollErr(w, errs.New(errs.BadRequest, "epoch is longer than 64 bytes"))
-			return
-		}
+	if !taken {
+		writeRaw(w, 200, b)
 	}
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			g.pollErr(w, errs.New(errs.BadRequest, "limit must be a positive integer"))
-			return
-		}
-		pq.Limit = min(n, maxPollLimit)
+	if cap(b) <= 64<<10 {
+		*bp = b
+		pollBufs.Put(bp)
 	}
-	tok := auth.BearerToken(r.Header.Get("Authorization"))
+	if kept != nil {
+		kept.Serve(g.keptPoll)
+	}
+}
+
+// keptPoll answers a poll read by the keep-alive path; a request it does
+// not take (another path, an escaped room id, an error to answer) goes
+// back to net/http, which serves it as any other.
+func (g *Gateway) keptPoll(ctx context.Context, r *keepalive.Request, dst []byte) ([]byte, bool) {
+	id, ok := strings.CutPrefix(r.Path, "/api/rooms/")
+	if id, ok = strings.CutSuffix(id, "/messages"); !ok || !room.ValidID(id) {
+		return nil, false
+	}
+	q, err := url.ParseQuery(r.Query)
+	if err != nil {
+		return nil, false
+	}
+	start := time.Now()
+	b, reset, err := g.answerPoll(ctx, id, q, r.Authorization, remoteIP(r.RemoteAddr), dst)
+	if err != nil {
+		return nil, false
+	}
+	g.pollDone(start, reset)
+	return b, true
+}
+
+// answerPoll answers a poll of room id (query q, Authorization header authz,
+// from address ip) by appending its body to dst; reset reports a cursor
+// the room no longer holds.
+func (g *Gateway) answerPoll(ctx context.Context, id string, q url.Values, authz, ip string, dst []byte) (body []byte, reset bool, err error) {
+	if ok, err := g.d.Rooms.Exists(ctx, id); err != nil || !ok {
+		if err == nil {
+			err = errs.New(errs.RoomNotFound, "no such room")
+		}
+		return nil, false, err
+	}
+	pq, err := parsePollQuery(q)
+	if err != nil {
+		return nil, false, err
+	}
+	tok := auth.BearerToken(authz)
 	if tok == "" {
 		tok = q.Get("token")
 	}
 	who, err := g.identityOf(tok, !g.cfg.PublicRead)
 	if err != nil {
-		g.pollErr(w, err)
-		return
+		return nil, false, err
 	}
 	// A poller is one session for presence: its sid, else its user, else its address.
 	sess := q.Get("sid")
@@ -75,48 +112,63 @@ func (g *Gateway) handlePoll(w http.ResponseWriter, r *http.Request) {
 	case who.Claims.Sub != "":
 		sess = "pu:" + who.Claims.Sub
 	default:
-		sess = "pa:" + clientIP(r)
-	}
-	if s := q.Get("user_cursor"); s != "" {
-		v, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || v < 0 {
-			g.pollErr(w, errs.New(errs.BadRequest, "user_cursor must be a non-negative integer"))
-			return
-		}
-		pq.UserCursor, pq.HasUserCursor = v, true
+		sess = "pa:" + ip
 	}
 	pq.Member = presence.Member{Session: sess, UserID: who.Claims.Sub, Name: who.Claims.Name, Level: who.Claims.Level}
-	a, err := g.d.Node.Poll(r.Context(), id, pq)
+	a, err := g.d.Node.Poll(ctx, id, pq)
 	if err != nil {
-		g.pollErr(w, errs.From(unavailableIfPlain(err)))
-		return
+		return nil, false, errs.From(unavailableIfPlain(err))
 	}
 	// An anonymous resuming poller's answer is the room's shared page
 	// (issue 14): encoded by the first poller, the same bytes for the rest.
 	shared := a.Page != nil && who.Claims.Sub == "" && !a.Stale && len(a.UserMessages) == 0 && pq.HasCursor
 	if shared {
 		if body := a.Page.JSON.Load(); body != nil {
-			writeRaw(w, 200, *body)
-			g.pollDone(start, a.Reset)
-			return
+			return append(dst, *body...), a.Reset, nil
 		}
 	}
 	move := ""
 	if !pq.HasCursor { // a first poll: the better node for a hot room (R14)
-		move = g.moveFor(id, placementKey(who.Claims.Sub, "", r))
+		move = g.moveFor(id, placementKey(who.Claims.Sub, "", ip))
 	}
-	bp := pollBufs.Get().(*[]byte)
-	b := g.appendPoll((*bp)[:0], &a, who.Claims.Sub != "", move)
+	b := g.appendPoll(dst, &a, who.Claims.Sub != "", move)
 	if shared {
 		body := bytes.Clone(b)
 		a.Page.JSON.Store(&body)
 	}
-	writeRaw(w, 200, b)
-	if cap(b) <= 64<<10 {
-		*bp = b
-		pollBufs.Put(bp)
+	return b, a.Reset, nil
+}
+
+// parsePollQuery reads a poll's cursor, epoch, limit and user_cursor.
+func parsePollQuery(q url.Values) (fanout.PollQuery, error) {
+	pq := fanout.PollQuery{Limit: defaultPollLimit}
+	if s := q.Get("cursor"); s != "" {
+		c, ok := parseUint(s)
+		if !ok {
+			return pq, errs.New(errs.BadRequest, "cursor must be a non-negative integer")
+		}
+		pq.Cursor, pq.HasCursor = c, true
 	}
-	g.pollDone(start, a.Reset)
+	if q.Has("epoch") {
+		if pq.Epoch, pq.HasEpoch = q.Get("epoch"), true; len(pq.Epoch) > maxEpoch {
+			return pq, errs.New(errs.BadRequest, "epoch is longer than 64 bytes")
+		}
+	}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			return pq, errs.New(errs.BadRequest, "limit must be a positive integer")
+		}
+		pq.Limit = min(n, maxPollLimit)
+	}
+	if s := q.Get("user_cursor"); s != "" {
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || v < 0 {
+			return pq, errs.New(errs.BadRequest, "user_cursor must be a non-negative integer")
+		}
+		pq.UserCursor, pq.HasUserCursor = v, true
+	}
+	return pq, nil
 }
 
 func (g *Gateway) pollDone(start time.Time, reset bool) {

@@ -60,12 +60,12 @@ func (g *Gateway) moveFor(room, key string) string {
 
 // placementKey is what spreads a hot room's clients over its nodes: the
 // user, else the device, else the address.
-func placementKey(uid, device string, r *http.Request) string {
+func placementKey(uid, device, ip string) string {
 	switch {
 	case uid != "":
 		return "u:" + uid
 	case device != "":
 		return "d:" + device
 	}
-	return "a:" + clientIP(r)
+	return "a:" + ip
 }

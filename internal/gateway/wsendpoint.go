@@ -196,7 +196,7 @@ func (g *Gateway) handleWS(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, errs.New(errs.BadOrigin, "origin not allowed"))
 		return
 	}
-	st.move = g.moveFor(roomID, placementKey(st.id.Claims.Sub, "", r))
+	st.move = g.moveFor(roomID, placementKey(st.id.Claims.Sub, "", clientIP(r)))
 	c, err := g.d.WS.Upgrade(w, r, wire.SubprotocolJSON, wire.SubprotocolProto)
 	if err != nil {
 		return // Upgrade answered the client

@@ -94,7 +94,9 @@ func (s *Server) Upgrade(w http.ResponseWriter, r *http.Request, subprotocols ..
 }
 
 func (s *Server) finishUpgrade(nc net.Conn, key string, compress bool, subprotocol string, initial []byte) (*Conn, error) {
-	if tc, ok := nc.(*net.TCPConn); ok && s.cfg.SendBuffer > 0 {
+	// A *net.TCPConn, or a connection net/http got back from the keep-alive
+	// poll path (keepalive.replayConn), which keeps the socket's methods.
+	if tc, ok := nc.(interface{ SetWriteBuffer(int) error }); ok && s.cfg.SendBuffer > 0 {
 		if err := tc.SetWriteBuffer(s.cfg.SendBuffer); err != nil {
 			return nil, fmt.Errorf("ws: upgrade: SO_SNDBUF: %w", err)
 		}
