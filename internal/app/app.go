@@ -72,7 +72,7 @@ type App struct {
 	ws       *ws.Server
 	http     *http.Server
 	httpLn   net.Listener
-	keep     *keepalive.Server // nil with --poll-keepalive=false
+	keep     *keepalive.Server             // nil with --poll-keepalive=false
 	shutMu   sync.Mutex                    // serializes Shutdown
 	closers  []func(context.Context) error // in order of creation; guarded by shutMu after New
 }
