@@ -293,6 +293,7 @@ func (a *App) buildServers(ctx context.Context, cfg *config.Config, sm *seams) (
 	if cfg.PollKeepAlive {
 		a.keep = keepalive.NewServer(keepalive.Config{Header: gateway.KeptHeader, InternalError: gateway.InternalErrorBody,
 			IdleTimeout: httpIdleTimeout, HeaderTimeout: httpHeaderTimeout, Log: a.Log})
+		registerKeepAliveMetrics(a.Metrics, a.keep)
 	}
 	a.gw, err = gateway.New(ctx, gateway.Deps{Config: cfg, Signer: a.Signer, AdminKey: a.AdminKey, Rooms: a.Rooms, Service: a.Service, Quiz: a.Quiz,
 		Node: a.Node, Presence: a.presence, Store: a.Store, Bus: a.bus, WS: a.ws, WSHandler: wsh,

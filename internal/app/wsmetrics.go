@@ -3,6 +3,7 @@ package app
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"roomcast/internal/keepalive"
 	"roomcast/internal/metrics"
 	"roomcast/internal/ws"
 )
@@ -27,5 +28,17 @@ func registerWSMetrics(m *metrics.Metrics, s *ws.Server) {
 		counter("roomcast_ws_frames_out_total", "Frames written.", func(st ws.Stats) float64 { return float64(st.FramesWritten) }),
 		counter("roomcast_ws_bytes_out_total", "Bytes written.", func(st ws.Stats) float64 { return float64(st.BytesWritten) }),
 		counter("roomcast_ws_write_syscalls_total", "write/writev calls.", func(st ws.Stats) float64 { return float64(st.WriteSyscalls) }),
+	)
+}
+
+// registerKeepAliveMetrics exposes the keep-alive poll path's counts.
+func registerKeepAliveMetrics(m *metrics.Metrics, s *keepalive.Server) {
+	m.Reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "roomcast_keepalive_connections",
+			Help: "Polling connections served by the keep-alive path."}, func() float64 { return float64(s.Conns()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "roomcast_keepalive_answers_total",
+			Help: "Polls answered on the keep-alive path."}, func() float64 { a, _ := s.Stats(); return float64(a) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "roomcast_keepalive_handbacks_total",
+			Help: "Requests the keep-alive path handed back to net/http."}, func() float64 { _, h := s.Stats(); return float64(h) }),
 	)
 }

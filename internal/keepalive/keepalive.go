@@ -98,6 +98,13 @@ func NewServer(cfg Config) *Server {
 // connections handed back.
 func (s *Server) Stats() (served, handedBack uint64) { return s.served.Load(), s.handed.Load() }
 
+// Conns is the number of connections the Server serves.
+func (s *Server) Conns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
 // Conn is a connection the Server took; Serve runs it.
 type Conn struct {
 	s    *Server
