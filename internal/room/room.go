@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -99,10 +98,20 @@ func New(st *store.Store, log *slog.Logger) *Registry {
 	return &Registry{st: st, log: log, now: time.Now, load: st.Room, cache: map[string]cached{}, loading: map[string]*flight{}}
 }
 
-var idRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
-
-// ValidID reports whether id is an acceptable room id (slug).
-func ValidID(id string) bool { return idRe.MatchString(id) }
+// ValidID reports whether id is an acceptable room id (slug):
+// ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$, checked by hand (every poll checks it).
+func ValidID(id string) bool {
+	if len(id) == 0 || len(id) > 64 || id[0] == '_' || id[0] == '-' {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 func view(r store.Room, withKey bool) Room {
 	v := Room{ID: r.ID, Title: r.Title, AnchorID: r.AnchorID, CreatedAt: r.CreatedAt.UTC(), Status: r.Status, Live: r.Status == StatusLive}

@@ -2,6 +2,7 @@ package room
 
 import (
 	"context"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -228,5 +229,19 @@ func TestCreatesOnTwoNodesGiveOneRoom(t *testing.T) {
 				createsGiveOneRoom(t, 8, func(i int) (Room, bool, error) { return regs[i%2].Create(ctx, anchor, "Ann", "") })
 			}
 		})
+	}
+}
+
+// ValidID accepts exactly what the documented pattern does.
+func TestValidIDMatchesPattern(t *testing.T) {
+	re := regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
+	ids := []string{"", "a", "A9", "_a", "-a", "a_", "a-b_c", "a b", "a/b", "a.b", "é", "a\x00", strings.Repeat("a", 64), strings.Repeat("a", 65), "9" + strings.Repeat("-", 63)}
+	for c := 0; c < 256; c++ {
+		ids = append(ids, string([]byte{byte(c)}), "a"+string([]byte{byte(c)}))
+	}
+	for _, id := range ids {
+		if got, want := ValidID(id), re.MatchString(id); got != want {
+			t.Errorf("ValidID(%q) = %v, the pattern says %v", id, got, want)
+		}
 	}
 }
