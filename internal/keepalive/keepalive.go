@@ -98,6 +98,16 @@ func NewServer(cfg Config) *Server {
 // connections handed back.
 func (s *Server) Stats() (served, handedBack uint64) { return s.served.Load(), s.handed.Load() }
 
+// Buffers: a connection's read buffer starts at readBuf (and grows to
+// MaxHead only for a large head); answers are built in pooled buffers, of
+// which those up to maxPooled are reused.
+const (
+	readBuf   = 4 << 10
+	maxPooled = 64 << 10
+)
+
+var bodies = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
 // Conns is the number of connections the Server serves.
 func (s *Server) Conns() int {
 	s.mu.Lock()
@@ -111,8 +121,7 @@ type Conn struct {
 	nc   net.Conn
 	addr string
 	rbuf []byte // bytes read and not yet answered, from a request's start
-	body []byte // the Handler's answer
-	wbuf []byte // the whole answer
+	hdr  []byte // an answer's status line and headers
 }
 
 // Take answers r with body itself on r's connection, which it takes from
@@ -137,7 +146,7 @@ func (s *Server) Take(w http.ResponseWriter, r *http.Request, body []byte) (c *C
 		s.wg.Done()
 		return nil, false
 	}
-	c = &Conn{s: s, addr: r.RemoteAddr, rbuf: make([]byte, 0, 4096)}
+	c = &Conn{s: s, addr: r.RemoteAddr, rbuf: make([]byte, 0, readBuf)}
 	if n := brw.Reader.Buffered(); n > 0 { // a pipelined next request
 		b, _ := brw.Reader.Peek(n)
 		c.rbuf = append(c.rbuf, b...)
@@ -166,9 +175,8 @@ func (c *Conn) Serve(h Handler) {
 	defer func() {
 		if v := recover(); v != nil {
 			c.s.cfg.Log.Error("keepalive: panic", "panic", v)
-			c.wbuf = c.status(c.wbuf[:0], "500 Internal Server Error", time.Now(), len(c.s.cfg.InternalError))
-			c.wbuf = append(c.wbuf, c.s.cfg.InternalError...)
-			_, _ = c.nc.Write(c.wbuf)
+			c.hdr = c.status(c.hdr[:0], "500 Internal Server Error", time.Now(), len(c.s.cfg.InternalError))
+			_, _ = c.nc.Write(append(c.hdr, c.s.cfg.InternalError...))
 			c.close()
 		}
 	}()
@@ -183,16 +191,27 @@ func (c *Conn) Serve(h Handler) {
 			return
 		}
 		r.RemoteAddr = c.addr
-		body, ok := h(c.s.ctx, &r, c.body[:0])
+		// Answers come from a shared pool, so an idle connection holds
+		// no more than its read buffer, however large its last answer.
+		bp := bodies.Get().(*[]byte)
+		body, ok := h(c.s.ctx, &r, (*bp)[:0])
 		if !ok {
+			bodies.Put(bp)
 			c.handBack()
 			return
 		}
-		c.body = body
-		c.rbuf = c.rbuf[:copy(c.rbuf, c.rbuf[end:])]
-		if err := c.answer(body); err != nil {
+		err := c.answer(body)
+		if cap(body) <= maxPooled {
+			*bp = body[:0]
+			bodies.Put(bp)
+		}
+		if err != nil {
 			c.close()
 			return
+		}
+		c.rbuf = c.rbuf[:copy(c.rbuf, c.rbuf[end:])]
+		if len(c.rbuf) == 0 && cap(c.rbuf) > readBuf { // after a large head
+			c.rbuf = make([]byte, 0, readBuf)
 		}
 	}
 }
@@ -256,12 +275,12 @@ func headEnd(b []byte) int {
 	}
 }
 
-// answer writes a 200 answer with body.
+// answer writes a 200 answer with body (one writev).
 func (c *Conn) answer(body []byte) error {
-	c.wbuf = c.status(c.wbuf[:0], "200 OK", time.Now(), len(body))
-	c.wbuf = append(c.wbuf, body...)
+	c.hdr = c.status(c.hdr[:0], "200 OK", time.Now(), len(body))
 	c.s.served.Add(1) // before the write: a client that has the answer sees it counted
-	_, err := c.nc.Write(c.wbuf)
+	v := net.Buffers{c.hdr, body}
+	_, err := v.WriteTo(c.nc)
 	return err
 }
 

@@ -20,6 +20,8 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+var bigBody = strings.Repeat("0123456789abcdef", 40<<10) // 640 KiB
+
 const testHeader = "Cache-Control: no-store\r\nContent-Type: text/plain\r\n"
 
 // env is an http.Server behind a Server's Listener. GET /poll is answered
@@ -41,6 +43,8 @@ func handle(_ context.Context, r *Request, dst []byte) ([]byte, bool) {
 		return append(dst, pollBody(r)...), true
 	case "/panic":
 		panic("handler panic")
+	case "/big": // larger than the socket buffers: written in several parts
+		return append(dst, bigBody...), true
 	}
 	return nil, false
 }
@@ -198,6 +202,21 @@ func TestOtherRequestsGoBackToNetHTTP(t *testing.T) {
 	served, handed := e.s.Stats()
 	if served != 5 || handed != 5 {
 		t.Errorf("keep-alive path answered %d and handed back %d, want 5 and 5 (the POSTs)", served, handed)
+	}
+}
+
+// An answer larger than the socket buffers arrives whole, and the
+// connection goes on serving.
+func TestLargeAnswers(t *testing.T) {
+	e := newEnv(t, Config{})
+	rc := e.dial(t)
+	rc.enter()
+	for range 3 {
+		rc.send("GET /big HTTP/1.1\r\nHost: h\r\n\r\n")
+		if code, body, _ := rc.read(); code != 200 || body != bigBody {
+			t.Fatalf("big answer: %d, %d bytes of %d", code, len(body), len(bigBody))
+		}
+		rc.enter()
 	}
 }
 
