@@ -136,15 +136,8 @@ func validHost(v []byte) bool {
 	return true
 }
 
-func trimOWS(v []byte) []byte {
-	for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
-		v = v[1:]
-	}
-	for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
-		v = v[:len(v)-1]
-	}
-	return v
-}
+// trimOWS drops optional whitespace (spaces and tabs) around a value.
+func trimOWS(v []byte) []byte { return bytes.Trim(v, " \t") }
 
 // equalFold compares an ASCII name with lower-case s, ignoring case.
 func equalFold(name []byte, s string) bool {
