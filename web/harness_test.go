@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -297,6 +298,28 @@ func (s *server) token(sub, name, role string, level int) string {
 		s.t.Fatal(err)
 	}
 	return tok
+}
+
+// metric reads an unlabelled counter or gauge from GET /metrics (0 when
+// absent).
+func (s *server) metric(name string) float64 {
+	s.t.Helper()
+	resp, err := s.client.Get(s.url + "/metrics")
+	if err != nil {
+		s.t.Fatalf("GET /metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				s.t.Fatalf("metric %s: %q", name, line)
+			}
+			return f
+		}
+	}
+	return 0
 }
 
 // do calls the API and decodes the answer into out (if not nil).

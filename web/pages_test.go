@@ -17,6 +17,7 @@ import (
 
 	"roomcast/internal/auth"
 	"roomcast/internal/config"
+	"roomcast/internal/testutil"
 )
 
 // A message sent through the API shows in the danmaku layer and in the chat
@@ -149,6 +150,11 @@ func TestViewerFallsBackToPolling(t *testing.T) {
 		if got := eval[string](tb, `document.body.dataset.transportReason`); got != "route" {
 			t.Errorf("polling because %q, want because the route service said so", got)
 		}
+		// The browser's polls after the first on a connection are read and
+		// answered on the keep-alive path: its heads are ones it parses.
+		testutil.WaitFor(t, "the browser's polls on the keep-alive path", 15*time.Second, func() bool {
+			return s.metric("roomcast_keepalive_answers_total")-s.metric("roomcast_keepalive_takes_total") >= 2
+		})
 		// Sending works over HTTP.
 		tb.do(chromedpSendKeys("#send-text", "sent while polling"), chromedpClick("#send-btn"))
 		tb.wait(`[...document.querySelectorAll('#chat .line.mine .text')].some(n => n.textContent === 'sent while polling')`, 5*time.Second)

@@ -94,12 +94,12 @@ func TestKeepAlivePollConnection(t *testing.T) {
 		t.Fatalf("room: %d %s", code, body)
 	}
 	poll()
-	served, handed := s.app.keep.Stats()
+	st := s.app.keep.Stats()
 	// Nine polls, the first and each after a send written by Take; the
 	// sends and the bad cursor handed back (the rest were net/http's: a
 	// connection returns to the keep-alive path at its next good poll).
-	if served != 9 || handed != 4 {
-		t.Errorf("keep-alive path answered %d polls and handed back %d requests; want 9 and 4", served, handed)
+	if st.Answers != 9 || st.Takes != 5 || st.HandBacks != 4 {
+		t.Errorf("keep-alive stats %+v; want 9 answers, 5 takes, 4 hand-backs", st)
 	}
 
 	// The same socket upgrades: the WebSocket path gets the raw socket back.

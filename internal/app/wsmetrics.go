@@ -33,12 +33,17 @@ func registerWSMetrics(m *metrics.Metrics, s *ws.Server) {
 
 // registerKeepAliveMetrics exposes the keep-alive poll path's counts.
 func registerKeepAliveMetrics(m *metrics.Metrics, s *keepalive.Server) {
+	counter := func(name, help string, f func(keepalive.Stats) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f(s.Stats())) })
+	}
 	m.Reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "roomcast_keepalive_connections",
-			Help: "Polling connections served by the keep-alive path."}, func() float64 { return float64(s.Conns()) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "roomcast_keepalive_answers_total",
-			Help: "Polls answered on the keep-alive path."}, func() float64 { a, _ := s.Stats(); return float64(a) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "roomcast_keepalive_handbacks_total",
-			Help: "Requests the keep-alive path handed back to net/http."}, func() float64 { _, h := s.Stats(); return float64(h) }),
+			Help: "Polling connections served by the keep-alive path."}, func() float64 { return float64(s.Stats().Conns) }),
+		counter("roomcast_keepalive_takes_total", "Connections the keep-alive path took from net/http after a poll.",
+			func(st keepalive.Stats) uint64 { return st.Takes }),
+		counter("roomcast_keepalive_answers_total", "Polls answered on the keep-alive path (the first of each take included).",
+			func(st keepalive.Stats) uint64 { return st.Answers }),
+		counter("roomcast_keepalive_handbacks_total", "Requests the keep-alive path handed back to net/http.",
+			func(st keepalive.Stats) uint64 { return st.HandBacks }),
 	)
 }

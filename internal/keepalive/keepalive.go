@@ -65,7 +65,7 @@ type Server struct {
 	conns   map[*Conn]struct{}
 	wg      sync.WaitGroup
 
-	served, handed atomic.Uint64
+	takes, served, handed atomic.Uint64
 
 	// The hand-back path to net/http, through the Listener.
 	back      chan net.Conn
@@ -94,9 +94,21 @@ func NewServer(cfg Config) *Server {
 		back: make(chan net.Conn), lnDone: make(chan struct{})}
 }
 
-// Stats counts the answers written here (or being written) and the
-// connections handed back.
-func (s *Server) Stats() (served, handedBack uint64) { return s.served.Load(), s.handed.Load() }
+// Stats are a Server's counts.
+type Stats struct {
+	Conns     int    // connections served now
+	Takes     uint64 // connections taken from net/http (each with its first answer)
+	Answers   uint64 // answers written (or being written), Take's first ones included
+	HandBacks uint64 // requests handed back to net/http
+}
+
+// Stats returns the Server's counts.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	n := len(s.conns)
+	s.mu.Unlock()
+	return Stats{Conns: n, Takes: s.takes.Load(), Answers: s.served.Load(), HandBacks: s.handed.Load()}
+}
 
 // Buffers: a connection's read buffer starts at readBuf (and grows to
 // MaxHead only for a large head); answers are built in pooled buffers, of
@@ -107,13 +119,6 @@ const (
 )
 
 var bodies = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
-
-// Conns is the number of connections the Server serves.
-func (s *Server) Conns() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.conns)
-}
 
 // Conn is a connection the Server took; Serve runs it.
 type Conn struct {
@@ -159,6 +164,7 @@ func (s *Server) Take(w http.ResponseWriter, r *http.Request, body []byte) (c *C
 		nc = rc.Conn
 	}
 	c.nc = nc
+	s.takes.Add(1)
 	s.mu.Lock()
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()

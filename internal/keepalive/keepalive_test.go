@@ -152,12 +152,12 @@ func TestPollsStayOnOneConnection(t *testing.T) {
 			t.Fatalf("poll %d: headers %v", i, resp.Header)
 		}
 	}
-	served, handed := e.s.Stats()
+	st := e.s.Stats()
 	if d := dials.Load(); d != 1 {
 		t.Errorf("%d connections for 50 polls, want 1", d)
 	}
-	if n := e.netHTTP.Load(); n != 1 || served != 50 || handed != 0 {
-		t.Errorf("net/http answered %d, keep-alive path %d (handed back %d); want 1, 50 (the first written by Take), 0", n, served, handed)
+	if n := e.netHTTP.Load(); n != 1 || st.Takes != 1 || st.Answers != 50 || st.HandBacks != 0 || st.Conns != 1 {
+		t.Errorf("net/http answered %d; stats %+v; want 1 and 1 take, 50 answers (the first written by Take), no hand-back, 1 connection", n, st)
 	}
 }
 
@@ -199,9 +199,8 @@ func TestOtherRequestsGoBackToNetHTTP(t *testing.T) {
 	if d := dials.Load(); d != 1 {
 		t.Errorf("%d connections, want 1", d)
 	}
-	served, handed := e.s.Stats()
-	if served != 5 || handed != 5 {
-		t.Errorf("keep-alive path answered %d and handed back %d, want 5 and 5 (the POSTs)", served, handed)
+	if st := e.s.Stats(); st.Answers != 5 || st.Takes != 5 || st.HandBacks != 5 {
+		t.Errorf("stats %+v, want 5 answers, 5 takes and 5 hand-backs (the POSTs)", st)
 	}
 }
 
@@ -347,11 +346,7 @@ func TestTimeouts(t *testing.T) {
 	idle.enter()
 	partial.closed()
 	idle.closed()
-	testutil.WaitFor(t, "the connections to be forgotten", 5*time.Second, func() bool {
-		e.s.mu.Lock()
-		defer e.s.mu.Unlock()
-		return len(e.s.conns) == 0
-	})
+	testutil.WaitFor(t, "the connections to be forgotten", 5*time.Second, func() bool { return e.s.Stats().Conns == 0 })
 }
 
 // Shutdown closes idle connections at once and waits for them; a poll
@@ -378,8 +373,8 @@ func TestShutdownClosesIdleConnections(t *testing.T) {
 			t.Fatalf("poll after shutdown: %q", body)
 		}
 	}
-	if served, _ := e.s.Stats(); served != 20 {
-		t.Errorf("keep-alive path answered %d, want the 20 first polls only", served)
+	if st := e.s.Stats(); st.Answers != 20 || st.Conns != 0 {
+		t.Errorf("stats %+v, want the 20 first polls only, no connection", st)
 	}
 }
 
