@@ -62,8 +62,12 @@ func (g *Gateway) handlePoll(w http.ResponseWriter, r *http.Request) {
 // not take (another path, an escaped room id, an error to answer) goes
 // back to net/http, which serves it as any other.
 func (g *Gateway) keptPoll(ctx context.Context, r *keepalive.Request, dst []byte) ([]byte, bool) {
-	id, ok := strings.CutPrefix(r.Path, "/api/rooms/")
-	if id, ok = strings.CutSuffix(id, "/messages"); !ok || !room.ValidID(id) {
+	rest, ok := strings.CutPrefix(r.Path, "/api/rooms/")
+	if !ok {
+		return nil, false
+	}
+	id, ok := strings.CutSuffix(rest, "/messages")
+	if !ok || !room.ValidID(id) {
 		return nil, false
 	}
 	q, err := url.ParseQuery(r.Query)
