@@ -175,3 +175,27 @@ func TestNewNeedsClientAndMetrics(t *testing.T) {
 		t.Fatal("New(nil client) succeeded")
 	}
 }
+
+// After an outage noticed by the pinger alone, every command succeeds once
+// the gate reopens: no command meets a connection that died with Redis
+// (keyed commands used to pick one of several at random, and PING checked
+// only the first).
+func TestGateReopensOntoLiveConnections(t *testing.T) {
+	srv := redistest.StartServer(t)
+	g, c, _ := newGate(t, srv.Addr())
+	ctx := context.Background()
+	for i := 0; i < 40; i++ {
+		if err := g.Call(ctx, "set", 1, set(c, fmt.Sprint("k", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv.Kill()
+	testutil.WaitFor(t, "the pinger to close the gate", 10*time.Second, g.Down)
+	srv.Start()
+	testutil.WaitFor(t, "the gate to reopen", 20*time.Second, func() bool { return !g.Down() })
+	for i := 0; i < 40; i++ {
+		if err := g.Call(ctx, "set", 1, set(c, fmt.Sprint("k", i))); err != nil {
+			t.Fatalf("command %d after reopening: %v", i, err)
+		}
+	}
+}
