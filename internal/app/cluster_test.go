@@ -67,16 +67,13 @@ func TestClusterThreeNodes(t *testing.T) {
 
 	t.Run("UserScopeAndBroadcast", func(t *testing.T) {
 		alice := cc.token("alice", auth.RoleViewer, 1)
-		wAlice, _, err := cc.dial(ctx, "room=hot&token="+alice)
-		if err != nil {
-			t.Fatal(err)
-		}
+		// Attached (their first batch read) before anything is sent: a
+		// user-scoped message has no room seq, so one sent before alice's
+		// connection joins is not replayed to it (it waits in her inbox).
+		wAlice, _ := cc.attached(ctx, "room=hot&token="+alice)
 		defer wAlice.close()
-		wOther, _, err := a.dial(ctx, "room=side")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer wOther.close()
+		wOther, _ := a.attached(ctx, "room=side")
+		defer wOther.close() // now: the next subtest counts side's viewers
 		if code, ans := b.send("hot", anchor, map[string]any{"kind": "notice", "text": "for alice", "scope": "user", "to": "alice"}); code != 201 {
 			t.Fatalf("user-scoped send: %d %+v", code, ans)
 		}
