@@ -48,14 +48,15 @@ func Options(spec string) (rueidis.ClientOption, error) {
 	opt.DisableRetry = true
 	opt.Dialer.Timeout = time.Second
 	opt.ConnWriteTimeout = 3 * time.Second
-	// One pipelined connection per node. A single client otherwise spreads
-	// keyed commands over 2–4 connections while PING (no key) always takes
-	// the first, and a connection idle when Redis died learns it only when a
-	// command fails on it: after a restart the pinger reopened the gate on a
+	// Every connection keeps a reader running, so one that dies with Redis
+	// is seen dead at once and redialled on its next use. Without it a lone
+	// command goes out on the caller's goroutine and a connection idle when
+	// Redis died learns it only when a command fails on it: a single client
+	// spreads keyed commands over 2–4 connections while PING (no key) always
+	// takes the first, so after a restart the pinger reopened the gate on a
 	// fresh first connection and the next keyed commands each failed with
-	// EOF on a stale one, closing the gate again (503s after recovery). With
-	// one connection the pinger checks the connection commands use.
-	opt.PipelineMultiplex = -1
+	// EOF on a stale one, closing it again (503s after recovery).
+	opt.AlwaysPipelining = true
 	if opt.ClientName == "" {
 		opt.ClientName = "roomcast"
 	}
