@@ -111,7 +111,9 @@ func (c *replayConn) Read(p []byte) (int, error) {
 	c.mu.Lock()
 	if len(c.pending) > 0 {
 		n := copy(p, c.pending)
-		c.pending = c.pending[n:]
+		if c.pending = c.pending[n:]; len(c.pending) == 0 {
+			c.pending = nil // the read buffer behind it is free
+		}
 		c.mu.Unlock()
 		return n, nil
 	}
