@@ -59,11 +59,10 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu      sync.Mutex
-	closing bool // guarded by mu; also in shut for the loops
-	shut    atomic.Bool
-	conns   map[*Conn]struct{}
-	wg      sync.WaitGroup
+	mu    sync.Mutex
+	shut  atomic.Bool // set under mu: no Take after Shutdown starts waiting
+	conns map[*Conn]struct{}
+	wg    sync.WaitGroup
 
 	takes, served, handed atomic.Uint64
 
@@ -140,7 +139,7 @@ func (s *Server) Take(w http.ResponseWriter, r *http.Request, body []byte) (c *C
 		return nil, false
 	}
 	s.mu.Lock()
-	if s.closing {
+	if s.shut.Load() {
 		s.mu.Unlock()
 		return nil, false
 	}
@@ -186,7 +185,7 @@ func (c *Conn) Serve(h Handler) {
 			c.close()
 		}
 	}()
-	var r Request
+	r := Request{RemoteAddr: c.addr}
 	for {
 		end, ok := c.readHead(time.Now())
 		if !ok {
@@ -196,7 +195,6 @@ func (c *Conn) Serve(h Handler) {
 			c.handBack()
 			return
 		}
-		r.RemoteAddr = c.addr
 		// Answers come from a shared pool, so an idle connection holds
 		// no more than its read buffer, however large its last answer.
 		bp := bodies.Get().(*[]byte)
@@ -333,7 +331,6 @@ func (c *Conn) forget() {
 // and waits for them; when ctx ends first it closes them.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	s.closing = true
 	s.shut.Store(true)
 	now := time.Now()
 	for c := range s.conns {

@@ -14,11 +14,9 @@ import (
 // accept goroutine and closes connections handed back after it.
 type Listener struct {
 	net.Listener
+	s        *Server // its back channel; its lnDone, closed by Close
 	accepted chan accepted
-	back     chan net.Conn // the Server's
-	done     chan struct{} // the Server's; closed by Close
 	ended    chan struct{} // closed when the accept goroutine returns
-	once     *sync.Once    // the Server's
 }
 
 type accepted struct {
@@ -30,8 +28,7 @@ type accepted struct {
 // handed back reach net/http; call it once. It starts the accept goroutine,
 // which the Listener's Close ends.
 func (s *Server) Listener(ln net.Listener) *Listener {
-	l := &Listener{Listener: ln, accepted: make(chan accepted), back: s.back, done: s.lnDone,
-		ended: make(chan struct{}), once: &s.lnOnce}
+	l := &Listener{Listener: ln, s: s, accepted: make(chan accepted), ended: make(chan struct{})}
 	s.listening.Store(true)
 	go l.acceptLoop()
 	return l
@@ -43,7 +40,7 @@ func (l *Listener) acceptLoop() {
 		c, err := l.Listener.Accept()
 		select {
 		case l.accepted <- accepted{c, err}:
-		case <-l.done:
+		case <-l.s.lnDone:
 			if c != nil {
 				_ = c.Close()
 			}
@@ -58,11 +55,11 @@ func (l *Listener) acceptLoop() {
 // Accept returns the next new or handed-back connection.
 func (l *Listener) Accept() (net.Conn, error) {
 	select {
-	case c := <-l.back:
+	case c := <-l.s.back:
 		return c, nil
 	case a := <-l.accepted:
 		return a.c, a.err
-	case <-l.done:
+	case <-l.s.lnDone:
 		return nil, net.ErrClosed
 	}
 }
@@ -70,8 +67,8 @@ func (l *Listener) Accept() (net.Conn, error) {
 // Close closes the wrapped listener and waits for the accept goroutine.
 func (l *Listener) Close() error {
 	var err error
-	l.once.Do(func() {
-		close(l.done)
+	l.s.lnOnce.Do(func() {
+		close(l.s.lnDone)
 		err = l.Listener.Close()
 		<-l.ended
 	})

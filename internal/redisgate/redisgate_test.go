@@ -42,6 +42,17 @@ func newGate(t *testing.T, addr string) (*Gate, rueidis.Client, *metrics.Metrics
 	return g, c, m
 }
 
+// setMany runs 40 keyed commands through g, enough to use every pipelined
+// connection the client holds (keyed commands pick one at random).
+func setMany(t *testing.T, g *Gate, c rueidis.Client, when string) {
+	t.Helper()
+	for i := 0; i < 40; i++ {
+		if err := g.Call(context.Background(), "set", 1, set(c, fmt.Sprint("k", i))); err != nil {
+			t.Fatalf("command %d %s: %v", i, when, err)
+		}
+	}
+}
+
 func set(c rueidis.Client, key string) func(context.Context) error {
 	return func(ctx context.Context) error { return c.Do(ctx, c.B().Set().Key(key).Value("v").Build()).Error() }
 }
@@ -113,11 +124,7 @@ func TestGateFailsFastAndReopens(t *testing.T) {
 	ctx := context.Background()
 	// Enough keyed commands to have used every pipelined connection the
 	// client may hold, so one left idle goes stale with the outage.
-	for i := 0; i < 40; i++ {
-		if err := g.Call(ctx, "set", 1, set(c, fmt.Sprint("k", i))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	setMany(t, g, c, "before the outage")
 
 	srv.Kill()
 	// The first command after the outage fails for real and closes the gate
@@ -144,11 +151,7 @@ func TestGateFailsFastAndReopens(t *testing.T) {
 	testutil.WaitFor(t, "the OnUp hook", 10*time.Second, func() bool { return ups.Load() >= 1 })
 	// Every command after the reopening succeeds: none meets a connection
 	// that died with the outage (keyed commands pick a connection at random).
-	for i := 0; i < 40; i++ {
-		if err := g.Call(ctx, "set", 1, set(c, fmt.Sprint("k", i))); err != nil {
-			t.Fatalf("command %d after reopening: %v", i, err)
-		}
-	}
+	setMany(t, g, c, "after reopening")
 	if up := gauge(t, m, "roomcast_store_up"); up != 1 {
 		t.Errorf("roomcast_store_up = %v after reopening", up)
 	}
@@ -183,19 +186,10 @@ func TestNewNeedsClientAndMetrics(t *testing.T) {
 func TestGateReopensOntoLiveConnections(t *testing.T) {
 	srv := redistest.StartServer(t)
 	g, c, _ := newGate(t, srv.Addr())
-	ctx := context.Background()
-	for i := 0; i < 40; i++ {
-		if err := g.Call(ctx, "set", 1, set(c, fmt.Sprint("k", i))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	setMany(t, g, c, "before the outage")
 	srv.Kill()
 	testutil.WaitFor(t, "the pinger to close the gate", 10*time.Second, g.Down)
 	srv.Start()
 	testutil.WaitFor(t, "the gate to reopen", 20*time.Second, func() bool { return !g.Down() })
-	for i := 0; i < 40; i++ {
-		if err := g.Call(ctx, "set", 1, set(c, fmt.Sprint("k", i))); err != nil {
-			t.Fatalf("command %d after reopening: %v", i, err)
-		}
-	}
+	setMany(t, g, c, "after reopening")
 }

@@ -182,16 +182,13 @@ func (s *Store) insertIgnore(table, cols string, ncols, rows int) string {
 // ncols values to args. The rows go in the order given, so concurrent
 // settlements of the same rows take their locks in the same order.
 func (s *Store) insertIgnoreRows(ctx context.Context, tx *sql.Tx, table, cols string, ncols, n int, row func(args []any, i int) []any) error {
-	var full string // the statement of a whole chunk, built once
+	var q string // the statement for qRows rows: built again only for the last, shorter chunk
+	qRows := 0
 	args := make([]any, 0, ncols*min(n, insertRowsChunk))
 	for i := 0; i < n; i += insertRowsChunk {
 		k := min(insertRowsChunk, n-i)
-		if k == insertRowsChunk && full == "" {
-			full = s.insertIgnore(table, cols, ncols, k)
-		}
-		q := full
-		if k < insertRowsChunk {
-			q = s.insertIgnore(table, cols, ncols, k)
+		if k != qRows {
+			q, qRows = s.insertIgnore(table, cols, ncols, k), k
 		}
 		args = args[:0]
 		for j := i; j < i+k; j++ {
