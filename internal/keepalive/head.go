@@ -6,7 +6,7 @@ import "bytes"
 // accepts only what it fully understands: "GET target HTTP/1.1", CRLF line
 // ends, one Host, well-formed header names and values, no body and nothing
 // that changes the connection (Connection: close or upgrade, Upgrade,
-// Expect). false leaves the request to net/http, which applies its own rules
+// Expect), at most one Authorization. false leaves the request to net/http, which applies its own rules
 // (and its 400s) to whatever else a client sends.
 func parseHead(b []byte, r *Request) bool {
 	line, rest, ok := bytes.Cut(b, crlf)
@@ -26,7 +26,7 @@ func parseHead(b []byte, r *Request) bool {
 	if !validEscapes(path) {
 		return false // net/http refuses a path with a bad %-escape
 	}
-	hosts, auth := 0, []byte(nil)
+	hosts, auths, auth := 0, 0, []byte(nil)
 	for {
 		line, rest, ok = bytes.Cut(rest, crlf)
 		if !ok {
@@ -50,9 +50,8 @@ func parseHead(b []byte, r *Request) bool {
 				return false
 			}
 		case equalFold(name, "authorization"):
-			if auth == nil {
-				auth = value
-			}
+			auths++
+			auth = value
 		case equalFold(name, "connection"):
 			if hasToken(value, "close") || hasToken(value, "upgrade") {
 				return false
@@ -62,7 +61,7 @@ func parseHead(b []byte, r *Request) bool {
 			return false
 		}
 	}
-	if len(rest) != 0 || hosts != 1 {
+	if len(rest) != 0 || hosts != 1 || auths > 1 {
 		return false
 	}
 	r.Path, r.Query, r.Authorization = string(path), string(query), string(auth)

@@ -67,6 +67,9 @@ func TestParseHead(t *testing.T) {
 		{"GET /a HTTP/1.2\r\nHost: h\r\n\r\n", false},
 		{"POST /a HTTP/1.1\r\nHost: h\r\n\r\n", false},
 		{"get /a HTTP/1.1\r\nHost: h\r\n\r\n", false},
+		{"GET /a HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer t\r\n\r\n", true},
+		{"GET /a HTTP/1.1\r\nHost: h\r\nAuthorization:\r\nAuthorization: Bearer t\r\n\r\n", false},
+		{"GET /a HTTP/1.1\r\nHost: h\r\nAuthorization: a\r\nauthorization: b\r\n\r\n", false},
 	} {
 		var r Request
 		if got := parseHead([]byte(tc.head), &r); got != tc.ok {
