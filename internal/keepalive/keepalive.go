@@ -126,6 +126,8 @@ type Conn struct {
 	addr string
 	rbuf []byte // bytes read and not yet answered, from a request's start
 	hdr  []byte // an answer's status line and headers
+	vec  net.Buffers
+	pair [2][]byte // vec's backing array: a writev without an allocation
 }
 
 // Take answers r with body itself on r's connection, which it takes from
@@ -283,8 +285,10 @@ func headEnd(b []byte) int {
 func (c *Conn) answer(body []byte) error {
 	c.hdr = c.status(c.hdr[:0], "200 OK", time.Now(), len(body))
 	c.s.served.Add(1) // before the write: a client that has the answer sees it counted
-	v := net.Buffers{c.hdr, body}
-	_, err := v.WriteTo(c.nc)
+	c.pair = [2][]byte{c.hdr, body}
+	c.vec = c.pair[:]
+	_, err := c.vec.WriteTo(c.nc) // consumes vec
+	c.pair = [2][]byte{}          // body goes back to its pool: hold no reference
 	return err
 }
 
