@@ -6,8 +6,8 @@ import "bytes"
 // accepts only what it fully understands: "GET target HTTP/1.1", CRLF line
 // ends, one Host, well-formed header names and values, no body and nothing
 // that changes the connection (Connection: close or upgrade, Upgrade,
-// Expect), at most one Authorization. false leaves the request to net/http, which applies its own rules
-// (and its 400s) to whatever else a client sends.
+// Expect), at most one Authorization. false leaves the request to net/http,
+// which applies its own rules (and its 400s) to whatever else a client sends.
 func parseHead(b []byte, r *Request) bool {
 	line, rest, ok := bytes.Cut(b, crlf)
 	if !ok || len(line) <= len("GET  HTTP/1.1") || !bytes.HasPrefix(line, []byte("GET ")) || !bytes.HasSuffix(line, []byte(" HTTP/1.1")) {

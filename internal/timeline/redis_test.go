@@ -536,7 +536,7 @@ func TestRedisSweep(t *testing.T) {
 	}
 	// The sweeper trims the hash in Redis first and forgets the room after:
 	// wait for both, or a check between the two sees the room still remembered.
-	testutil.WaitFor(t, "the sweep", 10*time.Second, func() bool { return hlen() == 5 && remembered() == 0 })
+	testutil.WaitFor(t, "the sweep: 5 meta fields left and the room forgotten", 10*time.Second, func() bool { return hlen() == 5 && remembered() == 0 })
 	if h, err := tl.Head(ctx, "sw"); err != nil || h.Head != 3 {
 		t.Fatalf("head after the sweep: %+v %v", h, err)
 	}
